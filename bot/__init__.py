@@ -1,0 +1,1 @@
+"""Ankomst service core: settings, directory, cases, fan-out, senders, scheduler, CLI."""

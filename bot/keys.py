@@ -1,0 +1,128 @@
+"""Every Redis key and stream name Ankomst uses, in one place."""
+
+from __future__ import annotations
+
+PREFIX = "ankomst"
+
+# Streams and their consumer groups
+EVENTS = f"{PREFIX}:events"  # domain events: registered, changed, cancelled, acknowledged, ...
+FANOUT_GROUP = "fanout"
+OUTBOX_EMAIL = f"{PREFIX}:outbox:email"  # one entry per e-mail delivery to make
+OUTBOX_TELEGRAM = f"{PREFIX}:outbox:telegram"  # one entry per chat delivery to make
+SENDER_GROUP = "senders"
+DEAD_LETTER = f"{PREFIX}:deadletter"
+INTAKE = f"{PREFIX}:intake"
+INTAKE_REJECTED = f"{PREFIX}:intake:rejected"
+
+# Cases
+OPEN_CASES = f"{PREFIX}:cases:open"
+ALL_CASES = f"{PREFIX}:cases:all"
+
+
+def case(case_id: str) -> str:
+    """Hash with the case's current state."""
+    return f"{PREFIX}:case:{case_id}"
+
+
+def case_versions(case_id: str) -> str:
+    """Hash version -> JSON snapshot of what that version said."""
+    return f"{PREFIX}:case:{case_id}:versions"
+
+
+def case_deliveries(case_id: str) -> str:
+    """Set of delivery ids made for the case."""
+    return f"{PREFIX}:case:{case_id}:deliveries"
+
+
+def case_acks(case_id: str) -> str:
+    """Hash "{version}:{org}" -> JSON acknowledgement."""
+    return f"{PREFIX}:case:{case_id}:acks"
+
+
+def case_history(case_id: str) -> str:
+    """List of JSON history entries (who, what, when, through which channel)."""
+    return f"{PREFIX}:case:{case_id}:history"
+
+
+def case_markers(case_id: str) -> str:
+    """Hash of once-only markers (e.g. "all_acked:{version}")."""
+    return f"{PREFIX}:case:{case_id}:markers"
+
+
+def municipality_cases(municipality: str) -> str:
+    """Set of case ids in a municipality."""
+    return f"{PREFIX}:cases:municipality:{municipality}"
+
+
+def organisation_cases(org_id: str) -> str:
+    """Set of case ids an organisation is on."""
+    return f"{PREFIX}:org:{org_id}:cases"
+
+
+def external_ref(ref: str) -> str:
+    """String: case id registered for this external reference (idempotency key)."""
+    return f"{PREFIX}:extref:{ref}"
+
+
+def reference_sequence(code: str, year: int) -> str:
+    """Counter for human case references (OSD-2026-0001)."""
+    return f"{PREFIX}:refseq:{code}:{year}"
+
+
+def case_by_reference(reference: str) -> str:
+    """String: case id for a human reference."""
+    return f"{PREFIX}:ref:{reference}"
+
+
+# Deliveries
+
+
+def delivery(delivery_id: str) -> str:
+    """Hash with one delivery's status."""
+    return f"{PREFIX}:delivery:{delivery_id}"
+
+
+def delivery_claim(delivery_id: str) -> str:
+    """Idempotency claim taken (SET NX PX) before a delivery is sent."""
+    return f"{PREFIX}:claim:{delivery_id}"
+
+
+# Access
+
+
+def api_token(token_hash: str) -> str:
+    """Hash for an API token, keyed by the token's SHA-256 (the token itself is never stored)."""
+    return f"{PREFIX}:apitoken:{token_hash}"
+
+
+def invite(code_hash: str) -> str:
+    """Hash for a one-time chat invite code (by hash), with a TTL."""
+    return f"{PREFIX}:invite:{code_hash}"
+
+
+def chat(chat_id: int) -> str:
+    """Hash: which organisation (and role) a Telegram chat is linked to."""
+    return f"{PREFIX}:chat:{chat_id}"
+
+
+def organisation_chats(org_id: str) -> str:
+    """Set of Telegram chat ids linked to an organisation."""
+    return f"{PREFIX}:org:{org_id}:chats"
+
+
+# Telegram rate limiting
+TELEGRAM_SLOTS = f"{PREFIX}:tg:slots"
+
+
+def telegram_chat_next(chat_id: int) -> str:
+    """Earliest time (ms) the next message may go to this chat."""
+    return f"{PREFIX}:tg:next:{chat_id}"
+
+
+# Scheduler
+TIMERS = f"{PREFIX}:timers"  # sorted set: timer id by due time (epoch seconds)
+
+
+def timer(timer_id: str) -> str:
+    """Hash with a timer's payload."""
+    return f"{PREFIX}:timer:{timer_id}"

@@ -1,0 +1,1 @@
+"""Inbound adapters: HTTP routes and Telegram routers. They validate, authorise and answer."""

@@ -1,0 +1,1 @@
+"""Rendering of everything sent to people. Pure: data in, text out."""

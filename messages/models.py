@@ -1,0 +1,120 @@
+"""What the renderers take: plain, immutable view data built by bot/. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+OrgKind = Literal[
+    "reception_unit", "health_centre", "school", "preschool", "social_services", "management"
+]
+NoticeKind = Literal["new", "changed", "cancelled"]
+ChatDetails = Literal["minimal", "full"]
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """One message in every form a channel may need."""
+
+    subject: str  # e-mail subject (plain text, one line, no CR/LF)
+    text: str  # e-mail plain-text part
+    html: str  # e-mail HTML part (everything user-given escaped)
+    telegram: str  # Telegram HTML parse mode (escaped), at most 4096 characters
+
+
+@dataclass(frozen=True)
+class Child:
+    """One child in an arrival: age, and initials only if the reception unit gave them."""
+
+    age: int
+    initials: str | None = None
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How to reach an organisation."""
+
+    name: str
+    email: str | None = None
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
+class ArrivalFacts:
+    """The facts of one version of a case."""
+
+    reference: str  # e.g. "OSD-2026-0001"
+    municipality: str  # display name, e.g. "Östersund"
+    arrival_date: date
+    children: tuple[Child, ...]
+    languages: tuple[str, ...]  # ISO 639 codes as given
+    interpreter_needed: bool
+    unaccompanied: bool
+    details: str
+
+
+@dataclass(frozen=True)
+class Change:
+    """One changed field of a date change / correction, old -> new (raw values)."""
+
+    field: str  # "arrival_date" | "languages" | "children" | "interpreter_needed" | ...
+    old: object
+    new: object
+
+
+@dataclass(frozen=True)
+class ArrivalNotice:
+    """The message a recipient (or the reception unit's copy) gets for one version of a case."""
+
+    kind: NoticeKind
+    facts: ArrivalFacts
+    version: int
+    recipient: Contact
+    recipient_kind: OrgKind
+    reception_unit: Contact
+    needs_ack: bool  # False for the reception unit's own copy
+    ack_url: str | None = None  # e-mail acknowledge link (PUBLIC_URL/a/{token})
+    booking_deadline: date | None = None  # health centre: last day to book
+    changes: tuple[Change, ...] = ()
+    cancel_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class AllAcknowledged:
+    """Told to the reception unit when every recipient has acknowledged a version."""
+
+    reference: str
+    municipality: str
+    arrival_date: date
+    version: int
+    acknowledged: tuple[tuple[str, datetime], ...]  # (organisation name, when) in order
+
+
+@dataclass(frozen=True)
+class CaseNotice:
+    """A status message about a case (reminder, escalation, alert, booking, clearance, ...).
+
+    `topic` selects the template; `facts` holds the template's own named values.
+    """
+
+    topic: str
+    reference: str
+    municipality: str
+    arrival_date: date
+    recipient: Contact
+    facts: dict[str, object] = field(default_factory=dict)
+
+
+AckPageState = Literal["confirm", "done", "already", "stale", "cancelled", "invalid", "expired"]
+
+
+@dataclass(frozen=True)
+class AckPage:
+    """The page behind an e-mail acknowledge link."""
+
+    state: AckPageState
+    reference: str | None = None
+    organisation: str | None = None
+    version: int | None = None
+    post_url: str | None = None  # where the confirm button POSTs
