@@ -1,0 +1,129 @@
+"""The `ankomst` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.settings import Settings, load_or_exit
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"ankomst: {message}", file=sys.stderr)
+    return code
+
+
+def _directory_check(path: Path) -> int:
+    from bot.directory import check_directory
+
+    errors = check_directory(path)
+    if errors:
+        print(f"{path}: {len(errors)} error(s)", file=sys.stderr)
+        for error in errors:
+            print(f"  - {error}", file=sys.stderr)
+        return 1
+    print(f"{path}: OK")
+    return 0
+
+
+async def _with_store(settings: Settings, org_id: str, action: str, role: str) -> int:
+    from bot.access import ApiTokens, ChatLinks
+    from bot.app import directory_chats
+    from bot.clock import SystemClock
+    from bot.directory import DirectoryError, load_directory
+    from bot.store import open_store
+
+    try:
+        directory = load_directory(settings.directory)
+    except DirectoryError as exc:
+        return _fail(
+            f"the directory {settings.directory} has errors; run `ankomst directory check`:\n{exc}"
+        )
+    if org_id not in directory.organisations:
+        return _fail(f"no organisation {org_id!r} in {settings.directory}")
+    store = await open_store(settings)
+    try:
+        clock = SystemClock()
+        if action == "token":
+            token = await ApiTokens(store.redis, clock).create(org_id, role)  # type: ignore[arg-type]
+            print(token)
+            print(
+                f"# API token for {org_id} ({role}); shown once, stored only as a hash.",
+                file=sys.stderr,
+            )
+        else:
+            chats = ChatLinks(store.redis, clock, directory_chats(directory))
+            code = await chats.create_invite(org_id, role, settings.invite_hours * 3600)  # type: ignore[arg-type]
+            print(code)
+            print(
+                f"# Send `/start {code}` to the bot from the chat to link it to {org_id} ({role}). "
+                f"Valid once, for {settings.invite_hours} hours.",
+                file=sys.stderr,
+            )
+    finally:
+        await store.close()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line grammar."""
+    parser = argparse.ArgumentParser(
+        prog="ankomst", description="Ankomst: same-day arrival notices."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the service (HTTP, workers, Telegram)")
+    sub.add_parser("demo", help="serve plus three sample arrivals")
+    directory = sub.add_parser("directory", help="the directory of organisations")
+    directory_sub = directory.add_subparsers(dest="directory_command", required=True)
+    check = directory_sub.add_parser("check", help="validate a directory file")
+    check.add_argument("file", nargs="?", type=Path)
+    token = sub.add_parser("token", help="API tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    create = token_sub.add_parser("create", help="print a new API token for an organisation")
+    create.add_argument("org_id")
+    create.add_argument("--role", choices=("member", "supervisor"), default="member")
+    invite = sub.add_parser("invite", help="a one-time code that links a Telegram chat")
+    invite.add_argument("org_id")
+    invite.add_argument("--role", choices=("member", "supervisor"), default="member")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the `ankomst` command."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    for noisy in ("aiogram.event", "aiosmtpd", "mail.log"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    if args.command == "directory":
+        settings = load_or_exit()
+        return _directory_check(args.file or settings.directory)
+    settings = load_or_exit()
+    try:
+        if args.command == "serve":
+            from bot.app import serve
+
+            asyncio.run(serve(settings))
+        elif args.command == "demo":
+            from bot.demo import run_demo
+
+            asyncio.run(run_demo(settings))
+        elif args.command == "token":
+            return asyncio.run(_with_store(settings, args.org_id, "token", args.role))
+        elif args.command == "invite":
+            return asyncio.run(_with_store(settings, args.org_id, "invite", args.role))
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one line, never a traceback, for whatever stops the start
+        from bot.directory import DirectoryError
+
+        if isinstance(exc, DirectoryError):
+            return _fail(f"the directory {settings.directory} has errors:\n{exc}", 2)
+        logging.getLogger("ankomst").debug("stopped", exc_info=True)
+        return _fail(f"{type(exc).__name__}: {exc}", 1)
+    return 0

@@ -1,0 +1,333 @@
+"""Making one delivery: claim it, render it, send it, record it.
+
+The claim (SET NX with an expiry) is taken before anything is sent, and the status is checked
+under it, so two workers never send the same delivery, and a delivery recorded as sent is never
+sent again. The one window left: a worker that dies after the send and before the record; its
+claim expires and the delivery is sent a second time (see docs/reliability.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from redis.asyncio import Redis
+
+from bot import keys
+from bot.access import ChatLinks, Signer
+from bot.buttons import AckButton
+from bot.calendar import WorkingDayCalendar
+from bot.cases import Case, CaseNotFound, CaseStore, Version
+from bot.clock import Clock
+from bot.directory import Directory, Organisation
+from bot.fanout import EMAIL, NOTICE, chat_of
+from bot.senders.email import EmailSender, OutgoingMail
+from bot.senders.telegram import TelegramSender
+from messages import models as m
+from messages.render import (
+    render_all_acknowledged,
+    render_arrival,
+    render_case_notice,
+)
+
+log = logging.getLogger(__name__)
+
+DONE = ("sent", "failed", "superseded")
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    """What rendering and sending need from the settings."""
+
+    public_url: str
+    from_domain: str
+    chat_details: m.ChatDetails
+    booking_days: int
+    claim_ms: int
+
+
+def contact(org: Organisation) -> m.Contact:
+    """An organisation as a message shows it."""
+    return m.Contact(name=org.name, email=org.email, phone=org.phone)
+
+
+def facts_of(case: Case, version: Version, directory: Directory) -> m.ArrivalFacts:
+    """The view of one version's facts for the renderers."""
+    facts = version.facts
+    return m.ArrivalFacts(
+        reference=case.reference,
+        municipality=directory.municipalities[case.municipality].name,
+        arrival_date=date.fromisoformat(facts["arrival_date"]),
+        children=tuple(m.Child(int(c["age"]), c.get("initials")) for c in facts["children"]),
+        languages=tuple(facts["languages"]),
+        interpreter_needed=bool(facts["interpreter_needed"]),
+        unaccompanied=bool(facts["unaccompanied"]),
+        details=str(facts.get("details", "")),
+    )
+
+
+def _value(field: str, raw: Any) -> Any:
+    """Stored JSON values back to what the renderers format (dates, children)."""
+    if field == "arrival_date" and isinstance(raw, str):
+        return date.fromisoformat(raw)
+    if field == "children" and isinstance(raw, list):
+        return tuple(m.Child(int(c["age"]), c.get("initials")) for c in raw)
+    if field == "languages" and isinstance(raw, list):
+        return tuple(raw)
+    return raw
+
+
+class Deliverer:
+    """Handles the outbox streams: one entry, one delivery."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        chats: ChatLinks,
+        calendar: WorkingDayCalendar,
+        signer: Signer,
+        clock: Clock,
+        settings: DeliverySettings,
+        email: EmailSender | None,
+        telegram: TelegramSender | None,
+    ) -> None:
+        self.redis = redis
+        self.directory = directory
+        self.chats = chats
+        self.calendar = calendar
+        self.signer = signer
+        self.clock = clock
+        self.settings = settings
+        self.email = email
+        self.telegram = telegram
+        self.cases = CaseStore(redis)
+
+    # -- rendering ------------------------------------------------------------------------
+
+    async def render(self, d: dict[str, str], case: Case) -> tuple[m.Rendered, bool]:
+        """The message for a delivery, and whether it asks for an acknowledgement."""
+        org = self.directory.organisation(d["org"])
+        version_no = int(d["version"])
+        version = await self.cases.version(case.id, version_no)
+        params = json.loads(d.get("params") or "{}")
+        topic = d["topic"].split("/", 1)[0]
+        municipality = self.directory.municipalities[case.municipality].name
+        arrival_date = date.fromisoformat(version.facts["arrival_date"])
+        if topic == NOTICE:
+            copy = bool(params.get("copy"))
+            needs_ack = not copy and version.kind != "cancelled"
+            ack_url = None
+            if needs_ack and d["channel"] == EMAIL:
+                token = self.signer.ack_token(case.id, version_no, org.id)
+                ack_url = f"{self.settings.public_url}/a/{token}"
+            deadline = None
+            if org.kind == "health_centre":
+                deadline = self.calendar.booking_deadline(
+                    case.created_at, self.settings.booking_days
+                )
+            notice = m.ArrivalNotice(
+                kind=version.kind,
+                facts=facts_of(case, version, self.directory),
+                version=version_no,
+                recipient=contact(org),
+                recipient_kind=org.kind,
+                reception_unit=contact(self.directory.organisation(case.reception_unit)),
+                needs_ack=needs_ack,
+                ack_url=ack_url,
+                booking_deadline=deadline,
+                changes=tuple(
+                    m.Change(c["field"], _value(c["field"], c["old"]), _value(c["field"], c["new"]))
+                    for c in version.changes
+                ),
+                cancel_reason=version.reason or None,
+            )
+            return render_arrival(notice, self.settings.chat_details), needs_ack
+        if topic == "all_acknowledged":
+            acks = await self.cases.acks(case.id)
+            done = tuple(
+                (
+                    self.directory.organisation(o).name,
+                    datetime.fromisoformat(acks[f"{version_no}:{o}"]["at"]),
+                )
+                for o in case.recipients
+                if f"{version_no}:{o}" in acks
+            )
+            return (
+                render_all_acknowledged(
+                    m.AllAcknowledged(case.reference, municipality, arrival_date, version_no, done)
+                ),
+                False,
+            )
+        facts: dict[str, object] = dict(params)
+        if topic == "delivery_failed":
+            failed_org = self.directory.organisations.get(str(params.get("organisation", "")))
+            facts["organisation"] = failed_org.name if failed_org else params.get("organisation")
+            facts["channel"] = "e-post" if params.get("channel") == EMAIL else "Telegram"
+        for name, value in list(facts.items()):
+            if isinstance(value, str) and name.endswith("_at"):
+                facts[name] = datetime.fromisoformat(value)
+        status = m.CaseNotice(
+            topic, case.reference, municipality, arrival_date, contact(org), facts
+        )
+        return render_case_notice(status), False
+
+    # -- sending --------------------------------------------------------------------------
+
+    def _thread_ids(self, d: dict[str, str]) -> tuple[str, str]:
+        """(this message's Message-ID, the case thread's root id) for one recipient."""
+        domain = self.settings.from_domain
+        digest = hashlib.sha256(d["id"].encode()).hexdigest()[:16]
+        root = f"<{d['case']}.{d['org']}@{domain}>"
+        own = (
+            root
+            if d["version"] == "1" and d["topic"] == NOTICE
+            else f"<{d['case']}.{digest}@{domain}>"
+        )
+        return own, root
+
+    async def _record(self, ident: str, **fields: str) -> None:
+        await self.redis.hset(keys.delivery(ident), mapping=fields)
+
+    async def handle(self, entry_id: str, entry: dict[str, str]) -> bool:
+        """Consumer-group handler for an outbox stream."""
+        ident = entry.get("delivery", "")
+        d = await self.redis.hgetall(keys.delivery(ident))
+        if not d or d.get("status") in DONE:
+            return True
+        claim = keys.delivery_claim(ident)
+        if not await self.redis.set(claim, entry_id, nx=True, px=self.settings.claim_ms):
+            return False  # another worker has it; if it died, the claim expires and we retry
+        try:
+            return await self._deliver(ident, claim)
+        except BaseException:
+            await self.redis.delete(claim)
+            raise
+
+    async def _deliver(self, ident: str, claim: str) -> bool:
+        # Read again under the claim: another worker may have finished it meanwhile.
+        d = await self.redis.hgetall(keys.delivery(ident))
+        if not d or d.get("status") in DONE:
+            await self.redis.delete(claim)
+            return True
+        try:
+            case = await self.cases.get(d["case"])
+        except CaseNotFound:
+            await self._record(ident, status="failed", error="case not found")
+            await self.redis.delete(claim)
+            return True
+        if (
+            d["topic"] == NOTICE
+            and int(d["version"]) < case.version
+            and not json.loads(d.get("params") or "{}").get("copy")
+        ):
+            # A newer version is on its way with everything in it: don't send the old one.
+            await self._record(
+                ident, status="superseded", superseded_at=self.clock.now().isoformat()
+            )
+            await self.redis.delete(claim)
+            return True
+        rendered, needs_ack = await self.render(d, case)
+        attempts = int(d.get("attempts", "0"))
+        await self._record(ident, status="sending", sending_at=self.clock.now().isoformat())
+        if d["channel"] == EMAIL:
+            ok, permanent, error, extra, tries = await self._send_email(d, rendered)
+        else:
+            ok, permanent, error, extra, tries = await self._send_telegram(
+                d, case, rendered, needs_ack
+            )
+        now = self.clock.now().isoformat()
+        attempts += tries
+        if ok:
+            await self._record(ident, status="sent", sent_at=now, attempts=str(attempts), **extra)
+            await self.redis.delete(claim)
+            return True
+        if permanent:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    keys.delivery(ident),
+                    mapping={
+                        "status": "failed",
+                        "failed_at": now,
+                        "attempts": str(attempts),
+                        "error": error,
+                    },
+                )
+                pipe.xadd(
+                    keys.EVENTS,
+                    {
+                        "type": "delivery.failed",
+                        "case": d["case"],
+                        "version": d["version"],
+                        "at": now,
+                        "by": "ankomst",
+                        "via": "system",
+                        "delivery": ident,
+                        "org": d["org"],
+                        "channel": d["channel"],
+                        "error": error[:300],
+                    },
+                )
+                pipe.delete(claim)
+                await pipe.execute()
+            return True
+        # Transient: leave the entry pending; it is taken again after the claim has expired.
+        await self._record(
+            ident, status="retrying", attempts=str(attempts), error=error, retry_at=now
+        )
+        await self.redis.delete(claim)
+        return False
+
+    async def _send_email(
+        self, d: dict[str, str], rendered: m.Rendered
+    ) -> tuple[bool, bool, str, dict[str, str], int]:
+        if self.email is None:
+            return False, True, "e-post är inte konfigurerad", {}, 0
+        org = self.directory.organisation(d["org"])
+        if not org.email:
+            return False, True, "organisationen har ingen e-postadress", {}, 0
+        own, root = self._thread_ids(d)
+        mail = OutgoingMail(
+            to=org.email,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=own,
+            in_reply_to=None if own == root else root,
+            references=() if own == root else (root,),
+        )
+        result = await self.email.send(mail)
+        return result.ok, result.permanent, result.error or "", {"message_id": own}, result.attempts
+
+    async def _send_telegram(
+        self, d: dict[str, str], case: Case, rendered: m.Rendered, needs_ack: bool
+    ) -> tuple[bool, bool, str, dict[str, str], int]:
+        chat_id = chat_of(d["channel"])
+        if self.telegram is None or chat_id is None:
+            return False, True, "Telegram är inte påslaget", {}, 0
+        markup = None
+        if needs_ack:
+            version = int(d["version"])
+            button = AckButton(
+                case=case.id,
+                version=version,
+                sig=self.signer.button_signature("ack", case.id, version),
+            )
+            markup = InlineKeyboardMarkup(
+                inline_keyboard=[
+                    [InlineKeyboardButton(text="Mottaget", callback_data=button.pack())]
+                ]
+            )
+        result = await self.telegram.send(chat_id, rendered.telegram, markup)
+        extra: dict[str, str] = {}
+        if result.migrated_to is not None:
+            await self.chats.move(chat_id, result.migrated_to)
+            extra["migrated_to"] = str(result.migrated_to)
+        if result.message_id is not None:
+            extra["message_id"] = str(result.message_id)
+        return result.ok, result.permanent, result.error or "", extra, result.attempts

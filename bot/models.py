@@ -1,0 +1,273 @@
+"""The arrival as the outside world gives it, validated; errors every inbound path shares."""
+
+from __future__ import annotations
+
+import re
+from datetime import date, timedelta
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from messages.languages import is_language_code
+
+# A Swedish personal identity or co-ordination number: YYMMDD-NNNN, YYYYMMDDNNNN, with - or +.
+_PERSONNUMMER = re.compile(r"(?<!\d)(?:19|20)?\d{2}[01]\d[0-9]\d[-+ ]?\d{4}(?!\d)")
+# Words that show medical facts: the agreement lets only "cleared / not cleared" travel.
+_MEDICAL = re.compile(
+    r"\b(tuberkulos|tbc|hiv|hepatit\w*|diagnos\w*|sjukdom\w*|smitt\w*|medicin\w*|"
+    r"provsvar\w*|blodprov\w*|vaccin\w*|psykiatri\w*|ptsd|trauma\w*|graviditet\w*|gravid|"
+    r"tuberculosis|diagnosis|disease|infection|pregnan\w*)\b",
+    re.IGNORECASE,
+)
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}$")
+_INITIALS = re.compile(r"^[^\W\d_]{1,3}(?:[.\- ]?[^\W\d_]{1,3}){0,3}\.?$")
+
+MAX_DAYS_PAST = 7
+MAX_DAYS_AHEAD = 366
+
+
+class InvalidInput(Exception):
+    """Input broke one or more rules; `errors` names each field in Swedish."""
+
+    def __init__(self, errors: list[dict[str, str]]) -> None:
+        super().__init__("; ".join(f"{e['field']}: {e['message']}" for e in errors))
+        self.errors = errors
+
+
+class Child(BaseModel):
+    """One child: an age, and optionally initials (never names)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    age: StrictInt = Field(ge=0, le=17)
+    initials: str | None = Field(default=None, max_length=8)
+
+    @field_validator("initials")
+    @classmethod
+    def _initials(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip()
+        if not value:
+            return None
+        if not _INITIALS.match(value):
+            raise ValueError("initialer skrivs med bokstäver, t.ex. A.K.")
+        return value
+
+
+def _clean_text(value: str) -> str:
+    value = value.replace("\r\n", "\n").replace("\r", "\n")
+    if _CONTROL.search(value):
+        raise ValueError("innehåller otillåtna styrtecken")
+    return value.strip()
+
+
+def _check_details(value: str) -> str:
+    value = _clean_text(value)
+    if _PERSONNUMMER.search(value):
+        raise ValueError("får inte innehålla person- eller samordningsnummer")
+    if _MEDICAL.search(value):
+        raise ValueError("får inte innehålla medicinska uppgifter")
+    return value
+
+
+def _check_date(value: date, info: ValidationInfo) -> date:
+    today = (info.context or {}).get("today")
+    if isinstance(today, date):
+        if value < today - timedelta(days=MAX_DAYS_PAST):
+            raise ValueError(f"får inte ligga mer än {MAX_DAYS_PAST} dagar bakåt i tiden")
+        if value > today + timedelta(days=MAX_DAYS_AHEAD):
+            raise ValueError("ligger för långt fram i tiden")
+    return value
+
+
+def _check_languages(value: list[str]) -> list[str]:
+    cleaned: list[str] = []
+    for code in value:
+        code = code.strip().lower()
+        if not is_language_code(code):
+            raise ValueError(f"{code!r} är ingen ISO 639-kod för ett språk")
+        if code not in cleaned:
+            cleaned.append(code)
+    return cleaned
+
+
+LanguageList = Annotated[
+    list[Annotated[str, Field(max_length=8)]], Field(min_length=1, max_length=5)
+]
+ChildList = Annotated[list[Child], Field(min_length=1, max_length=20)]
+
+
+class ArrivalIn(BaseModel):
+    """An arrival as registered (CONTRACT.md "Arrival"). Validate with context {"today": date}."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    external_ref: str = Field(max_length=64)
+    municipality: str = Field(max_length=64)
+    arrival_date: date
+    children: ChildList
+    languages: LanguageList
+    interpreter_needed: StrictBool
+    unaccompanied: StrictBool
+    details: str = Field(default="", max_length=1000)
+    recipients: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=10
+    )
+
+    @field_validator("external_ref")
+    @classmethod
+    def _ref(cls, value: str) -> str:
+        if not _REF.match(value):
+            raise ValueError("får bara innehålla bokstäver a–z, siffror och . _ : / -")
+        return value
+
+    @field_validator("details")
+    @classmethod
+    def _details(cls, value: str) -> str:
+        return _check_details(value)
+
+    @field_validator("arrival_date")
+    @classmethod
+    def _date(cls, value: date, info: ValidationInfo) -> date:
+        return _check_date(value, info)
+
+    @field_validator("languages")
+    @classmethod
+    def _langs(cls, value: list[str]) -> list[str]:
+        return _check_languages(value)
+
+    def facts(self) -> dict[str, Any]:
+        """The case facts as stored (JSON-ready), without the routing request."""
+        return {
+            "arrival_date": self.arrival_date.isoformat(),
+            "children": [c.model_dump(exclude_none=True) for c in self.children],
+            "languages": list(self.languages),
+            "interpreter_needed": self.interpreter_needed,
+            "unaccompanied": self.unaccompanied,
+            "details": self.details,
+        }
+
+
+class ArrivalPatch(BaseModel):
+    """The fields a reception unit may change after registration (each optional)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arrival_date: date | None = None
+    children: ChildList | None = None
+    languages: LanguageList | None = None
+    interpreter_needed: StrictBool | None = None
+    unaccompanied: StrictBool | None = None
+    details: str | None = Field(default=None, max_length=1000)
+
+    @field_validator("details")
+    @classmethod
+    def _details(cls, value: str | None) -> str | None:
+        return None if value is None else _check_details(value)
+
+    @field_validator("arrival_date")
+    @classmethod
+    def _date(cls, value: date | None, info: ValidationInfo) -> date | None:
+        return None if value is None else _check_date(value, info)
+
+    @field_validator("languages")
+    @classmethod
+    def _langs(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_languages(value)
+
+    def facts(self) -> dict[str, Any]:
+        """The changed facts only, JSON-ready."""
+        out: dict[str, Any] = {}
+        if self.arrival_date is not None:
+            out["arrival_date"] = self.arrival_date.isoformat()
+        if self.children is not None:
+            out["children"] = [c.model_dump(exclude_none=True) for c in self.children]
+        for name in ("languages", "interpreter_needed", "unaccompanied", "details"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = list(value) if name == "languages" else value
+        return out
+
+
+class CancelIn(BaseModel):
+    """A cancellation, with a reason for the recipients."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    reason: str = Field(default="", max_length=500)
+
+    @field_validator("reason")
+    @classmethod
+    def _reason(cls, value: str) -> str:
+        return _check_details(value)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+_MESSAGES = {
+    "missing": "saknas",
+    "extra_forbidden": "okänt fält",
+    "int_type": "ska vara ett heltal",
+    "int_parsing": "ska vara ett heltal",
+    "bool_type": "ska vara true eller false",
+    "bool_parsing": "ska vara true eller false",
+    "string_type": "ska vara text",
+    "list_type": "ska vara en lista",
+    "date_type": "ska vara ett datum (ÅÅÅÅ-MM-DD)",
+    "date_parsing": "ska vara ett datum (ÅÅÅÅ-MM-DD)",
+    "date_from_datetime_parsing": "ska vara ett datum (ÅÅÅÅ-MM-DD)",
+    "model_type": "ska vara ett objekt",
+    "model_attributes_type": "ska vara ett objekt",
+    "dict_type": "ska vara ett objekt",
+}
+
+
+def _message(item: Any) -> str:
+    kind = item.get("type", "")
+    ctx = item.get("ctx") or {}
+    if kind == "value_error":
+        return str(ctx.get("error", item.get("msg", "ogiltigt värde")))
+    if kind in ("greater_than_equal", "greater_than"):
+        return f"får inte vara mindre än {ctx.get('ge', ctx.get('gt'))}"
+    if kind in ("less_than_equal", "less_than"):
+        return f"får inte vara större än {ctx.get('le', ctx.get('lt'))}"
+    if kind == "too_short":
+        return f"ska ha minst {ctx.get('min_length')}"
+    if kind == "too_long":
+        return f"får ha högst {ctx.get('max_length')}"
+    if kind == "string_too_long":
+        return f"får vara högst {ctx.get('max_length')} tecken"
+    return _MESSAGES.get(kind, "ogiltigt värde")
+
+
+def field_errors(error: ValidationError) -> list[dict[str, str]]:
+    """Turn a pydantic error into [{"field": "children[1].age", "message": "..."}] in Swedish."""
+    out: list[dict[str, str]] = []
+    for item in error.errors():
+        field = ""
+        for part in item.get("loc", ()):
+            if isinstance(part, int):
+                field += f"[{part}]"
+            else:
+                field += ("." if field else "") + str(part)
+        out.append({"field": field or "body", "message": _message(item)})
+    return out
+
+
+def parse(model: type[M], data: object, *, today: date | None = None) -> M:
+    """Validate `data` as `model`; bad input raises InvalidInput naming each field."""
+    try:
+        return model.model_validate(data, context={"today": today} if today else None)
+    except ValidationError as exc:
+        raise InvalidInput(field_errors(exc)) from None

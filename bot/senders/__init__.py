@@ -1,0 +1,1 @@
+"""Outbound channels: the e-mail and Telegram senders."""

@@ -1,0 +1,115 @@
+"""The case as an organisation sees it: facts, recipients, deliveries, acknowledgements, history."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot import keys
+from bot.cases import Case, CaseStore
+from bot.directory import Directory
+from bot.fanout import EMAIL, NOTICE
+
+_DELIVERY_FIELDS = (
+    "id",
+    "channel",
+    "version",
+    "topic",
+    "status",
+    "queued_at",
+    "sent_at",
+    "failed_at",
+    "attempts",
+    "error",
+)
+
+
+async def deliveries(redis: Redis, case_id: str) -> list[dict[str, str]]:
+    """Every delivery of a case, oldest first."""
+    ids = sorted(await redis.smembers(keys.case_deliveries(case_id)))
+    async with redis.pipeline(transaction=False) as pipe:
+        for ident in ids:
+            pipe.hgetall(keys.delivery(ident))
+        rows: list[dict[str, str]] = await pipe.execute()
+    return sorted((r for r in rows if r), key=lambda r: (r.get("queued_at", ""), r["id"]))
+
+
+def _delivery_view(row: dict[str, str]) -> dict[str, Any]:
+    view: dict[str, Any] = {k: row[k] for k in _DELIVERY_FIELDS if row.get(k)}
+    view["version"] = int(row["version"])
+    view["attempts"] = int(row.get("attempts", "0"))
+    view["channel_kind"] = "email" if row["channel"] == EMAIL else "telegram"
+    view["topic"] = row["topic"].split("/", 1)[0]
+    return view
+
+
+def status_of(case: Case, rows: list[dict[str, str]], acks: dict[str, Any]) -> str:
+    """notifying → notified → acknowledged; or cancelled."""
+    if case.status == "cancelled":
+        return "cancelled"
+    current = [r for r in rows if r["topic"] == NOTICE and int(r["version"]) == case.version]
+    if any(r["status"] not in ("sent", "failed", "superseded") for r in current) or not current:
+        return "notifying"
+    if all(f"{case.version}:{o}" in acks for o in case.recipients):
+        return "acknowledged"
+    return "notified"
+
+
+async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str, Any]:
+    """The JSON the API returns for GET /api/v1/arrivals/{id}."""
+    store = CaseStore(redis)
+    rows = await deliveries(redis, case.id)
+    acks = await store.acks(case.id)
+    history = await store.history(case.id)
+
+    def party(org_id: str) -> dict[str, Any]:
+        org = directory.organisations.get(org_id)
+        mine = [_delivery_view(r) for r in rows if r["org"] == org_id]
+        ack = acks.get(f"{case.version}:{org_id}")
+        return {
+            "organisation": org_id,
+            "name": org.name if org else org_id,
+            "kind": org.kind if org else None,
+            "acknowledged": ({"version": case.version, **ack} if ack is not None else None),
+            "acknowledgements": [
+                {"version": int(k.split(":", 1)[0]), **v}
+                for k, v in sorted(acks.items())
+                if k.split(":", 1)[1] == org_id
+            ],
+            "deliveries": mine,
+        }
+
+    return {
+        "id": case.id,
+        "reference": case.reference,
+        "external_ref": case.external_ref,
+        "municipality": case.municipality,
+        "status": status_of(case, rows, acks),
+        "version": case.version,
+        "created_at": case.created_at.isoformat(),
+        "updated_at": case.updated_at.isoformat(),
+        "arrival": case.facts,
+        "reception_unit": party(case.reception_unit),
+        "recipients": [party(o) for o in case.recipients],
+        "history": history,
+    }
+
+
+def summary(case: Case) -> dict[str, Any]:
+    """A line of a case list."""
+    return {
+        "id": case.id,
+        "reference": case.reference,
+        "municipality": case.municipality,
+        "arrival_date": case.facts.get("arrival_date"),
+        "status": case.status,
+        "version": case.version,
+        "recipients": list(case.recipients),
+    }
+
+
+def dumps(data: Any) -> str:
+    """JSON as the API writes it (UTF-8, Swedish letters as they are)."""
+    return json.dumps(data, ensure_ascii=False)

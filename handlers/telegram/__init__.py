@@ -1,0 +1,36 @@
+"""Telegram: one router per use case; this module is the only caller of include_routers."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.redis import RedisStorage
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiohttp import web
+
+from bot.app import Services
+from bot.settings import Settings
+from handlers.telegram import acknowledge, start
+
+WEBHOOK_PATH = "/telegram/webhook"
+
+
+def build_dispatcher(services: Services) -> Dispatcher:
+    """The dispatcher with every router, FSM state in Redis, services as workflow data."""
+    dispatcher = Dispatcher(storage=RedisStorage(redis=services.redis))
+    # Long-lived objects reach handlers as typed parameters (aiogram dependency injection).
+    dispatcher["services"] = services
+    dispatcher.include_routers(start.router, acknowledge.router)
+    return dispatcher
+
+
+def add_webhook_route(
+    app: web.Application, dispatcher: Dispatcher, bot: Bot, settings: Settings
+) -> None:
+    """Serve updates at /telegram/webhook; a wrong secret token gets 401."""
+    assert settings.telegram_webhook_secret is not None  # enforced by Settings
+    SimpleRequestHandler(
+        dispatcher=dispatcher,
+        bot=bot,
+        secret_token=settings.telegram_webhook_secret.get_secret_value(),
+        handle_in_background=False,
+    ).register(app, path=WEBHOOK_PATH)

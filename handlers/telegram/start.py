@@ -1,0 +1,36 @@
+"""Linking a chat to an organisation (`/start CODE`) and `/help`."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command, CommandObject, CommandStart
+from aiogram.types import Message
+
+from bot.app import Services
+from messages import chat
+
+router = Router(name="start")
+
+
+@router.message(CommandStart())
+async def link_chat(message: Message, command: CommandObject, services: Services) -> None:
+    """`/start CODE` links this chat with the code's organisation; `/start` alone explains."""
+    code = (command.args or "").strip()
+    if not code:
+        await show_help(message, services)
+        return
+    user = f"tg-user:{message.from_user.id}" if message.from_user else "tg-user:?"
+    link = await services.chats.redeem(code, message.chat.id, user)
+    if link is None:
+        await message.answer(chat.INVITE_INVALID)
+        return
+    org = services.directory.organisations.get(link.org_id)
+    await message.answer(chat.linked(org.name if org else link.org_id, link.role))
+
+
+@router.message(Command("help", "hjalp"))
+async def show_help(message: Message, services: Services) -> None:
+    """What the bot does for this chat's organisation."""
+    link = await services.chats.link_of(message.chat.id)
+    org = services.directory.organisations.get(link.org_id) if link else None
+    await message.answer(chat.help_text(org.kind if org else None, org.name if org else None))
