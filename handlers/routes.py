@@ -22,6 +22,7 @@ from messages.render import render_ack_page
 log = logging.getLogger(__name__)
 
 SERVICES = web.AppKey("services", Services)
+ACTOR = web.RequestKey("actor", Actor)
 MAX_BODY = 64 * 1024
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -87,7 +88,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
         )
         response.headers["WWW-Authenticate"] = 'Bearer realm="ankomst"'
         return response
-    request["actor"] = actor
+    request[ACTOR] = actor
     return await handler(request)
 
 
@@ -106,8 +107,7 @@ async def read_json(request: web.Request) -> Any:
 
 def actor_of(request: web.Request) -> Actor:
     """Who is calling (set by `authenticate`)."""
-    actor: Actor = request["actor"]
-    return actor
+    return request[ACTOR]
 
 
 def today(services: Services) -> Any:
@@ -267,14 +267,8 @@ async def ack_link(request: web.Request) -> web.Response:
         return _page(page("confirm", f"/a/{token}"))
     actor = Actor(org_id=claim.org_id, via="link", who="e-postlänk")
     outcome, case = await services.cases.acknowledge(case.id, claim.org_id, actor, claim.version)
-    state = {
-        "recorded": "done",
-        "already": "already",
-        "stale": "stale",
-        "cancelled": "cancelled",
-        "not_recipient": "invalid",
-    }[outcome]
-    return _page(AckPage(state=state, **page), 200 if state in ("done", "already") else 409)  # type: ignore[arg-type]
+    state = _LINK_STATES[outcome]
+    return _page(page(state), 200 if state in ("done", "already") else 409)
 
 
 # -- health ----------------------------------------------------------------------------------

@@ -199,8 +199,8 @@ async def test_faults_reach_aiogram_as_its_own_exceptions() -> None:
 
 
 async def test_a_delay_provokes_the_client_timeout() -> None:
-    async with FakeTelegramAPI() as api, api.bot(timeout=0.2) as bot:
-        api.delay_next("sendMessage", 1.0)
+    async with FakeTelegramAPI() as api, api.bot(timeout=0.5) as bot:
+        api.delay_next("sendMessage", 5.0)
         with pytest.raises(TelegramNetworkError, match="timeout"):
             await bot.send_message(1, "slow")
         await bot.send_message(1, "fast")

@@ -115,8 +115,8 @@ async def test_a_proxys_html_error_page_and_a_timeout_are_retried(
     api: FakeTelegramAPI, redis: Redis, waits: RecordedWaits
 ) -> None:
     api.fail_next("sendMessage", status=502, body="<html>502 Bad Gateway</html>")
-    api.delay_next("sendMessage", 1.0)
-    async with api.bot(timeout=0.2) as impatient:
+    api.delay_next("sendMessage", 5.0)
+    async with api.bot(timeout=0.5) as impatient:
         result = await TelegramSender(impatient, redis, sleep=waits).send(42, "Ny ankomst")
 
     assert result.ok
@@ -301,13 +301,18 @@ async def test_two_processes_share_one_budget(
 async def test_real_sends_stay_within_the_limits_a_strict_server_enforces(
     redis: Redis,
 ) -> None:
-    async with FakeTelegramAPI(enforce_limits=True) as api, api.bot() as bot:
+    # The server sees requests with the client's scheduling jitter; 50 ms of it is forgiven
+    # (our margins are 20 ms per chat second and 1 ms per slot). Unthrottled, these 35
+    # messages would all land within a few milliseconds.
+    async with (
+        FakeTelegramAPI(enforce_limits=True, limit_tolerance=0.05) as api,
+        api.bot() as bot,
+    ):
         sender = TelegramSender(bot, redis)  # real sleeps: about 1.2 s in all
         chats = [1, 1, *range(100, 133)]
 
         results = await asyncio.gather(*(sender.send(chat, "Ny ankomst") for chat in chats))
 
-    assert all(r.ok and r.attempts == 1 for r in results)
+    assert [r for r in results if not (r.ok and r.attempts == 1)] == []
     assert len(api.sent) == 35
-    # The server's own clock sees the requests with some scheduling jitter.
-    assert api.limit_violations(tolerance=0.01) == []
+    assert api.limit_violations() == []

@@ -14,12 +14,23 @@ from handlers.telegram import acknowledge, start
 WEBHOOK_PATH = "/telegram/webhook"
 
 
+class SharedRedisStorage(RedisStorage):
+    """FSM storage on the app's own Redis client.
+
+    aiogram closes its storage (and with it the client's connection pool) when polling stops;
+    the client belongs to the app, which closes it last.
+    """
+
+    async def close(self) -> None:
+        """Leave the shared client open."""
+
+
 def build_dispatcher(services: Services) -> Dispatcher:
     """The dispatcher with every router, FSM state in Redis, services as workflow data."""
-    dispatcher = Dispatcher(storage=RedisStorage(redis=services.redis))
+    dispatcher = Dispatcher(storage=SharedRedisStorage(redis=services.redis))
     # Long-lived objects reach handlers as typed parameters (aiogram dependency injection).
     dispatcher["services"] = services
-    dispatcher.include_routers(start.router, acknowledge.router)
+    dispatcher.include_routers(start.build_router(), acknowledge.build_router())
     return dispatcher
 
 

@@ -11,10 +11,7 @@ from bot.buttons import AckButton
 from bot.cases import CaseNotFound
 from messages import chat
 
-router = Router(name="acknowledge")
 
-
-@router.callback_query(AckButton.filter())
 async def acknowledge(query: CallbackQuery, callback_data: AckButton, services: Services) -> None:
     """Acknowledge for the organisation this chat is linked to, if the button is genuine."""
     if not services.signer.check_button(
@@ -41,3 +38,10 @@ async def acknowledge(query: CallbackQuery, callback_data: AckButton, services: 
         chat.ack_reply(outcome, case.reference, org.name if org else link.org_id),
         show_alert=outcome != "recorded",
     )
+
+
+def build_router() -> Router:
+    """A fresh router (a router can belong to one dispatcher only)."""
+    router = Router(name="acknowledge")
+    router.callback_query.register(acknowledge, AckButton.filter())
+    return router

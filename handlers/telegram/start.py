@@ -9,10 +9,7 @@ from aiogram.types import Message
 from bot.app import Services
 from messages import chat
 
-router = Router(name="start")
 
-
-@router.message(CommandStart())
 async def link_chat(message: Message, command: CommandObject, services: Services) -> None:
     """`/start CODE` links this chat with the code's organisation; `/start` alone explains."""
     code = (command.args or "").strip()
@@ -28,9 +25,16 @@ async def link_chat(message: Message, command: CommandObject, services: Services
     await message.answer(chat.linked(org.name if org else link.org_id, link.role))
 
 
-@router.message(Command("help", "hjalp"))
 async def show_help(message: Message, services: Services) -> None:
     """What the bot does for this chat's organisation."""
     link = await services.chats.link_of(message.chat.id)
     org = services.directory.organisations.get(link.org_id) if link else None
     await message.answer(chat.help_text(org.kind if org else None, org.name if org else None))
+
+
+def build_router() -> Router:
+    """A fresh router (a router can belong to one dispatcher only)."""
+    router = Router(name="start")
+    router.message.register(link_chat, CommandStart())
+    router.message.register(show_help, Command("help", "hjalp"))
+    return router

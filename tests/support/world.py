@@ -1,0 +1,210 @@
+"""The whole service on real parts: Redis, an SMTP sink, a Bot API server, HTTP on port 0."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+
+from bot.app import Ankomst, Services
+from bot.clock import ManualClock
+from bot.settings import Settings
+from tests.support.smtp_sink import SmtpSink
+from tests.support.telegram_api import FakeTelegramAPI
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+TOKEN = "123456:TEST-TOKEN"
+EXAMPLE_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "directory.example.toml"
+
+# Chats the tests link to Östersund's organisations with `/start CODE`.
+CHATS = {
+    "ostersund-mottagning": 1001,
+    "hc-lugnvik": 1002,
+    "ostersund-skola": 1003,
+    "ostersund-forskola": 1004,
+    "ostersund-socialtjanst": 1005,
+}
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], timeout: float = 10.0, what: str = "condition"
+) -> None:
+    """Wait until `check()` holds (the pipeline runs on its own tasks); fail after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@dataclass
+class World:
+    """Handles on every part of a running service, for a test to drive and inspect."""
+
+    services: Services
+    service: Ankomst
+    smtp: SmtpSink
+    telegram: FakeTelegramAPI
+    clock: ManualClock
+    http: aiohttp.ClientSession
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def base(self) -> str:
+        """The service's HTTP root."""
+        return f"http://127.0.0.1:{self.service.port}"
+
+    async def token(self, org_id: str, role: str = "member") -> str:
+        """An API token for an organisation (made once per test)."""
+        key = f"{org_id}/{role}"
+        if key not in self.tokens:
+            self.tokens[key] = await self.services.tokens.create(org_id, role)  # type: ignore[arg-type]
+        return self.tokens[key]
+
+    async def call(
+        self, method: str, path: str, org_id: str | None = None, body: Any = None, **kw: Any
+    ) -> tuple[int, Any]:
+        """An API call as `org_id`; returns (status, parsed JSON or text)."""
+        headers = dict(kw.pop("headers", {}))
+        if org_id is not None:
+            headers["Authorization"] = f"Bearer {await self.token(org_id)}"
+        async with self.http.request(
+            method, self.base + path, json=body, headers=headers, **kw
+        ) as response:
+            text = await response.text()
+            if response.content_type.endswith("json") and text:
+                import json
+
+                return response.status, json.loads(text)
+            return response.status, text
+
+    async def register(self, body: dict[str, Any], org_id: str = "ostersund-mottagning") -> Any:
+        """POST an arrival that must be accepted; returns the answer."""
+        status, answer = await self.call("POST", "/api/v1/arrivals", org_id, body)
+        assert status == 201, answer
+        return answer
+
+    async def case(self, case_id: str, org_id: str = "ostersund-mottagning") -> Any:
+        """GET the case view."""
+        status, answer = await self.call("GET", f"/api/v1/arrivals/{case_id}", org_id)
+        assert status == 200, answer
+        return answer
+
+    async def settled(self, case_id: str, timeout: float = 10.0) -> Any:
+        """Wait until no delivery of the case is still queued, sending or retrying."""
+        view: Any = None
+
+        async def done() -> bool:
+            nonlocal view
+            view = await self.case(case_id)
+            rows = [
+                d for p in [view["reception_unit"], *view["recipients"]] for d in p["deliveries"]
+            ]
+            return bool(rows) and all(d["status"] in ("sent", "failed", "superseded") for d in rows)
+
+        await eventually(done, timeout, f"deliveries of {case_id}")
+        # Let any event the last send caused (e.g. all acknowledged) be fanned out too.
+        await self.drain()
+        return await self.case(case_id)
+
+    async def drain(self) -> None:
+        """Wait until every stream's group has nothing pending or unread."""
+        redis = self.services.redis
+
+        async def empty() -> bool:
+            for stream, group in (
+                ("ankomst:events", "fanout"),
+                ("ankomst:outbox:email", "senders"),
+                ("ankomst:outbox:telegram", "senders"),
+            ):
+                if not await redis.exists(stream):
+                    continue
+                for info in await redis.xinfo_groups(stream):
+                    if info["name"] == group and (info["pending"] or info.get("lag")):
+                        return False
+            return True
+
+        await eventually(empty, 10.0, "streams to drain")
+
+    async def link_chat(self, org_id: str, chat_id: int, role: str = "member") -> None:
+        """Link a chat the way people do: an invite code, then `/start CODE` in the chat."""
+        code = await self.services.chats.create_invite(org_id, role, 3600)  # type: ignore[arg-type]
+        before = len(self.telegram.sent_to(chat_id))
+        self.telegram.push_update(self.telegram.message_update(chat_id, f"/start {code}"))
+
+        async def replied() -> bool:
+            return len(self.telegram.sent_to(chat_id)) > before
+
+        await eventually(replied, 10.0, f"/start reply in chat {chat_id}")
+        link = await self.services.chats.link_of(chat_id)
+        assert link is not None and link.org_id == org_id
+
+    def mails_to(self, address: str) -> list[Any]:
+        """Mail the sink received for one address."""
+        return self.smtp.to(address)
+
+
+def arrival(**overrides: Any) -> dict[str, Any]:
+    """A valid arrival for Östersund (a family with a 9- and a 4-year-old)."""
+    body: dict[str, Any] = {
+        "external_ref": "MIG-2026-123456",
+        "municipality": "ostersund",
+        "arrival_date": "2026-11-27",
+        "children": [{"age": 9}, {"age": 4, "initials": "A.K."}],
+        "languages": ["ar", "prs"],
+        "interpreter_needed": True,
+        "unaccompanied": False,
+        "details": "Familj om fyra, bor på Storgatan 1 från ankomstdagen.",
+        "recipients": None,
+    }
+    body.update(overrides)
+    return body
+
+
+@contextlib.asynccontextmanager
+async def running_world(
+    redis_url: str,
+    data_dir: Path,
+    *,
+    now: datetime | None = None,
+    link_chats: bool = True,
+    **settings: Any,
+) -> AsyncIterator[World]:
+    """Start the service against real parts; stop everything afterwards."""
+    clock = ManualClock(now or datetime(2026, 11, 25, 9, 0, tzinfo=STOCKHOLM))
+    async with SmtpSink() as smtp, FakeTelegramAPI() as telegram:
+        config = Settings(
+            _env_file=None,  # type: ignore[call-arg]
+            redis_url=redis_url,
+            data_dir=data_dir,
+            directory=EXAMPLE_DIRECTORY,
+            http_host="127.0.0.1",
+            http_port=0,
+            public_url="http://ankomst.example.se",
+            secret_key="test-secret-key-for-signing",
+            smtp_host="127.0.0.1",
+            smtp_port=smtp.port,
+            smtp_from="Ankomst <ankomst@ostersund.example.se>",
+            telegram_token=TOKEN,
+            telegram_api_url=telegram.base_url,
+            **settings,
+        )
+        service = Ankomst(config, clock=clock)
+        services = await service.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                world = World(services, service, smtp, telegram, clock, http)
+                if link_chats:
+                    for org_id, chat_id in CHATS.items():
+                        await world.link_chat(org_id, chat_id)
+                yield world
+        finally:
+            await service.stop()
