@@ -6,6 +6,7 @@ in one step), so an event handled twice after a crash queues nothing twice.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterable, Mapping
@@ -33,6 +34,11 @@ def telegram_channel(chat_id: int) -> str:
 def chat_of(channel: str) -> int | None:
     """The chat id of a Telegram channel name, else None."""
     return int(channel[3:]) if channel.startswith("tg:") else None
+
+
+def short_hash(text: str) -> str:
+    """A short stable name for a long id (keeps topic-bearing delivery ids readable)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 def delivery_id(case_id: str, version: int, org_id: str, channel: str, topic: str) -> str:
@@ -146,7 +152,7 @@ class FanOut:
             planned = [
                 p
                 for p in await self.plan(
-                    [case.reception_unit], f"failed:{event.get('delivery', '')}", params
+                    [case.reception_unit], "delivery_failed/" + short_hash(event.get("delivery", "")), params
                 )
                 if not (
                     event.get("org") == case.reception_unit and p.channel == event.get("channel")

@@ -386,3 +386,21 @@ async def test_a_body_over_64_kib_is_413(world: World) -> None:
         "POST", "/api/v1/arrivals", RECEPTION, arrival(details="x" * 70_000)
     )
     assert status == 413 and problem["status"] == 413
+
+
+async def test_a_refused_address_fails_that_delivery_only_and_the_reception_unit_is_told(
+    world: World,
+) -> None:
+    world.smtp.reject_recipient(ADDRESS[HC], 550)
+    answer = await world.register(arrival())
+    view = await world.settled(answer["id"])
+    hc = next(r for r in view["recipients"] if r["organisation"] == HC)
+    by_kind = {d["channel_kind"]: d for d in hc["deliveries"]}
+    assert by_kind["email"]["status"] == "failed" and by_kind["email"]["error"]
+    assert by_kind["telegram"]["status"] == "sent"  # the other channel still reached them
+    school = next(r for r in view["recipients"] if r["organisation"] == SCHOOL)
+    assert all(d["status"] == "sent" for d in school["deliveries"])
+    reception = world.mails_to(ADDRESS[RECEPTION])
+    assert any("Hälsocentralen Lugnvik" in text_of(m) for m in reception[1:])
+    notices = [c for c in world.telegram.sent_to(CHATS[RECEPTION]) if "Lugnvik" in (c.text or "")]
+    assert notices
