@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import ErrorDetails
 
+from bot.addresses import CONTROL, is_plain_address
 from messages.models import OrgKind
 
 __all__ = [
@@ -63,11 +64,6 @@ _ROUTE_ORDER: Final[tuple[OrgKind, ...]] = (
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # Short code used in case references ("OSD-2026-0001"), so it must be safe in a subject line.
 _CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
-# One plain address: no display name, no list, nothing that could break a mail header.
-_EMAIL = re.compile(
-    r"^[^\s@<>\"',;()\[\]\\]+@[^\s@<>\"',;()\[\]\\.]+(?:\.[^\s@<>\"',;()\[\]\\.]+)+$"
-)
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class DirectoryError(Exception):
@@ -98,7 +94,7 @@ def _text(value: str) -> str:
     # Names end up in mail headers and chat messages; a stray newline would break both.
     if not value.strip():
         raise ValueError("must not be empty")
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise ValueError("must not contain line breaks or control characters")
     return value
 
@@ -146,7 +142,7 @@ class Organisation(BaseModel):
     @field_validator("email")
     @classmethod
     def _email(cls, value: str | None) -> str | None:
-        if value is not None and not _EMAIL.match(value):
+        if value is not None and not is_plain_address(value):
             raise ValueError(
                 f"{value!r} is not a single plain e-mail address (name@domain.tld, "
                 "no spaces, quotes, angle brackets or lists)"
@@ -389,7 +385,7 @@ def _parse_region(raw: object, errors: list[str]) -> tuple[str | None, tuple[dat
     name = raw.get("name")
     if name is None:
         errors.append('region: missing field "name"')
-    elif not isinstance(name, str) or not name.strip() or _CONTROL.search(name):
+    elif not isinstance(name, str) or not name.strip() or CONTROL.search(name):
         errors.append('region: field "name" must be a non-empty one-line string')
         name = None
 

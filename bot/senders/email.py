@@ -21,6 +21,7 @@ from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
 
+from bot.addresses import CONTROL, HeaderInjectionError, plain_address
 from bot.settings import Settings
 
 __all__ = [
@@ -33,18 +34,9 @@ __all__ = [
     "plain_address",
 ]
 
-# C0 and C1 controls plus the Unicode line and paragraph separators: any of them in a header
-# could end the header line in some mail software.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_LOCAL_PART = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
-_DOMAIN = re.compile(r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z0-9-]{2,63}$")
 # RFC 5322 msg-id, kept to printable ASCII without "<", ">" or a second "@".
 _MESSAGE_ID = re.compile(r"^<[!-;=?A-~]+@[!-;=?A-~]+>$")
 _SEND_POLICY = policy.SMTP  # CRLF line ends, 78-column folding, RFC 2047 for non-ASCII headers
-
-
-class HeaderInjectionError(ValueError):
-    """A value meant for a mail header could smuggle in other headers or recipients."""
 
 
 @dataclass(frozen=True)
@@ -81,29 +73,9 @@ class EmailResult:
     attempts: int
 
 
-def plain_address(value: str) -> str:
-    """Return `value` as one bare ASCII address (IDN domains in punycode), else raise.
-
-    Display names, lists, comments and anything with control characters are refused: the
-    address goes into the To header and the SMTP envelope as it is.
-    """
-    if _CONTROL.search(value) or value != value.strip():
-        raise HeaderInjectionError("the address contains control characters or spaces")
-    local, at, domain = value.rpartition("@")
-    if not at or not _LOCAL_PART.match(local) or len(local) > 64:
-        raise HeaderInjectionError(f"not one plain e-mail address: {value!r}")
-    try:
-        ascii_domain = domain.encode("idna").decode("ascii")
-    except UnicodeError as exc:
-        raise HeaderInjectionError(f"not a valid mail domain: {domain!r}") from exc
-    if not _DOMAIN.match(ascii_domain):
-        raise HeaderInjectionError(f"not one plain e-mail address: {value!r}")
-    return f"{local}@{ascii_domain}"
-
-
 def _clean_subject(subject: str) -> str:
     # Controls become spaces so "Ändrat\r\nBcc: x" cannot start a header; runs collapse.
-    return " ".join(_CONTROL.sub(" ", subject).split())
+    return " ".join(CONTROL.sub(" ", subject).split())
 
 
 def _message_id(value: str) -> str:
@@ -113,7 +85,7 @@ def _message_id(value: str) -> str:
 
 
 def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
-    if _CONTROL.search(value):
+    if CONTROL.search(value):
         raise HeaderInjectionError("content type contains control characters")
     main, _, rest = value.partition(";")
     maintype, slash, subtype = main.strip().lower().partition("/")
@@ -129,7 +101,7 @@ def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
 
 def _filename(value: str) -> str:
     # Receivers save attachments under this name: no controls and no directories.
-    name = _CONTROL.sub("", value).replace("/", "_").replace("\\", "_").strip(" .")
+    name = CONTROL.sub("", value).replace("/", "_").replace("\\", "_").strip(" .")
     return name or "attachment"
 
 
@@ -142,7 +114,7 @@ def build_message(
     not `<...@...>`, or a From with control characters. Control characters in the subject are
     replaced by spaces.
     """
-    if _CONTROL.search(from_addr):
+    if CONTROL.search(from_addr):
         raise HeaderInjectionError("the From address contains control characters")
     message = EmailMessage(policy=policy.default)
     message["From"] = from_addr
@@ -233,7 +205,7 @@ class EmailSender:
         if pool_size < 1 or max_attempts < 1:
             raise ValueError("pool_size and max_attempts must be at least 1")
         envelope_from = parseaddr(from_addr)[1]
-        if not envelope_from or _CONTROL.search(from_addr):
+        if not envelope_from or CONTROL.search(from_addr):
             raise ValueError(f"not a usable From address: {from_addr!r}")
         self.host = host
         self.port = port
