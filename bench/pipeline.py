@@ -1,0 +1,310 @@
+"""The pipeline: arrivals over HTTP → Redis → fan-out → e-mail sink (own process) and Bot API.
+
+Also, in the same run, a naive sequential sender: for each delivery, a new SMTP connection per
+mail (aiosmtplib.send) or one Bot API call per chat message, each awaited in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import tempfile
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import aiosmtplib
+
+from bench import common
+from bench.common import SinkProcess, fresh_redis, percentile, table
+from bench.email_peers import FROM, HTML, mail
+from bot import keys
+from bot.access import ApiTokens, ChatLinks
+from bot.clock import SystemClock
+from bot.senders.email import build_message
+from tests.support.telegram_api import FakeTelegramAPI
+from tests.support.world import CHATS, EXAMPLE_DIRECTORY, TOKEN, arrival
+
+STOCKHOLM = ZoneInfo("Europe/Stockholm")
+POOL = 1000
+PROFILE: str | None = None  # set by `python -m bench --profile FILE`
+TERMINAL = {"sent", "failed", "superseded"}
+
+
+class Service:
+    """bench/service_proc.py as a child process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
+        self.proc = proc
+        self.port = port
+        self.ready: dict[str, float] = {}
+
+    @classmethod
+    async def start(
+        cls, settings: dict[str, Any], relax: bool, profile: str | None = None
+    ) -> Service:
+        args = [sys.executable, "-m", "bench.service_proc", json.dumps(settings)]
+        if relax:
+            args.append("--relax-telegram-limiter")
+        if profile:
+            args += ["--profile", profile]
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
+        assert proc.stdout is not None
+        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        if not line.startswith("PORT"):
+            raise RuntimeError(f"service did not start: {line!r}")
+        service = cls(proc, int(line.split()[1]))
+        service.ready = json.loads(line.split(" ", 2)[2])
+        return service
+
+    async def stop(self) -> dict[str, float]:
+        """Stop; CPU and RSS of the process, and the same at the moment it was ready."""
+        assert self.proc.stdout is not None
+        self.proc.terminate()
+        out = (await asyncio.wait_for(self.proc.stdout.read(), 30)).decode()
+        await self.proc.wait()
+        for line in out.splitlines():
+            if line.startswith("RUSAGE "):
+                usage: dict[str, float] = json.loads(line[7:])
+                usage["ready_cpu"] = self.ready["cpu"]
+                usage["ready_rss_mb"] = self.ready["rss_mb"]
+                return usage
+        nan = float("nan")
+        return {"cpu": nan, "maxrss_mb": nan, "rss_mb": nan, "ready_cpu": nan, "ready_rss_mb": nan}
+
+
+async def _statuses(redis: Any, case_ids: list[str]) -> dict[str, list[dict[str, str]]]:
+    pipe = redis.pipeline(transaction=False)
+    for cid in case_ids:
+        pipe.smembers(keys.case_deliveries(cid))
+    members = await pipe.execute()
+    pipe = redis.pipeline(transaction=False)
+    order: list[str] = []
+    for cid, ids in zip(case_ids, members, strict=True):
+        for did in ids:
+            pipe.hgetall(keys.delivery(did))
+            order.append(cid)
+    rows = await pipe.execute()
+    out: dict[str, list[dict[str, str]]] = {cid: [] for cid in case_ids}
+    for cid, row in zip(order, rows, strict=True):
+        out[cid].append(row)
+    return out
+
+
+async def run(
+    n: int, processes: int = 1, say: Any = print, rate: float | None = None
+) -> tuple[str, dict[str, float]]:
+    """Post `n` arrivals (as fast as taken, or paced at `rate`/s) and wait for every delivery."""
+    redis, _ = await fresh_redis()
+    clock = SystemClock()
+    token = await ApiTokens(redis, clock).create("ostersund-mottagning")
+    chats = ChatLinks(redis, clock, {})
+    for org_id, chat_id in CHATS.items():
+        code = await chats.create_invite(org_id, "member", 3600)
+        assert await chats.redeem(code, chat_id, "bench") is not None
+    sink = await SinkProcess.start()
+    api = FakeTelegramAPI(enforce_limits=False)
+    await api.start()
+    data = Path(tempfile.mkdtemp(prefix="ankomst-bench-"))
+    settings = {
+        # redis-py 8's asyncio pool holds at most 100 connections and fails at once beyond
+        # that ("Too many connections" → 503); the service does not set a size, so the URL does.
+        "redis_url": common.redis_url(max_connections=POOL),
+        "data_dir": str(data),
+        "directory": str(EXAMPLE_DIRECTORY),
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "public_url": "http://ankomst.example.se",
+        "secret_key": "bench-secret-key-for-signing",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": sink.port,
+        "smtp_from": FROM,
+        "telegram_token": TOKEN,
+        "telegram_api_url": api.base_url,
+    }
+    services = [
+        await Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
+        for i in range(processes)
+    ]
+    date = (datetime.now(STOCKHOLM).date() + timedelta(days=2)).isoformat()
+    run_id = int(time.time())
+    started: dict[str, float] = {}
+    try:
+        async with aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=64),
+            headers={"Authorization": f"Bearer {token}"},
+        ) as http:
+            sem = asyncio.Semaphore(32)
+
+            async def post(i: int) -> None:
+                body = arrival(external_ref=f"BENCH-{run_id}-{i:06d}", arrival_date=date)
+                port = services[i % len(services)].port
+                if rate is not None:
+                    await asyncio.sleep(max(0.0, t_start + i / rate - time.time()))
+                async with sem:
+                    t0 = time.time()
+                    async with http.post(
+                        f"http://127.0.0.1:{port}/api/v1/arrivals", json=body
+                    ) as r:
+                        answer = await r.json()
+                        if r.status != 201:
+                            raise RuntimeError(f"{r.status}: {answer}")
+                started[answer["id"]] = t0
+
+            t_start = time.time()
+            await asyncio.gather(*(post(i) for i in range(n)))
+            t_posted = time.time()
+        accept_rate = n / (t_posted - t_start)
+        say(f"  {n} arrivals accepted in {t_posted - t_start:.1f} s ({accept_rate:,.0f}/s)")
+        case_ids = list(started)
+        deadline = time.time() + max(120.0, n * 0.5)
+        while True:
+            statuses = await _statuses(redis, case_ids)
+            rows = [r for rs in statuses.values() for r in rs]
+            pending = [r for r in rows if r.get("status") not in TERMINAL]
+            if rows and not pending and all(statuses.values()):
+                break
+            if time.time() > deadline:
+                raise TimeoutError(f"{len(pending)} of {len(rows)} deliveries still pending")
+            await asyncio.sleep(0.25)
+    finally:
+        usages = [await s.stop() for s in services]
+        await api.close()
+        sink_stats = await sink.stats()
+        await sink.stop()
+        await redis.flushdb()
+        await redis.aclose()
+
+    latencies = []
+    last_sent = 0.0
+    for cid, rs in statuses.items():
+        sent = [datetime.fromisoformat(r["sent_at"]).timestamp() for r in rs if r.get("sent_at")]
+        if sent:
+            latencies.append(max(sent) - started[cid])
+            last_sent = max(last_sent, max(sent))
+    total = len(rows)
+    by_status: dict[str, int] = {}
+    by_channel: dict[str, int] = {}
+    for r in rows:
+        by_status[r.get("status", "?")] = by_status.get(r.get("status", "?"), 0) + 1
+        kind = "telegram" if r.get("channel", "").startswith("tg:") else r.get("channel", "?")
+        by_channel[kind] = by_channel.get(kind, 0) + 1
+    delivery_rate = total / (last_sent - t_start)
+    # CPU spent after the service was ready (imports and start-up excluded), all processes.
+    cpu = sum(u["cpu"] - u["ready_cpu"] for u in usages)
+    rss = max(u["maxrss_mb"] for u in usages)
+    rss_ready = max(u["ready_rss_mb"] for u in usages)
+    rss_end = max(u["rss_mb"] for u in usages)
+    figures = {
+        "arrivals": n,
+        "deliveries": total,
+        "emails": by_channel.get("email", 0),
+        "chats": by_channel.get("telegram", 0),
+        "accept_rate": accept_rate,
+        "delivery_rate": delivery_rate,
+        "p50": percentile(latencies, 50),
+        "p95": percentile(latencies, 95),
+        "p99": percentile(latencies, 99),
+        "rss": rss,
+        "rss_ready": rss_ready,
+        "rss_end": rss_end,
+        "cpu_per_1000": cpu / total * 1000,
+        "sink_messages": sink_stats["messages"],
+        "sink_connections": sink_stats["connections"],
+        "bot_api_messages": len(api.sent),
+    }
+    say(f"  pipeline: {figures}")
+    figures["statuses"] = by_status  # type: ignore[assignment]
+    return "", figures
+
+
+async def naive(emails: int, chats: int, say: Any = print) -> float:
+    """Deliveries/s of the naive sequential sender over `emails` mails and `chats` messages."""
+    sink = await SinkProcess.start()
+    chat_ids = list(CHATS.values())
+    try:
+        async with FakeTelegramAPI(enforce_limits=False) as api, api.bot(TOKEN) as bot:
+            # Interleave the two kinds as the deliveries of successive cases would come.
+            jobs = [
+                "email"
+                if (i * emails) // (emails + chats) != ((i + 1) * emails) // (emails + chats)
+                else "telegram"
+                for i in range(emails + chats)
+            ]
+            start = time.perf_counter()
+            for i, kind in enumerate(jobs):
+                if kind == "email":
+                    await aiosmtplib.send(
+                        build_message(mail(i), FROM), hostname="127.0.0.1", port=sink.port
+                    )
+                else:
+                    await bot.send_message(chat_ids[i % len(chat_ids)], HTML[:900])
+            elapsed = time.perf_counter() - start
+    finally:
+        await sink.stop()
+    rate = (emails + chats) / elapsed
+    say(f"  naive sequential: {emails + chats} deliveries in {elapsed:.1f} s ({rate:,.0f}/s)")
+    return rate
+
+
+async def bench(
+    n: int,
+    naive_n: int,
+    processes: list[int],
+    say: Any = print,
+    paced: tuple[int, float] | None = None,
+) -> str:
+    """Flat-out runs with each process count, then (optionally) `paced` = (arrivals, per s)."""
+    results: list[tuple[str, dict[str, Any]]] = []
+    for p in processes:
+        say(f"  pipeline with {p} service process(es), {n} arrivals …")
+        _, figures = await run(n, p, say)
+        results.append((f"Ankomst, {p} serve process{'es' if p > 1 else ''}, flat out", figures))
+    if paced is not None:
+        say(f"  pipeline, 1 process, {paced[0]} arrivals paced at {paced[1]:g}/s …")
+        _, figures = await run(paced[0], 1, say, rate=paced[1])
+        results.append((f"Ankomst, 1 serve process, paced at {paced[1]:g} arrivals/s", figures))
+    f0 = results[0][1]
+    share = f0["emails"] / max(1, f0["deliveries"])
+    emails = round(naive_n * share)
+    naive_rate = await naive(emails, naive_n - emails, say)
+    rows: list[tuple[Any, ...]] = []
+    for label, f in results:
+        rows.append(
+            (
+                label,
+                f["accept_rate"],
+                f["delivery_rate"],
+                f"{f['p50']:.2f} / {f['p95']:.2f} / {f['p99']:.2f}",
+                f"{f['rss']:.0f} ({f['rss_ready']:.0f} idle, {f['rss_end']:.0f} after)",
+                f["cpu_per_1000"],
+                "(paced)" if "paced" in label else f"{f['delivery_rate'] / naive_rate:.1f}×",
+            )
+        )
+    rows.append(("naive sequential sender", "–", naive_rate, "–", "–", "–", "1.0×"))
+    text = (
+        f"{n} arrivals (Östersund, children 9 and 4), {f0['deliveries']} deliveries "
+        f"({f0['emails']} e-mail, {f0['chats']} Telegram; statuses {f0['statuses']}); "
+        f"sink received {f0['sink_messages']} mails over {f0['sink_connections']} connections, "
+        f"Bot API {f0['bot_api_messages']} messages. Bot API limits off and the Telegram slot "
+        "grid relaxed to 1 ms in the service (see below). Naive baseline: "
+        f"{naive_n} deliveries in the same e-mail/chat proportion, each awaited in turn, a new "
+        "SMTP connection per mail. RSS and CPU are the service process(es) only; CPU counts "
+        "from the moment the service was ready.\n\n"
+    )
+    return text + table(
+        [
+            "",
+            "arrivals/s accepted",
+            "deliveries/s",
+            "request→last delivery p50/p95/p99 (s)",
+            "peak RSS, MB (idle / after)",
+            "CPU s / 1000 deliveries",
+            "ratio to naive",
+        ],
+        rows,
+    )
