@@ -24,10 +24,15 @@ from bot.access import ApiTokens, ChatLinks, Signer
 from bot.calendar import WorkingDayCalendar
 from bot.cases import CaseService
 from bot.clock import Clock, SystemClock
+from bot.deadlines import Deadlines, DeadlineSettings
 from bot.delivery import Deliverer, DeliverySettings
 from bot.directory import Directory, load_directory
+from bot.disagreements import Disagreements
 from bot.embedded import EmbeddedSmtp
 from bot.fanout import FanOut
+from bot.healthcare import HealthCentre
+from bot.intake import INTAKE_GROUP, Intake
+from bot.scheduler import Scheduler
 from bot.senders.email import EmailSender
 from bot.senders.telegram import TelegramSender
 from bot.settings import Settings
@@ -52,8 +57,13 @@ class Services:
     signer: Signer
     fanout: FanOut
     deliverer: Deliverer
+    scheduler: Scheduler
+    deadlines: Deadlines
+    health: HealthCentre
+    disagreements: Disagreements
     bot: Bot | None = None
     consumers: list[StreamConsumer] = field(default_factory=list)
+    scheduler_running: bool = False
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """Whether the store answers and every worker runs."""
@@ -63,7 +73,9 @@ class Services:
         except Exception as exc:
             checks["redis"] = False
             checks["redis_error"] = type(exc).__name__
-        checks["workers"] = {c.stream: c.stats.alive for c in self.consumers}
+        checks["workers"] = {f"{c.stream}/{c.group}": c.stats.alive for c in self.consumers}
+        if self.scheduler_running:
+            checks["workers"]["scheduler"] = self.scheduler.stats.alive
         ok = checks["redis"] is True and all(checks["workers"].values()) and bool(self.consumers)
         return ok, checks
 
@@ -168,6 +180,22 @@ class Ankomst:
             self.email,
             telegram,
         )
+        scheduler = Scheduler(
+            redis,
+            self.clock,
+            poll_seconds=settings.scheduler_poll_seconds,
+            lease_seconds=settings.scheduler_lease_seconds,
+            late_after_seconds=settings.scheduler_late_seconds,
+        )
+        deadlines = Deadlines(
+            redis,
+            directory,
+            calendar,
+            self.clock,
+            scheduler,
+            fanout,
+            DeadlineSettings.from_settings(settings),
+        )
         services = Services(
             settings=settings,
             redis=redis,
@@ -180,6 +208,10 @@ class Ankomst:
             signer=signer,
             fanout=fanout,
             deliverer=deliverer,
+            scheduler=scheduler,
+            deadlines=deadlines,
+            health=HealthCentre(redis, directory, self.clock, settings.zone),
+            disagreements=Disagreements(redis, directory, self.clock),
             bot=self.bot,
         )
         self.services = services
@@ -194,6 +226,14 @@ class Ankomst:
                     keys.FANOUT_GROUP,
                     name,
                     fanout.handle,
+                    reclaim_after_ms=reclaim,
+                ),
+                StreamConsumer(
+                    redis,
+                    keys.EVENTS,
+                    keys.DEADLINES_GROUP,
+                    name,
+                    deadlines.handle,
                     reclaim_after_ms=reclaim,
                 ),
                 StreamConsumer(
@@ -218,8 +258,22 @@ class Ankomst:
                         reclaim_after_ms=reclaim,
                     )
                 )
+            services.consumers.append(
+                StreamConsumer(
+                    redis,
+                    keys.INTAKE,
+                    INTAKE_GROUP,
+                    name,
+                    Intake(redis, services.cases).handle,
+                    reclaim_after_ms=reclaim,
+                )
+            )
             for consumer in services.consumers:
-                self._tasks.append(asyncio.create_task(consumer.run(), name=consumer.stream))
+                self._tasks.append(
+                    asyncio.create_task(consumer.run(), name=f"{consumer.stream}/{consumer.group}")
+                )
+            self._tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
+            services.scheduler_running = True
 
         from handlers.routes import build_web_app
         from handlers.telegram import build_dispatcher
@@ -261,6 +315,7 @@ class Ankomst:
         if self.services is not None:
             for consumer in self.services.consumers:
                 await consumer.stop()
+            await self.services.scheduler.stop()
         if self.dispatcher is not None and self.settings.telegram_mode == "polling":
             with contextlib.suppress(RuntimeError):
                 await self.dispatcher.stop_polling()

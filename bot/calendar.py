@@ -169,6 +169,35 @@ class WorkingDayCalendar:
             cursor = self.office_start_on(self.next_working_day(self.local_date(cursor)))
         raise ValueError(f"{hours} working hours from {start} is too far ahead")
 
+    def counting_day(self, moment: datetime) -> date:
+        """The working day whose office hours `moment` counts towards.
+
+        Its own local date when that is a working day and the office has not yet closed;
+        otherwise (after closing, on a weekend or holiday) the next working day. A
+        registration on Saturday, or at 18:00, is handled as if made when the office next
+        opens.
+        """
+        local = _aware(moment).astimezone(self.zone)
+        if self.is_working_day(local.date()) and local.time() < self.office_end:
+            return local.date()
+        return self.next_working_day(local.date())
+
+    def working_time_between(self, start: datetime, end: datetime) -> timedelta:
+        """How much office time of working days lies between `start` and `end` (>= 0)."""
+        cursor = _aware(start).astimezone(UTC)
+        end = _aware(end).astimezone(UTC)
+        total = timedelta()
+        for _ in range(_MAX_SEARCH_DAYS * 10):
+            cursor = self._next_office_moment(cursor)
+            if cursor >= end:
+                return total
+            closing = self.office_end_on(self.local_date(cursor))
+            if end <= closing:
+                return total + (end - cursor)
+            total += closing - cursor
+            cursor = self.office_start_on(self.next_working_day(self.local_date(cursor)))
+        raise ValueError(f"{start} to {end} is too long a span")
+
     def next_working_day_at(self, moment: datetime, t: time) -> datetime:
         """Local time `t` on the first working day strictly after `moment`'s local date."""
         return self.at_local(self.next_working_day(self.local_date(moment)), t)

@@ -12,21 +12,22 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+import icalendar
+from aiogram.types import InlineKeyboardMarkup
 from redis.asyncio import Redis
 
 from bot import keys
 from bot.access import ChatLinks, Signer
-from bot.buttons import AckButton
+from bot.buttons import ack_row, booking_row, escalate_row, keyboard
 from bot.calendar import WorkingDayCalendar
 from bot.cases import Case, CaseNotFound, CaseStore, Version
 from bot.clock import Clock
 from bot.directory import Directory, Organisation
 from bot.fanout import EMAIL, NOTICE, chat_of
-from bot.senders.email import EmailSender, OutgoingMail
+from bot.senders.email import Attachment, EmailSender, OutgoingMail
 from bot.senders.telegram import TelegramSender
 from messages import models as m
 from messages.render import (
@@ -128,8 +129,14 @@ class Deliverer:
                 ack_url = f"{self.settings.public_url}/a/{token}"
             deadline = None
             if org.kind == "health_centre":
+                # Counted from when the health centre was first told (bot/deadlines.py keeps
+                # that moment); for its first message that moment is now.
+                informed = await self.redis.hget(
+                    keys.case_markers(case.id), keys.booking_informed_marker(org.id)
+                )
                 deadline = self.calendar.booking_deadline(
-                    case.created_at, self.settings.booking_days
+                    datetime.fromisoformat(informed) if informed else self.clock.now(),
+                    self.settings.booking_days,
                 )
             notice = m.ArrivalNotice(
                 kind=version.kind,
@@ -169,6 +176,10 @@ class Deliverer:
             failed_org = self.directory.organisations.get(str(params.get("organisation", "")))
             facts["organisation"] = failed_org.name if failed_org else params.get("organisation")
             facts["channel"] = "e-post" if params.get("channel") == EMAIL else "Telegram"
+        if topic == "ack_reminder" and d["channel"] == EMAIL:
+            # The reminder by e-mail carries the acknowledge link of the version it is about.
+            token = self.signer.ack_token(case.id, version_no, org.id)
+            facts["ack_url"] = f"{self.settings.public_url}/a/{token}"
         for name, value in list(facts.items()):
             if isinstance(value, str) and name.endswith("_at"):
                 facts[name] = datetime.fromisoformat(value)
@@ -236,7 +247,7 @@ class Deliverer:
         attempts = int(d.get("attempts", "0"))
         await self._record(ident, status="sending", sending_at=self.clock.now().isoformat())
         if d["channel"] == EMAIL:
-            ok, permanent, error, extra, tries = await self._send_email(d, rendered)
+            ok, permanent, error, extra, tries = await self._send_email(d, case, rendered)
         else:
             ok, permanent, error, extra, tries = await self._send_telegram(
                 d, case, rendered, needs_ack
@@ -244,8 +255,30 @@ class Deliverer:
         now = self.clock.now().isoformat()
         attempts += tries
         if ok:
-            await self._record(ident, status="sent", sent_at=now, attempts=str(attempts), **extra)
-            await self.redis.delete(claim)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(
+                    keys.delivery(ident),
+                    mapping={"status": "sent", "sent_at": now, "attempts": str(attempts), **extra},
+                )
+                if d["topic"] == NOTICE and not json.loads(d.get("params") or "{}").get("copy"):
+                    # A recipient has been reached: the deadline watch starts the booking clock
+                    # and keeps count of same-day notification from this event.
+                    pipe.xadd(
+                        keys.EVENTS,
+                        {
+                            "type": "delivery.sent",
+                            "case": d["case"],
+                            "version": d["version"],
+                            "at": now,
+                            "by": "ankomst",
+                            "via": "system",
+                            "delivery": ident,
+                            "org": d["org"],
+                            "channel": d["channel"],
+                        },
+                    )
+                pipe.delete(claim)
+                await pipe.execute()
             return True
         if permanent:
             async with self.redis.pipeline(transaction=True) as pipe:
@@ -283,8 +316,30 @@ class Deliverer:
         await self.redis.delete(claim)
         return False
 
+    def _booking_ics(self, d: dict[str, str], reference: str) -> Attachment:
+        """The booked health conversation as a calendar event (one UID per case, so a new
+        booking updates the event instead of adding one)."""
+        params = json.loads(d.get("params") or "{}")
+        start = datetime.fromisoformat(params["booked_at"])
+        calendar = icalendar.Calendar()
+        calendar.add("prodid", "-//Ankomst//hälsosamtal//SV")
+        calendar.add("version", "2.0")
+        calendar.add("method", "PUBLISH")
+        event = icalendar.Event()
+        event.add("uid", f"health-booking-{d['case']}@{self.settings.from_domain}")
+        event.add("sequence", int(d["topic"].split("/", 1)[1] or 1))
+        event.add("dtstamp", self.clock.now())
+        event.add("dtstart", start)
+        event.add("dtend", start + timedelta(hours=1))
+        event.add("summary", f"Hälsosamtal, {reference}")
+        event.add("location", str(params.get("organisation", "")))
+        interpreter = "Tolk bokad." if params.get("interpreter_booked") else "Tolk inte bokad."
+        event.add("description", interpreter)
+        calendar.add_component(event)
+        return Attachment("halsosamtal.ics", "text/calendar; method=PUBLISH", calendar.to_ical())
+
     async def _send_email(
-        self, d: dict[str, str], rendered: m.Rendered
+        self, d: dict[str, str], case: Case, rendered: m.Rendered
     ) -> tuple[bool, bool, str, dict[str, str], int]:
         if self.email is None:
             return False, True, "e-post är inte konfigurerad", {}, 0
@@ -292,6 +347,9 @@ class Deliverer:
         if not org.email:
             return False, True, "organisationen har ingen e-postadress", {}, 0
         own, root = self._thread_ids(d)
+        attachments: tuple[Attachment, ...] = ()
+        if d["topic"].startswith("health_booking/"):
+            attachments = (self._booking_ics(d, case.reference),)
         mail = OutgoingMail(
             to=org.email,
             subject=rendered.subject,
@@ -300,9 +358,33 @@ class Deliverer:
             message_id=own,
             in_reply_to=None if own == root else root,
             references=() if own == root else (root,),
+            attachments=attachments,
         )
         result = await self.email.send(mail)
         return result.ok, result.permanent, result.error or "", {"message_id": own}, result.attempts
+
+    async def _buttons(
+        self, d: dict[str, str], case: Case, chat_id: int, needs_ack: bool
+    ) -> InlineKeyboardMarkup | None:
+        """The buttons under a chat message: Mottaget; the health centre's Boka; Eskalera for
+        a supervisor's chat on a disagreement."""
+        rows = []
+        if needs_ack:
+            rows.append(ack_row(self.signer, case.id, int(d["version"])))
+        topic, _, suffix = d["topic"].partition("/")
+        org = self.directory.organisation(d["org"])
+        if (
+            topic == NOTICE
+            and org.kind == "health_centre"
+            and case.status != "cancelled"
+            and not json.loads(d.get("params") or "{}").get("copy")
+        ):
+            rows.append(booking_row(self.signer, case.id))
+        if topic == "disagreement_raised" and suffix:
+            link = await self.chats.link_of(chat_id)
+            if link is not None and link.role == "supervisor":
+                rows.append(escalate_row(self.signer, suffix))
+        return keyboard(rows)
 
     async def _send_telegram(
         self, d: dict[str, str], case: Case, rendered: m.Rendered, needs_ack: bool
@@ -310,19 +392,7 @@ class Deliverer:
         chat_id = chat_of(d["channel"])
         if self.telegram is None or chat_id is None:
             return False, True, "Telegram är inte påslaget", {}, 0
-        markup = None
-        if needs_ack:
-            version = int(d["version"])
-            button = AckButton(
-                case=case.id,
-                version=version,
-                sig=self.signer.button_signature("ack", case.id, version),
-            )
-            markup = InlineKeyboardMarkup(
-                inline_keyboard=[
-                    [InlineKeyboardButton(text="Mottaget", callback_data=button.pack())]
-                ]
-            )
+        markup = await self._buttons(d, case, chat_id, needs_ack)
         result = await self.telegram.send(chat_id, rendered.telegram, markup)
         extra: dict[str, str] = {}
         if result.migrated_to is not None:

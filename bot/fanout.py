@@ -152,7 +152,9 @@ class FanOut:
             planned = [
                 p
                 for p in await self.plan(
-                    [case.reception_unit], "delivery_failed/" + short_hash(event.get("delivery", "")), params
+                    [case.reception_unit],
+                    "delivery_failed/" + short_hash(event.get("delivery", "")),
+                    params,
                 )
                 if not (
                     event.get("org") == case.reception_unit and p.channel == event.get("channel")

@@ -7,6 +7,7 @@ PREFIX = "ankomst"
 # Streams and their consumer groups
 EVENTS = f"{PREFIX}:events"  # domain events: registered, changed, cancelled, acknowledged, ...
 FANOUT_GROUP = "fanout"
+DEADLINES_GROUP = "deadlines"  # the deadline watch reads the same events in a group of its own
 OUTBOX_EMAIL = f"{PREFIX}:outbox:email"  # one entry per e-mail delivery to make
 OUTBOX_TELEGRAM = f"{PREFIX}:outbox:telegram"  # one entry per chat delivery to make
 SENDER_GROUP = "senders"
@@ -47,6 +48,16 @@ def case_history(case_id: str) -> str:
 def case_markers(case_id: str) -> str:
     """Hash of once-only markers (e.g. "all_acked:{version}")."""
     return f"{PREFIX}:case:{case_id}:markers"
+
+
+def booking_informed_marker(org_id: str) -> str:
+    """Field of `case_markers`: when the health centre `org_id` was first told (ISO)."""
+    return f"booking_informed:{org_id}"
+
+
+def booking_reported_marker(org_id: str) -> str:
+    """Field of `case_markers`: when the health centre `org_id` reported a booking (ISO)."""
+    return f"booking_reported:{org_id}"
 
 
 def municipality_cases(municipality: str) -> str:
@@ -126,3 +137,8 @@ TIMERS = f"{PREFIX}:timers"  # sorted set: timer id by due time (epoch seconds)
 def timer(timer_id: str) -> str:
     """Hash with a timer's payload."""
     return f"{PREFIX}:timer:{timer_id}"
+
+
+def case_timers(case_id: str) -> str:
+    """Set of timer ids made for a case (pending, fired or cancelled)."""
+    return f"{PREFIX}:case:{case_id}:timers"

@@ -65,6 +65,11 @@ class Child(BaseModel):
         return value
 
 
+def is_external_ref(value: str) -> bool:
+    """Whether `value` is usable as an external reference (the idempotency key)."""
+    return bool(_REF.match(value))
+
+
 def _clean_text(value: str) -> str:
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     if _CONTROL.search(value):
@@ -72,7 +77,8 @@ def _clean_text(value: str) -> str:
     return value.strip()
 
 
-def _check_details(value: str) -> str:
+def check_free_text(value: str) -> str:
+    """Free text as stored: no control characters, identity numbers or medical words."""
     value = _clean_text(value)
     if _PERSONNUMMER.search(value):
         raise ValueError("får inte innehålla person- eller samordningsnummer")
@@ -135,7 +141,7 @@ class ArrivalIn(BaseModel):
     @field_validator("details")
     @classmethod
     def _details(cls, value: str) -> str:
-        return _check_details(value)
+        return check_free_text(value)
 
     @field_validator("arrival_date")
     @classmethod
@@ -174,7 +180,7 @@ class ArrivalPatch(BaseModel):
     @field_validator("details")
     @classmethod
     def _details(cls, value: str | None) -> str | None:
-        return None if value is None else _check_details(value)
+        return None if value is None else check_free_text(value)
 
     @field_validator("arrival_date")
     @classmethod
@@ -210,7 +216,7 @@ class CancelIn(BaseModel):
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        return _check_details(value)
+        return check_free_text(value)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import secrets
 import sys
 from datetime import time
@@ -13,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-_ADDRESS = re.compile(r"^[^@\s<>\"\r\n]+@[^@\s<>\"\r\n]+\.[^@\s<>\"\r\n]+$")
+from bot.addresses import CONTROL, is_plain_address
 
 
 class SettingsError(Exception):
@@ -62,6 +61,16 @@ class Settings(BaseSettings):
     booking_reminder_days: int = Field(default=3, ge=1)
     same_day_alert_minutes: int = Field(default=30, ge=0)
     disagreement_days: int = Field(default=5, ge=1)
+    # A registration after the same-day check time is checked this long after it was made, so
+    # the notices have a moment to go out before anyone is alerted.
+    same_day_grace_minutes: int = Field(default=5, ge=0)
+
+    # Scheduler: how often it looks for due timers (real seconds), how long a claimed timer is
+    # left to its claimer before another process takes it over, and from how late a firing is
+    # logged as late (both in clock seconds).
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0)
+    scheduler_lease_seconds: int = Field(default=120, ge=1)
+    scheduler_late_seconds: int = Field(default=60, ge=0)
 
     # Links, codes and claims
     ack_link_days: int = Field(default=30, ge=1)
@@ -101,7 +110,7 @@ class Settings(BaseSettings):
     @classmethod
     def _from_address(cls, value: str) -> str:
         address = value.rsplit("<", 1)[-1].rstrip(">").strip()
-        if "\r" in value or "\n" in value or not _ADDRESS.match(address):
+        if CONTROL.search(value) or not is_plain_address(address):
             raise ValueError("must be an e-mail address, optionally with a display name")
         return value
 
@@ -109,6 +118,25 @@ class Settings(BaseSettings):
     @classmethod
     def _empty_is_unset(cls, value: str | None) -> str | None:
         return value or None
+
+    @field_validator(
+        "secret_key", "smtp_password", "telegram_token", "telegram_webhook_secret", mode="before"
+    )
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        # `ANKOMST_SECRET_KEY=` in an env file must not mean "sign with the empty key".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters (generate one with secrets.token_urlsafe)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

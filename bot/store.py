@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
 from bot.embedded import EmbeddedValkey
@@ -34,6 +34,8 @@ __all__ = [
     "redis_from_url",
 ]
 
+MAX_CONNECTIONS = 256  # per process; Redis's own default limit is 10,000 clients
+POOL_WAIT_SECONDS = 10.0  # how long a command waits for a free connection before failing
 SOCKET_TIMEOUT = 30.0  # seconds a single read may take before the connection is given up
 MAX_BLOCK_MS = 20_000  # longest safe BLOCK for XREADGROUP etc.: well below SOCKET_TIMEOUT
 SOCKET_CONNECT_TIMEOUT = 5.0
@@ -130,13 +132,22 @@ def redis_from_url(url: str) -> Redis:
             sentinel_kwargs=sentinel_options,
             username=target.username,
             password=target.password,
+            max_connections=MAX_CONNECTIONS,
             **options,
         )
         # master_for follows failovers: each new connection asks the sentinels for the master.
         master: Redis = sentinel.master_for(target.service_name, redis_class=Redis, db=target.db)
         return master
     if url.startswith(("redis://", "rediss://", "unix://")):
-        return Redis.from_url(url, **_client_options(tcp=not url.startswith("unix://")))
+        # A blocking pool: under a burst, a request waits for a free connection instead of
+        # failing with "Too many connections" (redis-py's default pool raises at once).
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            **_client_options(tcp=not url.startswith("unix://")),
+        )
+        return Redis(connection_pool=pool)
     raise ValueError(
         "the Redis URL must start with redis://, rediss://, unix:// or redis+sentinel://"
     )

@@ -11,6 +11,7 @@ from bot import keys
 from bot.cases import Case, CaseStore
 from bot.directory import Directory
 from bot.fanout import EMAIL, NOTICE
+from bot.scheduler import timers_of_case
 
 _DELIVERY_FIELDS = (
     "id",
@@ -81,6 +82,10 @@ async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str,
             "deliveries": mine,
         }
 
+    deadlines = await pending_deadlines(redis, case, acks)
+    same_day_by, notified_at, notified_same_day = await redis.hmget(
+        keys.case(case.id), ["same_day_by", "notified_at", "notified_same_day"]
+    )
     return {
         "id": case.id,
         "reference": case.reference,
@@ -93,8 +98,59 @@ async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str,
         "arrival": case.facts,
         "reception_unit": party(case.reception_unit),
         "recipients": [party(o) for o in case.recipients],
+        "deadlines": deadlines,
+        **await health_view(redis, case),
+        # Same-day notification (counted by the yearly follow-up): the working day by which every
+        # recipient should have been reached, when they all had been, and whether in time
+        # (null until known).
+        "same_day_by": same_day_by,
+        "notified_at": notified_at,
+        "notified_same_day": (None if notified_same_day is None else notified_same_day == "true"),
         "history": history,
     }
+
+
+async def health_view(redis: Redis, case: Case) -> dict[str, Any]:
+    """The health centre's reports: the booking, the clearance (yes/no only) and what it means
+    for the starts — the preschool waits until clearance exists (routine step 8)."""
+    booking, clearance = await redis.hmget(keys.case(case.id), ["booking", "clearance"])
+    cleared = json.loads(clearance) if clearance else None
+    start = "waiting" if cleared is None else ("may_start" if cleared["may_start"] else "must_wait")
+    return {
+        "booking": json.loads(booking) if booking else None,
+        "clearance": cleared,
+        "start": {"school": start, "preschool": start},
+    }
+
+
+async def pending_deadlines(
+    redis: Redis, case: Case, acks: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """Each deadline still ahead of the case: kind, organisation, due time, what happens then."""
+    if case.status == "cancelled":
+        return []
+    if acks is None:
+        acks = await CaseStore(redis).acks(case.id)
+    out: list[dict[str, Any]] = []
+    for timer in await timers_of_case(redis, case.id):
+        then = timer.payload.get("then")
+        if not timer.pending or not then:
+            continue  # done, or bookkeeping nobody needs to see
+        version = timer.payload.get("version")
+        org = timer.payload.get("organisation")
+        if version is not None and int(version) != case.version:
+            continue  # an older version's, about to be cancelled
+        if version is not None and org and f"{version}:{org}" in acks:
+            continue  # acknowledged meanwhile, about to be cancelled
+        out.append(
+            {
+                "kind": timer.kind,
+                "organisation": org,
+                "due_at": timer.due_at.isoformat(),
+                "then": then,
+            }
+        )
+    return out
 
 
 def summary(case: Case) -> dict[str, Any]:

@@ -14,6 +14,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from bot.access import Actor, LinkExpired
 from bot.app import Services
 from bot.cases import CaseNotFound, Conflict, Forbidden
+from bot.disagreements import DecisionIn, DisagreementIn
+from bot.healthcare import BookingIn, ClearanceIn
 from bot.models import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
 from bot.views import case_view, dumps, summary
 from messages.models import AckPage, AckPageState
@@ -211,6 +213,71 @@ async def acknowledge(request: web.Request) -> web.Response:
     )
 
 
+async def health_booking(request: web.Request) -> web.Response:
+    """POST /api/v1/arrivals/{id}/health-booking: the health centre reports the booked time."""
+    services = request.app[SERVICES]
+    body = parse(BookingIn, await read_json(request))
+    booking = await services.health.book(request.match_info["case_id"], body, actor_of(request))
+    return json_response(booking)
+
+
+async def clearance(request: web.Request) -> web.Response:
+    """POST /api/v1/arrivals/{id}/clearance: yes/no only; any other field is a 422."""
+    services = request.app[SERVICES]
+    body = parse(ClearanceIn, await read_json(request))
+    result = await services.health.clear(request.match_info["case_id"], body, actor_of(request))
+    return json_response(result)
+
+
+async def raise_disagreement(request: web.Request) -> web.Response:
+    """POST /api/v1/arrivals/{id}/disagreements."""
+    services = request.app[SERVICES]
+    body = parse(DisagreementIn, await read_json(request))
+    found = await services.disagreements.raise_(
+        request.match_info["case_id"], body, actor_of(request)
+    )
+    response = json_response(found.view(), 201)
+    response.headers["Location"] = f"/api/v1/disagreements/{found.id}"
+    return response
+
+
+async def list_disagreements(request: web.Request) -> web.Response:
+    """GET /api/v1/arrivals/{id}/disagreements."""
+    services = request.app[SERVICES]
+    case = await services.cases.store.get(request.match_info["case_id"])
+    services.cases.require_party(actor_of(request), case)
+    found = await services.disagreements.of_case(case.id)
+    return json_response({"disagreements": [d.view() for d in found]})
+
+
+async def get_disagreement(request: web.Request) -> web.Response:
+    """GET /api/v1/disagreements/{id}."""
+    services = request.app[SERVICES]
+    found = await services.disagreements.get(request.match_info["disagreement_id"])
+    await services.disagreements.require_visible(actor_of(request), found)
+    return json_response(found.view())
+
+
+async def escalate_disagreement(request: web.Request) -> web.Response:
+    """POST /api/v1/disagreements/{id}/escalate: a supervisor of a party refers it upwards."""
+    services = request.app[SERVICES]
+    await read_json(request)
+    found = await services.disagreements.escalate(
+        request.match_info["disagreement_id"], actor_of(request)
+    )
+    return json_response(found.view())
+
+
+async def resolve_disagreement(request: web.Request) -> web.Response:
+    """POST /api/v1/disagreements/{id}/resolve: a party or management decides."""
+    services = request.app[SERVICES]
+    body = parse(DecisionIn, await read_json(request))
+    found = await services.disagreements.resolve(
+        request.match_info["disagreement_id"], body, actor_of(request)
+    )
+    return json_response(found.view())
+
+
 # -- ack links -----------------------------------------------------------------------------
 
 
@@ -297,6 +364,13 @@ def build_web_app(services: Services) -> web.Application:
     app.router.add_patch("/api/v1/arrivals/{case_id}", change_arrival)
     app.router.add_post("/api/v1/arrivals/{case_id}/cancel", cancel_arrival)
     app.router.add_post("/api/v1/arrivals/{case_id}/ack", acknowledge)
+    app.router.add_post("/api/v1/arrivals/{case_id}/health-booking", health_booking)
+    app.router.add_post("/api/v1/arrivals/{case_id}/clearance", clearance)
+    app.router.add_post("/api/v1/arrivals/{case_id}/disagreements", raise_disagreement)
+    app.router.add_get("/api/v1/arrivals/{case_id}/disagreements", list_disagreements)
+    app.router.add_get("/api/v1/disagreements/{disagreement_id}", get_disagreement)
+    app.router.add_post("/api/v1/disagreements/{disagreement_id}/escalate", escalate_disagreement)
+    app.router.add_post("/api/v1/disagreements/{disagreement_id}/resolve", resolve_disagreement)
     app.router.add_route("GET", "/a/{token}", ack_link)
     app.router.add_route("POST", "/a/{token}", ack_link)
     return app

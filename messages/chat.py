@@ -80,8 +80,29 @@ def help_text(kind: OrgKind | None, organisation: str | None) -> str:
             "Tryck på <b>Mottaget</b> under varje meddelande, så vet mottagningsenheten "
             "att ni har sett det.",
         ]
-    lines += ["", "/help – den här hjälpen"]
+    lines += [""] + [f"/{name} – {escape(text)}" for name, text in commands_for(kind, "member")]
     return "\n".join(lines)
+
+
+_COMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "reception_unit": (
+        ("ny", "registrera en ny ankomst"),
+        ("andra", "ändra ankomstdatum: /andra REF"),
+        ("stall_in", "ställ in en ankomst: /stall_in REF"),
+    ),
+}
+_COMMON_COMMANDS = (
+    ("arenden", "öppna ärenden för er organisation"),
+    ("oenighet", "anmäl oenighet i ett ärende: /oenighet REF"),
+    ("help", "vad boten gör för er"),
+)
+
+
+def commands_for(kind: OrgKind | None, role: str) -> tuple[tuple[str, str], ...]:
+    """The bot's command menu for a chat of this kind of organisation (and role)."""
+    if kind is None:
+        return (("start", "koppla chatten med en kod: /start KOD"), ("help", "hjälp"))
+    return _COMMANDS.get(kind, ()) + _COMMON_COMMANDS
 
 
 def linked(organisation: str, role: str = "member") -> str:

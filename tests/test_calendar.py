@@ -310,3 +310,58 @@ def test_working_hours_land_in_office_hours_and_add_up(
     # Counting in two steps ends where counting in one does.
     stepwise = cal.add_working_hours(cal.add_working_hours(start, first / 60), second / 60)
     assert abs(stepwise - total) < timedelta(milliseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (local(2026, 11, 25, 7), date(2026, 11, 25)),  # before opening: that day
+        (local(2026, 11, 25, 16, 59), date(2026, 11, 25)),
+        (local(2026, 11, 25, 17), date(2026, 11, 26)),  # closed: the next working day
+        (local(2026, 11, 27, 18), date(2026, 11, 30)),  # Friday evening -> Monday
+        (local(2026, 11, 28, 10), date(2026, 11, 30)),  # Saturday -> Monday
+        (local(2026, 12, 24, 9), date(2026, 12, 28)),  # julafton -> Monday after Christmas
+        (local(2026, 6, 19, 9), date(2026, 6, 22)),  # midsommarafton -> Monday
+        (local(2027, 3, 28, 2, 30), date(2027, 3, 30)),  # the night summer time starts, Easter
+    ],
+)
+def test_counting_day_is_the_working_day_a_moment_counts_towards(
+    cal: WorkingDayCalendar, moment: datetime, expected: date
+) -> None:
+    assert cal.counting_day(moment) == expected
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "hours"),
+    [
+        (local(2026, 11, 26, 10), local(2026, 11, 26, 12), 2),
+        (local(2026, 11, 26, 12), local(2026, 11, 26, 10), 0),  # the wrong way round
+        (local(2026, 11, 26, 7), local(2026, 11, 26, 8), 0),
+        (local(2026, 11, 27, 16), local(2026, 11, 30, 9), 2),  # over a weekend
+        (local(2026, 12, 23, 15), local(2026, 12, 28, 10), 4),  # over Christmas
+        (local(2026, 11, 26, 10), local(2026, 11, 27, 10), 9),
+        (local(2027, 3, 25, 16), utc(2027, 3, 30, 8), 3),  # Easter and summer time
+        (local(2026, 11, 28, 10), local(2026, 11, 28, 15), 0),  # a Saturday
+    ],
+)
+def test_working_time_between_counts_office_hours_only(
+    cal: WorkingDayCalendar, start: datetime, end: datetime, hours: float
+) -> None:
+    assert cal.working_time_between(start, end) == timedelta(hours=hours)
+
+
+@settings(max_examples=100, deadline=None, database=None)
+@given(
+    start=st.datetimes(
+        min_value=datetime(2026, 1, 1),
+        max_value=datetime(2028, 12, 31),
+        timezones=st.just(STOCKHOLM),
+    ),
+    minutes=st.integers(min_value=1, max_value=60 * 60),
+)
+def test_working_time_between_undoes_add_working_hours(start: datetime, minutes: int) -> None:
+    cal = WorkingDayCalendar(STOCKHOLM)
+    end = cal.add_working_hours(start, minutes / 60)
+    assert abs(cal.working_time_between(start, end) - timedelta(minutes=minutes)) < timedelta(
+        milliseconds=1
+    )

@@ -90,3 +90,12 @@ def test_an_unknown_organisation_is_one_line(tmp_path: Path) -> None:
     assert result.stderr.strip().splitlines() == [
         "ankomst: no organisation 'nobody' in deploy/directory.example.toml"
     ]
+
+
+def test_an_empty_secret_is_unset_and_a_short_one_refused(tmp_path: Path) -> None:
+    from bot.settings import SettingsError, load_settings
+
+    settings = load_settings(_env_file=None, secret_key="", data_dir=tmp_path, telegram_token=" ")
+    assert settings.secret_key is None and settings.telegram_token is None
+    with pytest.raises(SettingsError, match="ANKOMST_SECRET_KEY"):
+        load_settings(_env_file=None, secret_key="short")

@@ -9,7 +9,15 @@ from aiohttp import web
 
 from bot.app import Services
 from bot.settings import Settings
-from handlers.telegram import acknowledge, start
+from handlers.telegram import (
+    acknowledge,
+    changes,
+    disagreement,
+    health,
+    overview,
+    registration,
+    start,
+)
 
 WEBHOOK_PATH = "/telegram/webhook"
 
@@ -30,7 +38,15 @@ def build_dispatcher(services: Services) -> Dispatcher:
     dispatcher = Dispatcher(storage=SharedRedisStorage(redis=services.redis))
     # Long-lived objects reach handlers as typed parameters (aiogram dependency injection).
     dispatcher["services"] = services
-    dispatcher.include_routers(start.build_router(), acknowledge.build_router())
+    dispatcher.include_routers(
+        start.build_router(),
+        registration.build_router(),
+        changes.build_router(),
+        health.build_router(),
+        disagreement.build_router(),
+        overview.build_router(),
+        acknowledge.build_router(),
+    )
     return dispatcher
 
 

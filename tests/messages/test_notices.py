@@ -47,6 +47,33 @@ TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"organisations": [ORG, "Lugnviks skola"], "reason": "Ingen kanal fungerade"},
         [f"{ORG}, Lugnviks skola", "Ingen kanal fungerade", "i dag", "Ring"],
     ),
+    "health_booking": (
+        {"organisation": ORG, "booked_at": SENT, "previous_at": None, "interpreter_booked": True},
+        ["torsdag 26 november 2026 kl. 14.05", "Tolk: bokad"],
+    ),
+    "clearance": (
+        {"organisation": ORG, "may_start": False},
+        ["måste vänta", "Kontakta hälsocentralen", ORG],
+    ),
+    "disagreement_raised": (
+        {"raised_by": ORG, "text": "Vem bokar tolken?"},
+        [ORG, "Vem bokar tolken?", "§ 7"],
+    ),
+    "disagreement_escalated": (
+        {
+            "raised_by": ORG,
+            "text": "Vem bokar tolken?",
+            "automatic": False,
+            "days": 5,
+            "escalated_by": "Lugnviksskolan",
+            "managements": ["Östersunds kommun, kommunledningen", "Primärvårdsledningen"],
+        },
+        ["Primärvårdsledningen", "Vem bokar tolken?", "av Lugnviksskolan"],
+    ),
+    "disagreement_resolved": (
+        {"raised_by": ORG, "resolved_by": "Kommunledningen", "decision": "Skolan bokar tolk."},
+        ["Skolan bokar tolk.", "Kommunledningen"],
+    ),
 }
 
 

@@ -55,6 +55,7 @@ class World:
     telegram: FakeTelegramAPI
     clock: ManualClock
     http: aiohttp.ClientSession
+    config: Settings | None = None
     tokens: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -122,6 +123,7 @@ class World:
         async def empty() -> bool:
             for stream, group in (
                 ("ankomst:events", "fanout"),
+                ("ankomst:events", "deadlines"),
                 ("ankomst:outbox:email", "senders"),
                 ("ankomst:outbox:telegram", "senders"),
             ):
@@ -133,6 +135,22 @@ class World:
             return True
 
         await eventually(empty, 10.0, "streams to drain")
+
+    async def tick(self) -> int:
+        """One scheduler round at the clock's time, then wait until what it caused is sent."""
+        await self.drain()  # timers come from events: let them be made first
+        fired = await self.services.scheduler.run_due()
+        await self.drain()
+        return fired
+
+    async def restart(self, between: Callable[[], Awaitable[None]] | None = None) -> None:
+        """Stop the service and start a new one on the same Redis, clock and sinks."""
+        assert self.config is not None
+        await self.service.stop()
+        if between is not None:
+            await between()
+        self.service = Ankomst(self.config, clock=self.clock)
+        self.services = await self.service.start()
 
     async def link_chat(self, org_id: str, chat_id: int, role: str = "member") -> None:
         """Link a chat the way people do: an invite code, then `/start CODE` in the chat."""
@@ -176,16 +194,23 @@ async def running_world(
     *,
     now: datetime | None = None,
     link_chats: bool = True,
+    chats: dict[str, int] | None = None,
+    directory: Path = EXAMPLE_DIRECTORY,
     **settings: Any,
 ) -> AsyncIterator[World]:
-    """Start the service against real parts; stop everything afterwards."""
+    """Start the service against real parts; stop everything afterwards.
+
+    The scheduler loop looks only once an hour unless told otherwise, so a test decides when
+    timers fire (`world.tick()`) after moving the clock.
+    """
+    settings.setdefault("scheduler_poll_seconds", 3600)
     clock = ManualClock(now or datetime(2026, 11, 25, 9, 0, tzinfo=STOCKHOLM))
     async with SmtpSink() as smtp, FakeTelegramAPI() as telegram:
         config = Settings(
             _env_file=None,  # type: ignore[call-arg]
             redis_url=redis_url,
             data_dir=data_dir,
-            directory=EXAMPLE_DIRECTORY,
+            directory=directory,
             http_host="127.0.0.1",
             http_port=0,
             public_url="http://ankomst.example.se",
@@ -199,12 +224,13 @@ async def running_world(
         )
         service = Ankomst(config, clock=clock)
         services = await service.start()
+        world: World | None = None
         try:
             async with aiohttp.ClientSession() as http:
-                world = World(services, service, smtp, telegram, clock, http)
+                world = World(services, service, smtp, telegram, clock, http, config)
                 if link_chats:
-                    for org_id, chat_id in CHATS.items():
+                    for org_id, chat_id in (CHATS if chats is None else chats).items():
                         await world.link_chat(org_id, chat_id)
                 yield world
         finally:
-            await service.stop()
+            await (world.service if world is not None else service).stop()

@@ -1,0 +1,149 @@
+"""The health centre's buttons: report the booked health conversation, then clearance (yes/no)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from html import escape
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+
+from bot.app import Services
+from bot.buttons import CaseAction, check_action, clearance_rows
+from bot.cases import CaseNotFound, Conflict, Forbidden
+from bot.healthcare import BookingIn, ClearanceIn
+from bot.models import InvalidInput, parse
+from handlers.telegram.common import (
+    TEXT,
+    Pick,
+    acting_for_query,
+    invalid_text,
+    parse_datetime,
+    today,
+    yes_no,
+)
+from messages import chat
+from messages.dates import swedish_datetime
+
+
+class Booking(StatesGroup):
+    """The steps of reporting a booking."""
+
+    when = State()
+    interpreter = State()
+
+
+async def pressed(
+    query: CallbackQuery, callback_data: CaseAction, state: FSMContext, services: Services
+) -> None:
+    """A case-action button of the health centre (book / clearance)."""
+    if not check_action(services.signer, callback_data):
+        await query.answer(chat.plain_text(chat.BUTTON_INVALID), show_alert=True)
+        return
+    who = await acting_for_query(query, services)
+    if who is None or not isinstance(query.message, Message):
+        return
+    try:
+        case = await services.cases.store.get(callback_data.ref)
+    except CaseNotFound:
+        await query.answer(chat.plain_text(chat.BUTTON_INVALID), show_alert=True)
+        return
+    if who.org.kind != "health_centre" or who.org.id not in case.recipients:
+        await query.answer(
+            "Bara hälsocentralen i ärendet kan rapportera bokning och provsvar.", show_alert=True
+        )
+        return
+    if callback_data.action == "book":
+        await query.answer()
+        await state.clear()
+        await state.set_state(Booking.when)
+        await state.update_data(case=case.id)
+        await query.message.answer(
+            f"Bokning för {escape(case.reference)}: skriv dag och tid för hälsosamtalet, "
+            "t.ex. <code>2026-12-01 09:30</code> eller <code>1/12 9.30</code>. "
+            "(/avbryt för att avbryta)"
+        )
+        return
+    clearance = ClearanceIn(
+        all_results_received=True, start_obstacle=callback_data.action == "clear_wait"
+    )
+    try:
+        await services.health.clear(case.id, clearance, who.actor)
+    except (Forbidden, Conflict) as exc:
+        await query.answer(chat.plain_text(escape(str(exc))), show_alert=True)
+        return
+    answer = "start kan ske" if clearance.may_start else "start måste vänta"
+    await query.answer(f"Registrerat: {answer}")
+    await query.message.answer(
+        f"Besked registrerat för {escape(case.reference)}: {answer}. "
+        "Mottagningsenheten, skolan och förskolan meddelas (utan provsvar)."
+    )
+
+
+async def typed_when(message: Message, state: FSMContext, services: Services) -> None:
+    """The booked time, typed."""
+    when = parse_datetime(message.text or "", today(services))
+    if when is None:
+        await message.answer(
+            "Skriv dag och tid, t.ex. <code>2026-12-01 09:30</code> eller <code>1/12 9.30</code>."
+        )
+        return
+    local_now = services.clock.now().astimezone(services.settings.zone).replace(tzinfo=None)
+    if when < local_now - timedelta(days=30):
+        await message.answer("Tiden ligger långt bakåt. Skriv den bokade tiden.")
+        return
+    await state.update_data(at=when.isoformat())
+    await state.set_state(Booking.interpreter)
+    await message.answer("Är tolk bokad till samtalet?", reply_markup=yes_no("interpreter"))
+
+
+async def picked_interpreter(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+) -> None:
+    """Interpreter booked yes/no; then the booking is reported."""
+    data = await state.get_data()
+    await state.clear()
+    who = await acting_for_query(query, services)
+    if who is None or not isinstance(query.message, Message):
+        return
+    try:
+        body = parse(
+            BookingIn, {"at": data["at"], "interpreter_booked": callback_data.value == "1"}
+        )
+        booking = await services.health.book(data["case"], body, who.actor)
+    except InvalidInput as exc:
+        await query.answer()
+        await query.message.answer(invalid_text(exc))
+        return
+    except (Forbidden, Conflict) as exc:
+        await query.answer()
+        await query.message.answer(escape(str(exc)))
+        return
+    await query.answer("Bokning registrerad")
+    case = await services.cases.store.get(data["case"])
+    from datetime import datetime
+
+    at = datetime.fromisoformat(booking["at"])
+    replaced = " Den ersätter den tidigare tiden." if booking.get("replaces") else ""
+    await query.message.answer(
+        f"Bokning registrerad för {escape(case.reference)}: "
+        f"{swedish_datetime(at, services.settings.zone)}.{replaced} "
+        "Mottagningsenheten meddelas.\n\n"
+        "När alla provsvar har kommit: tryck på ett av besked nedan (inga provsvar lämnas ut).",
+        reply_markup=InlineKeyboardMarkup(inline_keyboard=clearance_rows(services.signer, case.id)),
+    )
+
+
+def build_router() -> Router:
+    """A fresh router for the health centre's buttons."""
+    router = Router(name="health")
+    router.callback_query.register(
+        pressed, CaseAction.filter(F.action.in_({"book", "clear_ok", "clear_wait"}))
+    )
+    router.message.register(typed_when, Booking.when, TEXT)
+    router.callback_query.register(
+        picked_interpreter, Booking.interpreter, Pick.filter(F.what == "interpreter")
+    )
+    return router

@@ -1,0 +1,383 @@
+"""`/ny`: a reception unit registers an arrival step by step, then it fans out like the API."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import date, timedelta
+from html import escape
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.filters import Command
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from bot.app import Services
+from bot.cases import Forbidden
+from bot.models import (
+    MAX_DAYS_PAST,
+    ArrivalIn,
+    Child,
+    InvalidInput,
+    check_free_text,
+    is_external_ref,
+    parse,
+)
+from handlers.telegram.common import (
+    TEXT,
+    Pick,
+    acting_for_message,
+    acting_for_query,
+    confirm_keyboard,
+    date_keyboard,
+    invalid_text,
+    one_button,
+    parse_date,
+    today,
+    yes_no,
+)
+from messages.dates import swedish_date
+from messages.languages import COMMON_LANGUAGES, is_language_code, language_list, language_name
+
+
+class Registration(StatesGroup):
+    """The steps of `/ny`."""
+
+    external_ref = State()
+    arrival_date = State()
+    ages = State()
+    languages = State()
+    interpreter = State()
+    unaccompanied = State()
+    details = State()
+    confirm = State()
+
+
+def language_keyboard(chosen: list[str]) -> InlineKeyboardMarkup:
+    """Buttons for the common languages (✓ when chosen), and Klar."""
+    buttons = [
+        InlineKeyboardButton(
+            text=("✓ " if code in chosen else "") + language_name(code),
+            callback_data=Pick(what="lang", value=code).pack(),
+        )
+        for code in COMMON_LANGUAGES
+    ]
+    rows = [buttons[i : i + 3] for i in range(0, len(buttons), 3)]
+    rows.append(
+        [InlineKeyboardButton(text="Klar", callback_data=Pick(what="lang", value="-").pack())]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def summary(data: dict[str, Any], municipality: str) -> str:
+    """The registration as it will be sent, for confirmation."""
+    ages = ", ".join(f"{a} år" for a in data["ages"])
+    lines = [
+        "<b>Stämmer det här?</b>",
+        f"Kommun: {escape(municipality)}",
+        f"Ankomst: {swedish_date(date.fromisoformat(data['arrival_date']))}",
+        f"Barn: {ages}",
+        f"Språk: {escape(language_list(data['languages']))}",
+        f"Tolk behövs: {'ja' if data['interpreter_needed'] else 'nej'}",
+        f"Ensamkommande: {'ja' if data['unaccompanied'] else 'nej'}",
+        f"Övrigt: {escape(data['details']) if data['details'] else '–'}",
+        f"Referens: {escape(data['external_ref'])}",
+    ]
+    return "\n".join(lines)
+
+
+async def start(message: Message, state: FSMContext, services: Services) -> None:
+    """`/ny`: only a reception unit registers."""
+    who = await acting_for_message(message, services)
+    if who is None:
+        return
+    if who.org.kind != "reception_unit":
+        await message.answer("Bara kommunens mottagningsenhet kan registrera ankomster.")
+        return
+    municipality = services.directory.municipalities[who.org.municipality].name
+    await state.clear()
+    await state.set_state(Registration.external_ref)
+    await message.answer(
+        f"Ny ankomst för <b>{escape(municipality)}</b>.\n\nAnge Migrationsverkets ärendenummer "
+        "(t.ex. MIG-2026-123456), eller tryck Hoppa över. Avbryt när som helst med /avbryt.",
+        reply_markup=one_button("Hoppa över", "skip"),
+    )
+
+
+async def cancel_dialogue(message: Message, state: FSMContext) -> None:
+    """`/avbryt`: leave whatever dialogue the chat is in."""
+    await state.clear()
+    await message.answer("Avbrutet. Inget har sparats.")
+
+
+async def _ask_date(target: Message, state: FSMContext, services: Services) -> None:
+    await state.set_state(Registration.arrival_date)
+    await target.answer(
+        "Vilket datum kommer de? Välj nedan eller skriv t.ex. 2026-11-27 eller 27/11.",
+        reply_markup=date_keyboard(today(services)),
+    )
+
+
+async def got_external_ref(message: Message, state: FSMContext, services: Services) -> None:
+    """Step 1: the external reference (typed)."""
+    text = (message.text or "").strip()
+    if not is_external_ref(text):
+        await message.answer(
+            "Referensen får bara innehålla bokstäver a–z, siffror och . _ : / - (högst 64 tecken)."
+        )
+        return
+    await state.update_data(external_ref=text)
+    await _ask_date(message, state, services)
+
+
+async def skipped_external_ref(query: CallbackQuery, state: FSMContext, services: Services) -> None:
+    """Step 1: no external reference; one is made up so a replay stays idempotent."""
+    await query.answer()
+    ref = f"TG-{today(services):%Y%m%d}-{secrets.token_hex(3).upper()}"
+    await state.update_data(external_ref=ref)
+    if isinstance(query.message, Message):
+        await _ask_date(query.message, state, services)
+
+
+async def _take_date(target: Message, state: FSMContext, services: Services, day: date) -> None:
+    now = today(services)
+    if day < now - timedelta(days=MAX_DAYS_PAST):
+        await target.answer(
+            f"Datumet får inte ligga mer än {MAX_DAYS_PAST} dagar bakåt. Försök igen."
+        )
+        return
+    if day > now + timedelta(days=366):
+        await target.answer("Datumet ligger för långt fram. Försök igen.")
+        return
+    await state.update_data(arrival_date=day.isoformat())
+    await state.set_state(Registration.ages)
+    await target.answer(
+        f"Ankomst {swedish_date(day)}.\n\n"
+        "Hur gamla är barnen? Skriv åldrarna, t.ex. <code>9, 4</code>."
+    )
+
+
+async def typed_date(message: Message, state: FSMContext, services: Services) -> None:
+    """Step 2: a typed date."""
+    day = parse_date(message.text or "", today(services))
+    if day is None:
+        await message.answer("Skriv datumet som 2026-11-27 eller 27/11.")
+        return
+    await _take_date(message, state, services, day)
+
+
+async def picked_date(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+) -> None:
+    """Step 2: a date from the picker."""
+    await query.answer()
+    if isinstance(query.message, Message):
+        await _take_date(query.message, state, services, date.fromisoformat(callback_data.value))
+
+
+async def got_ages(message: Message, state: FSMContext) -> None:
+    """Step 3: the children's ages, 0–17, 1–20 children."""
+    parts = (message.text or "").replace(",", " ").replace(";", " ").split()
+    try:
+        ages = [Child(age=int(p)).age for p in parts]
+    except ValueError:
+        ages = []
+    if not 1 <= len(ages) <= 20:
+        await message.answer("Skriv varje barns ålder i år (0–17), t.ex. <code>9, 4</code>.")
+        return
+    await state.update_data(ages=ages, languages=[])
+    await state.set_state(Registration.languages)
+    await message.answer(
+        "Vilka språk talar familjen? Tryck på språken (eller skriv ISO-koder, t.ex. "
+        "<code>kmr</code>), och sedan Klar.",
+        reply_markup=language_keyboard([]),
+    )
+
+
+async def _add_languages(state: FSMContext, codes: list[str]) -> list[str]:
+    chosen: list[str] = list((await state.get_data()).get("languages", []))
+    for code in codes:
+        if code in chosen:
+            chosen.remove(code)  # a second press takes it away
+        elif len(chosen) < 5:
+            chosen.append(code)
+    await state.update_data(languages=chosen)
+    return chosen
+
+
+async def typed_languages(message: Message, state: FSMContext) -> None:
+    """Step 4: typed language codes."""
+    codes = [c.strip().lower() for c in (message.text or "").replace(",", " ").split()]
+    bad = [c for c in codes if not is_language_code(c)]
+    if bad or not codes:
+        await message.answer(
+            f"Okänd språkkod: {escape(', '.join(bad) or '–')}. "
+            "Använd ISO 639-koder, t.ex. ar, prs, ti."
+        )
+        return
+    chosen = await _add_languages(state, codes)
+    await message.answer(
+        f"Valda språk: {escape(language_list(chosen))}. Tryck Klar när du är färdig.",
+        reply_markup=language_keyboard(chosen),
+    )
+
+
+async def picked_language(query: CallbackQuery, callback_data: Pick, state: FSMContext) -> None:
+    """Step 4: a language button, or Klar."""
+    if callback_data.value == "-":
+        chosen = (await state.get_data()).get("languages", [])
+        if not chosen:
+            await query.answer("Välj minst ett språk.", show_alert=True)
+            return
+        await query.answer()
+        await state.set_state(Registration.interpreter)
+        if isinstance(query.message, Message):
+            await query.message.answer(
+                f"Språk: {escape(language_list(chosen))}.\n\nBehövs tolk?",
+                reply_markup=yes_no("interpreter"),
+            )
+        return
+    if not is_language_code(callback_data.value):
+        await query.answer()
+        return
+    chosen = await _add_languages(state, [callback_data.value])
+    await query.answer(language_list(chosen) or "Inget språk valt")
+    if isinstance(query.message, Message):
+        await query.message.edit_reply_markup(reply_markup=language_keyboard(chosen))
+
+
+async def picked_interpreter(query: CallbackQuery, callback_data: Pick, state: FSMContext) -> None:
+    """Step 5: interpreter yes/no."""
+    await query.answer()
+    await state.update_data(interpreter_needed=callback_data.value == "1")
+    await state.set_state(Registration.unaccompanied)
+    if isinstance(query.message, Message):
+        await query.message.answer("Är barnet/barnen ensamkommande?", reply_markup=yes_no("alone"))
+
+
+async def picked_unaccompanied(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext
+) -> None:
+    """Step 6: unaccompanied yes/no."""
+    await query.answer()
+    await state.update_data(unaccompanied=callback_data.value == "1")
+    await state.set_state(Registration.details)
+    if isinstance(query.message, Message):
+        await query.message.answer(
+            "Övriga uppgifter som mottagarna behöver (boende, kontaktväg …)? Högst 1000 tecken, "
+            "inga personnummer och inga medicinska uppgifter.",
+            reply_markup=one_button("Hoppa över", "skip"),
+        )
+
+
+async def _show_summary(target: Message, state: FSMContext, services: Services) -> None:
+    data = await state.get_data()
+    who = await acting_for_message(target, services)
+    if who is None:
+        return
+    await state.set_state(Registration.confirm)
+    municipality = services.directory.municipalities[who.org.municipality].name
+    await target.answer(summary(data, municipality), reply_markup=confirm_keyboard("Registrera"))
+
+
+async def got_details(message: Message, state: FSMContext, services: Services) -> None:
+    """Step 7: free-text details, checked like the API checks them."""
+    text = message.text or ""
+    try:
+        text = check_free_text(text)
+    except ValueError as exc:
+        await message.answer(f"Det går inte att spara: {escape(str(exc))}. Skriv om texten.")
+        return
+    if len(text) > 1000:
+        await message.answer("Högst 1000 tecken. Korta texten.")
+        return
+    await state.update_data(details=text)
+    await _show_summary(message, state, services)
+
+
+async def skipped_details(query: CallbackQuery, state: FSMContext, services: Services) -> None:
+    """Step 7: no details."""
+    await query.answer()
+    await state.update_data(details="")
+    if isinstance(query.message, Message):
+        await _show_summary(query.message, state, services)
+
+
+async def confirmed(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+) -> None:
+    """Step 8: register exactly as the API does, or drop it."""
+    if callback_data.value != "1":
+        await state.clear()
+        await query.answer("Avbrutet")
+        if isinstance(query.message, Message):
+            await query.message.answer("Avbrutet. Inget har registrerats.")
+        return
+    who = await acting_for_query(query, services)
+    if who is None or not isinstance(query.message, Message):
+        return
+    data = await state.get_data()
+    body = {
+        "external_ref": data["external_ref"],
+        "municipality": who.org.municipality,
+        "arrival_date": data["arrival_date"],
+        "children": [{"age": a} for a in data["ages"]],
+        "languages": data["languages"],
+        "interpreter_needed": data["interpreter_needed"],
+        "unaccompanied": data["unaccompanied"],
+        "details": data.get("details", ""),
+    }
+    try:
+        arrival = parse(ArrivalIn, body, today=today(services))
+        case, created = await services.cases.register(arrival, who.actor)
+    except InvalidInput as exc:
+        await query.answer()
+        await query.message.answer(invalid_text(exc))
+        return
+    except Forbidden as exc:
+        await query.answer()
+        await query.message.answer(escape(str(exc)))
+        return
+    await state.clear()
+    await query.answer("Registrerat")
+    names = ", ".join(services.directory.organisation(o).name for o in case.recipients)
+    verb = "Registrerat" if created else "Redan registrerat"
+    await query.message.answer(
+        f"{verb}: <b>{escape(case.reference)}</b>. {escape(names)} meddelas nu. "
+        "Du får besked när alla har bekräftat."
+    )
+
+
+def build_router() -> Router:
+    """A fresh router for `/ny` (a router can belong to one dispatcher only)."""
+    router = Router(name="registration")
+    router.message.register(cancel_dialogue, Command("avbryt"))
+    router.message.register(start, Command("ny"))
+    router.message.register(got_external_ref, Registration.external_ref, TEXT)
+    router.callback_query.register(
+        skipped_external_ref, Registration.external_ref, Pick.filter(F.what == "skip")
+    )
+    router.message.register(typed_date, Registration.arrival_date, TEXT)
+    router.callback_query.register(
+        picked_date, Registration.arrival_date, Pick.filter(F.what == "date")
+    )
+    router.message.register(got_ages, Registration.ages, TEXT)
+    router.message.register(typed_languages, Registration.languages, TEXT)
+    router.callback_query.register(
+        picked_language, Registration.languages, Pick.filter(F.what == "lang")
+    )
+    router.callback_query.register(
+        picked_interpreter, Registration.interpreter, Pick.filter(F.what == "interpreter")
+    )
+    router.callback_query.register(
+        picked_unaccompanied, Registration.unaccompanied, Pick.filter(F.what == "alone")
+    )
+    router.message.register(got_details, Registration.details, TEXT)
+    router.callback_query.register(
+        skipped_details, Registration.details, Pick.filter(F.what == "skip")
+    )
+    router.callback_query.register(
+        confirmed, Registration.confirm, Pick.filter(F.what == "confirm")
+    )
+    return router
