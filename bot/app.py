@@ -187,6 +187,7 @@ class Ankomst:
             lease_seconds=settings.scheduler_lease_seconds,
             late_after_seconds=settings.scheduler_late_seconds,
         )
+        disagreements = Disagreements(redis, directory, self.clock)
         deadlines = Deadlines(
             redis,
             directory,
@@ -195,6 +196,7 @@ class Ankomst:
             scheduler,
             fanout,
             DeadlineSettings.from_settings(settings),
+            disagreements,
         )
         services = Services(
             settings=settings,
@@ -211,7 +213,7 @@ class Ankomst:
             scheduler=scheduler,
             deadlines=deadlines,
             health=HealthCentre(redis, directory, self.clock, settings.zone),
-            disagreements=Disagreements(redis, directory, self.clock),
+            disagreements=disagreements,
             bot=self.bot,
         )
         self.services = services

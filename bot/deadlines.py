@@ -40,6 +40,7 @@ from bot.calendar import WorkingDayCalendar
 from bot.cases import Case, CaseNotFound, CaseStore, history_entry
 from bot.clock import Clock
 from bot.directory import Directory
+from bot.disagreements import Disagreements
 from bot.fanout import NOTICE, FanOut
 from bot.scheduler import Scheduler, Timer, timers_of_case
 from bot.settings import Settings
@@ -54,6 +55,7 @@ BOOKING_REMINDER: Final = "booking_reminder"
 BOOKING_ESCALATION: Final = "booking_escalation"
 SAME_DAY_CHECK: Final = "same_day_check"
 SAME_DAY_CLOSE: Final = "same_day_close"  # records "not the same working day" if still unmet
+DISAGREEMENT_ESCALATION: Final = "disagreement_escalation"  # §7: unresolved too long goes up
 ACK_KINDS: Final = (ACK_REMINDER, ACK_ESCALATION)
 BOOKING_KINDS: Final = (BOOKING_REMINDER, BOOKING_ESCALATION)
 
@@ -83,6 +85,7 @@ class DeadlineSettings:
     booking_reminder_days: int = 3
     same_day_alert_minutes: int = 30
     same_day_grace_minutes: int = 5
+    disagreement_days: int = 5
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeadlineSettings:
@@ -94,6 +97,7 @@ class DeadlineSettings:
             booking_reminder_days=settings.booking_reminder_days,
             same_day_alert_minutes=settings.same_day_alert_minutes,
             same_day_grace_minutes=settings.same_day_grace_minutes,
+            disagreement_days=settings.disagreement_days,
         )
 
 
@@ -134,6 +138,7 @@ class Deadlines:
         scheduler: Scheduler,
         fanout: FanOut,
         settings: DeadlineSettings,
+        disagreements: Disagreements | None = None,
     ) -> None:
         self.redis = redis
         self.directory = directory
@@ -142,6 +147,7 @@ class Deadlines:
         self.scheduler = scheduler
         self.fanout = fanout
         self.settings = settings
+        self.disagreements = disagreements
         self.cases = CaseStore(redis)
         self._emit = redis.register_script(_EMIT)
         scheduler.on(ACK_REMINDER, self._fire_ack)
@@ -150,6 +156,7 @@ class Deadlines:
         scheduler.on(BOOKING_ESCALATION, self._fire_booking)
         scheduler.on(SAME_DAY_CHECK, self._fire_same_day_check)
         scheduler.on(SAME_DAY_CLOSE, self._fire_same_day_close)
+        scheduler.on(DISAGREEMENT_ESCALATION, self._fire_disagreement)
 
     # -- names -------------------------------------------------------------------------------
 
@@ -227,12 +234,45 @@ class Deadlines:
                 await self.cancel_case(case_id)
             elif kind == "delivery.sent":
                 await self.delivered(case_id, version, event.get("org", ""), at)
+            elif kind == "disagreement.raised":
+                await self.disagreement_raised(case_id, event.get("disagreement", ""), at)
+            elif kind in ("disagreement.escalated", "disagreement.resolved"):
+                await self.scheduler.cancel(
+                    timer_id(DISAGREEMENT_ESCALATION, case_id, event.get("disagreement", ""))
+                )
             elif kind == "case.health_booked":
                 # The health centre reported its booking (POST …/health-booking).
                 await self.booking_reported(case_id, event.get("by") or None)
         except CaseNotFound:
             log.warning("deadlines: event %s names unknown case %s", entry_id, case_id)
         return True
+
+    async def disagreement_raised(self, case_id: str, disagreement_id: str, at: datetime) -> None:
+        """An open disagreement goes up by itself when not resolved within N working days."""
+        last_day = self.calendar.add_working_days(
+            self.calendar.local_date(at), self.settings.disagreement_days
+        )
+        await self.scheduler.schedule(
+            timer_id(DISAGREEMENT_ESCALATION, case_id, disagreement_id),
+            DISAGREEMENT_ESCALATION,
+            case_id,
+            self.calendar.office_end_on(last_day),
+            {
+                "disagreement": disagreement_id,
+                "then": words.disagreement_then(self.settings.disagreement_days),
+            },
+        )
+
+    async def _fire_disagreement(self, timer: Timer) -> None:
+        if self.disagreements is None:
+            return
+        ident = str(timer.payload.get("disagreement", ""))
+        found = await self.disagreements.get(ident)
+        if found.status != "open":
+            return
+        await self.disagreements.escalate(
+            ident, SYSTEM, automatic=True, days=self.settings.disagreement_days
+        )
 
     async def version_told(self, case_id: str, version: int, at: datetime) -> None:
         """A version was registered at `at`: start its deadlines, stop the older ones."""

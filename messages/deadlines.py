@@ -105,3 +105,11 @@ def then_same_day() -> str:
         "Om meddelandet då inte har nått alla mottagare larmas mottagningsenheten, "
         "så att den kan ringa."
     )
+
+
+def disagreement_then(days: int) -> str:
+    """What happens when a disagreement stays open too long (§7)."""
+    return (
+        f"Oenigheten lyfts automatiskt till ledningen för varje part, eftersom den inte lösts "
+        f"inom {days} arbetsdagar."
+    )

@@ -303,3 +303,39 @@ async def test_a_non_supervisor_cannot_escalate_by_chat_but_a_supervisor_can(wor
     await press(world, SCHOOL_BOSS_CHAT, data)
     await chat_says(world, SCHOOL_BOSS_CHAT, "lyft till")
     assert (await world.services.disagreements.get(ident)).status == "escalated"
+
+
+async def test_the_command_menu_is_set_per_role(world: World) -> None:
+    menus = world.telegram.commands
+
+    def names(key_part: str) -> set[str]:
+        found = [v for k, v in menus.items() if key_part in k]
+        assert found, (key_part, list(menus))
+        return {c["command"] for c in found[-1]}
+
+    assert {"start", "help"} <= names("default")
+    assert {"ny", "andra", "stall_in", "arenden"} <= names(str(CHATS[RECEPTION]))
+    school = names(str(CHATS[SCHOOL]))
+    assert "ny" not in school and {"arenden", "oenighet"} <= school
+
+
+async def test_an_open_disagreement_goes_up_by_itself_after_five_working_days(
+    world: World,
+) -> None:
+    from datetime import timedelta
+
+    case_id = await registered(world)
+    status, raised = await world.call(
+        "POST", f"/api/v1/arrivals/{case_id}/disagreements", HC, {"text": "Vem bokar tolk?"}
+    )
+    assert status == 201
+    await world.tick()
+    # Raised Wednesday 25 November: five working days on is Wednesday 2 December.
+    world.clock.advance(timedelta(days=6))  # Tuesday 1 December, 09:00
+    await world.tick()
+    assert (await world.services.disagreements.get(raised["id"])).status == "open"
+    world.clock.advance(timedelta(days=1, hours=9))  # Wednesday 2 December, 18:00
+    await world.tick()
+    found = await world.services.disagreements.get(raised["id"])
+    assert found.status == "escalated" and found.escalated_by == "automatic"
+    assert "inom 5 arbetsdagar" in text_of(world.mails_to(ADDRESS["ostersund-ledning"])[-1])

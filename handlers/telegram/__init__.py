@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiogram import Bot, Dispatcher
 from aiogram.fsm.storage.redis import RedisStorage
-from aiogram.webhook.aiohttp_server import SimpleRequestHandler
+from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
 from bot.app import Services
@@ -38,6 +38,7 @@ def build_dispatcher(services: Services) -> Dispatcher:
     dispatcher = Dispatcher(storage=SharedRedisStorage(redis=services.redis))
     # Long-lived objects reach handlers as typed parameters (aiogram dependency injection).
     dispatcher["services"] = services
+    dispatcher.startup.register(start.set_default_commands)
     dispatcher.include_routers(
         start.build_router(),
         registration.build_router(),
@@ -61,3 +62,5 @@ def add_webhook_route(
         secret_token=settings.telegram_webhook_secret.get_secret_value(),
         handle_in_background=False,
     ).register(app, path=WEBHOOK_PATH)
+    # Start-up hooks (the default command menu) run with the aiohttp app.
+    setup_application(app, dispatcher, bot=bot)
