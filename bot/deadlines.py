@@ -408,15 +408,27 @@ class Deadlines:
         case = await self.cases.get(case_id)
         if case.status == "cancelled" or org_id not in case.recipients:
             return
+        # Who has been reached, first time per organisation and per version: one small hash,
+        # so each sent message costs two writes and one read, not a scan of every delivery.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(keys.case_reached(case.id), org_id, at.isoformat())
+            pipe.hsetnx(keys.case_reached(case.id), f"{version}:{org_id}", at.isoformat())
+            await pipe.execute()
         org = self.directory.organisations.get(org_id)
         if org is not None and org.kind == "health_centre":
             await self._start_booking(case, org_id, at)
         await self.record_notified(case)
-        if version == case.version:
-            rows = await deliveries(self.redis, case.id)
-            if all(first_sent(rows, o, version) is not None for o in case.recipients):
-                # Everyone has this version: the same-day check has nothing left to watch.
-                await self.scheduler.cancel(timer_id(SAME_DAY_CHECK, case.id, version))
+        if version == case.version and all(
+            t is not None for t in await self._reached(case, version)
+        ):
+            # Everyone has this version: the same-day check has nothing left to watch.
+            await self.scheduler.cancel(timer_id(SAME_DAY_CHECK, case.id, version))
+
+    async def _reached(self, case: Case, version: int | None = None) -> list[datetime | None]:
+        """When each recipient was first sent an arrival message (of `version`, if given)."""
+        fields = [o if version is None else f"{version}:{o}" for o in case.recipients]
+        values = await self.redis.hmget(keys.case_reached(case.id), fields)
+        return [datetime.fromisoformat(v) if v else None for v in values]
 
     async def _start_booking(self, case: Case, org_id: str, at: datetime) -> None:
         markers = keys.case_markers(case.id)
@@ -462,8 +474,7 @@ class Deadlines:
         notified, by = await self.redis.hmget(key, ["notified_at", "same_day_by"])
         if notified:
             return True
-        rows = await deliveries(self.redis, case.id)
-        firsts = [first_sent(rows, o) for o in case.recipients]
+        firsts = await self._reached(case)
         if not firsts or any(t is None for t in firsts):
             return False
         at = max(t for t in firsts if t is not None)

@@ -45,6 +45,11 @@ def case_history(case_id: str) -> str:
     return f"{PREFIX}:case:{case_id}:history"
 
 
+def case_reached(case_id: str) -> str:
+    """Hash org (and "{version}:{org}") -> when first sent an arrival message."""
+    return f"{PREFIX}:case:{case_id}:reached"
+
+
 def case_markers(case_id: str) -> str:
     """Hash of once-only markers (e.g. "all_acked:{version}")."""
     return f"{PREFIX}:case:{case_id}:markers"
@@ -121,6 +126,21 @@ def organisation_chats(org_id: str) -> str:
     return f"{PREFIX}:org:{org_id}:chats"
 
 
+def dashboard_login(token_hash: str) -> str:
+    """String: a one-time status-board sign-in token (by hash) -> JSON claim, with a TTL."""
+    return f"{PREFIX}:dashboard:login:{token_hash}"
+
+
+def dashboard_session(session_hash: str) -> str:
+    """Hash: a signed-in status-board session (by hash of its id), with a TTL."""
+    return f"{PREFIX}:dashboard:session:{session_hash}"
+
+
+def dashboard_login_mail(address_hash: str) -> str:
+    """String with a short TTL: a sign-in link was just mailed to this address (by hash)."""
+    return f"{PREFIX}:dashboard:mailed:{address_hash}"
+
+
 # Telegram rate limiting
 TELEGRAM_SLOTS = f"{PREFIX}:tg:slots"
 
@@ -142,3 +162,19 @@ def timer(timer_id: str) -> str:
 def case_timers(case_id: str) -> str:
     """Set of timer ids made for a case (pending, fired or cancelled)."""
     return f"{PREFIX}:case:{case_id}:timers"
+
+
+def failpoint(point: str) -> str:
+    """Marker of a test failpoint that has fired (value: the delivery it fired on)."""
+    return f"{PREFIX}:failpoint:{point}"
+
+
+# Follow-up statistics, privacy and audit (kept when personal data are erased)
+STATS_CASES = f"{PREFIX}:stats:cases"  # sorted set: case id by registration time (epoch s)
+ERASED_CASES = f"{PREFIX}:cases:erased"  # set: cases whose personal fields are erased
+AUDIT = f"{PREFIX}:audit"  # stream: every read of a case (who, when, through what)
+
+
+def case_stats(case_id: str) -> str:
+    """Hash: the anonymous statistics record of a case (no personal fields), frozen at erasure."""
+    return f"{PREFIX}:stats:case:{case_id}"
