@@ -16,7 +16,7 @@ from bot import keys
 from bot.clock import Clock
 
 Role = Literal["member", "supervisor"]
-Via = Literal["api", "telegram", "link", "cli", "intake", "system"]
+Via = Literal["api", "telegram", "link", "cli", "intake", "system", "dashboard"]
 ROLES: tuple[Role, ...] = ("member", "supervisor")
 
 

@@ -9,6 +9,7 @@ import os
 import secrets
 import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +25,7 @@ from bot.access import ApiTokens, ChatLinks, Signer
 from bot.calendar import WorkingDayCalendar
 from bot.cases import CaseService
 from bot.clock import Clock, SystemClock
+from bot.deadletters import DeadLetterAlarm
 from bot.deadlines import Deadlines, DeadlineSettings
 from bot.delivery import Deliverer, DeliverySettings
 from bot.directory import Directory, load_directory
@@ -32,9 +34,12 @@ from bot.embedded import EmbeddedSmtp
 from bot.fanout import FanOut
 from bot.healthcare import HealthCentre
 from bot.intake import INTAKE_GROUP, Intake
+from bot.metrics import Metrics
+from bot.privacy import Retention
 from bot.scheduler import Scheduler
 from bot.senders.email import EmailSender
 from bot.senders.telegram import TelegramSender
+from bot.sessions import DashboardAccess
 from bot.settings import Settings
 from bot.store import Store, open_store
 from bot.streams import StreamConsumer
@@ -61,9 +66,14 @@ class Services:
     deadlines: Deadlines
     health: HealthCentre
     disagreements: Disagreements
+    dashboard: DashboardAccess
     bot: Bot | None = None
     consumers: list[StreamConsumer] = field(default_factory=list)
     scheduler_running: bool = False
+    metrics: Metrics | None = None
+    retention: Retention | None = None
+    # Further workers /readyz answers for (name -> is it alive), e.g. the privacy sweep.
+    liveness: dict[str, Callable[[], bool]] = field(default_factory=dict)
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
         """Whether the store answers and every worker runs."""
@@ -76,6 +86,8 @@ class Services:
         checks["workers"] = {f"{c.stream}/{c.group}": c.stats.alive for c in self.consumers}
         if self.scheduler_running:
             checks["workers"]["scheduler"] = self.scheduler.stats.alive
+        for name, alive in self.liveness.items():
+            checks["workers"][name] = alive()
         ok = checks["redis"] is True and all(checks["workers"].values()) and bool(self.consumers)
         return ok, checks
 
@@ -176,6 +188,7 @@ class Ankomst:
                 chat_details=settings.chat_details,
                 booking_days=settings.booking_days,
                 claim_ms=settings.claim_seconds * 1000,
+                failpoint=settings.failpoint or "",
             ),
             self.email,
             telegram,
@@ -214,20 +227,39 @@ class Ankomst:
             deadlines=deadlines,
             health=HealthCentre(redis, directory, self.clock, settings.zone),
             disagreements=disagreements,
+            dashboard=DashboardAccess(
+                redis,
+                self.clock,
+                settings.secret(),
+                login_seconds=settings.dashboard_login_minutes * 60,
+                session_seconds=int(settings.dashboard_session_hours * 3600),
+            ),
             bot=self.bot,
+        )
+        services.metrics = Metrics(redis, directory, self.clock)
+        services.retention = Retention(
+            redis,
+            directory,
+            calendar,
+            self.clock,
+            retention_days=settings.retention_days,
+            sweep_seconds=settings.retention_sweep_seconds,
+            booking_days=settings.booking_days,
         )
         self.services = services
 
         if self.run_workers:
             name = consumer_name()
             reclaim = settings.claim_seconds * 1000
+            alarm = DeadLetterAlarm(redis, self.clock)
+            observe = services.metrics
             services.consumers = [
                 StreamConsumer(
                     redis,
                     keys.EVENTS,
                     keys.FANOUT_GROUP,
                     name,
-                    fanout.handle,
+                    observe.observe_events(fanout.handle, time_acks=True),
                     reclaim_after_ms=reclaim,
                 ),
                 StreamConsumer(
@@ -235,7 +267,7 @@ class Ankomst:
                     keys.EVENTS,
                     keys.DEADLINES_GROUP,
                     name,
-                    deadlines.handle,
+                    observe.observe_events(deadlines.handle, time_acks=False),
                     reclaim_after_ms=reclaim,
                 ),
                 StreamConsumer(
@@ -243,9 +275,10 @@ class Ankomst:
                     keys.OUTBOX_EMAIL,
                     keys.SENDER_GROUP,
                     name,
-                    deliverer.handle,
+                    observe.observe_deliveries(deliverer.handle),
                     concurrency=settings.smtp_pool_size * 2,
                     reclaim_after_ms=reclaim,
+                    on_dead_letter=alarm,
                 ),
             ]
             if telegram is not None:
@@ -255,9 +288,10 @@ class Ankomst:
                         keys.OUTBOX_TELEGRAM,
                         keys.SENDER_GROUP,
                         name,
-                        deliverer.handle,
+                        observe.observe_deliveries(deliverer.handle),
                         concurrency=64,
                         reclaim_after_ms=reclaim,
+                        on_dead_letter=alarm,
                     )
                 )
             services.consumers.append(
@@ -276,6 +310,10 @@ class Ankomst:
                 )
             self._tasks.append(asyncio.create_task(scheduler.run(), name="scheduler"))
             services.scheduler_running = True
+            observe.consumers = services.consumers
+            retention = services.retention
+            self._tasks.append(asyncio.create_task(retention.run(), name="privacy"))
+            services.liveness["privacy"] = lambda: retention.stats.alive
 
         from handlers.routes import build_web_app
         from handlers.telegram import build_dispatcher
@@ -301,9 +339,9 @@ class Ankomst:
             and self.dispatcher is not None
             and settings.telegram_mode == "polling"
         ):
-            self._tasks.append(
-                asyncio.create_task(self._poll(self.bot, self.dispatcher), name="telegram")
-            )
+            polling = asyncio.create_task(self._poll(self.bot, self.dispatcher), name="telegram")
+            self._tasks.append(polling)
+            services.liveness["telegram"] = lambda: not polling.done()
         return services
 
     async def _poll(self, bot: Bot, dispatcher: Dispatcher) -> None:
@@ -318,6 +356,8 @@ class Ankomst:
             for consumer in self.services.consumers:
                 await consumer.stop()
             await self.services.scheduler.stop()
+            if self.services.retention is not None:
+                await self.services.retention.stop()
         if self.dispatcher is not None and self.settings.telegram_mode == "polling":
             with contextlib.suppress(RuntimeError):
                 await self.dispatcher.stop_polling()

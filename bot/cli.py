@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 from bot.settings import Settings, load_or_exit
@@ -69,6 +70,63 @@ async def _with_store(settings: Settings, org_id: str, action: str, role: str) -
     return 0
 
 
+def _date(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _write(text: str, output: Path | None) -> None:
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+
+
+async def _report(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.calendar import WorkingDayCalendar
+    from bot.directory import load_directory
+    from bot.report import build_report
+    from bot.store import open_store
+    from messages.report import render_report_csv, render_report_html, render_report_json
+
+    if args.to < args.from_:
+        return _fail("--to is before --from")
+    directory = load_directory(settings.directory)
+    calendar = WorkingDayCalendar(
+        settings.zone, settings.office_start, settings.office_end, directory.closed_days
+    )
+    store = await open_store(settings)
+    try:
+        report = await build_report(
+            store.redis,
+            directory,
+            calendar,
+            args.from_,
+            args.to,
+            booking_days=settings.booking_days,
+        )
+    finally:
+        await store.close()
+    render = {"csv": render_report_csv, "html": render_report_html, "json": render_report_json}
+    _write(render[args.format](report), args.output)
+    return 0
+
+
+async def _audit_export(settings: Settings, output: Path | None) -> int:
+    from bot.audit import export
+    from bot.store import open_store
+
+    store = await open_store(settings)
+    try:
+        lines = [line async for line in export(store.redis)]
+    finally:
+        await store.close()
+    _write("".join(f"{line}\n" for line in lines), output)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     parser = argparse.ArgumentParser(
@@ -89,21 +147,27 @@ def build_parser() -> argparse.ArgumentParser:
     invite = sub.add_parser("invite", help="a one-time code that links a Telegram chat")
     invite.add_argument("org_id")
     invite.add_argument("--role", choices=("member", "supervisor"), default="member")
+    report = sub.add_parser("report", help="follow-up statistics (yearly follow-up, §10)")
+    report.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE")
+    report.add_argument("--to", type=_date, required=True, metavar="DATE")
+    report.add_argument("--format", choices=("csv", "html", "json"), default="csv")
+    report.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
+    audit = sub.add_parser("audit", help="the audit trail")
+    audit_sub = audit.add_subparsers(dest="audit_command", required=True)
+    audit_export = audit_sub.add_parser("export", help="reads and state changes, JSON lines")
+    audit_export.add_argument("--output", type=Path, metavar="FILE", help="write here")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `ankomst` command."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    for noisy in ("aiogram.event", "aiosmtpd", "mail.log"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    if args.command == "directory":
-        settings = load_or_exit()
-        return _directory_check(args.file or settings.directory)
     settings = load_or_exit()
+    from bot.logs import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    if args.command == "directory":
+        return _directory_check(args.file or settings.directory)
     try:
         if args.command == "serve":
             from bot.app import serve
@@ -117,6 +181,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_with_store(settings, args.org_id, "token", args.role))
         elif args.command == "invite":
             return asyncio.run(_with_store(settings, args.org_id, "invite", args.role))
+        elif args.command == "report":
+            return asyncio.run(_report(settings, args))
+        elif args.command == "audit":
+            return asyncio.run(_audit_export(settings, args.output))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, never a traceback, for whatever stops the start

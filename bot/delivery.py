@@ -8,9 +8,13 @@ claim expires and the delivery is sent a second time (see docs/reliability.md).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
+import os
+import signal
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -18,6 +22,8 @@ from typing import Any
 import icalendar
 from aiogram.types import InlineKeyboardMarkup
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot import keys
 from bot.access import ChatLinks, Signer
@@ -39,6 +45,7 @@ from messages.render import (
 log = logging.getLogger(__name__)
 
 DONE = ("sent", "failed", "superseded")
+RECORD_PATIENCE = 120.0  # seconds a sent message's record is retried through a store outage
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,7 @@ class DeliverySettings:
     chat_details: m.ChatDetails
     booking_days: int
     claim_ms: int
+    failpoint: str = ""  # test only: see Settings.failpoint
 
 
 def contact(org: Organisation) -> m.Contact:
@@ -202,6 +210,30 @@ class Deliverer:
         )
         return own, root
 
+    async def _failpoint(self, point: str, ident: str) -> None:
+        """Test only: die here, the first time any process reaches this point."""
+        if self.settings.failpoint != point:
+            return
+        if await self.redis.set(keys.failpoint(point), ident, nx=True):
+            log.warning("failpoint %s on %s: killing this process", point, ident)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    async def _until_stored(self, write: Callable[[], Awaitable[None]]) -> None:
+        """Run a store write, retrying while the store is unreachable (up to RECORD_PATIENCE)."""
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + RECORD_PATIENCE
+        delay = 0.1
+        while True:
+            try:
+                await write()
+                return
+            except (RedisConnectionError, RedisTimeoutError):
+                if loop.time() + delay > give_up:
+                    raise
+                log.warning("store unreachable while recording a sent message; retrying")
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def _record(self, ident: str, **fields: str) -> None:
         await self.redis.hset(keys.delivery(ident), mapping=fields)
 
@@ -214,6 +246,7 @@ class Deliverer:
         claim = keys.delivery_claim(ident)
         if not await self.redis.set(claim, entry_id, nx=True, px=self.settings.claim_ms):
             return False  # another worker has it; if it died, the claim expires and we retry
+        await self._failpoint("after_claim", ident)
         try:
             return await self._deliver(ident, claim)
         except BaseException:
@@ -255,30 +288,43 @@ class Deliverer:
         now = self.clock.now().isoformat()
         attempts += tries
         if ok:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(
-                    keys.delivery(ident),
-                    mapping={"status": "sent", "sent_at": now, "attempts": str(attempts), **extra},
-                )
-                if d["topic"] == NOTICE and not json.loads(d.get("params") or "{}").get("copy"):
-                    # A recipient has been reached: the deadline watch starts the booking clock
-                    # and keeps count of same-day notification from this event.
-                    pipe.xadd(
-                        keys.EVENTS,
-                        {
-                            "type": "delivery.sent",
-                            "case": d["case"],
-                            "version": d["version"],
-                            "at": now,
-                            "by": "ankomst",
-                            "via": "system",
-                            "delivery": ident,
-                            "org": d["org"],
-                            "channel": d["channel"],
+            await self._failpoint("after_send", ident)
+
+            async def record_sent() -> None:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(
+                        keys.delivery(ident),
+                        mapping={
+                            "status": "sent",
+                            "sent_at": now,
+                            "attempts": str(attempts),
+                            **extra,
                         },
                     )
-                pipe.delete(claim)
-                await pipe.execute()
+                    if d["topic"] == NOTICE and not json.loads(d.get("params") or "{}").get("copy"):
+                        # A recipient has been reached: the deadline watch starts the booking clock
+                        # and keeps count of same-day notification from this event.
+                        pipe.xadd(
+                            keys.EVENTS,
+                            {
+                                "type": "delivery.sent",
+                                "case": d["case"],
+                                "version": d["version"],
+                                "at": now,
+                                "by": "ankomst",
+                                "via": "system",
+                                "delivery": ident,
+                                "org": d["org"],
+                                "channel": d["channel"],
+                            },
+                        )
+                    pipe.delete(claim)
+                    await pipe.execute()
+
+            # The message is out: losing this record would send it again, so ride out a
+            # short store outage instead of giving up on the first lost connection.
+            await self._until_stored(record_sent)
+            await self._failpoint("after_record", ident)
             return True
         if permanent:
             async with self.redis.pipeline(transaction=True) as pipe:

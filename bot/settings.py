@@ -76,9 +76,24 @@ class Settings(BaseSettings):
     ack_link_days: int = Field(default=30, ge=1)
     invite_hours: int = Field(default=72, ge=1)
     claim_seconds: int = Field(default=60, ge=1)
+    # Status board (/dashboard): how long a sign-in link and a signed-in session last.
+    dashboard_login_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    dashboard_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
     send_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_cap_seconds: float = Field(default=60.0, gt=0)
+
+    # Privacy: personal fields are erased this many days after a case closed; the sweep that
+    # looks for such cases runs this often (real seconds).
+    retention_days: int = Field(default=90, ge=1)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # Logs: one JSON object per line (json) or readable lines for a terminal (console).
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Test only (tests/fault/): the first delivery to reach this point kills its own process
+    # with SIGKILL, once per Redis database, so crash recovery can be shown at each step.
+    failpoint: Literal["after_claim", "after_send", "after_record"] | None = None
 
     @field_validator("timezone")
     @classmethod

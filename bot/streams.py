@@ -91,6 +91,12 @@ class StreamConsumer:
                 self.stats.alive = True
                 await self._loop()
                 backoff = 0.5
+            except ResponseError as exc:
+                # The stream or group is gone (a store restarted without its data, a flush):
+                # make it again instead of letting this worker die.
+                if "NOGROUP" not in str(exc):
+                    raise
+                log.warning("stream %s: consumer group lost; creating it again", self.stream)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
                 self.stats.alive = False
                 log.warning("stream %s: store unreachable (%s); retrying", self.stream, exc)

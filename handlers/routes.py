@@ -13,11 +13,13 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.access import Actor, LinkExpired
 from bot.app import Services
+from bot.audit import record_read, record_reads
 from bot.cases import CaseNotFound, Conflict, Forbidden
 from bot.disagreements import DecisionIn, DisagreementIn
 from bot.healthcare import BookingIn, ClearanceIn
 from bot.models import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
 from bot.views import case_view, dumps, summary
+from handlers.dashboard import add_dashboard_routes
 from messages.models import AckPage, AckPageState
 from messages.render import render_ack_page
 
@@ -142,7 +144,9 @@ async def get_arrival(request: web.Request) -> web.Response:
     """GET /api/v1/arrivals/{id}."""
     services = request.app[SERVICES]
     case = await services.cases.store.get(request.match_info["case_id"])
-    services.cases.require_party(actor_of(request), case)
+    actor = actor_of(request)
+    services.cases.require_party(actor, case)
+    await record_read(services.redis, actor.org_id, actor.who, case.id, "api", services.clock.now())
     return json_response(await case_view(services.redis, services.directory, case))
 
 
@@ -164,6 +168,9 @@ async def list_arrivals(request: web.Request) -> web.Response:
     )
     cases = [await services.cases.store.get(i) for i in ids]
     cases.sort(key=lambda c: (c.facts.get("arrival_date", ""), c.reference))
+    await record_reads(
+        services.redis, actor.org_id, actor.who, ids, "api:list", services.clock.now()
+    )
     return json_response({"arrivals": [summary(c) for c in cases]})
 
 
@@ -245,7 +252,17 @@ async def list_disagreements(request: web.Request) -> web.Response:
     """GET /api/v1/arrivals/{id}/disagreements."""
     services = request.app[SERVICES]
     case = await services.cases.store.get(request.match_info["case_id"])
-    services.cases.require_party(actor_of(request), case)
+    actor = actor_of(request)
+    services.cases.require_party(actor, case)
+    await record_read(
+        services.redis,
+        actor.org_id,
+        actor.who,
+        case.id,
+        "api",
+        services.clock.now(),
+        "read_disagreements",
+    )
     found = await services.disagreements.of_case(case.id)
     return json_response({"disagreements": [d.view() for d in found]})
 
@@ -254,7 +271,17 @@ async def get_disagreement(request: web.Request) -> web.Response:
     """GET /api/v1/disagreements/{id}."""
     services = request.app[SERVICES]
     found = await services.disagreements.get(request.match_info["disagreement_id"])
-    await services.disagreements.require_visible(actor_of(request), found)
+    actor = actor_of(request)
+    await services.disagreements.require_visible(actor, found)
+    await record_read(
+        services.redis,
+        actor.org_id,
+        actor.who,
+        found.case_id,
+        "api",
+        services.clock.now(),
+        "read_disagreement",
+    )
     return json_response(found.view())
 
 
@@ -354,7 +381,12 @@ async def readyz(request: web.Request) -> web.Response:
 
 def build_web_app(services: Services) -> web.Application:
     """The aiohttp application with every route; one place lists them."""
-    app = web.Application(client_max_size=MAX_BODY, middlewares=[errors, authenticate])
+    from handlers.observability import add_operations_routes, bind_log_context
+
+    app = web.Application(
+        client_max_size=MAX_BODY, middlewares=[bind_log_context, errors, authenticate]
+    )
+    add_operations_routes(app)
     app[SERVICES] = services
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -373,4 +405,5 @@ def build_web_app(services: Services) -> web.Application:
     app.router.add_post("/api/v1/disagreements/{disagreement_id}/resolve", resolve_disagreement)
     app.router.add_route("GET", "/a/{token}", ack_link)
     app.router.add_route("POST", "/a/{token}", ack_link)
+    add_dashboard_routes(app)
     return app

@@ -94,6 +94,7 @@ _COMMANDS: dict[str, tuple[tuple[str, str], ...]] = {
 _COMMON_COMMANDS = (
     ("arenden", "öppna ärenden för er organisation"),
     ("oenighet", "anmäl oenighet i ett ärende: /oenighet REF"),
+    ("tavla", "logga in på statustavlan på webben"),
     ("help", "vad boten gör för er"),
 )
 

@@ -11,6 +11,7 @@ from bot.app import Services
 from bot.settings import Settings
 from handlers.telegram import (
     acknowledge,
+    board,
     changes,
     disagreement,
     health,
@@ -46,6 +47,7 @@ def build_dispatcher(services: Services) -> Dispatcher:
         health.build_router(),
         disagreement.build_router(),
         overview.build_router(),
+        board.build_router(),
         acknowledge.build_router(),
     )
     return dispatcher

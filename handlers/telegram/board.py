@@ -1,0 +1,28 @@
+"""`/tavla`: a one-time sign-in link to the status board for the chat's organisation."""
+
+from __future__ import annotations
+
+from aiogram import Router
+from aiogram.filters import Command
+from aiogram.types import LinkPreviewOptions, Message
+
+from bot.app import Services
+from handlers.dashboard import chat_login_link
+from handlers.telegram.common import acting_for_message
+
+
+async def board_link(message: Message, services: Services) -> None:
+    """Reply with a sign-in link; only a chat linked to an organisation gets one."""
+    who = await acting_for_message(message, services)
+    if who is None:
+        return
+    text = await chat_login_link(services, who.org.id, who.actor.role, who.actor.who)
+    # No preview: Telegram's preview fetcher must not be the one to see the link first.
+    await message.answer(text, link_preview_options=LinkPreviewOptions(is_disabled=True))
+
+
+def build_router() -> Router:
+    """A fresh router for `/tavla`."""
+    router = Router(name="board")
+    router.message.register(board_link, Command("tavla"))
+    return router

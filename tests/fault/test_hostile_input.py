@@ -1,0 +1,211 @@
+"""Hostile input at the HTTP API: generated bodies (hypothesis) and targeted attacks.
+
+Never a 500, never a traceback, never a partial write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Coroutine, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from redis.asyncio import Redis
+
+from bot import access, keys
+from tests.support.world import World, arrival, running_world
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner),
+    max_leaves=12,
+)
+NASTY_TEXT = st.text(max_size=300) | st.sampled_from(
+    [
+        "\r\nBcc: evil@example.com",
+        "%0d%0aBcc: x@y",
+        "<script>alert(1)</script>",
+        "a" * 5000,
+        "\x00",
+        "\u202e",
+        "<b>bold</b> & <i>",
+    ]
+)
+FIELD_VALUES = NASTY_TEXT | JSON
+ARRIVAL_FIELDS = list(arrival())
+
+
+class Api:
+    """The service on its own event loop in a thread, so hypothesis can drive it synchronously."""
+
+    def __init__(self, world: World, loop: asyncio.AbstractEventLoop) -> None:
+        self.world = world
+        self.loop = loop
+        self.token = ""
+
+    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(30)
+
+    def request(
+        self, method: str, path: str, body: Any = None, raw: bytes | None = None
+    ) -> tuple[int, str, str]:
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode())
+        req = urllib.request.Request(  # noqa: S310 (our own local server)
+            self.world.base + path,
+            data=data,
+            method=method,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:  # noqa: S310
+                return (
+                    response.status,
+                    response.headers.get("Content-Type", ""),
+                    response.read().decode(),
+                )
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get("Content-Type", ""), error.read().decode()
+
+    def cases(self) -> int:
+        return int(self.run(self.world.services.redis.scard(keys.ALL_CASES)))
+
+
+@pytest.fixture(scope="module")
+def api(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Api]:
+    loop = asyncio.new_event_loop()
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        holder["stop"] = stop
+        flush = Redis.from_url(redis_url)
+        await flush.flushdb()
+        await flush.aclose()
+        async with running_world(
+            redis_url, tmp_path_factory.mktemp("hostile"), link_chats=False
+        ) as world:
+            holder["api"] = api = Api(world, loop)
+            api.token = await world.token("ostersund-mottagning")
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    assert ready.wait(60), "the service did not start"
+    yield holder["api"]
+    loop.call_soon_threadsafe(holder["stop"].set)
+    thread.join(30)
+    loop.close()
+
+
+def sound(status: int, content_type: str, text: str) -> None:
+    assert status < 500, text
+    assert "Traceback" not in text and 'File "' not in text
+    if status >= 400:
+        assert content_type.startswith("application/problem+json"), (status, content_type)
+
+
+BOUNDED = settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@BOUNDED
+@given(body=JSON)
+def test_any_json_body_for_a_new_arrival_is_answered_soundly(api: Api, body: Any) -> None:
+    before = api.cases()
+    status, kind, text = api.request("POST", "/api/v1/arrivals", body)
+    sound(status, kind, text)
+    if status not in (200, 201):
+        assert api.cases() == before, "a refused request wrote nothing"
+
+
+@BOUNDED
+@given(field=st.sampled_from(ARRIVAL_FIELDS), value=FIELD_VALUES, n=st.integers(0, 10**6))
+def test_one_hostile_field_in_an_otherwise_good_arrival(
+    api: Api, field: str, value: Any, n: int
+) -> None:
+    before = api.cases()
+    body = arrival(external_ref=f"MIG-2026-{n:06d}")
+    body[field] = value
+    status, kind, text = api.request("POST", "/api/v1/arrivals", body)
+    sound(status, kind, text)
+    if status == 201:
+        case = json.loads(text)
+        assert "\r" not in case.get("external_ref", "") and "\n" not in case.get("external_ref", "")
+    else:
+        assert api.cases() == before
+
+
+@BOUNDED
+@given(patch=JSON, token=st.text(max_size=200))
+def test_changes_ack_links_and_disagreements_with_garbage(api: Api, patch: Any, token: str) -> None:
+    status, _, text = api.request(
+        "POST", "/api/v1/arrivals", arrival(external_ref="MIG-2026-999999")
+    )
+    assert status in (200, 201), text
+    case_id = json.loads(text)["id"]
+    sound(*api.request("PATCH", f"/api/v1/arrivals/{case_id}", patch))
+    sound(*api.request("POST", f"/api/v1/arrivals/{case_id}/disagreements", patch))
+    quoted = urllib.request.quote(token, safe="") or "x"
+    for method in ("GET", "POST"):
+        status, _, text = api.request(method, f"/a/{quoted}")
+        assert status < 500 and "Traceback" not in text
+        assert status != 200 or "Tack" not in text
+
+
+def test_a_body_over_64_kib_is_413_and_writes_nothing(api: Api) -> None:
+    before = api.cases()
+    body = arrival(external_ref="MIG-2026-888888", details="x" * 70_000)
+    status, kind, _ = api.request("POST", "/api/v1/arrivals", body)
+    assert status == 413 and kind.startswith("application/problem+json")
+    assert api.cases() == before
+
+
+def test_line_breaks_never_reach_a_mail_header(api: Api) -> None:
+    for ref in ("MIG-2026-1\r\nBcc: evil@example.com", "MIG-2026-2%0d%0aBcc: evil@example.com"):
+        status, kind, text = api.request("POST", "/api/v1/arrivals", arrival(external_ref=ref))
+        sound(status, kind, text)
+    for mail in api.world.smtp.messages:
+        assert "evil@example.com" not in str(mail.get("Bcc", ""))
+        assert all("\n" not in str(v) and "\r" not in str(v) for v in mail.values())
+        assert "evil@example.com" not in mail.envelope_to
+
+
+def test_tokens_and_button_macs_are_compared_in_constant_time() -> None:
+    # API tokens are looked up by their SHA-256: no stored secret is compared byte by byte.
+    assert "_sha256(token)" in inspect.getsource(access.ApiTokens.actor)
+    assert "compare_digest" in inspect.getsource(access.Signer.check_button)
+
+
+async def test_a_webhook_call_without_the_right_secret_is_401(
+    redis_url: str, redis: object, tmp_path: Path
+) -> None:
+    async with running_world(
+        redis_url,
+        tmp_path,
+        link_chats=False,
+        telegram_mode="webhook",
+        telegram_webhook_secret="the-right-secret",
+    ) as world:
+        update = world.telegram.message_update(1001, "/start x")
+        for headers in ({}, {"X-Telegram-Bot-Api-Secret-Token": "wrong"}):
+            async with world.http.post(
+                world.base + "/telegram/webhook", json=update, headers=headers
+            ) as response:
+                assert response.status == 401
+        async with world.http.post(
+            world.base + "/telegram/webhook",
+            json=update,
+            headers={"X-Telegram-Bot-Api-Secret-Token": "the-right-secret"},
+        ) as response:
+            assert response.status == 200

@@ -1,0 +1,175 @@
+"""`ankomst serve` as a real subprocess, for tests that kill it.
+
+The process talks to the test's Redis, the test's SMTP sink and the test's Bot API server, so
+what it delivered is counted where it arrived. Its HTTP port is read from its own start-up line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from redis.asyncio import Redis
+
+from bot import keys
+from tests.support.smtp_sink import SmtpSink
+from tests.support.telegram_api import FakeTelegramAPI
+from tests.support.world import EXAMPLE_DIRECTORY, TOKEN
+
+ROOT = Path(__file__).resolve().parents[2]
+LISTENING = re.compile(rb"HTTP: listening on http://[\d.]+:(\d+)")
+
+
+def serve_env(
+    redis_url: str,
+    data_dir: Path,
+    smtp: SmtpSink,
+    telegram: FakeTelegramAPI | None,
+    **settings: object,
+) -> dict[str, str]:
+    """The environment of a `serve` process pointed at the test's parts."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ANKOMST_")}
+    env.update(
+        {
+            "ANKOMST_REDIS_URL": redis_url,
+            "ANKOMST_DATA_DIR": str(data_dir),
+            "ANKOMST_DIRECTORY": str(EXAMPLE_DIRECTORY),
+            "ANKOMST_HTTP_HOST": "127.0.0.1",
+            "ANKOMST_HTTP_PORT": "0",
+            "ANKOMST_PUBLIC_URL": "http://ankomst.example.se",
+            "ANKOMST_SECRET_KEY": "test-secret-key-for-signing",
+            "ANKOMST_SMTP_HOST": smtp.host,
+            "ANKOMST_SMTP_PORT": str(smtp.port),
+            "ANKOMST_SMTP_FROM": "Ankomst <ankomst@ostersund.example.se>",
+            "ANKOMST_CLAIM_SECONDS": "2",
+            "ANKOMST_SCHEDULER_POLL_SECONDS": "3600",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    if telegram is not None:
+        env["ANKOMST_TELEGRAM_TOKEN"] = TOKEN
+        env["ANKOMST_TELEGRAM_API_URL"] = telegram.base_url
+    for name, value in settings.items():
+        env[f"ANKOMST_{name.upper()}"] = str(value)
+    return env
+
+
+@dataclass
+class ServeProcess:
+    """One `python -m bot serve`; `port` is known once it listens."""
+
+    env: dict[str, str]
+    log: Path
+    process: asyncio.subprocess.Process | None = None
+    port: int = 0
+    output: list[bytes] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+
+    @property
+    def base(self) -> str:
+        """Its HTTP root."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self, timeout: float = 30.0) -> ServeProcess:
+        """Start it and wait until it listens."""
+        stderr = self.log.open("ab")
+        self.process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bot",
+            "serve",
+            cwd=ROOT,
+            env=self.env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+        )
+        stderr.close()
+        listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        async def read() -> None:
+            assert self.process is not None and self.process.stdout is not None
+            async for line in self.process.stdout:
+                self.output.append(line)
+                found = LISTENING.search(line)
+                if found and not listening.done():
+                    listening.set_result(int(found.group(1)))
+            if not listening.done():
+                listening.set_exception(RuntimeError(self.failure("exited before listening")))
+
+        self._reader = asyncio.create_task(read())
+        self.port = await asyncio.wait_for(listening, timeout)
+        return self
+
+    def failure(self, what: str) -> str:
+        """A message with the process's output, for an assertion."""
+        tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+        return f"serve {what}:\n{b''.join(self.output).decode(errors='replace')}\n{tail}"
+
+    async def died(self, timeout: float = 30.0) -> int:
+        """Wait until it has exited (e.g. killed by a failpoint); its return code."""
+        assert self.process is not None
+        code = await asyncio.wait_for(self.process.wait(), timeout)
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await self._reader
+        return code
+
+    async def kill(self) -> None:
+        """SIGKILL: no cleanup, no XACK, no claim released."""
+        if self.process is not None and self.process.returncode is None:
+            self.process.send_signal(signal.SIGKILL)
+            await self.died()
+
+    async def stop(self) -> None:
+        """SIGTERM and wait (or SIGKILL if it hangs)."""
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            await self.died(15)
+        except TimeoutError:
+            await self.kill()
+
+
+async def post_arrival(
+    http: aiohttp.ClientSession, base: str, token: str, body: dict[str, Any]
+) -> tuple[int, Any]:
+    """POST an arrival to a running process; (status, JSON or text)."""
+    async with http.post(
+        f"{base}/api/v1/arrivals", json=body, headers={"Authorization": f"Bearer {token}"}
+    ) as response:
+        text = await response.text()
+        if response.content_type.endswith("json"):
+            import json
+
+            return response.status, json.loads(text)
+        return response.status, text
+
+
+async def all_deliveries(redis: Redis) -> dict[str, dict[str, str]]:
+    """Every delivery record in the store, by id."""
+    out: dict[str, dict[str, str]] = {}
+    async for key in redis.scan_iter(match=f"{keys.PREFIX}:delivery:*", count=500):
+        out[key.removeprefix(f"{keys.PREFIX}:delivery:")] = await redis.hgetall(key)
+    return out
+
+
+def mail_counts(smtp: SmtpSink) -> Counter[str]:
+    """How many times each Message-ID arrived at the sink (one Message-ID per delivery)."""
+    return Counter(str(m["Message-ID"]) for m in smtp.messages)
+
+
+def chat_counts(telegram: FakeTelegramAPI) -> Counter[tuple[int, str]]:
+    """How many times each (chat, text) was accepted by the Bot API server."""
+    return Counter(
+        (int(c.chat_id or 0), c.text or "") for c in telegram.calls_to("sendMessage") if c.ok
+    )
