@@ -145,6 +145,16 @@ def dashboard_login_mail(address_hash: str) -> str:
 TELEGRAM_SLOTS = f"{PREFIX}:tg:slots"
 
 
+def telegram_chat_window(chat_id: int) -> str:
+    """Sorted set of a group's recent send slots (the 20/min window)."""
+    return f"{PREFIX}:tg:window:{chat_id}"
+
+
+def telegram_chat_done(chat_id: int) -> str:
+    """When the last message to this chat was answered (ms, Redis time)."""
+    return f"{PREFIX}:tg:done:{chat_id}"
+
+
 def telegram_chat_next(chat_id: int) -> str:
     """Earliest time (ms) the next message may go to this chat."""
     return f"{PREFIX}:tg:next:{chat_id}"

@@ -245,10 +245,15 @@ async def test_one_chat_gets_at_most_one_message_a_second(redis: Redis) -> None:
 async def test_a_group_gets_at_most_twenty_messages_a_minute(redis: Redis) -> None:
     limiter = TelegramRateLimiter(redis)
 
-    slots = [await limiter.reserve(-100) for _ in range(5)]
+    slots = [await limiter.reserve(-100) for _ in range(25)]
 
+    # A burst at 1/s is allowed ...
     gaps = [b.at_ms - a.at_ms for a, b in itertools.pairwise(slots)]
-    assert all(gap >= GROUP_SPACING_MS >= 3000 for gap in gaps), gaps
+    assert all(gap >= GROUP_SPACING_MS >= 1000 for gap in gaps), gaps
+    assert slots[19].at_ms - slots[0].at_ms < 21_000
+    # ... but never more than 20 within any minute.
+    for first, twenty_first in zip(slots, slots[20:], strict=False):
+        assert twenty_first.at_ms - first.at_ms >= 60_000
     assert await redis.pttl(keys.telegram_chat_next(-100)) > 0
 
 

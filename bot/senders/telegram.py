@@ -42,11 +42,14 @@ from bot import keys
 
 log = logging.getLogger(__name__)
 
-SLOT_MS = 34  # ≈ 29.4 messages/s for the whole bot, under Telegram's 30/s
+SLOT_MS = 35  # ≈ 28.6 messages/s for the whole bot: under 30/s with room for send jitter
 PRIVATE_SPACING_MS = 1020  # 1 message/s per chat, with a little room for jitter
-GROUP_SPACING_MS = 3050  # 20 messages/min per group
+GROUP_SPACING_MS = 1020  # groups too get 1/s, within ...
+GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
+GROUP_WINDOW_MS = 60_500  # ... minute (half a second of room) — bursts allowed, not evenly spread
 
-# KEYS: slots, chat next.  ARGV: slot ms, spacing ms, max wait ms (< 0: no limit).
+# KEYS: slots, chat next, chat window.  ARGV: slot ms, spacing ms, max wait ms (< 0: no limit),
+# window limit (0: none), window ms.
 # Returns {wait ms, slot start ms, now ms}; wait is -1 (and nothing is taken) when the slot
 # would be more than max wait away.
 _RESERVE = """
@@ -60,6 +63,18 @@ local function int(x) return string.format('%.0f', x) end
 local start = now
 local chat_next = tonumber(redis.call('GET', KEYS[2]) or '0')
 if chat_next > start then start = chat_next end
+
+-- Groups: no more than `limit` messages in any window; the oldest of the last `limit` decides.
+local limit = tonumber(ARGV[4])
+local window = tonumber(ARGV[5])
+if limit > 0 then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. int(now - window))
+  if redis.call('ZCARD', KEYS[3]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[3], -limit, -limit, 'WITHSCORES')
+    local free = tonumber(oldest[2]) + window
+    if free > start then start = free end
+  end
+end
 
 -- Slots already begun are past: never send before a slot's start.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(math.ceil(now / slot_ms)))
@@ -90,6 +105,10 @@ local keep = wait + 60000
 if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], int(keep)) end
 local next_at = at + spacing
 redis.call('SET', KEYS[2], int(next_at), 'PX', int(next_at - now + 1000))
+if limit > 0 then
+  redis.call('ZADD', KEYS[3], int(at), int(at))
+  redis.call('PEXPIRE', KEYS[3], int(at - now + window + 1000))
+end
 return {wait, at, now}
 """
 
@@ -108,9 +127,34 @@ return current
 """
 
 
+# KEYS: chat done.  ARGV: spacing ms.  Returns ms to wait so that this message starts at least
+# `spacing` after the previous one to the chat was answered (Telegram stamped it before that).
+_GAP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+local wait = done + tonumber(ARGV[1]) - now
+if wait < 0 then return 0 end
+return wait
+"""
+
+# KEYS: chat done.  Marks "the last message to this chat was answered now" (Redis time).
+_DONE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', now), 'PX', 120000)
+return now
+"""
+
+
 def chat_spacing_ms(chat_id: int) -> int:
-    """Least time between two messages to one chat: groups (negative ids) get 20/min."""
+    """Least time between two messages to one chat."""
     return GROUP_SPACING_MS if chat_id < 0 else PRIVATE_SPACING_MS
+
+
+def chat_window(chat_id: int) -> tuple[int, int]:
+    """(messages, ms) a chat may receive in a sliding window: groups 20/min; users no limit."""
+    return (GROUP_WINDOW_LIMIT, GROUP_WINDOW_MS) if chat_id < 0 else (0, GROUP_WINDOW_MS)
 
 
 @dataclass(frozen=True)
@@ -133,6 +177,8 @@ class TelegramRateLimiter:
     def __init__(self, redis: Redis) -> None:
         self._reserve = redis.register_script(_RESERVE)
         self._push_back = redis.register_script(_PUSH_BACK)
+        self._gap = redis.register_script(_GAP)
+        self._done = redis.register_script(_DONE)
 
     async def reserve(self, chat_id: int, *, max_wait: float | None = None) -> Reservation:
         """Take the next slot for a message to `chat_id`; reserve in order to keep order.
@@ -140,12 +186,29 @@ class TelegramRateLimiter:
         With `max_wait`, a slot further away than that is not taken (`taken` is False).
         """
         limit = -1 if max_wait is None else int(max_wait * 1000)
+        window_limit, window_ms = chat_window(chat_id)
         wait_ms, at_ms, now_ms = await self._reserve(
-            keys=[keys.TELEGRAM_SLOTS, keys.telegram_chat_next(chat_id)],
-            args=[SLOT_MS, chat_spacing_ms(chat_id), limit],
+            keys=[
+                keys.TELEGRAM_SLOTS,
+                keys.telegram_chat_next(chat_id),
+                keys.telegram_chat_window(chat_id),
+            ],
+            args=[SLOT_MS, chat_spacing_ms(chat_id), limit, window_limit, window_ms],
         )
         at, now = int(at_ms), int(now_ms)
         return Reservation(at_ms=at, wait_ms=at - now, taken=int(wait_ms) >= 0)
+
+    async def gap(self, chat_id: int) -> float:
+        """Seconds to wait so this message starts a full spacing after the previous one to the
+        chat was answered: the slot says when the previous one was due, not when it arrived."""
+        wait_ms = await self._gap(
+            keys=[keys.telegram_chat_done(chat_id)], args=[chat_spacing_ms(chat_id)]
+        )
+        return int(wait_ms) / 1000
+
+    async def answered(self, chat_id: int) -> None:
+        """The message just sent to `chat_id` has been answered."""
+        await self._done(keys=[keys.telegram_chat_done(chat_id)])
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
         """Let nothing go to `chat_id` for `seconds` from now (Telegram's retry_after)."""
@@ -193,6 +256,9 @@ class TelegramSender:
         self.max_wait = max_wait
         self._sleep = sleep
         self._random = random.Random()
+        # One message at a time per chat in this process: the next one is reserved only after
+        # the last was answered, so send jitter cannot bunch two (and order is kept).
+        self._chat_locks: dict[int, asyncio.Lock] = {}
 
     def backoff(self, failures: int) -> float:
         """Capped exponential backoff with full jitter after `failures` transient failures."""
@@ -203,6 +269,13 @@ class TelegramSender:
         self, chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | None = None
     ) -> TelegramResult:
         """Send one message; never raises for Telegram's known failures (see the result)."""
+        lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
+        async with lock:
+            return await self._send(chat_id, html, reply_markup)
+
+    async def _send(
+        self, chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | None
+    ) -> TelegramResult:
         target = chat_id
         migrated_to: int | None = None
         attempts = failures = throttled = 0
@@ -232,15 +305,21 @@ class TelegramSender:
                 return result(False, error=f"chat {target} is throttled for {slot.wait:.0f} s")
             if slot.wait > 0:
                 await self._sleep(slot.wait)
+            gap = await self.limiter.gap(target)
+            if gap > 0:
+                await self._sleep(gap)
             attempts += 1
             try:
-                message = await self.bot.send_message(
-                    chat_id=target,
-                    text=html,
-                    parse_mode="HTML",
-                    reply_markup=reply_markup,
-                    link_preview_options=LinkPreviewOptions(is_disabled=True),
-                )
+                try:
+                    message = await self.bot.send_message(
+                        chat_id=target,
+                        text=html,
+                        parse_mode="HTML",
+                        reply_markup=reply_markup,
+                        link_preview_options=LinkPreviewOptions(is_disabled=True),
+                    )
+                finally:
+                    await self.limiter.answered(target)
             # TelegramRetryAfter and TelegramMigrateToChat subclass TelegramAPIError, like every
             # other case here: each is caught by name, and nothing catches TelegramAPIError.
             except TelegramRetryAfter as e:
@@ -292,4 +371,5 @@ __all__ = [
     "TelegramResult",
     "TelegramSender",
     "chat_spacing_ms",
+    "chat_window",
 ]
