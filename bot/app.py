@@ -107,7 +107,10 @@ def make_bot(settings: Settings) -> Bot | None:
     """aiogram's Bot, pointed at the configured Bot API server; None when chat is off."""
     if settings.telegram_token is None:
         return None
-    session = AiohttpSession(api=TelegramAPIServer.from_base(settings.telegram_api_url))
+    session = AiohttpSession(
+        api=TelegramAPIServer.from_base(settings.telegram_api_url),
+        timeout=settings.telegram_timeout,
+    )
     return Bot(
         settings.telegram_token.get_secret_value(),
         session=session,

@@ -48,6 +48,7 @@ class Settings(BaseSettings):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_mode: Literal["polling", "webhook"] = "polling"
     telegram_webhook_secret: SecretStr | None = None
+    telegram_timeout: float = Field(default=60.0, gt=0, le=600)
 
     timezone: str = "Europe/Stockholm"
     chat_details: Literal["minimal", "full"] = "minimal"
