@@ -43,8 +43,8 @@ from bot import keys
 log = logging.getLogger(__name__)
 
 SLOT_MS = 35  # ≈ 28.6 messages/s for the whole bot: under 30/s with room for send jitter
-PRIVATE_SPACING_MS = 1020  # 1 message/s per chat, with a little room for jitter
-GROUP_SPACING_MS = 1020  # groups too get 1/s, within ...
+PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is also counted from the answer
+GROUP_SPACING_MS = 1000  # groups too get 1/s, within ...
 GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
 GROUP_WINDOW_MS = 60_500  # ... minute (half a second of room) — bursts allowed, not evenly spread
 
