@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 
 from bot import keys
 from bot.clock import Clock
+from bot.delivery import delivery_event, reports_failure
 
 log = logging.getLogger(__name__)
 
@@ -54,23 +55,8 @@ class DeadLetterAlarm:
                 keys.delivery(ident),
                 mapping={"status": "failed", "failed_at": now, "error": error[:300]},
             )
-            # Telling the reception unit about a failed "failed" notice could go on forever.
-            if not d.get("topic", "").startswith("delivery_failed"):
-                pipe.xadd(
-                    keys.EVENTS,
-                    {
-                        "type": "delivery.failed",
-                        "case": d["case"],
-                        "version": d["version"],
-                        "at": now,
-                        "by": "ankomst",
-                        "via": "system",
-                        "delivery": ident,
-                        "org": d["org"],
-                        "channel": d["channel"],
-                        "error": error[:300],
-                    },
-                )
+            if reports_failure(d):
+                pipe.xadd(keys.EVENTS, delivery_event("delivery.failed", d, now, error=error[:300]))
             pipe.delete(keys.delivery_claim(ident))
             await pipe.execute()
         log.error("ALERT: delivery %s given up after repeated errors: %s", ident, error)

@@ -91,6 +91,28 @@ def _value(field: str, raw: Any) -> Any:
     return raw
 
 
+def delivery_event(kind: str, d: dict[str, str], at: str, **extra: str) -> dict[str, str]:
+    """An event about one delivery (sent, failed) for the event stream."""
+    return {
+        "type": kind,
+        "case": d["case"],
+        "version": d["version"],
+        "at": at,
+        "by": "ankomst",
+        "via": "system",
+        "delivery": d["id"],
+        "org": d["org"],
+        "channel": d["channel"],
+        **extra,
+    }
+
+
+def reports_failure(d: dict[str, str]) -> bool:
+    """Whether a failed delivery is reported to the reception unit: not when it was itself
+    such a report, or two channels that both fail would tell each other forever."""
+    return not d.get("topic", "").startswith("delivery_failed")
+
+
 class Deliverer:
     """Handles the outbox streams: one entry, one delivery."""
 
@@ -304,20 +326,7 @@ class Deliverer:
                     if d["topic"] == NOTICE and not json.loads(d.get("params") or "{}").get("copy"):
                         # A recipient has been reached: the deadline watch starts the booking clock
                         # and keeps count of same-day notification from this event.
-                        pipe.xadd(
-                            keys.EVENTS,
-                            {
-                                "type": "delivery.sent",
-                                "case": d["case"],
-                                "version": d["version"],
-                                "at": now,
-                                "by": "ankomst",
-                                "via": "system",
-                                "delivery": ident,
-                                "org": d["org"],
-                                "channel": d["channel"],
-                            },
-                        )
+                        pipe.xadd(keys.EVENTS, delivery_event("delivery.sent", d, now))
                     pipe.delete(claim)
                     await pipe.execute()
 
@@ -337,21 +346,10 @@ class Deliverer:
                         "error": error,
                     },
                 )
-                pipe.xadd(
-                    keys.EVENTS,
-                    {
-                        "type": "delivery.failed",
-                        "case": d["case"],
-                        "version": d["version"],
-                        "at": now,
-                        "by": "ankomst",
-                        "via": "system",
-                        "delivery": ident,
-                        "org": d["org"],
-                        "channel": d["channel"],
-                        "error": error[:300],
-                    },
-                )
+                if reports_failure(d):
+                    pipe.xadd(
+                        keys.EVENTS, delivery_event("delivery.failed", d, now, error=error[:300])
+                    )
                 pipe.delete(claim)
                 await pipe.execute()
             return True

@@ -407,3 +407,16 @@ async def test_a_refused_address_fails_that_delivery_only_and_the_reception_unit
     assert any("Hälsocentralen Lugnvik" in text_of(m) for m in reception[1:])
     notices = [c for c in world.telegram.sent_to(CHATS[RECEPTION]) if "Lugnvik" in (c.text or "")]
     assert notices
+
+
+async def test_failure_reports_that_fail_themselves_are_not_reported_again(world: World) -> None:
+    # Every channel of the reception unit is dead: its copy fails on both, each failure is
+    # reported on the other channel, those reports fail too — and there it stops.
+    world.smtp.reject_recipient(ADDRESS[RECEPTION], 550)
+    world.telegram.block_chat(CHATS[RECEPTION])
+    answer = await world.register(arrival())
+    view = await world.settled(answer["id"])
+    reception = view["reception_unit"]["deliveries"]
+    reports = [d for d in reception if d["topic"] == "delivery_failed"]
+    assert len(reports) == 2 and all(d["status"] == "failed" for d in reports)
+    assert all(d["status"] == "sent" for p in view["recipients"] for d in p["deliveries"])
