@@ -93,8 +93,9 @@ class StreamConsumer:
                 backoff = 0.5
             except ResponseError as exc:
                 # The stream or group is gone (a store restarted without its data, a flush):
-                # make it again instead of letting this worker die.
-                if "NOGROUP" not in str(exc):
+                # make it again instead of letting this worker die. Redis 7.0 tells a blocked
+                # reader "UNBLOCKED the stream key no longer exists"; later servers NOGROUP.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
                     raise
                 log.warning("stream %s: consumer group lost; creating it again", self.stream)
             except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
