@@ -7,9 +7,9 @@ import json
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
@@ -32,20 +32,23 @@ from bot.models import check_free_text
 Status = Literal["open", "escalated", "resolved"]
 
 
+def _required_text(value: str) -> str:
+    value = check_free_text(value)
+    if not value:
+        raise ValueError("saknas")
+    return value
+
+
+# Plain text a person writes: no identity numbers, no medical facts, not empty.
+RequiredText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_required_text)]
+
+
 class DisagreementIn(BaseModel):
-    """What a party disagrees on (plain text, no personal identity numbers or medical facts)."""
+    """What a party disagrees on."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    text: str = Field(min_length=1, max_length=2000)
-
-    @field_validator("text")
-    @classmethod
-    def _text(cls, value: str) -> str:
-        value = check_free_text(value)
-        if not value:
-            raise ValueError("saknas")
-        return value
+    text: RequiredText
 
 
 class DecisionIn(BaseModel):
@@ -53,15 +56,7 @@ class DecisionIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    decision: str = Field(min_length=1, max_length=2000)
-
-    @field_validator("decision")
-    @classmethod
-    def _decision(cls, value: str) -> str:
-        value = check_free_text(value)
-        if not value:
-            raise ValueError("saknas")
-        return value
+    decision: RequiredText
 
 
 class DisagreementNotFound(CaseNotFound):
