@@ -86,6 +86,7 @@ def _write(text: str, output: Path | None) -> None:
 
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.calendar import WorkingDayCalendar
+    from bot.clock import SystemClock
     from bot.directory import load_directory
     from bot.report import build_report
     from bot.store import open_store
@@ -106,6 +107,9 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             args.from_,
             args.to,
             booking_days=settings.booking_days,
+            # A booking not yet reported is late only once its last day has passed by now,
+            # not by the end of the period asked for.
+            now=SystemClock().now(),
         )
     finally:
         await store.close()
