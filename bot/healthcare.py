@@ -17,6 +17,7 @@ from bot.access import Actor
 from bot.cases import Case, CaseNotFound, Conflict, Forbidden, event_fields, history_entry
 from bot.clock import Clock
 from bot.directory import Directory
+from bot.models import InvalidInput
 
 NOTICE = "notice"
 
@@ -117,8 +118,6 @@ class HealthCentre:
         at = self._local(booking.at)
         now = self.clock.now()
         if at < now - timedelta(days=30) or at > now + timedelta(days=366):
-            from bot.models import InvalidInput
-
             raise InvalidInput([{"field": "at", "message": "tiden ligger orimligt långt bort"}])
         result: dict[str, Any] = {}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from html import escape
 
 from aiogram import F, Router
@@ -123,8 +123,6 @@ async def picked_interpreter(
         return
     await query.answer("Bokning registrerad")
     case = await services.cases.store.get(data["case"])
-    from datetime import datetime
-
     at = datetime.fromisoformat(booking["at"])
     replaced = " Den ersätter den tidigare tiden." if booking.get("replaces") else ""
     await query.message.answer(
