@@ -9,13 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import WatchError
 
 from bot import keys
@@ -24,6 +25,7 @@ from bot.clock import Clock
 from bot.directory import Directory, RoutingError
 from bot.models import ArrivalIn, ArrivalPatch, InvalidInput
 
+T = TypeVar("T")
 CaseStatus = Literal["open", "cancelled"]
 AckOutcome = Literal["recorded", "already", "stale", "cancelled", "not_recipient"]
 
@@ -187,6 +189,28 @@ def event_fields(
     }
 
 
+def notice_event(
+    case_id: str,
+    version: int,
+    actor: Actor,
+    at: datetime,
+    topic: str,
+    orgs: list[str],
+    params: dict[str, Any],
+) -> dict[str, str]:
+    """An event the fan-out turns into one status message per channel of each organisation."""
+    return event_fields(
+        "notice",
+        case_id,
+        version,
+        actor,
+        at,
+        topic=topic,
+        orgs=json.dumps(orgs),
+        params=json.dumps(params, ensure_ascii=False, default=str),
+    )
+
+
 class CaseStore:
     """Reads cases; shared by the use cases, the fan-out and the senders."""
 
@@ -280,59 +304,55 @@ class CaseService:
             raise InvalidInput([{"field": "recipients", "message": str(exc)}]) from None
         fingerprint = content_hash(arrival)
         ref_key = keys.external_ref(arrival.external_ref)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(ref_key)
-                    existing = await pipe.get(ref_key)
-                    if existing:
-                        await pipe.unwatch()
-                        case = await self.store.get(existing)
-                        if case.content_hash != fingerprint:
-                            raise Conflict(
-                                "external_ref finns redan för ett ärende med annat innehåll "
-                                f"({case.reference})."
-                            )
-                        return case, False
-                    now = self.clock.now()
-                    local_year = now.astimezone(self.zone).year
-                    sequence = await self.redis.incr(
-                        keys.reference_sequence(municipality.code, local_year)
+
+        async def attempt(pipe: Pipeline) -> tuple[Case, bool]:
+            existing = await pipe.get(ref_key)
+            if existing:
+                await pipe.unwatch()
+                case = await self.store.get(existing)
+                if case.content_hash != fingerprint:
+                    raise Conflict(
+                        "external_ref finns redan för ett ärende med annat innehåll "
+                        f"({case.reference})."
                     )
-                    case = Case(
-                        id=secrets.token_hex(8),
-                        reference=f"{municipality.code}-{local_year}-{sequence:04d}",
-                        external_ref=arrival.external_ref,
-                        municipality=municipality.id,
-                        reception_unit=actor.org_id,
-                        status="open",
-                        version=1,
-                        created_at=now,
-                        updated_at=now,
-                        recipients=tuple(o.id for o in recipients),
-                        facts=arrival.facts(),
-                        content_hash=fingerprint,
-                    )
-                    version = Version(1, "new", case.facts, now, actor.org_id, actor.via)
-                    pipe.multi()
-                    pipe.set(ref_key, case.id)
-                    pipe.set(keys.case_by_reference(case.reference), case.id)
-                    pipe.hset(keys.case(case.id), mapping=case.to_hash())
-                    pipe.hset(keys.case_versions(case.id), "1", version.to_json())
-                    pipe.sadd(keys.ALL_CASES, case.id)
-                    pipe.sadd(keys.OPEN_CASES, case.id)
-                    pipe.sadd(keys.municipality_cases(case.municipality), case.id)
-                    for org_id in case.parties():
-                        pipe.sadd(keys.organisation_cases(org_id), case.id)
-                    pipe.rpush(
-                        keys.case_history(case.id),
-                        history_entry("registered", actor, now, 1, reference=case.reference),
-                    )
-                    pipe.xadd(keys.EVENTS, event_fields("case.registered", case.id, 1, actor, now))
-                    await pipe.execute()
-                    return case, True
-                except WatchError:
-                    continue  # someone registered the same external_ref meanwhile: look again
+                return case, False
+            now = self.clock.now()
+            local_year = now.astimezone(self.zone).year
+            sequence = await self.redis.incr(keys.reference_sequence(municipality.code, local_year))
+            case = Case(
+                id=secrets.token_hex(8),
+                reference=f"{municipality.code}-{local_year}-{sequence:04d}",
+                external_ref=arrival.external_ref,
+                municipality=municipality.id,
+                reception_unit=actor.org_id,
+                status="open",
+                version=1,
+                created_at=now,
+                updated_at=now,
+                recipients=tuple(o.id for o in recipients),
+                facts=arrival.facts(),
+                content_hash=fingerprint,
+            )
+            version = Version(1, "new", case.facts, now, actor.org_id, actor.via)
+            pipe.multi()
+            pipe.set(ref_key, case.id)
+            pipe.set(keys.case_by_reference(case.reference), case.id)
+            pipe.hset(keys.case(case.id), mapping=case.to_hash())
+            pipe.hset(keys.case_versions(case.id), "1", version.to_json())
+            pipe.sadd(keys.ALL_CASES, case.id)
+            pipe.sadd(keys.OPEN_CASES, case.id)
+            pipe.sadd(keys.municipality_cases(case.municipality), case.id)
+            for org_id in case.parties():
+                pipe.sadd(keys.organisation_cases(org_id), case.id)
+            pipe.rpush(
+                keys.case_history(case.id),
+                history_entry("registered", actor, now, 1, reference=case.reference),
+            )
+            pipe.xadd(keys.EVENTS, event_fields("case.registered", case.id, 1, actor, now))
+            await pipe.execute()
+            return case, True
+
+        return await optimistic(self.redis, [ref_key], attempt)
 
     # -- change and cancel -------------------------------------------------------------------
 
@@ -346,56 +366,52 @@ class CaseService:
     ) -> Case:
         """Write a new version (change or cancellation) with its history and event, atomically."""
         case_key = keys.case(case_id)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(case_key)
-                    data = await pipe.hgetall(case_key)
-                    if not data:
-                        raise CaseNotFound(case_id)
-                    case = Case.from_hash(data)
-                    self._require_reception_unit(actor, case.municipality)
-                    if case.reception_unit != actor.org_id:
-                        raise Forbidden(
-                            "Bara den mottagningsenhet som registrerade ärendet kan ändra det."
-                        )
-                    if case.status == "cancelled":
-                        raise Conflict("Ärendet är inställt och kan inte ändras.")
-                    now = self.clock.now()
-                    version = build(case, now)
-                    if version is None:
-                        await pipe.unwatch()
-                        return case  # nothing changed: no new version, nothing sent
-                    updated = Case(
-                        **{
-                            **case.__dict__,
-                            "version": version.number,
-                            "facts": version.facts,
-                            "updated_at": now,
-                            "status": "cancelled" if version.kind == "cancelled" else "open",
-                        }
-                    )
-                    pipe.multi()
-                    pipe.hset(case_key, mapping=updated.to_hash())
-                    pipe.hset(keys.case_versions(case_id), str(version.number), version.to_json())
-                    if version.kind == "cancelled":
-                        pipe.srem(keys.OPEN_CASES, case_id)
-                    pipe.rpush(
-                        keys.case_history(case_id),
-                        history_entry(
-                            what,
-                            actor,
-                            now,
-                            version.number,
-                            changes=list(version.changes) or None,
-                            reason=version.reason or None,
-                        ),
-                    )
-                    pipe.xadd(keys.EVENTS, event_fields(event, case_id, version.number, actor, now))
-                    await pipe.execute()
-                    return updated
-                except WatchError:
-                    continue
+
+        async def attempt(pipe: Pipeline) -> Case:
+            data = await pipe.hgetall(case_key)
+            if not data:
+                raise CaseNotFound(case_id)
+            case = Case.from_hash(data)
+            self._require_reception_unit(actor, case.municipality)
+            if case.reception_unit != actor.org_id:
+                raise Forbidden("Bara den mottagningsenhet som registrerade ärendet kan ändra det.")
+            if case.status == "cancelled":
+                raise Conflict("Ärendet är inställt och kan inte ändras.")
+            now = self.clock.now()
+            version = build(case, now)
+            if version is None:
+                await pipe.unwatch()
+                return case  # nothing changed: no new version, nothing sent
+            updated = Case(
+                **{
+                    **case.__dict__,
+                    "version": version.number,
+                    "facts": version.facts,
+                    "updated_at": now,
+                    "status": "cancelled" if version.kind == "cancelled" else "open",
+                }
+            )
+            pipe.multi()
+            pipe.hset(case_key, mapping=updated.to_hash())
+            pipe.hset(keys.case_versions(case_id), str(version.number), version.to_json())
+            if version.kind == "cancelled":
+                pipe.srem(keys.OPEN_CASES, case_id)
+            pipe.rpush(
+                keys.case_history(case_id),
+                history_entry(
+                    what,
+                    actor,
+                    now,
+                    version.number,
+                    changes=list(version.changes) or None,
+                    reason=version.reason or None,
+                ),
+            )
+            pipe.xadd(keys.EVENTS, event_fields(event, case_id, version.number, actor, now))
+            await pipe.execute()
+            return updated
+
+        return await optimistic(self.redis, [case_key], attempt)
 
     async def change(self, case_id: str, patch: ArrivalPatch, actor: Actor) -> Case:
         """A date change or correction: a new version every recipient must acknowledge again."""
@@ -433,60 +449,73 @@ class CaseService:
     ) -> tuple[AckOutcome, Case]:
         """Record that `org_id` has understood a version; once per organisation and version."""
         case_key = keys.case(case_id)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(case_key, keys.case_acks(case_id))
-                    data = await pipe.hgetall(case_key)
-                    if not data:
-                        raise CaseNotFound(case_id)
-                    case = Case.from_hash(data)
-                    if org_id not in case.recipients:
-                        await pipe.unwatch()
-                        return "not_recipient", case
-                    if case.status == "cancelled":
-                        await pipe.unwatch()
-                        return "cancelled", case
-                    number = case.version if version is None else version
-                    if number != case.version:
-                        await pipe.unwatch()
-                        return "stale", case
-                    field = f"{number}:{org_id}"
-                    if await pipe.hexists(keys.case_acks(case_id), field):
-                        await pipe.unwatch()
-                        return "already", case
-                    acked = await pipe.hmget(
-                        keys.case_acks(case_id), [f"{number}:{o}" for o in case.recipients]
-                    )
-                    now = self.clock.now()
-                    ack = {"at": now.isoformat(), "via": actor.via, "who": actor.who}
-                    pipe.multi()
-                    pipe.hset(keys.case_acks(case_id), field, json.dumps(ack))
-                    pipe.rpush(
-                        keys.case_history(case_id),
-                        history_entry("acknowledged", actor, now, number, organisation=org_id),
-                    )
-                    pipe.xadd(
-                        keys.EVENTS,
-                        event_fields("case.acknowledged", case_id, number, actor, now, org=org_id),
-                    )
-                    others_missing = [
-                        o
-                        for o, a in zip(case.recipients, acked, strict=True)
-                        if a is None and o != org_id
-                    ]
-                    if not others_missing:
-                        # The last one in: the reception unit is told, once per version (the WATCH
-                        # on the acks hash makes "last" exact under concurrent acknowledgements).
-                        pipe.rpush(
-                            keys.case_history(case_id),
-                            history_entry("all_acknowledged", actor, now, number),
-                        )
-                        pipe.xadd(
-                            keys.EVENTS,
-                            event_fields("case.all_acknowledged", case_id, number, actor, now),
-                        )
-                    await pipe.execute()
-                    return "recorded", case
-                except WatchError:
-                    continue
+
+        async def attempt(pipe: Pipeline) -> tuple[AckOutcome, Case]:
+            data = await pipe.hgetall(case_key)
+            if not data:
+                raise CaseNotFound(case_id)
+            case = Case.from_hash(data)
+            if org_id not in case.recipients:
+                await pipe.unwatch()
+                return "not_recipient", case
+            if case.status == "cancelled":
+                await pipe.unwatch()
+                return "cancelled", case
+            number = case.version if version is None else version
+            if number != case.version:
+                await pipe.unwatch()
+                return "stale", case
+            field = f"{number}:{org_id}"
+            if await pipe.hexists(keys.case_acks(case_id), field):
+                await pipe.unwatch()
+                return "already", case
+            acked = await pipe.hmget(
+                keys.case_acks(case_id), [f"{number}:{o}" for o in case.recipients]
+            )
+            now = self.clock.now()
+            ack = {"at": now.isoformat(), "via": actor.via, "who": actor.who}
+            pipe.multi()
+            pipe.hset(keys.case_acks(case_id), field, json.dumps(ack))
+            pipe.rpush(
+                keys.case_history(case_id),
+                history_entry("acknowledged", actor, now, number, organisation=org_id),
+            )
+            pipe.xadd(
+                keys.EVENTS,
+                event_fields("case.acknowledged", case_id, number, actor, now, org=org_id),
+            )
+            others_missing = [
+                o for o, a in zip(case.recipients, acked, strict=True) if a is None and o != org_id
+            ]
+            if not others_missing:
+                # The last one in: the reception unit is told, once per version (the WATCH
+                # on the acks hash makes "last" exact under concurrent acknowledgements).
+                pipe.rpush(
+                    keys.case_history(case_id),
+                    history_entry("all_acknowledged", actor, now, number),
+                )
+                pipe.xadd(
+                    keys.EVENTS,
+                    event_fields("case.all_acknowledged", case_id, number, actor, now),
+                )
+            await pipe.execute()
+            return "recorded", case
+
+        return await optimistic(self.redis, [case_key, keys.case_acks(case_id)], attempt)
+
+
+async def optimistic(
+    redis: Redis, watched: list[str], attempt: Callable[[Pipeline], Awaitable[T]]
+) -> T:
+    """Run `attempt` under WATCH of `watched` until its MULTI/EXEC commits untouched.
+
+    Every use case that reads state, decides and writes goes through here, so a concurrent
+    writer makes it read and decide again instead of overwriting what it did not see.
+    """
+    while True:
+        async with redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(*watched)
+                return await attempt(pipe)
+            except WatchError:
+                continue  # someone wrote a watched key meanwhile: read and decide again

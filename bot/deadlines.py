@@ -37,7 +37,7 @@ from redis.asyncio import Redis
 from bot import keys
 from bot.access import SYSTEM
 from bot.calendar import WorkingDayCalendar
-from bot.cases import Case, CaseNotFound, CaseStore, history_entry
+from bot.cases import Case, CaseNotFound, CaseStore, history_entry, notice_event
 from bot.clock import Clock
 from bot.directory import Directory
 from bot.disagreements import Disagreements
@@ -640,17 +640,9 @@ class Deadlines:
         events = [
             [
                 x
-                for pair in {
-                    "type": "notice",
-                    "case": case.id,
-                    "version": str(version),
-                    "topic": n.topic,
-                    "orgs": json.dumps(list(n.orgs)),
-                    "params": json.dumps(dict(n.params), ensure_ascii=False, default=str),
-                    "at": now.isoformat(),
-                    "by": SYSTEM.org_id,
-                    "via": SYSTEM.via,
-                }.items()
+                for pair in notice_event(
+                    case.id, version, SYSTEM, now, n.topic, list(n.orgs), dict(n.params)
+                ).items()
                 for x in pair
             ]
             for n in notices

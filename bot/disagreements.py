@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from bot import keys
 from bot.access import Actor
@@ -23,10 +24,11 @@ from bot.cases import (
     Forbidden,
     event_fields,
     history_entry,
+    notice_event,
+    optimistic,
 )
 from bot.clock import Clock
 from bot.directory import Directory
-from bot.healthcare import notice_event
 from bot.models import check_free_text
 
 Status = Literal["open", "escalated", "resolved"]
@@ -250,24 +252,27 @@ class Disagreements:
             await pipe.execute()
         return d
 
-    async def _transition(self, disagreement_id: str, actor: Actor, apply: Any) -> Disagreement:
+    async def _transition(
+        self,
+        disagreement_id: str,
+        actor: Actor,
+        apply: Callable[[Pipeline, Disagreement, Case, datetime], Disagreement],
+    ) -> Disagreement:
         key = disagreement_key(disagreement_id)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    data = await pipe.hgetall(key)
-                    if not data:
-                        raise DisagreementNotFound(disagreement_id)
-                    d = Disagreement.from_hash(data)
-                    case = await self.cases.get(d.case_id)
-                    now = self.clock.now()
-                    pipe.multi()
-                    updated = apply(pipe, d, case, now)
-                    await pipe.execute()
-                    return updated  # type: ignore[no-any-return]
-                except WatchError:
-                    continue
+
+        async def attempt(pipe: Pipeline) -> Disagreement:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise DisagreementNotFound(disagreement_id)
+            d = Disagreement.from_hash(data)
+            case = await self.cases.get(d.case_id)
+            now = self.clock.now()
+            pipe.multi()
+            updated = apply(pipe, d, case, now)
+            await pipe.execute()
+            return updated
+
+        return await optimistic(self.redis, [key], attempt)
 
     async def escalate(
         self, disagreement_id: str, actor: Actor, *, automatic: bool = False, days: int = 0

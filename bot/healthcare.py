@@ -4,22 +4,30 @@ bare yes/no of clearance — never a result, because medical confidentiality for
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 from redis.asyncio import Redis
-from redis.exceptions import WatchError
+from redis.asyncio.client import Pipeline
 
 from bot import keys
 from bot.access import Actor
-from bot.cases import Case, CaseNotFound, Conflict, Forbidden, event_fields, history_entry
+from bot.cases import (
+    Case,
+    CaseNotFound,
+    Conflict,
+    Forbidden,
+    event_fields,
+    history_entry,
+    notice_event,
+    optimistic,
+)
 from bot.clock import Clock
 from bot.directory import Directory
 from bot.models import InvalidInput
-
-NOTICE = "notice"
 
 
 class BookingIn(BaseModel):
@@ -52,28 +60,6 @@ class ClearanceIn(BaseModel):
         return self.all_results_received and not self.start_obstacle
 
 
-def notice_event(
-    case_id: str,
-    version: int,
-    actor: Actor,
-    at: datetime,
-    topic: str,
-    orgs: list[str],
-    params: dict[str, Any],
-) -> dict[str, str]:
-    """An event the fan-out turns into one status message per channel of each organisation."""
-    return event_fields(
-        NOTICE,
-        case_id,
-        version,
-        actor,
-        at,
-        topic=topic,
-        orgs=json.dumps(orgs),
-        params=json.dumps(params, ensure_ascii=False, default=str),
-    )
-
-
 class HealthCentre:
     """Use cases of the health centre on a case."""
 
@@ -90,25 +76,28 @@ class HealthCentre:
         if case.status == "cancelled":
             raise Conflict("Ärendet är inställt.")
 
-    async def _update(self, case_id: str, actor: Actor, write: Any) -> Case:
+    async def _update(
+        self,
+        case_id: str,
+        actor: Actor,
+        write: Callable[[Pipeline, Case, datetime, dict[str, str]], Awaitable[None]],
+    ) -> Case:
         """Run `write(pipe, case, now)` under WATCH of the case until it commits."""
         key = keys.case(case_id)
-        while True:
-            async with self.redis.pipeline(transaction=True) as pipe:
-                try:
-                    await pipe.watch(key)
-                    data = await pipe.hgetall(key)
-                    if not data:
-                        raise CaseNotFound(case_id)
-                    case = Case.from_hash(data)
-                    self._require_health_centre(actor, case)
-                    now = self.clock.now()
-                    pipe.multi()
-                    await write(pipe, case, now, data)
-                    await pipe.execute()
-                    return case
-                except WatchError:
-                    continue
+
+        async def attempt(pipe: Pipeline) -> Case:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise CaseNotFound(case_id)
+            case = Case.from_hash(data)
+            self._require_health_centre(actor, case)
+            now = self.clock.now()
+            pipe.multi()
+            await write(pipe, case, now, data)
+            await pipe.execute()
+            return case
+
+        return await optimistic(self.redis, [key], attempt)
 
     def _local(self, at: datetime) -> datetime:
         return at.replace(tzinfo=self.zone) if at.tzinfo is None else at
