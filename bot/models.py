@@ -87,13 +87,21 @@ def check_free_text(value: str) -> str:
     return value
 
 
+def arrival_date_problem(value: date, today: date) -> str | None:
+    """Why an arrival date is refused (in Swedish), or None: the one date rule of every path."""
+    if value < today - timedelta(days=MAX_DAYS_PAST):
+        return f"får inte ligga mer än {MAX_DAYS_PAST} dagar bakåt i tiden"
+    if value > today + timedelta(days=MAX_DAYS_AHEAD):
+        return "ligger för långt fram i tiden"
+    return None
+
+
 def _check_date(value: date, info: ValidationInfo) -> date:
     today = (info.context or {}).get("today")
     if isinstance(today, date):
-        if value < today - timedelta(days=MAX_DAYS_PAST):
-            raise ValueError(f"får inte ligga mer än {MAX_DAYS_PAST} dagar bakåt i tiden")
-        if value > today + timedelta(days=MAX_DAYS_AHEAD):
-            raise ValueError("ligger för långt fram i tiden")
+        problem = arrival_date_problem(value, today)
+        if problem:
+            raise ValueError(problem)
     return value
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date
 from html import escape
 
 from aiogram import F, Router
@@ -13,7 +13,7 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.app import Services
 from bot.cases import Case, CaseNotFound, Conflict, Forbidden
-from bot.models import MAX_DAYS_PAST, ArrivalPatch, InvalidInput, check_free_text, parse
+from bot.models import ArrivalPatch, InvalidInput, arrival_date_problem, check_free_text, parse
 from handlers.telegram.common import (
     TEXT,
     Acting,
@@ -91,9 +91,9 @@ async def start_change(
 
 
 async def _take_new_date(target: Message, state: FSMContext, services: Services, day: date) -> None:
-    now = today(services)
-    if not now - timedelta(days=MAX_DAYS_PAST) <= day <= now + timedelta(days=366):
-        await target.answer("Datumet ligger utanför det tillåtna. Försök igen.")
+    problem = arrival_date_problem(day, today(services))
+    if problem:
+        await target.answer(f"Datumet {problem}. Försök igen.")
         return
     data = await state.get_data()
     case = await services.cases.store.get(data["case"])

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from datetime import date, timedelta
+from datetime import date
 from html import escape
 from typing import Any
 
@@ -16,10 +16,10 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.app import Services
 from bot.cases import Forbidden
 from bot.models import (
-    MAX_DAYS_PAST,
     ArrivalIn,
     Child,
     InvalidInput,
+    arrival_date_problem,
     check_free_text,
     is_external_ref,
     parse,
@@ -141,14 +141,9 @@ async def skipped_external_ref(query: CallbackQuery, state: FSMContext, services
 
 
 async def _take_date(target: Message, state: FSMContext, services: Services, day: date) -> None:
-    now = today(services)
-    if day < now - timedelta(days=MAX_DAYS_PAST):
-        await target.answer(
-            f"Datumet får inte ligga mer än {MAX_DAYS_PAST} dagar bakåt. Försök igen."
-        )
-        return
-    if day > now + timedelta(days=366):
-        await target.answer("Datumet ligger för långt fram. Försök igen.")
+    problem = arrival_date_problem(day, today(services))
+    if problem:
+        await target.answer(f"Datumet {problem}. Försök igen.")
         return
     await state.update_data(arrival_date=day.isoformat())
     await state.set_state(Registration.ages)
