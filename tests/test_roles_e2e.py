@@ -339,3 +339,33 @@ async def test_an_open_disagreement_goes_up_by_itself_after_five_working_days(
     found = await world.services.disagreements.get(raised["id"])
     assert found.status == "escalated" and found.escalated_by == "automatic"
     assert "inom 5 arbetsdagar" in text_of(world.mails_to(ADDRESS["ostersund-ledning"])[-1])
+
+
+async def test_a_reception_unit_changes_the_date_and_cancels_by_chat(world: World) -> None:
+    case_id = await registered(world)
+    reference = (await world.case(case_id))["reference"]
+    chat = CHATS[RECEPTION]
+    await say(world, chat, f"/andra {reference}")
+    picker = await chat_says(world, chat, "nya datumet")
+    await press(world, chat, button(picker, "tis 1/12"))
+    confirm = await chat_says(world, chat, "Ändra")
+    await press(world, chat, button(confirm, "Ändra"))
+    await chat_says(world, chat, "Ändrat:")
+    changed = await chat_says(world, CHATS[SCHOOL], "ÄNDRAT")
+    assert "tisdag 1 december 2026" in (changed.text or "")
+    assert (await world.case(case_id))["version"] == 2
+
+    await say(world, CHATS[SCHOOL], "/arenden")
+    listing = await chat_says(world, CHATS[SCHOOL], "Öppna ärenden")
+    assert reference in (listing.text or "") and "inte bekräftat" in (listing.text or "")
+
+    await say(world, chat, f"/stall_in {reference}")
+    ask = await chat_says(world, chat, "Ställa in")
+    await say(world, chat, "Familjen har flyttat.")
+    confirm = await chat_says(world, chat, "Alla mottagare får besked (INSTÄLLD)")
+    await press(world, chat, button(confirm, "Ställ in"))
+    await chat_says(world, chat, "Inställt:")
+    assert ask is not None
+    cancelled = await chat_says(world, CHATS[HC], "INSTÄLLD")
+    assert "Familjen har flyttat." in (cancelled.text or "") or reference in (cancelled.text or "")
+    assert (await world.case(case_id))["status"] == "cancelled"
