@@ -256,6 +256,7 @@ class Ankomst:
             reclaim = settings.claim_seconds * 1000
             alarm = DeadLetterAlarm(redis, self.clock)
             observe = services.metrics
+            deliverer.on_outcome = observe.count_delivery
             services.consumers = [
                 StreamConsumer(
                     redis,

@@ -240,6 +240,19 @@ class CaseStore:
             raise CaseNotFound(f"{case_id} v{number}")
         return Version.from_json(text)
 
+    async def with_version(self, case_id: str, number: int) -> tuple[Case, Version | None]:
+        """The case (else CaseNotFound) and what its version `number` said (None if that is
+        missing), in one round trip."""
+        if not case_id or len(case_id) > 64:
+            raise CaseNotFound(case_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.case(case_id))
+            pipe.hget(keys.case_versions(case_id), str(number))
+            data, text = await pipe.execute()
+        if not data:
+            raise CaseNotFound(case_id)
+        return Case.from_hash(data), None if text is None else Version.from_json(text)
+
     async def acks(self, case_id: str) -> dict[str, dict[str, Any]]:
         """Acknowledgements by "{version}:{org}"."""
         raw = await self.redis.hgetall(keys.case_acks(case_id))

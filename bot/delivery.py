@@ -138,14 +138,19 @@ class Deliverer:
         self.email = email
         self.telegram = telegram
         self.cases = CaseStore(redis)
+        # Told each outcome (channel, status, send attempts beyond the delivery's first);
+        # the metrics set it, so counting costs no reads of the store.
+        self.on_outcome: Callable[[str, str, int], None] | None = None
 
     # -- rendering ------------------------------------------------------------------------
 
-    async def render(self, d: dict[str, str], case: Case) -> tuple[m.Rendered, bool]:
-        """The message for a delivery, and whether it asks for an acknowledgement."""
+    async def render(
+        self, d: dict[str, str], case: Case, version: Version
+    ) -> tuple[m.Rendered, bool]:
+        """The message for a delivery (of `version` of `case`), and whether it asks for an
+        acknowledgement."""
         org = self.directory.organisation(d["org"])
         version_no = int(d["version"])
-        version = await self.cases.version(case.id, version_no)
         params = json.loads(d.get("params") or "{}")
         topic = d["topic"].split("/", 1)[0]
         municipality = self.directory.municipalities[case.municipality].name
@@ -256,36 +261,49 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    async def _record(self, ident: str, **fields: str) -> None:
-        await self.redis.hset(keys.delivery(ident), mapping=fields)
+    async def _record(self, ident: str, claim: str, **fields: str) -> None:
+        """Record an outcome and give up the claim, in one round trip."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.delivery(ident), mapping=fields)
+            pipe.delete(claim)
+            await pipe.execute()
+
+    def _outcome(self, d: dict[str, str], status: str, tries: int = 0) -> None:
+        if self.on_outcome is None:
+            return
+        first = 1 if int(d.get("attempts", "0")) == 0 and tries > 0 else 0
+        self.on_outcome(d["channel"], status, tries - first)
 
     async def handle(self, entry_id: str, entry: dict[str, str]) -> bool:
         """Consumer-group handler for an outbox stream."""
         ident = entry.get("delivery", "")
-        d = await self.redis.hgetall(keys.delivery(ident))
-        if not d or d.get("status") in DONE:
-            return True
         claim = keys.delivery_claim(ident)
-        if not await self.redis.set(claim, entry_id, nx=True, px=self.settings.claim_ms):
+        # Claim and read in one round trip: the read runs after the SET, so when the claim is
+        # ours the status it shows cannot change under us (another worker may have finished
+        # the delivery before, which the status then shows).
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(claim, entry_id, nx=True, px=self.settings.claim_ms)
+            pipe.hgetall(keys.delivery(ident))
+            claimed, d = await pipe.execute()
+        if not d or d.get("status") in DONE:
+            if claimed:
+                await self.redis.delete(claim)
+            return True
+        if not claimed:
             return False  # another worker has it; if it died, the claim expires and we retry
         await self._failpoint("after_claim", ident)
         try:
-            return await self._deliver(ident, claim)
+            return await self._deliver(ident, claim, d)
         except BaseException:
             await self.redis.delete(claim)
             raise
 
-    async def _deliver(self, ident: str, claim: str) -> bool:
-        # Read again under the claim: another worker may have finished it meanwhile.
-        d = await self.redis.hgetall(keys.delivery(ident))
-        if not d or d.get("status") in DONE:
-            await self.redis.delete(claim)
-            return True
+    async def _deliver(self, ident: str, claim: str, d: dict[str, str]) -> bool:
         try:
-            case = await self.cases.get(d["case"])
+            case, version = await self.cases.with_version(d["case"], int(d["version"]))
         except CaseNotFound:
-            await self._record(ident, status="failed", error="case not found")
-            await self.redis.delete(claim)
+            await self._record(ident, claim, status="failed", error="case not found")
+            self._outcome(d, "failed")
             return True
         if (
             d["topic"] == NOTICE
@@ -294,13 +312,18 @@ class Deliverer:
         ):
             # A newer version is on its way with everything in it: don't send the old one.
             await self._record(
-                ident, status="superseded", superseded_at=self.clock.now().isoformat()
+                ident, claim, status="superseded", superseded_at=self.clock.now().isoformat()
             )
-            await self.redis.delete(claim)
+            self._outcome(d, "superseded")
             return True
-        rendered, needs_ack = await self.render(d, case)
+        if version is None:
+            raise CaseNotFound(f"{case.id} v{d['version']}")
+        rendered, needs_ack = await self.render(d, case, version)
         attempts = int(d.get("attempts", "0"))
-        await self._record(ident, status="sending", sending_at=self.clock.now().isoformat())
+        await self.redis.hset(
+            keys.delivery(ident),
+            mapping={"status": "sending", "sending_at": self.clock.now().isoformat()},
+        )
         if d["channel"] == EMAIL:
             ok, permanent, error, extra, tries = await self._send_email(d, case, rendered)
         else:
@@ -333,6 +356,7 @@ class Deliverer:
             # The message is out: losing this record would send it again, so ride out a
             # short store outage instead of giving up on the first lost connection.
             await self._until_stored(record_sent)
+            self._outcome(d, "sent", tries)
             await self._failpoint("after_record", ident)
             return True
         if permanent:
@@ -352,12 +376,13 @@ class Deliverer:
                     )
                 pipe.delete(claim)
                 await pipe.execute()
+            self._outcome(d, "failed", tries)
             return True
         # Transient: leave the entry pending; it is taken again after the claim has expired.
         await self._record(
-            ident, status="retrying", attempts=str(attempts), error=error, retry_at=now
+            ident, claim, status="retrying", attempts=str(attempts), error=error, retry_at=now
         )
-        await self.redis.delete(claim)
+        self._outcome(d, "retrying", tries)
         return False
 
     def _booking_ics(self, d: dict[str, str], reference: str) -> Attachment:

@@ -98,31 +98,26 @@ class Metrics:
     # -- what this process does ----------------------------------------------------------
 
     def observe_deliveries(self, handle: Handler) -> Handler:
-        """Wrap the deliverer's handler: count each delivery's outcome and extra attempts,
-        and bind the case to the log lines written meanwhile."""
+        """Wrap the deliverer's handler: bind the case to the log lines written meanwhile.
+        (Outcomes are counted by `count_delivery`, which the deliverer calls.)"""
         import structlog
 
         async def observed(entry_id: str, entry: dict[str, str]) -> bool:
             ident = entry.get("delivery", "")
-            key = keys.delivery(ident)
-            before = await self.redis.hget(key, "attempts")
             with structlog.contextvars.bound_contextvars(
                 case=ident.split(":", 1)[0], delivery=ident
             ):
-                done = await handle(entry_id, entry)
-            status, channel, after = await self.redis.hmget(key, ["status", "channel", "attempts"])
-            if status is None:
-                return done
-            kind = "email" if channel == "email" else "telegram"
-            if status in ("sent", "failed", "superseded", "retrying"):
-                self.deliveries.labels(kind, status).inc()
-            made = int(after or 0) - int(before or 0)
-            extra = made - (1 if int(before or 0) == 0 and made > 0 else 0)
-            if extra > 0:
-                self.retries.labels(kind).inc(extra)
-            return done
+                return await handle(entry_id, entry)
 
         return observed
+
+    def count_delivery(self, channel: str, outcome: str, retries: int) -> None:
+        """Count one delivery's outcome (sent, failed, superseded, retrying) and its send
+        attempts beyond the delivery's first."""
+        kind = "email" if channel == "email" else "telegram"
+        self.deliveries.labels(kind, outcome).inc()
+        if retries > 0:
+            self.retries.labels(kind).inc(retries)
 
     def observe_events(self, handle: Handler, *, time_acks: bool) -> Handler:
         """Wrap an event-stream handler: bind the case to logs; with `time_acks`, time each
