@@ -16,7 +16,8 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-REDIS_URL = "redis://127.0.0.1:6379/14"
+# ANKOMST_BENCH_REDIS_URL lets two people bench on one Redis (each run flushes its db).
+REDIS_URL = os.environ.get("ANKOMST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 _embedded: Any = None
 
 
@@ -125,10 +126,12 @@ class SinkProcess:
     stats_port: int
 
     @classmethod
-    async def start(cls) -> SinkProcess:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "bench.smtp_sink_proc", stdout=asyncio.subprocess.PIPE
-        )
+    async def start(cls, reply_delay_ms: float = 0.0) -> SinkProcess:
+        """Start the sink; `reply_delay_ms` holds each SMTP reply that long (simulated RTT)."""
+        args = [sys.executable, "-m", "bench.smtp_sink_proc"]
+        if reply_delay_ms:
+            args += ["--reply-delay-ms", str(reply_delay_ms)]
+        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
         line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode().split()
         return cls(proc, int(line[1]), int(line[3]))

@@ -95,10 +95,36 @@ async def _statuses(redis: Any, case_ids: list[str]) -> dict[str, list[dict[str,
     return out
 
 
+async def _redis_used_mb(redis: Any) -> float:
+    info = await redis.info("memory")
+    return float(info["used_memory"]) / 1024 / 1024
+
+
+async def _db_usage(redis: Any) -> tuple[int, float]:
+    """Keys in the db and the sum of their MEMORY USAGE, MB: this db alone, whoever else
+    uses the server."""
+    names = [name async for name in redis.scan_iter(count=1000)]
+    total = 0
+    for start in range(0, len(names), 1000):
+        pipe = redis.pipeline(transaction=False)
+        for name in names[start : start + 1000]:
+            pipe.memory_usage(name, samples=0)
+        total += sum(size or 0 for size in await pipe.execute())
+    return len(names), total / 1024 / 1024
+
+
 async def run(
-    n: int, processes: int = 1, say: Any = print, rate: float | None = None
+    n: int,
+    processes: int = 1,
+    say: Any = print,
+    rate: float | None = None,
+    latency: tuple[float, float] = (0.0, 0.0),
 ) -> tuple[str, dict[str, float]]:
-    """Post `n` arrivals (as fast as taken, or paced at `rate`/s) and wait for every delivery."""
+    """Post `n` arrivals (as fast as taken, or paced at `rate`/s) and wait for every delivery.
+
+    `latency` = (ms per SMTP reply, ms per Bot API request), simulated at the two servers.
+    """
+    smtp_delay_ms, bot_api_ms = latency
     redis, _ = await fresh_redis()
     clock = SystemClock()
     token = await ApiTokens(redis, clock).create("ostersund-mottagning")
@@ -106,8 +132,8 @@ async def run(
     for org_id, chat_id in CHATS.items():
         code = await chats.create_invite(org_id, "member", 3600)
         assert await chats.redeem(code, chat_id, "bench") is not None
-    sink = await SinkProcess.start()
-    api = FakeTelegramAPI(enforce_limits=False)
+    sink = await SinkProcess.start(smtp_delay_ms)
+    api = FakeTelegramAPI(enforce_limits=False, latency=bot_api_ms / 1000)
     await api.start()
     data = Path(tempfile.mkdtemp(prefix="ankomst-bench-"))
     settings = {
@@ -133,6 +159,7 @@ async def run(
     date = (datetime.now(STOCKHOLM).date() + timedelta(days=2)).isoformat()
     run_id = int(time.time())
     started: dict[str, float] = {}
+    redis_before = await _redis_used_mb(redis)
     try:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=64),
@@ -171,6 +198,11 @@ async def run(
             if time.time() > deadline:
                 raise TimeoutError(f"{len(pending)} of {len(rows)} deliveries still pending")
             await asyncio.sleep(0.25)
+        # What stays behind: open cases, their deadline timers, and the store's memory for them.
+        open_cases = await redis.scard(keys.OPEN_CASES)
+        timers = await redis.zcard(keys.TIMERS)
+        redis_after = await _redis_used_mb(redis)
+        db_keys, db_mb = await _db_usage(redis)
     finally:
         usages = [await s.stop() for s in services]
         await api.close()
@@ -196,6 +228,7 @@ async def run(
     delivery_rate = total / (last_sent - t_start)
     # CPU spent after the service was ready (imports and start-up excluded), all processes.
     cpu = sum(u["cpu"] - u["ready_cpu"] for u in usages)
+    # With two processes: the larger of the two (each process is its own footprint).
     rss = max(u["maxrss_mb"] for u in usages)
     rss_ready = max(u["ready_rss_mb"] for u in usages)
     rss_end = max(u["rss_mb"] for u in usages)
@@ -216,18 +249,29 @@ async def run(
         "sink_messages": sink_stats["messages"],
         "sink_connections": sink_stats["connections"],
         "bot_api_messages": len(api.sent),
+        "open_cases": open_cases,
+        "timers": timers,
+        "redis_before_mb": redis_before,
+        "redis_after_mb": redis_after,
+        "db_keys": db_keys,
+        "db_mb": db_mb,
     }
     say(f"  pipeline: {figures}")
     figures["statuses"] = by_status  # type: ignore[assignment]
     return "", figures
 
 
-async def naive(emails: int, chats: int, say: Any = print) -> float:
+async def naive(
+    emails: int, chats: int, say: Any = print, latency: tuple[float, float] = (0.0, 0.0)
+) -> float:
     """Deliveries/s of the naive sequential sender over `emails` mails and `chats` messages."""
-    sink = await SinkProcess.start()
+    sink = await SinkProcess.start(latency[0])
     chat_ids = list(CHATS.values())
     try:
-        async with FakeTelegramAPI(enforce_limits=False) as api, api.bot(TOKEN) as bot:
+        async with (
+            FakeTelegramAPI(enforce_limits=False, latency=latency[1] / 1000) as api,
+            api.bot(TOKEN) as bot,
+        ):
             # Interleave the two kinds as the deliveries of successive cases would come.
             jobs = [
                 "email"
@@ -251,40 +295,42 @@ async def naive(emails: int, chats: int, say: Any = print) -> float:
     return rate
 
 
+# The simulated network for the latency rows: ms per SMTP reply, ms per Bot API request.
+# 20 ms is a round trip to a mail server in the same country or a neighbour (a municipality's
+# relay or a hosted mail service in the EU); 50 ms is a round trip from Sweden to
+# api.telegram.org, whose Bot API servers are in Amsterdam, plus its own handling.
+LATENCY = (20.0, 50.0)
+
+
+def _label(p: int, how: str) -> str:
+    return f"Ankomst, {p} serve process{'es' if p > 1 else ''}, {how}"
+
+
 async def bench(
     n: int,
     naive_n: int,
     processes: list[int],
     say: Any = print,
     paced: tuple[int, float] | None = None,
+    latency: tuple[float, float] | None = LATENCY,
 ) -> str:
-    """Flat-out runs with each process count, then (optionally) `paced` = (arrivals, per s)."""
+    """Flat-out runs with each process count, (optionally) `paced` = (arrivals, per s), the
+    naive sender; then, if `latency` is given, the flat-out pipeline and the naive sender again
+    with that simulated network latency (ms per SMTP reply, ms per Bot API request)."""
     results: list[tuple[str, dict[str, Any]]] = []
     for p in processes:
         say(f"  pipeline with {p} service process(es), {n} arrivals …")
         _, figures = await run(n, p, say)
-        results.append((f"Ankomst, {p} serve process{'es' if p > 1 else ''}, flat out", figures))
+        results.append((_label(p, "flat out"), figures))
     if paced is not None:
         say(f"  pipeline, 1 process, {paced[0]} arrivals paced at {paced[1]:g}/s …")
         _, figures = await run(paced[0], 1, say, rate=paced[1])
-        results.append((f"Ankomst, 1 serve process, paced at {paced[1]:g} arrivals/s", figures))
+        results.append((_label(1, f"paced at {paced[1]:g} arrivals/s"), figures))
     f0 = results[0][1]
     share = f0["emails"] / max(1, f0["deliveries"])
     emails = round(naive_n * share)
     naive_rate = await naive(emails, naive_n - emails, say)
-    rows: list[tuple[Any, ...]] = []
-    for label, f in results:
-        rows.append(
-            (
-                label,
-                f["accept_rate"],
-                f["delivery_rate"],
-                f"{f['p50']:.2f} / {f['p95']:.2f} / {f['p99']:.2f}",
-                f"{f['rss']:.0f} ({f['rss_ready']:.0f} idle, {f['rss_end']:.0f} after)",
-                f["cpu_per_1000"],
-                "(paced)" if "paced" in label else f"{f['delivery_rate'] / naive_rate:.1f}×",
-            )
-        )
+    rows = [_row(label, f, naive_rate) for label, f in results]
     rows.append(("naive sequential sender", "–", naive_rate, "–", "–", "–", "1.0×"))
     text = (
         f"{n} arrivals (Östersund, children 9 and 4), {f0['deliveries']} deliveries "
@@ -294,17 +340,93 @@ async def bench(
         "grid relaxed to 1 ms in the service (see below). Naive baseline: "
         f"{naive_n} deliveries in the same e-mail/chat proportion, each awaited in turn, a new "
         "SMTP connection per mail. RSS and CPU are the service process(es) only; CPU counts "
-        "from the moment the service was ready.\n\n"
+        "from the moment the service was ready and is summed over the processes; RSS is the "
+        "larger of the processes (each is its own footprint). The ratio to naive is to the naive "
+        "sender under the same network (loopback, or the simulated latency)."
+    )
+    if latency is not None:
+        smtp_ms, api_ms = latency
+        say(
+            f"  pipeline, 1 process, {n} arrivals, {smtp_ms:g} ms per SMTP reply, "
+            f"{api_ms:g} ms per Bot API request …"
+        )
+        _, figures = await run(n, 1, say, latency=latency)
+        slow_naive = await naive(emails, naive_n - emails, say, latency)
+        where = f"{smtp_ms:g} ms per SMTP reply, {api_ms:g} ms per Bot API request"
+        rows.append(_row(_label(1, f"flat out, {where}"), figures, slow_naive))
+        rows.append((f"naive sequential sender, {where}", "–", slow_naive, "–", "–", "–", "1.0×"))
+        text += (
+            f" The last two rows simulate a network at the servers: the SMTP sink holds every "
+            f"reply {smtp_ms:g} ms, the Bot API server every request {api_ms:g} ms "
+            f"(statuses {figures['statuses']}); pipeline / naive there = "
+            f"**{figures['delivery_rate'] / slow_naive:.1f}×** (target ≥ 20×)."
+        )
+    return (
+        text
+        + "\n\n"
+        + table(
+            [
+                "",
+                "arrivals/s accepted",
+                "deliveries/s",
+                "request→last delivery p50/p95/p99 (s)",
+                "peak RSS, MB (idle / after)",
+                "CPU s / 1000 deliveries",
+                "ratio to naive",
+            ],
+            rows,
+        )
+    )
+
+
+def _row(label: str, f: dict[str, Any], naive_rate: float) -> tuple[Any, ...]:
+    return (
+        label,
+        f["accept_rate"],
+        f["delivery_rate"],
+        f"{f['p50']:.2f} / {f['p95']:.2f} / {f['p99']:.2f}",
+        f"{f['rss']:.0f} ({f['rss_ready']:.0f} idle, {f['rss_end']:.0f} after)",
+        f["cpu_per_1000"],
+        "(paced)" if "paced" in label else f"{f['delivery_rate'] / naive_rate:.1f}×",
+    )
+
+
+async def memory(n: int, say: Any = print) -> str:
+    """One service, `n` arrivals through the API, every delivery made: what it holds then."""
+    say(f"  {n} open cases through one service …")
+    _, f = await run(n, 1, say)
+    per_case_kb = f["db_mb"] * 1024 / max(1, f["open_cases"])
+    text = (
+        f"{n} arrivals posted to one `serve` process flat out, as in benchmark 2; measured once "
+        f"every delivery was made ({f['deliveries']}; statuses {f['statuses']}), with the cases "
+        "still open (nobody acknowledges) and their deadline timers pending in Redis. RSS is "
+        "the service process (VmRSS when ready, VmRSS after the last delivery, VmHWM); Redis "
+        "is `INFO memory` used_memory of the whole server (other databases and clients "
+        "included) before the first POST and after the last delivery, and the sum of `MEMORY "
+        "USAGE` over every key of the benchmark's database (its tokens and chat links "
+        "included), per open case.\n\n"
     )
     return text + table(
         [
-            "",
-            "arrivals/s accepted",
-            "deliveries/s",
-            "request→last delivery p50/p95/p99 (s)",
-            "peak RSS, MB (idle / after)",
-            "CPU s / 1000 deliveries",
-            "ratio to naive",
+            "open cases",
+            "deadline timers pending",
+            "service RSS idle, MB",
+            "service RSS after, MB",
+            "service peak RSS, MB",
+            "Redis used_memory before → after, MB",
+            "keys in the db (MEMORY USAGE, MB)",
+            "Redis per open case, KB",
         ],
-        rows,
+        [
+            (
+                f["open_cases"],
+                f["timers"],
+                f["rss_ready"],
+                f["rss_end"],
+                f["rss"],
+                f"{f['redis_before_mb']:.1f} → {f['redis_after_mb']:.1f}",
+                f"{f['db_keys']:,} ({f['db_mb']:.1f})",
+                per_case_kb,
+            )
+        ],
     )

@@ -1,10 +1,14 @@
 """An SMTP sink in its own process: aiosmtpd on 127.0.0.1, counting messages and connections.
 
-    python -m bench.smtp_sink_proc      # prints "SMTP <port> STATS <port>" on stdout, then serves
+    python -m bench.smtp_sink_proc [--reply-delay-ms N]
+    # prints "SMTP <port> STATS <port>" on stdout, then serves
 
 GET http://127.0.0.1:<stats port>/ answers {"messages": n, "connections": c}; POST /reset zeroes
 both. Running apart from the sender keeps the sink's work off the measured event loop (and, for
 Apprise's thread, off its GIL).
+
+--reply-delay-ms N holds every SMTP reply (the greeting included) N ms before sending it: one
+network round trip to a remote mail server per command, simulated at the server.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 COUNTS = {"messages": 0, "connections": 0}
+REPLY_DELAY = 0.0  # seconds, from --reply-delay-ms
 
 
 class _Handler:
@@ -32,6 +37,13 @@ class _Session(SMTP):
         if self.transport is None:
             COUNTS["connections"] += 1
         super().connection_made(transport)
+
+    async def push(self, status: Any) -> None:
+        # Every reply the client waits for passes here: the client's next command cannot
+        # leave before it, as over a real network with this round-trip time.
+        if REPLY_DELAY:
+            await asyncio.sleep(REPLY_DELAY)
+        await super().push(status)
 
 
 async def _stats(request: web.Request) -> web.Response:
@@ -70,6 +82,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
+    if "--reply-delay-ms" in sys.argv:
+        REPLY_DELAY = float(sys.argv[sys.argv.index("--reply-delay-ms") + 1]) / 1000
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(main())
     sys.exit(0)

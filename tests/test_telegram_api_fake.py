@@ -207,6 +207,15 @@ async def test_a_delay_provokes_the_client_timeout() -> None:
     assert [c.text for c in api.sent] == ["fast"]
 
 
+async def test_constant_latency_holds_every_request_but_answers_it() -> None:
+    async with FakeTelegramAPI(latency=0.05) as api, api.bot() as bot:
+        begun = time.monotonic()
+        await asyncio.gather(*(bot.send_message(chat, "hej") for chat in (1, 2, 3)))
+        took = time.monotonic() - begun
+    assert took >= 0.05
+    assert sorted(c.params["chat_id"] for c in api.sent) == [1, 2, 3]
+
+
 def _sent(chat_id: int, at: float) -> Call:
     return Call("sendMessage", {"chat_id": chat_id, "text": "x"}, at)
 

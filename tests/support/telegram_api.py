@@ -191,7 +191,11 @@ class FakeTelegramAPI:
         limit_tolerance: float = 0.0,
         long_poll_cap: float = 1.0,
         bot_username: str = "ankomst_test_bot",
+        latency: float = 0.0,
     ) -> None:
+        # Seconds every request waits before it is handled: a network round trip to
+        # api.telegram.org, simulated at the server (bench/pipeline.py's latency rows).
+        self.latency = latency
         self.enforce_limits = enforce_limits
         self.limit_tolerance = limit_tolerance
         self.long_poll_cap = long_poll_cap
@@ -515,6 +519,8 @@ class FakeTelegramAPI:
         token = request.match_info["token"]
         method = request.match_info["method"]
         params = await self._params(request)
+        if self.latency:
+            await asyncio.sleep(self.latency)
 
         fault = next((f for f in self._faults if f.matches(method, params)), None)
         if fault is not None:
