@@ -126,6 +126,11 @@ def first_sent(
     return min(times) if times else None
 
 
+def _times(values: list[str | None]) -> list[datetime | None]:
+    """Stored ISO times (or None where unset) as datetimes."""
+    return [datetime.fromisoformat(v) if v else None for v in values]
+
+
 class Deadlines:
     """Watches the time rules: makes, cancels and fires the deadline timers of every case."""
 
@@ -409,33 +414,38 @@ class Deadlines:
         if case.status == "cancelled" or org_id not in case.recipients:
             return
         # Who has been reached, first time per organisation and per version: one small hash,
-        # so each sent message costs two writes and one read, not a scan of every delivery.
+        # so each sent message costs two writes, not a scan of every delivery. What the rest
+        # needs to know is read in the same round trip, after the writes.
+        reached = keys.case_reached(case.id)
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(keys.case_reached(case.id), org_id, at.isoformat())
-            pipe.hsetnx(keys.case_reached(case.id), f"{version}:{org_id}", at.isoformat())
-            await pipe.execute()
+            pipe.hsetnx(reached, org_id, at.isoformat())
+            pipe.hsetnx(reached, f"{version}:{org_id}", at.isoformat())
+            pipe.hmget(keys.case(case.id), ["notified_at", "same_day_by"])
+            pipe.hmget(reached, list(case.recipients))
+            pipe.hmget(reached, [f"{version}:{o}" for o in case.recipients])
+            _, _, (notified, by), firsts, of_version = await pipe.execute()
         org = self.directory.organisations.get(org_id)
         if org is not None and org.kind == "health_centre":
             await self._start_booking(case, org_id, at)
-        await self.record_notified(case)
-        if version == case.version and all(
-            t is not None for t in await self._reached(case, version)
-        ):
+        await self._record_notified(case, notified, by, _times(firsts), closing=False)
+        if version == case.version and all(of_version):
             # Everyone has this version: the same-day check has nothing left to watch.
             await self.scheduler.cancel(timer_id(SAME_DAY_CHECK, case.id, version))
 
     async def _reached(self, case: Case, version: int | None = None) -> list[datetime | None]:
         """When each recipient was first sent an arrival message (of `version`, if given)."""
         fields = [o if version is None else f"{version}:{o}" for o in case.recipients]
-        values = await self.redis.hmget(keys.case_reached(case.id), fields)
-        return [datetime.fromisoformat(v) if v else None for v in values]
+        return _times(await self.redis.hmget(keys.case_reached(case.id), fields))
 
     async def _start_booking(self, case: Case, org_id: str, at: datetime) -> None:
         markers = keys.case_markers(case.id)
-        await self.redis.hsetnx(markers, keys.booking_informed_marker(org_id), at.isoformat())
-        informed_text, reported = await self.redis.hmget(
-            markers, [keys.booking_informed_marker(org_id), keys.booking_reported_marker(org_id)]
-        )
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(markers, keys.booking_informed_marker(org_id), at.isoformat())
+            pipe.hmget(
+                markers,
+                [keys.booking_informed_marker(org_id), keys.booking_reported_marker(org_id)],
+            )
+            _, (informed_text, reported) = await pipe.execute()
         if reported:
             return
         informed = datetime.fromisoformat(informed_text)
@@ -470,11 +480,27 @@ class Deadlines:
     async def record_notified(self, case: Case, *, closing: bool = False) -> bool:
         """Record, once, when every recipient had been reached and whether that was within
         the case's same working day. True if it is recorded (now or before)."""
-        key = keys.case(case.id)
-        notified, by = await self.redis.hmget(key, ["notified_at", "same_day_by"])
+        notified, by = await self.redis.hmget(keys.case(case.id), ["notified_at", "same_day_by"])
         if notified:
             return True
-        firsts = await self._reached(case)
+        return await self._record_notified(
+            case, notified, by, await self._reached(case), closing=closing
+        )
+
+    async def _record_notified(
+        self,
+        case: Case,
+        notified: str | None,
+        by: str | None,
+        firsts: list[datetime | None],
+        *,
+        closing: bool,
+    ) -> bool:
+        # record_notified with the case's notified_at / same_day_by and the recipients' first
+        # reach already read (the delivered path reads them together with its writes).
+        if notified:
+            return True
+        key = keys.case(case.id)
         if not firsts or any(t is None for t in firsts):
             return False
         at = max(t for t in firsts if t is not None)
