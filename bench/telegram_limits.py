@@ -136,7 +136,7 @@ async def bench(n: int, with_ptb: bool = True, say: Any = print) -> str:
     floor = minimum(order)
     per_chat = Counter(order)
     rows = []
-    runs = [("Ankomst TelegramSender (Redis slot grid)", ankomst)]
+    runs = [("Ankomst TelegramSender (Redis sliding log, busiest chat first)", ankomst)]
     if with_ptb:
         runs.append(("python-telegram-bot AIORateLimiter (max_retries=5)", ptb))
     for name, fn in runs:

@@ -170,7 +170,13 @@ class Ankomst:
         self.bot = make_bot(settings)
         if self.bot is None:
             self.say("Telegram: off (ANKOMST_TELEGRAM_TOKEN is not set)")
-        telegram = TelegramSender(self.bot, redis) if self.bot is not None else None
+        # A send never waits for its turn longer than half the delivery's claim: past the claim
+        # another process may take the delivery over and send it too. It is retried instead.
+        telegram = (
+            TelegramSender(self.bot, redis, max_wait=settings.claim_seconds / 2)
+            if self.bot is not None
+            else None
+        )
 
         calendar = WorkingDayCalendar(
             settings.zone, settings.office_start, settings.office_end, directory.closed_days

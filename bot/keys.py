@@ -142,7 +142,7 @@ def dashboard_login_mail(address_hash: str) -> str:
 
 
 # Telegram rate limiting
-TELEGRAM_SLOTS = f"{PREFIX}:tg:slots"
+TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by answer time (ms)
 
 
 def telegram_chat_window(chat_id: int) -> str:

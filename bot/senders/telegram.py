@@ -2,16 +2,20 @@
 
 Limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
 about 30 messages/s per bot, 1/s per chat, 20/min per group. They are kept, not discovered:
-before each send a Lua script in Redis reserves a slot, so all processes sharing Redis share
-one budget and one clock (Redis `TIME`).
+Lua scripts in Redis decide, so all processes sharing Redis share one budget and one clock
+(Redis `TIME`).
 
-- A global grid of slots `SLOT_MS` wide; at most one message per slot, and a message never
-  goes before its slot starts, so any 1-second window holds at most ceil(1000 / 34) = 30.
-  Taken slots live in the sorted set `keys.TELEGRAM_SLOTS` (score = slot number).
-- Per chat, the earliest time of its next message in `keys.telegram_chat_next(chat_id)`:
-  `PRIVATE_SPACING_MS` after the last one for users, `GROUP_SPACING_MS` for groups
-  (chat_id < 0). A reservation takes the first free slot at or after max(now, chat next), so
-  a backlog for one chat takes far-off slots without holding back anyone else.
+- Per bot, a sliding log (`keys.TELEGRAM_SENT`): a message may go when fewer than
+  `GLOBAL_LIMIT` others are in flight or were answered within the last `GLOBAL_WINDOW_MS`.
+  Counting from the *answer* is what makes this safe without a grid: Telegram stamped the
+  earlier message before it answered, and stamps the new one after we send it, so their gap as
+  Telegram sees it is longer than the gap we measured. Bursts of 30 are therefore allowed — the
+  pace is the limit itself, not an even spread under it.
+- Per chat, the next message starts `PRIVATE_SPACING_MS` / `GROUP_SPACING_MS` after the
+  previous one *to that chat* was answered (`keys.telegram_chat_done`), and a reservation
+  (`keys.telegram_chat_next`) gives each queued message its own future start, so a backlog for
+  one chat takes far-off times without holding back anyone else.
+- Per group, at most `GROUP_WINDOW_LIMIT` messages in any `GROUP_WINDOW_MS`.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -42,109 +48,119 @@ from bot import keys
 
 log = logging.getLogger(__name__)
 
-SLOT_MS = 35  # ≈ 28.6 messages/s for the whole bot: under 30/s with room for send jitter
-PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is also counted from the answer
+GLOBAL_LIMIT = 30  # messages per bot ...
+GLOBAL_WINDOW_MS = 1005  # ... in any second (5 ms for the ms rounding of two TIME readings)
+# An entry in flight counts as if answered this far ahead, until its answer sets the real time.
+# Longer than any request can take (ANKOMST_TELEGRAM_TIMEOUT is at most 600 s), so a slow
+# request is never forgotten; a process killed mid-send costs 1/30 of the budget for that long.
+IN_FLIGHT_MS = 600_000
+POLL_MS = 20  # when the budget is held by messages still in flight: look again this soon
+PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is counted from the answer
 GROUP_SPACING_MS = 1000  # groups too get 1/s, within ...
 GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
 GROUP_WINDOW_MS = 60_500  # ... minute (half a second of room) — bursts allowed, not evenly spread
 
-# KEYS: slots, chat next, chat window.  ARGV: slot ms, spacing ms, max wait ms (< 0: no limit),
-# window limit (0: none), window ms.
-# Returns {wait ms, slot start ms, now ms}; wait is -1 (and nothing is taken) when the slot
-# would be more than max wait away.
-_RESERVE = """
+_NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local slot_ms = tonumber(ARGV[1])
-local spacing = tonumber(ARGV[2])
-local max_wait = tonumber(ARGV[3])
 local function int(x) return string.format('%.0f', x) end
+"""
 
+# KEYS: chat next, chat window.  ARGV: spacing ms, max wait ms (< 0: no limit), window limit
+# (0: none), window ms.
+# Returns {wait ms, start ms, now ms}; wait is -1 (and nothing is taken) when the start would be
+# more than max wait away.
+_RESERVE = (
+    _NOW
+    + """
+local spacing = tonumber(ARGV[1])
+local max_wait = tonumber(ARGV[2])
 local start = now
-local chat_next = tonumber(redis.call('GET', KEYS[2]) or '0')
+local chat_next = tonumber(redis.call('GET', KEYS[1]) or '0')
 if chat_next > start then start = chat_next end
 
 -- Groups: no more than `limit` messages in any window; the oldest of the last `limit` decides.
-local limit = tonumber(ARGV[4])
-local window = tonumber(ARGV[5])
+local limit = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
 if limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. int(now - window))
-  if redis.call('ZCARD', KEYS[3]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[3], -limit, -limit, 'WITHSCORES')
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now - window))
+  if redis.call('ZCARD', KEYS[2]) >= limit then
+    local oldest = redis.call('ZRANGE', KEYS[2], -limit, -limit, 'WITHSCORES')
     local free = tonumber(oldest[2]) + window
     if free > start then start = free end
   end
 end
 
--- Slots already begun are past: never send before a slot's start.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. int(math.ceil(now / slot_ms)))
-
-local slot = math.ceil(start / slot_ms)
-local batch = 256
-while true do
-  local taken = redis.call('ZRANGEBYSCORE', KEYS[1], int(slot), '+inf', 'LIMIT', 0, batch)
-  local gap = false
-  for _, member in ipairs(taken) do
-    if tonumber(member) == slot then
-      slot = slot + 1
-    else
-      gap = true
-      break
-    end
-  end
-  if gap or #taken < batch then break end
-end
-
-local at = slot * slot_ms
-local wait = at - now
+local wait = start - now
 if max_wait >= 0 and wait > max_wait then
-  return {-1, at, now}
+  return {-1, start, now}
 end
-redis.call('ZADD', KEYS[1], int(slot), int(slot))
-local keep = wait + 60000
-if redis.call('PTTL', KEYS[1]) < keep then redis.call('PEXPIRE', KEYS[1], int(keep)) end
-local next_at = at + spacing
-redis.call('SET', KEYS[2], int(next_at), 'PX', int(next_at - now + 1000))
+local next_at = start + spacing
+redis.call('SET', KEYS[1], int(next_at), 'PX', int(next_at - now + 1000))
 if limit > 0 then
-  redis.call('ZADD', KEYS[3], int(at), int(at))
-  redis.call('PEXPIRE', KEYS[3], int(at - now + window + 1000))
+  -- Scores must be unique per message: two reservations may share a millisecond.
+  redis.call('ZADD', KEYS[2], int(start), int(start) .. ':' .. ARGV[5])
+  redis.call('PEXPIRE', KEYS[2], int(start - now + window + 1000))
 end
-return {wait, at, now}
+return {wait, start, now}
 """
+)
+
+# KEYS: bot log, chat done.  ARGV: member, chat spacing ms, global limit, global window ms,
+# in-flight ms, poll ms.
+# Returns {1, 0} when the message may go now (it is logged as in flight), {2, wait ms} when its
+# chat must wait, {0, wait ms} when the bot's budget is spent.
+_TAKE = (
+    _NOW
+    + """
+local done = tonumber(redis.call('GET', KEYS[2]) or '0')
+local gap = done + tonumber(ARGV[2]) - now
+if gap > 0 then return {2, gap} end
+
+local limit = tonumber(ARGV[3])
+local window = tonumber(ARGV[4])
+-- Answered at or before now - window: Telegram stamped it earlier still, and will stamp this
+-- one later than now, so it is outside this one's window for certain.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
+local count = redis.call('ZCARD', KEYS[1])
+if count < limit then
+  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[5])), ARGV[1])
+  redis.call('PEXPIRE', KEYS[1], int(tonumber(ARGV[5]) + window))
+  return {1, 0}
+end
+-- Full: wait until enough of the oldest leave the window; one still in flight has no answer
+-- time yet, so look again shortly.
+local k = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+local free = tonumber(k[2]) + window + 1 - now
+if free > window + 1 then free = tonumber(ARGV[6]) end
+return {0, free}
+"""
+)
+
+# KEYS: bot log, chat done.  ARGV: member.  "This message was answered now" (Redis time): both
+# the bot's log and the chat's spacing count from here.
+_ANSWERED = (
+    _NOW
+    + """
+redis.call('ZADD', KEYS[1], 'XX', int(now), ARGV[1])
+redis.call('SET', KEYS[2], int(now), 'PX', 120000)
+return now
+"""
+)
 
 # KEYS: chat next.  ARGV: ms from now before the chat's next message may go.
-_PUSH_BACK = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+_PUSH_BACK = (
+    _NOW
+    + """
 local want = now + tonumber(ARGV[1])
 local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if want > current then
-  redis.call('SET', KEYS[1], string.format('%.0f', want), 'PX',
-             string.format('%.0f', want - now + 1000))
+  redis.call('SET', KEYS[1], int(want), 'PX', int(want - now + 1000))
   return want
 end
 return current
 """
-
-
-# KEYS: chat done.  ARGV: spacing ms.  Returns ms to wait so that this message starts at least
-# `spacing` after the previous one to the chat was answered (Telegram stamped it before that).
-_GAP = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local done = tonumber(redis.call('GET', KEYS[1]) or '0')
-local wait = done + tonumber(ARGV[1]) - now
-if wait < 0 then return 0 end
-return wait
-"""
-
-# KEYS: chat done.  Marks "the last message to this chat was answered now" (Redis time).
-_DONE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('SET', KEYS[1], string.format('%.0f', now), 'PX', 120000)
-return now
-"""
+)
 
 
 def chat_spacing_ms(chat_id: int) -> int:
@@ -171,48 +187,130 @@ class Reservation:
         return self.wait_ms / 1000
 
 
+class Turn(NamedTuple):
+    """The limiter's answer to "may this message go now?"."""
+
+    wait: float  # 0: go now; else seconds before asking again
+    chat: bool  # True: the chat's own spacing holds it; False: the bot's budget
+
+
 class TelegramRateLimiter:
-    """Hands out send slots that keep Telegram's limits across all processes sharing Redis."""
+    """Decides when each message may go so that all processes sharing Redis keep the limits.
+
+    A send is `reserve` (the chat's turn), then `take` until it says go (the chat's spacing
+    since its last answer and the bot's budget), then `answered` once Telegram has replied.
+    """
 
     def __init__(self, redis: Redis) -> None:
         self._reserve = redis.register_script(_RESERVE)
+        self._take = redis.register_script(_TAKE)
+        self._answered = redis.register_script(_ANSWERED)
         self._push_back = redis.register_script(_PUSH_BACK)
-        self._gap = redis.register_script(_GAP)
-        self._done = redis.register_script(_DONE)
 
     async def reserve(self, chat_id: int, *, max_wait: float | None = None) -> Reservation:
-        """Take the next slot for a message to `chat_id`; reserve in order to keep order.
+        """Take the next start for a message to `chat_id`; reserve in order to keep order.
 
-        With `max_wait`, a slot further away than that is not taken (`taken` is False).
+        With `max_wait`, a start further away than that is not taken (`taken` is False).
         """
         limit = -1 if max_wait is None else int(max_wait * 1000)
         window_limit, window_ms = chat_window(chat_id)
         wait_ms, at_ms, now_ms = await self._reserve(
-            keys=[
-                keys.TELEGRAM_SLOTS,
-                keys.telegram_chat_next(chat_id),
-                keys.telegram_chat_window(chat_id),
-            ],
-            args=[SLOT_MS, chat_spacing_ms(chat_id), limit, window_limit, window_ms],
+            keys=[keys.telegram_chat_next(chat_id), keys.telegram_chat_window(chat_id)],
+            args=[chat_spacing_ms(chat_id), limit, window_limit, window_ms, uuid.uuid4().hex],
         )
         at, now = int(at_ms), int(now_ms)
         return Reservation(at_ms=at, wait_ms=at - now, taken=int(wait_ms) >= 0)
 
-    async def gap(self, chat_id: int) -> float:
-        """Seconds to wait so this message starts a full spacing after the previous one to the
-        chat was answered: the slot says when the previous one was due, not when it arrived."""
-        wait_ms = await self._gap(
-            keys=[keys.telegram_chat_done(chat_id)], args=[chat_spacing_ms(chat_id)]
+    async def take(self, chat_id: int, send_id: str) -> Turn:
+        """Whether the message `send_id` to `chat_id` may go now (it is then counted as in
+        flight) or how long until asking again makes sense, and who it waits for."""
+        status, wait_ms = await self._take(
+            keys=[keys.TELEGRAM_SENT, keys.telegram_chat_done(chat_id)],
+            args=[
+                send_id,
+                chat_spacing_ms(chat_id),
+                GLOBAL_LIMIT,
+                GLOBAL_WINDOW_MS,
+                IN_FLIGHT_MS,
+                POLL_MS,
+            ],
         )
-        return int(wait_ms) / 1000
+        if int(status) == 1:
+            return Turn(0.0, chat=False)
+        return Turn(max(int(wait_ms), 1) / 1000, chat=int(status) == 2)
 
-    async def answered(self, chat_id: int) -> None:
-        """The message just sent to `chat_id` has been answered."""
-        await self._done(keys=[keys.telegram_chat_done(chat_id)])
+    async def answered(self, chat_id: int, send_id: str) -> None:
+        """Telegram has replied to (or we gave up on) the message `send_id` to `chat_id`."""
+        await self._answered(
+            keys=[keys.TELEGRAM_SENT, keys.telegram_chat_done(chat_id)], args=[send_id]
+        )
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
         """Let nothing go to `chat_id` for `seconds` from now (Telegram's retry_after)."""
         await self._push_back(keys=[keys.telegram_chat_next(chat_id)], args=[int(seconds * 1000)])
+
+
+@dataclass
+class _Waiter:
+    chat_id: int
+    send_id: str
+    seq: int
+    turn: asyncio.Future[Turn] = field(repr=False)
+
+
+class _Gate:
+    """Hands the bot's budget to this process's waiting messages, busiest chat first.
+
+    Under a backlog the order matters: a chat with many messages queued can take only one a
+    second, so serving it late stretches the whole batch by its remaining chain, while a chat
+    with one message can go any time. One task asks Redis on behalf of every waiter, so the
+    choice is made here and not by whichever waiter happens to ask first.
+    """
+
+    def __init__(
+        self,
+        limiter: TelegramRateLimiter,
+        queued: dict[int, int],
+        sleep: Callable[[float], Awaitable[None]],
+    ) -> None:
+        self._limiter = limiter
+        self._queued = queued  # messages per chat in this process, waiting or sending
+        self._sleep = sleep
+        self._waiters: list[_Waiter] = []
+        self._seq = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def turn(self, chat_id: int, send_id: str) -> Turn:
+        """Wait until `send_id` may go (Turn(0)) or its chat must wait (Turn(wait, chat=True))."""
+        self._seq += 1
+        waiter = _Waiter(chat_id, send_id, self._seq, asyncio.get_running_loop().create_future())
+        self._waiters.append(waiter)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+        return await waiter.turn
+
+    def _next(self) -> _Waiter | None:
+        self._waiters = [w for w in self._waiters if not w.turn.done()]
+        if not self._waiters:
+            return None
+        return min(self._waiters, key=lambda w: (-self._queued.get(w.chat_id, 0), w.seq))
+
+    async def _run(self) -> None:
+        while (waiter := self._next()) is not None:
+            try:
+                turn = await self._limiter.take(waiter.chat_id, waiter.send_id)
+            except Exception as e:  # the store is unreachable: the sender's caller decides
+                if not waiter.turn.done():
+                    waiter.turn.set_exception(e)
+                continue
+            if turn.wait == 0 or turn.chat:
+                if waiter.turn.done():  # given up while we asked: free what was taken
+                    if turn.wait == 0:
+                        await self._limiter.answered(waiter.chat_id, waiter.send_id)
+                else:
+                    waiter.turn.set_result(turn)
+            else:
+                await self._sleep(turn.wait)  # the budget is spent for everyone
 
 
 @dataclass(frozen=True)
@@ -257,8 +355,10 @@ class TelegramSender:
         self._sleep = sleep
         self._random = random.Random()
         # One message at a time per chat in this process: the next one is reserved only after
-        # the last was answered, so send jitter cannot bunch two (and order is kept).
+        # the last was answered, so order is kept.
         self._chat_locks: dict[int, asyncio.Lock] = {}
+        self._queued: dict[int, int] = {}
+        self._gate = _Gate(self.limiter, self._queued, sleep)
 
     def backoff(self, failures: int) -> float:
         """Capped exponential backoff with full jitter after `failures` transient failures."""
@@ -270,8 +370,15 @@ class TelegramSender:
     ) -> TelegramResult:
         """Send one message; never raises for Telegram's known failures (see the result)."""
         lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
-        async with lock:
-            return await self._send(chat_id, html, reply_markup)
+        self._queued[chat_id] = self._queued.get(chat_id, 0) + 1
+        try:
+            async with lock:
+                return await self._send(chat_id, html, reply_markup)
+        finally:
+            self._queued[chat_id] -= 1
+            if not self._queued[chat_id]:  # forget idle chats: thousands may pass in a year
+                del self._queued[chat_id]
+                del self._chat_locks[chat_id]
 
     async def _send(
         self, chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | None
@@ -305,9 +412,9 @@ class TelegramSender:
                 return result(False, error=f"chat {target} is throttled for {slot.wait:.0f} s")
             if slot.wait > 0:
                 await self._sleep(slot.wait)
-            gap = await self.limiter.gap(target)
-            if gap > 0:
-                await self._sleep(gap)
+            send_id = uuid.uuid4().hex
+            while (turn := await self._gate.turn(target, send_id)).wait > 0:
+                await self._sleep(turn.wait)  # the chat's spacing since its last answer
             attempts += 1
             try:
                 try:
@@ -319,7 +426,8 @@ class TelegramSender:
                         link_preview_options=LinkPreviewOptions(is_disabled=True),
                     )
                 finally:
-                    await self.limiter.answered(target)
+                    # Also after an error or a timeout: the request may have reached Telegram.
+                    await self.limiter.answered(target, send_id)
             # TelegramRetryAfter and TelegramMigrateToChat subclass TelegramAPIError, like every
             # other case here: each is caught by name, and nothing catches TelegramAPIError.
             except TelegramRetryAfter as e:
@@ -363,9 +471,10 @@ class TelegramSender:
 
 
 __all__ = [
+    "GLOBAL_LIMIT",
+    "GLOBAL_WINDOW_MS",
     "GROUP_SPACING_MS",
     "PRIVATE_SPACING_MS",
-    "SLOT_MS",
     "Reservation",
     "TelegramRateLimiter",
     "TelegramResult",
