@@ -164,10 +164,11 @@ def render(
         "aiogram's ~600 Bot API models, all compiled by pydantic at `import aiogram.types`. "
         "`bot/telegram_types.py` defers each model's build to its first use (the service uses "
         "a few), which brought idle RSS to ~117 MB.",
-        "- The pipeline run relaxes the service's Telegram slot grid to 1 ms (in the service "
-        "process, `bench/service_proc.py --relax-telegram-limiter`): with the real spacing "
-        "(35 ms global, 1 s per chat) the five linked chats, not the pipeline, would set the "
-        "pace. Benchmark 3 measures the limiter itself.",
+        "- The pipeline runs (benchmarks 2 and 2b) relax the service's Telegram limiter (in "
+        "the service process, `bench/service_proc.py --relax-telegram-limiter`: global budget "
+        "lifted, 1 ms per-chat spacing): with the real limits (30/s, 1 s per chat) the five "
+        "linked chats, not the pipeline, would set the pace. Benchmark 3 measures the limiter "
+        "itself.",
         "- The pipeline's service gets `max_connections` in its Redis URL: redis-py 8 caps an "
         "asyncio pool at 100 connections and fails at once beyond it, which under this load "
         'answered POSTs with 503 and failed deliveries ("Too many connections").',
