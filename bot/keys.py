@@ -146,7 +146,7 @@ TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by ans
 
 
 def telegram_chat_window(chat_id: int) -> str:
-    """Sorted set of a group's recent send slots (the 20/min window)."""
+    """Sorted set of a group's recent sends by answer time, ms (the 20/min window)."""
     return f"{PREFIX}:tg:window:{chat_id}"
 
 

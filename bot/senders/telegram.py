@@ -58,7 +58,7 @@ POLL_MS = 20  # when the budget is held by messages still in flight: look again 
 PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is counted from the answer
 GROUP_SPACING_MS = 1000  # groups too get 1/s, within ...
 GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
-GROUP_WINDOW_MS = 60_500  # ... minute (half a second of room) — bursts allowed, not evenly spread
+GROUP_WINDOW_MS = 60_005  # ... minute, counted from each answer like the bot's budget
 
 _NOW = """
 local t = redis.call('TIME')
@@ -66,8 +66,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local function int(x) return string.format('%.0f', x) end
 """
 
-# KEYS: chat next, chat window.  ARGV: spacing ms, max wait ms (< 0: no limit), window limit
-# (0: none), window ms.
+# KEYS: chat next.  ARGV: spacing ms, max wait ms (< 0: no limit).
 # Returns {wait ms, start ms, now ms}; wait is -1 (and nothing is taken) when the start would be
 # more than max wait away.
 _RESERVE = (
@@ -78,72 +77,72 @@ local max_wait = tonumber(ARGV[2])
 local start = now
 local chat_next = tonumber(redis.call('GET', KEYS[1]) or '0')
 if chat_next > start then start = chat_next end
-
--- Groups: no more than `limit` messages in any window; the oldest of the last `limit` decides.
-local limit = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
-if limit > 0 then
-  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. int(now - window))
-  if redis.call('ZCARD', KEYS[2]) >= limit then
-    local oldest = redis.call('ZRANGE', KEYS[2], -limit, -limit, 'WITHSCORES')
-    local free = tonumber(oldest[2]) + window
-    if free > start then start = free end
-  end
-end
-
 local wait = start - now
 if max_wait >= 0 and wait > max_wait then
   return {-1, start, now}
 end
 local next_at = start + spacing
 redis.call('SET', KEYS[1], int(next_at), 'PX', int(next_at - now + 1000))
-if limit > 0 then
-  -- Scores must be unique per message: two reservations may share a millisecond.
-  redis.call('ZADD', KEYS[2], int(start), int(start) .. ':' .. ARGV[5])
-  redis.call('PEXPIRE', KEYS[2], int(start - now + window + 1000))
-end
 return {wait, start, now}
 """
 )
 
-# KEYS: bot log, chat done.  ARGV: member, chat spacing ms, global limit, global window ms,
-# in-flight ms, poll ms.
+# KEYS: bot log, chat done, chat log.  ARGV: member, chat spacing ms, bot limit, bot window ms,
+# in-flight ms, poll ms, chat limit (0: none), chat window ms.
 # Returns {1, 0} when the message may go now (it is logged as in flight), {2, wait ms} when its
 # chat must wait, {0, wait ms} when the bot's budget is spent.
 _TAKE = (
     _NOW
     + """
+local inflight = tonumber(ARGV[5])
+local poll = tonumber(ARGV[6])
 local done = tonumber(redis.call('GET', KEYS[2]) or '0')
 local gap = done + tonumber(ARGV[2]) - now
 if gap > 0 then return {2, gap} end
 
-local limit = tonumber(ARGV[3])
-local window = tonumber(ARGV[4])
+-- A sliding log: fewer than `limit` answered within `window` before now (or still in flight).
 -- Answered at or before now - window: Telegram stamped it earlier still, and will stamp this
--- one later than now, so it is outside this one's window for certain.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', int(now - window))
-local count = redis.call('ZCARD', KEYS[1])
-if count < limit then
-  redis.call('ZADD', KEYS[1], int(now + tonumber(ARGV[5])), ARGV[1])
-  redis.call('PEXPIRE', KEYS[1], int(tonumber(ARGV[5]) + window))
-  return {1, 0}
+-- one later than now, so it is outside this one's window for certain. Returns ms to wait, or 0.
+local function full(key, limit, window)
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - window))
+  local count = redis.call('ZCARD', key)
+  if count < limit then return 0 end
+  -- Wait until enough of the oldest leave the window; one still in flight has no answer time
+  -- yet, so look again shortly.
+  local k = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
+  local free = tonumber(k[2]) + window + 1 - now
+  if free > window + 1 then free = poll end
+  return free
 end
--- Full: wait until enough of the oldest leave the window; one still in flight has no answer
--- time yet, so look again shortly.
-local k = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-local free = tonumber(k[2]) + window + 1 - now
-if free > window + 1 then free = tonumber(ARGV[6]) end
-return {0, free}
+
+local chat_limit = tonumber(ARGV[7])
+local chat_window = tonumber(ARGV[8])
+if chat_limit > 0 then
+  local wait = full(KEYS[3], chat_limit, chat_window)
+  if wait > 0 then return {2, wait} end
+end
+local bot_window = tonumber(ARGV[4])
+local wait = full(KEYS[1], tonumber(ARGV[3]), bot_window)
+if wait > 0 then return {0, wait} end
+
+redis.call('ZADD', KEYS[1], int(now + inflight), ARGV[1])
+redis.call('PEXPIRE', KEYS[1], int(inflight + bot_window))
+if chat_limit > 0 then
+  redis.call('ZADD', KEYS[3], int(now + inflight), ARGV[1])
+  redis.call('PEXPIRE', KEYS[3], int(inflight + chat_window))
+end
+return {1, 0}
 """
 )
 
-# KEYS: bot log, chat done.  ARGV: member.  "This message was answered now" (Redis time): both
-# the bot's log and the chat's spacing count from here.
+# KEYS: bot log, chat done, chat log.  ARGV: member.  "This message was answered now" (Redis
+# time): the bot's log, the chat's spacing and a group's log all count from here.
 _ANSWERED = (
     _NOW
     + """
 redis.call('ZADD', KEYS[1], 'XX', int(now), ARGV[1])
 redis.call('SET', KEYS[2], int(now), 'PX', 120000)
+redis.call('ZADD', KEYS[3], 'XX', int(now), ARGV[1])
 return now
 """
 )
@@ -213,10 +212,8 @@ class TelegramRateLimiter:
         With `max_wait`, a start further away than that is not taken (`taken` is False).
         """
         limit = -1 if max_wait is None else int(max_wait * 1000)
-        window_limit, window_ms = chat_window(chat_id)
         wait_ms, at_ms, now_ms = await self._reserve(
-            keys=[keys.telegram_chat_next(chat_id), keys.telegram_chat_window(chat_id)],
-            args=[chat_spacing_ms(chat_id), limit, window_limit, window_ms, uuid.uuid4().hex],
+            keys=[keys.telegram_chat_next(chat_id)], args=[chat_spacing_ms(chat_id), limit]
         )
         at, now = int(at_ms), int(now_ms)
         return Reservation(at_ms=at, wait_ms=at - now, taken=int(wait_ms) >= 0)
@@ -224,8 +221,13 @@ class TelegramRateLimiter:
     async def take(self, chat_id: int, send_id: str) -> Turn:
         """Whether the message `send_id` to `chat_id` may go now (it is then counted as in
         flight) or how long until asking again makes sense, and who it waits for."""
+        window_limit, window_ms = chat_window(chat_id)
         status, wait_ms = await self._take(
-            keys=[keys.TELEGRAM_SENT, keys.telegram_chat_done(chat_id)],
+            keys=[
+                keys.TELEGRAM_SENT,
+                keys.telegram_chat_done(chat_id),
+                keys.telegram_chat_window(chat_id),
+            ],
             args=[
                 send_id,
                 chat_spacing_ms(chat_id),
@@ -233,6 +235,8 @@ class TelegramRateLimiter:
                 GLOBAL_WINDOW_MS,
                 IN_FLIGHT_MS,
                 POLL_MS,
+                window_limit,
+                window_ms,
             ],
         )
         if int(status) == 1:
@@ -242,7 +246,12 @@ class TelegramRateLimiter:
     async def answered(self, chat_id: int, send_id: str) -> None:
         """Telegram has replied to (or we gave up on) the message `send_id` to `chat_id`."""
         await self._answered(
-            keys=[keys.TELEGRAM_SENT, keys.telegram_chat_done(chat_id)], args=[send_id]
+            keys=[
+                keys.TELEGRAM_SENT,
+                keys.telegram_chat_done(chat_id),
+                keys.telegram_chat_window(chat_id),
+            ],
+            args=[send_id],
         )
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
@@ -414,7 +423,9 @@ class TelegramSender:
                 await self._sleep(slot.wait)
             send_id = uuid.uuid4().hex
             while (turn := await self._gate.turn(target, send_id)).wait > 0:
-                await self._sleep(turn.wait)  # the chat's spacing since its last answer
+                if turn.wait > self.max_wait:  # a group's minute is spent: retry later
+                    return result(False, error=f"chat {target} is throttled for {turn.wait:.0f} s")
+                await self._sleep(turn.wait)  # the chat's spacing, or a group's 20 a minute
             attempts += 1
             try:
                 try:
