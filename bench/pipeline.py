@@ -24,10 +24,19 @@ from bench.email_peers import FROM, HTML, mail, plain_send
 from bot import keys
 from bot.access import ApiTokens, ChatLinks
 from bot.clock import SystemClock
+from bot.directory import load_directory
 from tests.support.telegram_api import FakeTelegramAPI
-from tests.support.world import CHATS, EXAMPLE_DIRECTORY, TOKEN, arrival
+from tests.support.world import EXAMPLE_DIRECTORY, TOKEN, arrival
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
+DIRECTORY = load_directory(EXAMPLE_DIRECTORY)
+
+
+def bench_chats() -> dict[str, int]:
+    """A chat for every organisation of the example directory (Jämtlands län)."""
+    return {org_id: 200_000 + i for i, org_id in enumerate(DIRECTORY.organisations)}
+
+
 POOL = 1000
 PROFILE: str | None = None  # set by `python -m bench --profile FILE`
 TERMINAL = {"sent", "failed", "superseded"}
@@ -127,9 +136,16 @@ async def run(
     smtp_delay_ms, bot_api_ms = latency
     redis, _ = await fresh_redis()
     clock = SystemClock()
-    token = await ApiTokens(redis, clock).create("ostersund-mottagning")
+    # Arrivals go round the directory's municipalities, each posted by its own reception unit,
+    # and every organisation has a chat: a county's mix, not one municipality's five chats
+    # (one message at a time goes to a chat, so five chats would cap the Telegram side).
+    tokens = {
+        mid: await ApiTokens(redis, clock).create(DIRECTORY.reception_unit(mid).id)
+        for mid in DIRECTORY.municipalities
+    }
+    municipalities = list(tokens)
     chats = ChatLinks(redis, clock, {})
-    for org_id, chat_id in CHATS.items():
+    for org_id, chat_id in bench_chats().items():
         code = await chats.create_invite(org_id, "member", 3600)
         assert await chats.redeem(code, chat_id, "bench") is not None
     sink = await SinkProcess.start(smtp_delay_ms)
@@ -162,21 +178,22 @@ async def run(
     started: dict[str, float] = {}
     redis_before = await _redis_used_mb(redis)
     try:
-        async with aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64),
-            headers={"Authorization": f"Bearer {token}"},
-        ) as http:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             sem = asyncio.Semaphore(32)
 
             async def post(i: int) -> None:
-                body = arrival(external_ref=f"BENCH-{run_id}-{i:06d}", arrival_date=date)
+                where = municipalities[i % len(municipalities)]
+                body = arrival(
+                    external_ref=f"BENCH-{run_id}-{i:06d}", arrival_date=date, municipality=where
+                )
+                auth = {"Authorization": f"Bearer {tokens[where]}"}
                 port = services[i % len(services)].port
                 if rate is not None:
                     await asyncio.sleep(max(0.0, t_start + i / rate - time.time()))
                 async with sem:
                     t0 = time.time()
                     async with http.post(
-                        f"http://127.0.0.1:{port}/api/v1/arrivals", json=body
+                        f"http://127.0.0.1:{port}/api/v1/arrivals", json=body, headers=auth
                     ) as r:
                         answer = await r.json()
                         if r.status != 201:
@@ -277,7 +294,7 @@ async def naive(
 ) -> float:
     """Deliveries/s of the naive sequential sender over `emails` mails and `chats` messages."""
     sink = await SinkProcess.start(latency[0])
-    chat_ids = list(CHATS.values())
+    chat_ids = list(bench_chats().values())
     try:
         async with (
             FakeTelegramAPI(enforce_limits=False, latency=latency[1] / 1000) as api,
@@ -345,7 +362,9 @@ async def bench(
     rows = [_row(label, f, naive_rate) for label, f in results]
     rows.append(("naive sequential sender", "–", naive_rate, "–", "–", "–", "1.0×"))
     text = (
-        f"{n} arrivals (Östersund, children 9 and 4), {f0['deliveries']} deliveries "
+        f"{n} arrivals (round the {len(DIRECTORY.municipalities)} municipalities of the example "
+        f"directory, each posted by its reception unit; children 9 and 4; a chat linked to each "
+        f"of its {len(bench_chats())} organisations), {f0['deliveries']} deliveries "
         f"({f0['emails']} e-mail, {f0['chats']} Telegram; statuses {f0['statuses']}); "
         f"sink received {f0['sink_messages']} mails over {f0['sink_connections']} connections, "
         f"Bot API {f0['bot_api_messages']} messages. Bot API limits off and the service's "
