@@ -3,12 +3,15 @@ told by e-mail and Telegram the same minute, and acknowledges it."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from bot import keys
+from messages.chat import INVITE_INVALID
 from tests.support.world import CHATS, World, arrival, eventually, running_world
 
 HC = "hc-lugnvik"
@@ -375,6 +378,24 @@ async def test_an_invite_code_works_once(world: World) -> None:
         return len(world.telegram.sent_to(unlinked)) >= 2
 
     await eventually(helped, what="/help reply")
+
+
+async def test_an_expired_invite_code_is_refused(world: World) -> None:
+    code = await world.services.chats.create_invite(SCHOOL, "member", 3600)
+    key = keys.invite(hashlib.sha256(code.encode()).hexdigest())
+    redis = world.services.redis
+    assert 3590 < await redis.ttl(key) <= 3600  # the code carries its expiry in the store
+    # Expire it now, as Redis would after the hour: EXPIRE 0 is Redis's own expiry, no wait.
+    await redis.expire(key, 0)
+
+    world.telegram.push_update(world.telegram.message_update(5003, f"/start {code}"))
+
+    async def replied() -> bool:
+        return bool(world.telegram.sent_to(5003))
+
+    await eventually(replied, what="/start reply")
+    assert world.telegram.sent_to(5003)[0].text == INVITE_INVALID
+    assert await world.services.chats.link_of(5003) is None
 
 
 async def test_health_and_readiness(world: World) -> None:
