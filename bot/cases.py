@@ -189,6 +189,26 @@ def event_fields(
     }
 
 
+def record_change(
+    pipe: Pipeline,
+    case_id: str,
+    version: int,
+    actor: Actor,
+    at: datetime,
+    what: str,
+    event: str,
+    history: dict[str, Any] | None = None,
+    **event_extra: str,
+) -> None:
+    """Queue on `pipe` the two writes of every state change, inside its transaction: the
+    case's history line (`what`, with the `history` details) and the event on the stream
+    (`event`, with the `event_extra` fields)."""
+    pipe.rpush(
+        keys.case_history(case_id), history_entry(what, actor, at, version, **(history or {}))
+    )
+    pipe.xadd(keys.EVENTS, event_fields(event, case_id, version, actor, at, **event_extra))
+
+
 def notice_event(
     case_id: str,
     version: int,
@@ -357,11 +377,16 @@ class CaseService:
             pipe.sadd(keys.municipality_cases(case.municipality), case.id)
             for org_id in case.parties():
                 pipe.sadd(keys.organisation_cases(org_id), case.id)
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry("registered", actor, now, 1, reference=case.reference),
+            record_change(
+                pipe,
+                case.id,
+                1,
+                actor,
+                now,
+                "registered",
+                "case.registered",
+                {"reference": case.reference},
             )
-            pipe.xadd(keys.EVENTS, event_fields("case.registered", case.id, 1, actor, now))
             await pipe.execute()
             return case, True
 
@@ -409,18 +434,16 @@ class CaseService:
             pipe.hset(keys.case_versions(case_id), str(version.number), version.to_json())
             if version.kind == "cancelled":
                 pipe.srem(keys.OPEN_CASES, case_id)
-            pipe.rpush(
-                keys.case_history(case_id),
-                history_entry(
-                    what,
-                    actor,
-                    now,
-                    version.number,
-                    changes=list(version.changes) or None,
-                    reason=version.reason or None,
-                ),
+            record_change(
+                pipe,
+                case_id,
+                version.number,
+                actor,
+                now,
+                what,
+                event,
+                {"changes": list(version.changes) or None, "reason": version.reason or None},
             )
-            pipe.xadd(keys.EVENTS, event_fields(event, case_id, version.number, actor, now))
             await pipe.execute()
             return updated
 
@@ -489,13 +512,16 @@ class CaseService:
             ack = {"at": now.isoformat(), "via": actor.via, "who": actor.who}
             pipe.multi()
             pipe.hset(keys.case_acks(case_id), field, json.dumps(ack))
-            pipe.rpush(
-                keys.case_history(case_id),
-                history_entry("acknowledged", actor, now, number, organisation=org_id),
-            )
-            pipe.xadd(
-                keys.EVENTS,
-                event_fields("case.acknowledged", case_id, number, actor, now, org=org_id),
+            record_change(
+                pipe,
+                case_id,
+                number,
+                actor,
+                now,
+                "acknowledged",
+                "case.acknowledged",
+                {"organisation": org_id},
+                org=org_id,
             )
             others_missing = [
                 o for o, a in zip(case.recipients, acked, strict=True) if a is None and o != org_id
@@ -503,13 +529,8 @@ class CaseService:
             if not others_missing:
                 # The last one in: the reception unit is told, once per version (the WATCH
                 # on the acks hash makes "last" exact under concurrent acknowledgements).
-                pipe.rpush(
-                    keys.case_history(case_id),
-                    history_entry("all_acknowledged", actor, now, number),
-                )
-                pipe.xadd(
-                    keys.EVENTS,
-                    event_fields("case.all_acknowledged", case_id, number, actor, now),
+                record_change(
+                    pipe, case_id, number, actor, now, "all_acknowledged", "case.all_acknowledged"
                 )
             await pipe.execute()
             return "recorded", case

@@ -22,10 +22,9 @@ from bot.cases import (
     CaseStore,
     Conflict,
     Forbidden,
-    event_fields,
-    history_entry,
     notice_event,
     optimistic,
+    record_change,
 )
 from bot.clock import Clock
 from bot.directory import Directory
@@ -227,15 +226,16 @@ class Disagreements:
             )
             pipe.sadd(case_disagreements_key(case.id), d.id)
             pipe.sadd(OPEN_DISAGREEMENTS, d.id)
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry("disagreement_raised", actor, now, case.version, disagreement=d.id),
-            )
-            pipe.xadd(
-                keys.EVENTS,
-                event_fields(
-                    "disagreement.raised", case.id, case.version, actor, now, disagreement=d.id
-                ),
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_raised",
+                "disagreement.raised",
+                {"disagreement": d.id},
+                disagreement=d.id,
             )
             pipe.xadd(
                 keys.EVENTS,
@@ -300,23 +300,20 @@ class Disagreements:
                     "referred_to": json.dumps(managements),
                 },
             )
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry(
-                    "disagreement_escalated",
-                    actor,
-                    now,
-                    case.version,
-                    disagreement=d.id,
-                    referred_to=managements,
-                    automatic=automatic or None,
-                ),
-            )
-            pipe.xadd(
-                keys.EVENTS,
-                event_fields(
-                    "disagreement.escalated", case.id, case.version, actor, now, disagreement=d.id
-                ),
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_escalated",
+                "disagreement.escalated",
+                {
+                    "disagreement": d.id,
+                    "referred_to": managements,
+                    "automatic": automatic or None,
+                },
+                disagreement=d.id,
             )
             told = managements + [o for o in case.parties() if o not in managements]
             pipe.xadd(
@@ -368,15 +365,16 @@ class Disagreements:
                 },
             )
             pipe.srem(OPEN_DISAGREEMENTS, d.id)
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry("disagreement_resolved", actor, now, case.version, disagreement=d.id),
-            )
-            pipe.xadd(
-                keys.EVENTS,
-                event_fields(
-                    "disagreement.resolved", case.id, case.version, actor, now, disagreement=d.id
-                ),
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_resolved",
+                "disagreement.resolved",
+                {"disagreement": d.id},
+                disagreement=d.id,
             )
             told = [o for o in (*case.parties(), *d.referred_to) if o != actor.org_id]
             pipe.xadd(

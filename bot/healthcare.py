@@ -20,10 +20,9 @@ from bot.cases import (
     CaseNotFound,
     Conflict,
     Forbidden,
-    event_fields,
-    history_entry,
     notice_event,
     optimistic,
+    record_change,
 )
 from bot.clock import Clock
 from bot.directory import Directory
@@ -123,21 +122,19 @@ class HealthCentre:
             result.update(record, replaces=previous["at"] if previous else None)
             org = self.directory.organisation(actor.org_id)
             pipe.hset(keys.case(case.id), "booking", json.dumps(record))
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry(
-                    "health_booked",
-                    actor,
-                    now,
-                    case.version,
-                    booked_for=at.isoformat(),
-                    interpreter_booked=booking.interpreter_booked,
-                    replaces=previous["at"] if previous else None,
-                ),
-            )
-            pipe.xadd(
-                keys.EVENTS,
-                event_fields("case.health_booked", case.id, case.version, actor, now),
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "health_booked",
+                "case.health_booked",
+                {
+                    "booked_for": at.isoformat(),
+                    "interpreter_booked": booking.interpreter_booked,
+                    "replaces": previous["at"] if previous else None,
+                },
             )
             pipe.xadd(
                 keys.EVENTS,
@@ -183,11 +180,16 @@ class HealthCentre:
             ]
             org = self.directory.organisation(actor.org_id)
             pipe.hset(keys.case(case.id), "clearance", json.dumps(record))
-            pipe.rpush(
-                keys.case_history(case.id),
-                history_entry("clearance", actor, now, case.version, may_start=clearance.may_start),
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "clearance",
+                "case.cleared",
+                {"may_start": clearance.may_start},
             )
-            pipe.xadd(keys.EVENTS, event_fields("case.cleared", case.id, case.version, actor, now))
             pipe.xadd(
                 keys.EVENTS,
                 notice_event(
