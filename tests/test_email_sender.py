@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
+from email import policy
 from email.message import EmailMessage
+from email.parser import BytesParser
 
 import pytest
 
@@ -14,12 +16,22 @@ from bot.senders.email import (
     EmailSender,
     HeaderInjectionError,
     OutgoingMail,
-    build_message,
+    render_message,
 )
 from bot.settings import Settings
 from tests.support.smtp_sink import SmtpSink
 
 FROM = "Ankomst <ankomst@ankomst.example>"
+
+
+def parsed(mail: OutgoingMail, from_addr: str) -> EmailMessage:
+    """The mail as `render_message` writes it, read back by the standard library."""
+    raw = render_message(mail, from_addr)
+    message = BytesParser(_class=EmailMessage, policy=policy.default).parsebytes(raw)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
 HEALTH = "vardcentral@ostersund.example.se"
 SCHOOL = "skola@ostersund.example.se"
 
@@ -308,7 +320,7 @@ async def test_a_recipient_that_is_not_one_plain_address_is_refused(
     sender = make_sender()
 
     with pytest.raises(HeaderInjectionError):
-        build_message(mail(to=to), FROM)
+        parsed(mail(to=to), FROM)
     result = await sender.send(mail(to=to))
 
     assert (result.ok, result.permanent, result.attempts) == (False, True, 0)
@@ -319,13 +331,13 @@ async def test_a_recipient_that_is_not_one_plain_address_is_refused(
 @pytest.mark.parametrize("field", ["message_id", "in_reply_to"])
 def test_message_ids_must_look_like_message_ids(field: str) -> None:
     with pytest.raises(HeaderInjectionError):
-        build_message(mail(1, **{field: "<x@y>\r\nBcc: spion@example.com"}), FROM)
+        parsed(mail(1, **{field: "<x@y>\r\nBcc: spion@example.com"}), FROM)
     with pytest.raises(HeaderInjectionError):
-        build_message(mail(1, **{field: "no-angle-brackets@ankomst.example"}), FROM)
+        parsed(mail(1, **{field: "no-angle-brackets@ankomst.example"}), FROM)
 
 
 def test_an_international_domain_is_sent_in_punycode() -> None:
-    message = build_message(mail(to="mottagning@malmö.example"), FROM)
+    message = parsed(mail(to="mottagning@malmö.example"), FROM)
     assert message["To"] == "mottagning@xn--malm-8qa.example"
 
 

@@ -19,8 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email import policy
-from email.message import EmailMessage, MIMEPart
-from email.parser import BytesParser
+from email.message import MIMEPart
 from email.utils import format_datetime, parseaddr
 
 import aiosmtplib
@@ -34,7 +33,6 @@ __all__ = [
     "EmailSender",
     "HeaderInjectionError",
     "OutgoingMail",
-    "build_message",
     "plain_address",
     "render_message",
 ]
@@ -214,17 +212,6 @@ def _from_header(from_addr: str) -> bytes:
     return _folded("From", from_addr)
 
 
-def build_message(
-    mail: OutgoingMail, from_addr: str, *, now: datetime | None = None
-) -> EmailMessage:
-    """The mail of `render_message` as an `EmailMessage` (for the benchmark's peers and for
-    reading it back); raises `HeaderInjectionError` as `render_message` does."""
-    raw = render_message(mail, from_addr, now=now)
-    message = BytesParser(_class=EmailMessage, policy=policy.default).parsebytes(raw)
-    assert isinstance(message, EmailMessage)
-    return message
-
-
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
@@ -336,7 +323,7 @@ class EmailSender:
     async def send(self, mail: OutgoingMail) -> EmailResult:
         """Send one mail, retrying transient failures; never raises for SMTP trouble.
 
-        A mail refused by `build_message` (header injection) is a permanent failure with
+        A mail refused by `render_message` (header injection) is a permanent failure with
         `attempts=0`: nothing was sent.
         """
         if self._closed:
