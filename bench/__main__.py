@@ -164,8 +164,8 @@ def render(
         "(`ANKOMST_SMTP_POOL_SIZE`), which a municipality's relay must be willing to accept.",
         "- Memory: the service's own idle RSS was ~199 MB before any case, ~125 MB of it "
         "aiogram's ~600 Bot API models, all compiled by pydantic at `import aiogram.types`. "
-        "`bot/telegram_types.py` defers each model's build to its first use (the service uses "
-        "a few), which brought idle RSS to ~117 MB.",
+        "`bot/channels/telegram_types.py` defers each model's build to its first use "
+        "(the service uses a few), which brought idle RSS to ~117 MB.",
         "- The pipeline runs (benchmarks 2 and 2b) relax the service's Telegram limiter (in "
         "the service process, `bench/service_proc.py --relax-telegram-limiter`: global budget "
         "lifted, 1 ms per-chat spacing): with the real limits (30/s, 1 s per chat) Telegram, "

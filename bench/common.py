@@ -30,7 +30,7 @@ def redis_url(**params: object) -> str:
 
 
 async def choose_redis(say: Any = print) -> str:
-    """db 14 of 127.0.0.1:6379 if it answers, else an embedded Valkey (bot/embedded.py)."""
+    """db 14 of 127.0.0.1:6379 if it answers, else an embedded Valkey (bot/runtime/embedded.py)."""
     global REDIS_URL, _embedded
     probe = Redis.from_url(REDIS_URL, socket_connect_timeout=1)
     try:
@@ -40,7 +40,7 @@ async def choose_redis(say: Any = print) -> str:
         import tempfile
         from pathlib import Path
 
-        from bot.embedded import EmbeddedValkey
+        from bot.runtime.embedded import EmbeddedValkey
 
         _embedded = EmbeddedValkey(Path(tempfile.mkdtemp(prefix="ankomst-bench-valkey-")))
         _embedded.start()

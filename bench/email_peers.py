@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from bench.common import SinkProcess, median, table
-from bot.senders.email import EmailSender, OutgoingMail, render_message
+from bot.channels.email import EmailSender, OutgoingMail, render_message
 
 FROM = "Ankomst <ankomst@ostersund.example.se>"
 TEXT = (

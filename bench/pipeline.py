@@ -21,10 +21,10 @@ import aiohttp
 from bench import common
 from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
-from bot import keys
-from bot.access import ApiTokens, ChatLinks
-from bot.clock import SystemClock
-from bot.directory import load_directory
+from bot.domain.clock import SystemClock
+from bot.domain.directory import load_directory
+from bot.store import keys
+from bot.usecases.access import ApiTokens, ChatLinks
 from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN, arrival
 

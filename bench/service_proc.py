@@ -44,13 +44,13 @@ def _usage() -> dict[str, float]:
 
 async def main(raw: str, relax: bool, profile: str | None = None) -> None:
     if relax:
-        import bot.senders.telegram as tg
+        import bot.channels.telegram as tg
 
         tg.GLOBAL_LIMIT = 1_000_000
         tg.PRIVATE_SPACING_MS = 1
         tg.GROUP_SPACING_MS = 1
-    from bot.app import Ankomst
-    from bot.settings import Settings
+    from bot.runtime.settings import Settings
+    from handlers.main import Ankomst
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(_env_file=None, **json.loads(raw))

@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from bench import common
 from bench.common import table
-from bot.senders.telegram import TelegramSender
+from bot.channels.telegram import TelegramSender
 from tests.support.telegram_api import FakeTelegramAPI
 
 CONCURRENCY = 64

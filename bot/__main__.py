@@ -1,5 +1,5 @@
 """`python -m bot` is the `ankomst` command."""
 
-from bot.cli import main
+from handlers.cli import main
 
 raise SystemExit(main())

@@ -1,6 +1,6 @@
 """The yearly follow-up as CSV, JSON or a self-contained HTML page with inline SVG charts.
 
-Pure rendering of the figures `bot.report.build_report` computes: no requests, no scripts —
+Pure rendering of the figures `bot.usecases.report.build_report` computes: no requests, no scripts —
 the HTML page opens from a file and prints as it is.
 """
 

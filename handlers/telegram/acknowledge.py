@@ -5,10 +5,10 @@ from __future__ import annotations
 from aiogram import Router
 from aiogram.types import CallbackQuery
 
-from bot.access import Actor
-from bot.app import Services
-from bot.buttons import AckButton
-from bot.cases import CaseNotFound
+from bot.pipeline.buttons import AckButton
+from bot.usecases.access import Actor
+from bot.usecases.cases import CaseNotFound
+from handlers.main import Services
 from messages import chat
 
 

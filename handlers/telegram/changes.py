@@ -11,9 +11,15 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
-from bot.app import Services
-from bot.cases import Case, CaseNotFound, Conflict, Forbidden
-from bot.models import ArrivalPatch, InvalidInput, arrival_date_problem, check_free_text, parse
+from bot.domain.arrival import (
+    ArrivalPatch,
+    InvalidInput,
+    arrival_date_problem,
+    check_free_text,
+    parse,
+)
+from bot.usecases.cases import Case, CaseNotFound, Conflict, Forbidden
+from handlers.main import Services
 from handlers.telegram.common import (
     TEXT,
     Acting,

@@ -11,10 +11,10 @@ from aiogram import F
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.access import Actor
-from bot.app import Services
-from bot.directory import Organisation
-from bot.models import InvalidInput
+from bot.domain.arrival import InvalidInput
+from bot.domain.directory import Organisation
+from bot.usecases.access import Actor
+from handlers.main import Services
 from messages import chat
 from messages.dates import short_date
 

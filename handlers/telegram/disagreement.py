@@ -10,11 +10,11 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot.app import Services
-from bot.buttons import CaseAction, check_action, escalate_row
-from bot.cases import CaseNotFound, Conflict, Forbidden
-from bot.disagreements import DisagreementIn
-from bot.models import InvalidInput, parse
+from bot.domain.arrival import InvalidInput, parse
+from bot.pipeline.buttons import CaseAction, check_action, escalate_row
+from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
+from bot.usecases.disagreements import DisagreementIn
+from handlers.main import Services
 from handlers.telegram.common import TEXT, acting_for_message, acting_for_query, invalid_text
 from messages import chat
 

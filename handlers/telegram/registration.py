@@ -13,9 +13,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from bot.app import Services
-from bot.cases import Forbidden
-from bot.models import (
+from bot.domain.arrival import (
     ArrivalIn,
     Child,
     InvalidInput,
@@ -24,6 +22,8 @@ from bot.models import (
     is_external_ref,
     parse,
 )
+from bot.usecases.cases import Forbidden
+from handlers.main import Services
 from handlers.telegram.common import (
     TEXT,
     Pick,

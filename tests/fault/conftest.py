@@ -7,10 +7,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.access import ApiTokens, ChatLinks
-from bot.clock import SystemClock
-from bot.fanout import EMAIL, chat_of
+from bot.domain.clock import SystemClock
+from bot.pipeline.fanout import EMAIL, chat_of
+from bot.store import keys
+from bot.usecases.access import ApiTokens, ChatLinks
 from tests.support.process import all_deliveries
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from redis.asyncio import Redis
 
-from bot import access, keys
+from bot.store import keys
+from bot.usecases import access
 from tests.support.world import World, arrival, running_world
 
 JSON = st.recursive(

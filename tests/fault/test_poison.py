@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
-from bot.fanout import EMAIL, Planned
+from bot.pipeline.fanout import EMAIL, Planned
+from bot.store import keys
 from tests.support.world import World, arrival, eventually, running_world
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import aiohttp
 
-from bot import keys
-from bot.embedded import EmbeddedValkey
+from bot.runtime.embedded import EmbeddedValkey
+from bot.store import keys
 from tests.support.world import arrival, eventually, running_world
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.senders.email import EmailSender
+from bot.channels.email import EmailSender
 from tests.support.world import World, arrival, eventually, running_world
 
 RECEPTION = "ostersund-mottagning"

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 from redis.asyncio import Redis
 
-from bot import keys
+from bot.store import keys
 from tests.fault.conftest import all_settled, api_token, arrived_counts, link_chats, statuses
 from tests.support.process import ServeProcess, all_deliveries, post_arrival, serve_env
 from tests.support.smtp_sink import SmtpSink

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
-from bot import keys
+from bot.store import keys
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN

@@ -13,9 +13,9 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bot.app import Ankomst, Services
-from bot.clock import ManualClock
-from bot.settings import Settings
+from bot.domain.clock import ManualClock
+from bot.runtime.settings import Settings
+from handlers.main import Ankomst, Services
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
 

@@ -1,0 +1,411 @@
+"""The e-mail sender: builds safe messages and sends them over a small pool of SMTP connections.
+
+Reliability (DESIGN.md "Reliability model"): transient trouble (refused or dropped connections,
+timeouts, 4xx replies) is retried with capped exponential backoff and full jitter; a 5xx reply is
+permanent and reported at once, so the caller can mark the delivery failed and try the
+organisation's other channel. SMTP problems never escape as exceptions: `send` always returns an
+`EmailResult`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import functools
+import random
+import re
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email import policy
+from email.message import MIMEPart
+from email.utils import format_datetime, parseaddr
+
+import aiosmtplib
+
+from bot.domain.addresses import CONTROL, HeaderInjectionError, plain_address
+from bot.runtime.settings import Settings
+
+__all__ = [
+    "Attachment",
+    "EmailResult",
+    "EmailSender",
+    "HeaderInjectionError",
+    "OutgoingMail",
+    "plain_address",
+    "render_message",
+]
+
+# RFC 5322 msg-id, kept to printable ASCII without "<", ">" or a second "@".
+_MESSAGE_ID = re.compile(r"^<[!-;=?A-~]+@[!-;=?A-~]+>$")
+_SEND_POLICY = policy.SMTP  # CRLF line ends, 78-column folding, RFC 2047 for non-ASCII headers
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """A file sent along, e.g. an `.ics` invitation (`text/calendar; method=REQUEST`)."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
+@dataclass(frozen=True)
+class OutgoingMail:
+    """One e-mail to one address. Threading ids look like `<case-v1-org@ankomst.example>`."""
+
+    to: str
+    subject: str
+    text: str
+    html: str
+    message_id: str
+    in_reply_to: str | None = None
+    references: tuple[str, ...] = ()
+    attachments: tuple[Attachment, ...] = ()
+
+
+@dataclass(frozen=True)
+class EmailResult:
+    """What became of a send. `permanent` failures must not be retried."""
+
+    ok: bool
+    permanent: bool
+    code: int | None
+    error: str | None
+    attempts: int
+
+
+def _clean_subject(subject: str) -> str:
+    # Controls become spaces so "Ändrat\r\nBcc: x" cannot start a header; runs collapse.
+    return " ".join(CONTROL.sub(" ", subject).split())
+
+
+def _message_id(value: str) -> str:
+    if not _MESSAGE_ID.match(value):
+        raise HeaderInjectionError(f"not a message id of the form <local@domain>: {value!r}")
+    return value
+
+
+def _content_type(value: str) -> tuple[str, str, dict[str, str]]:
+    if CONTROL.search(value):
+        raise HeaderInjectionError("content type contains control characters")
+    main, _, rest = value.partition(";")
+    maintype, slash, subtype = main.strip().lower().partition("/")
+    if not slash or not maintype.isascii() or not subtype.isascii() or not maintype or not subtype:
+        raise HeaderInjectionError(f"not a content type: {value!r}")
+    params: dict[str, str] = {}
+    for item in rest.split(";"):
+        key, eq, param = item.partition("=")
+        if eq and key.strip():
+            params[key.strip().lower()] = param.strip().strip('"')
+    return maintype, subtype, params
+
+
+def _filename(value: str) -> str:
+    # Receivers save attachments under this name: no controls and no directories.
+    name = CONTROL.sub("", value).replace("/", "_").replace("\\", "_").strip(" .")
+    return name or "attachment"
+
+
+def _header(name: str, value: str) -> bytes:
+    """One header line, CRLF-terminated. Every caller has refused controls already, so the
+    value cannot end the line early; plain short ASCII is written as it is (the common case,
+    and no parsing), anything else is folded and RFC 2047-encoded by the SMTP policy."""
+    if value.isascii() and len(name) + len(value) <= 76:
+        return f"{name}: {value}\r\n".encode("ascii")
+    return _folded(name, value)
+
+
+def _folded(name: str, value: str) -> bytes:
+    # As EmailMessage writes a header: parsed into its header type, then folded with RFC 2047
+    # for non-ASCII text (a header object is folded always; a plain string only when long).
+    header = _SEND_POLICY.header_factory(name, value)
+    folded: str = header.fold(policy=_SEND_POLICY)
+    return folded.encode("ascii")
+
+
+def _qp(text: str) -> bytes:
+    # Quoted-printable keeps the body 7-bit, so no server needs 8BITMIME for Swedish text;
+    # line ends become CRLF as SMTP wants them, and "=" is always escaped, so no body line
+    # can look like a boundary of the form "=_...".
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if not text.endswith("\n"):
+        text += "\n"  # as EmailMessage.set_content does
+    lines = text.encode("utf-8")
+    return binascii.b2a_qp(lines, istext=True).replace(b"\n", b"\r\n")
+
+
+def _text_part(subtype: str, text: str) -> bytes:
+    return (
+        f'Content-Type: text/{subtype}; charset="utf-8"\r\n'
+        "Content-Transfer-Encoding: quoted-printable\r\n\r\n".encode("ascii")
+        + _qp(text)
+    )
+
+
+def _attachment_part(attachment: Attachment) -> bytes:
+    # Rare (the health booking's .ics): the library writes its headers, so parameters and
+    # a non-ASCII filename get their RFC 2231 encoding.
+    maintype, subtype, params = _content_type(attachment.content_type)
+    part = MIMEPart(policy=_SEND_POLICY)
+    part.set_content(
+        attachment.data,
+        maintype=maintype,
+        subtype=subtype,
+        filename=_filename(attachment.filename),
+        params=params,
+    )
+    return part.as_bytes(policy=_SEND_POLICY)
+
+
+def _multipart(subtype: str, parts: list[bytes]) -> bytes:
+    # "=" cannot start a quoted-printable line nor appear in base64, so this boundary never
+    # occurs inside a part.
+    boundary = f"=_{secrets.token_hex(16)}"
+    out = [f'Content-Type: multipart/{subtype}; boundary="{boundary}"\r\n\r\n'.encode()]
+    for part in parts:
+        out.append(f"--{boundary}\r\n".encode())
+        # The CRLF before a delimiter belongs to the delimiter, not to the part.
+        out.append(part + b"\r\n")
+    out.append(f"--{boundary}--\r\n".encode())
+    return b"".join(out)
+
+
+def render_message(mail: OutgoingMail, from_addr: str, *, now: datetime | None = None) -> bytes:
+    """The mail as it goes over SMTP (CRLF line ends): text and HTML alternatives, then
+    attachments (multipart/mixed).
+
+    Written out directly rather than through `EmailMessage`, which cost more CPU than all the
+    rest of a delivery. Raises `HeaderInjectionError` for a `to` that is not one plain address,
+    a message id that is not `<...@...>`, or a From with control characters. Control characters
+    in the subject are replaced by spaces.
+    """
+    if CONTROL.search(from_addr):
+        raise HeaderInjectionError("the From address contains control characters")
+    headers = [
+        _from_header(from_addr),
+        _header("To", plain_address(mail.to)),
+        _header("Subject", _clean_subject(mail.subject)),
+        _header("Date", format_datetime(now or datetime.now(UTC))),
+        _header("Message-ID", _message_id(mail.message_id)),
+    ]
+    if mail.in_reply_to is not None:
+        headers.append(_header("In-Reply-To", _message_id(mail.in_reply_to)))
+    if mail.references:
+        headers.append(_header("References", " ".join(_message_id(ref) for ref in mail.references)))
+    # RFC 3834: tells auto-responders (out-of-office) not to answer; the second header is the
+    # Exchange equivalent, which ignores the first.
+    headers.append(b"Auto-Submitted: auto-generated\r\nX-Auto-Response-Suppress: All\r\n")
+    headers.append(b"MIME-Version: 1.0\r\n")
+    body = _multipart(
+        "alternative", [_text_part("plain", mail.text), _text_part("html", mail.html)]
+    )
+    if mail.attachments:
+        body = _multipart("mixed", [body, *(_attachment_part(a) for a in mail.attachments)])
+    return b"".join(headers) + body
+
+
+@functools.lru_cache(maxsize=8)
+def _from_header(from_addr: str) -> bytes:
+    # The same for every mail of a sender: parsed and encoded once.
+    return _folded("From", from_addr)
+
+
+@dataclass(frozen=True)
+class _Outcome:
+    ok: bool
+    permanent: bool
+    code: int | None
+    error: str | None
+
+
+_DELIVERED = _Outcome(ok=True, permanent=False, code=250, error=None)
+# Everything aiosmtplib or the network can raise for one send.
+_SEND_ERRORS = (aiosmtplib.SMTPException, OSError, TimeoutError)
+
+
+def _outcome_of(exc: BaseException) -> _Outcome:
+    """Sort a failure into permanent (5xx, unsupported) or transient (everything else)."""
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        if exc.recipients:
+            refused = exc.recipients[0]
+            return _Outcome(False, 500 <= refused.code < 600, refused.code, refused.message)
+        return _Outcome(False, False, None, str(exc))
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _Outcome(False, 500 <= exc.code < 600, exc.code, exc.message)
+    if isinstance(exc, aiosmtplib.SMTPNotSupported):
+        # e.g. STARTTLS demanded but not offered: retrying will not change the server.
+        return _Outcome(False, True, None, str(exc))
+    return _Outcome(False, False, None, str(exc) or type(exc).__name__)
+
+
+class EmailSender:
+    """Sends `OutgoingMail` over at most `pool_size` reused SMTP connections.
+
+    Each connection carries one message at a time and is kept open for the next one. A pooled
+    connection the server has dropped meanwhile is replaced and the message sent again at once;
+    other failures are retried after a backoff delay (`sleep` is injectable for tests).
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str,
+        port: int,
+        from_addr: str,
+        username: str | None = None,
+        password: str | None = None,
+        starttls: bool = False,
+        use_tls: bool = False,
+        pool_size: int = 4,
+        timeout: float = 30.0,
+        max_attempts: int = 6,
+        base_delay: float = 1.0,
+        max_delay: float = 60.0,
+        local_hostname: str | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        if starttls and use_tls:
+            raise ValueError("starttls and use_tls are mutually exclusive")
+        if pool_size < 1 or max_attempts < 1:
+            raise ValueError("pool_size and max_attempts must be at least 1")
+        envelope_from = parseaddr(from_addr)[1]
+        if not envelope_from or CONTROL.search(from_addr):
+            raise ValueError(f"not a usable From address: {from_addr!r}")
+        self.host = host
+        self.port = port
+        self.from_addr = from_addr
+        self.pool_size = pool_size
+        self.timeout = timeout
+        self.max_attempts = max_attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.connections_opened = 0
+        self._envelope_from = envelope_from
+        self._username = username
+        self._password = password
+        self._starttls = starttls
+        self._use_tls = use_tls
+        self._local_hostname = local_hostname
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._slots = asyncio.Semaphore(pool_size)
+        # A stack, so a quiet period reuses one warm connection instead of cycling them all.
+        self._idle: list[aiosmtplib.SMTP] = []
+        self._closed = False
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, host: str | None = None, port: int | None = None
+    ) -> EmailSender:
+        """Build from the ANKOMST_SMTP_* settings; `host`/`port` override them (embedded server)."""
+        smtp_host = host or settings.smtp_host
+        if smtp_host is None:
+            raise ValueError("no SMTP host: set ANKOMST_SMTP_HOST or pass the embedded server's")
+        password = settings.smtp_password
+        return cls(
+            host=smtp_host,
+            port=port if port is not None else settings.smtp_port,
+            from_addr=settings.smtp_from,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password is not None else None,
+            starttls=settings.smtp_starttls,
+            use_tls=settings.smtp_tls,
+            pool_size=settings.smtp_pool_size,
+            timeout=settings.smtp_timeout,
+            max_attempts=settings.send_attempts,
+            base_delay=settings.retry_base_seconds,
+            max_delay=settings.retry_cap_seconds,
+        )
+
+    async def send(self, mail: OutgoingMail) -> EmailResult:
+        """Send one mail, retrying transient failures; never raises for SMTP trouble.
+
+        A mail refused by `render_message` (header injection) is a permanent failure with
+        `attempts=0`: nothing was sent.
+        """
+        if self._closed:
+            raise RuntimeError("EmailSender is closed")
+        try:
+            recipient = plain_address(mail.to)
+            payload = render_message(mail, self.from_addr)
+        except HeaderInjectionError as exc:
+            return EmailResult(ok=False, permanent=True, code=None, error=str(exc), attempts=0)
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = await self._attempt(recipient, payload)
+            if outcome.ok or outcome.permanent or attempt >= self.max_attempts:
+                return EmailResult(
+                    ok=outcome.ok,
+                    permanent=outcome.permanent,
+                    code=outcome.code,
+                    error=outcome.error,
+                    attempts=attempt,
+                )
+            await self._sleep(self._backoff(attempt))
+
+    def _backoff(self, attempt: int) -> float:
+        # Full jitter: senders that failed together do not all come back together.
+        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
+        return self._rng.uniform(0, ceiling)
+
+    async def _attempt(self, recipient: str, payload: bytes) -> _Outcome:
+        async with self._slots:
+            client = self._idle.pop() if self._idle else None
+            try:
+                while True:
+                    reused = client is not None and client.is_connected
+                    if client is None or not reused:
+                        client = await self._connect()
+                    try:
+                        await client.sendmail(self._envelope_from, [recipient], payload)
+                    except ConnectionError:
+                        client.close()
+                        if reused:
+                            # The server hung up on the idle connection: not a delivery
+                            # failure, so retry at once on a fresh connection.
+                            continue
+                        raise
+                    return _DELIVERED
+            except _SEND_ERRORS as exc:
+                # sendmail has already sent RSET after a refusal, so a connection that is still
+                # open is clean for the next message.
+                return _outcome_of(exc)
+            finally:
+                if client is not None:
+                    if client.is_connected and not self._closed:
+                        self._idle.append(client)
+                    else:
+                        client.close()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        client = aiosmtplib.SMTP(
+            hostname=self.host,
+            port=self.port,
+            username=self._username,
+            password=self._password,
+            use_tls=self._use_tls,
+            # Explicit either way: opportunistic STARTTLS would fail on servers with
+            # certificates we cannot verify, and silently skip TLS on ones that drop it.
+            start_tls=self._starttls,
+            timeout=self.timeout,
+            local_hostname=self._local_hostname,
+        )
+        await client.connect()
+        self.connections_opened += 1
+        return client
+
+    async def close(self) -> None:
+        """Say QUIT on the idle connections and close them; further sends raise RuntimeError."""
+        self._closed = True
+        idle, self._idle = self._idle, []
+        for client in idle:
+            try:
+                await client.quit(timeout=min(self.timeout, 5.0))
+            except _SEND_ERRORS:
+                pass  # closing anyway
+            finally:
+                client.close()

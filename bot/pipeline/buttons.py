@@ -1,0 +1,74 @@
+"""Callback data of the inline buttons: short (Telegram allows 64 bytes) and signed."""
+
+from __future__ import annotations
+
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from bot.usecases.access import Signer
+
+
+class AckButton(CallbackData, prefix="ack"):
+    """**Mottaget** under an arrival message: acknowledges that version for the chat's organisation.
+
+    `sig` is a MAC over (action, case, version) so a client cannot forge a press for another case.
+    """
+
+    case: str
+    version: int
+    sig: str
+
+
+class CaseAction(CallbackData, prefix="ca"):
+    """Other buttons on a case: book a health conversation, report clearance, escalate.
+
+    `action` is one of "book", "clear_ok", "clear_wait", "escalate"; `ref` is the case id (or the
+    disagreement id for "escalate"); `sig` a MAC over both.
+    """
+
+    action: str
+    ref: str
+    sig: str
+
+
+def action_button(signer: Signer, text: str, action: str, ref: str) -> InlineKeyboardButton:
+    """One signed case-action button."""
+    data = CaseAction(action=action, ref=ref, sig=signer.button_signature(action, ref, 0))
+    return InlineKeyboardButton(text=text, callback_data=data.pack())
+
+
+def check_action(signer: Signer, data: CaseAction) -> bool:
+    """Whether a pressed case-action button is one we made."""
+    return signer.check_button(data.action, data.ref, 0, data.sig)
+
+
+def ack_row(signer: Signer, case_id: str, version: int) -> list[InlineKeyboardButton]:
+    """The **Mottaget** button for one version of a case."""
+    data = AckButton(
+        case=case_id, version=version, sig=signer.button_signature("ack", case_id, version)
+    )
+    return [InlineKeyboardButton(text="Mottaget", callback_data=data.pack())]
+
+
+def booking_row(signer: Signer, case_id: str) -> list[InlineKeyboardButton]:
+    """For the health centre: report the booked health conversation."""
+    return [action_button(signer, "Boka hälsosamtal", "book", case_id)]
+
+
+def clearance_rows(signer: Signer, case_id: str) -> list[list[InlineKeyboardButton]]:
+    """For the health centre: the two clearance answers, nothing else."""
+    return [
+        [action_button(signer, "Alla provsvar klara – start kan ske", "clear_ok", case_id)],
+        [action_button(signer, "Start måste vänta", "clear_wait", case_id)],
+    ]
+
+
+def escalate_row(signer: Signer, disagreement_id: str) -> list[InlineKeyboardButton]:
+    """For supervisors: refer a disagreement to the management level."""
+    return [action_button(signer, "Eskalera", "escalate", disagreement_id)]
+
+
+def keyboard(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
+    """An inline keyboard, or None when there are no buttons."""
+    rows = [r for r in rows if r]
+    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None

@@ -1,0 +1,225 @@
+"""Settings from the environment (prefix ANKOMST_) and a .env file. Built once in main."""
+
+from __future__ import annotations
+
+import secrets
+import sys
+from datetime import time
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.domain.addresses import CONTROL, is_plain_address
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the variable."""
+
+
+class Settings(BaseSettings):
+    """Everything Ankomst can be told from outside. See CONTRACT.md for the meanings."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ANKOMST_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    redis_url: str | None = None
+    data_dir: Path = Path("data")
+    directory: Path = Path("deploy/directory.example.toml")
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: SecretStr | None = None
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_from: str = "Ankomst <ankomst@localhost.localdomain>"
+    smtp_pool_size: int = Field(default=4, ge=1, le=64)
+    smtp_timeout: float = Field(default=30.0, gt=0)
+
+    telegram_token: SecretStr | None = None
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_mode: Literal["polling", "webhook"] = "polling"
+    telegram_webhook_secret: SecretStr | None = None
+    telegram_timeout: float = Field(default=60.0, gt=0, le=600)
+
+    timezone: str = "Europe/Stockholm"
+    chat_details: Literal["minimal", "full"] = "minimal"
+
+    # Time rules (CONTRACT.md "Time rules"); all in working time of `timezone`.
+    office_start: time = time(8, 0)
+    office_end: time = time(17, 0)
+    ack_reminder_hours: float = Field(default=2.0, gt=0)
+    ack_escalation_at: time = time(10, 0)
+    booking_days: int = Field(default=5, ge=1)
+    booking_reminder_days: int = Field(default=3, ge=1)
+    same_day_alert_minutes: int = Field(default=30, ge=0)
+    disagreement_days: int = Field(default=5, ge=1)
+    # A registration after the same-day check time is checked this long after it was made, so
+    # the notices have a moment to go out before anyone is alerted.
+    same_day_grace_minutes: int = Field(default=5, ge=0)
+
+    # Scheduler: how often it looks for due timers (real seconds), how long a claimed timer is
+    # left to its claimer before another process takes it over, and from how late a firing is
+    # logged as late (both in clock seconds).
+    scheduler_poll_seconds: float = Field(default=1.0, gt=0)
+    scheduler_lease_seconds: int = Field(default=120, ge=1)
+    scheduler_late_seconds: int = Field(default=60, ge=0)
+
+    # Links, codes and claims
+    ack_link_days: int = Field(default=30, ge=1)
+    invite_hours: int = Field(default=72, ge=1)
+    claim_seconds: int = Field(default=60, ge=1)
+    # Status board (/dashboard): how long a sign-in link and a signed-in session last.
+    dashboard_login_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    dashboard_session_hours: float = Field(default=8.0, gt=0, le=24 * 30)
+    send_attempts: int = Field(default=6, ge=1)
+    retry_base_seconds: float = Field(default=1.0, gt=0)
+    retry_cap_seconds: float = Field(default=60.0, gt=0)
+
+    # Privacy: personal fields are erased this many days after a case closed; the sweep that
+    # looks for such cases runs this often (real seconds).
+    retention_days: int = Field(default=90, ge=1)
+    retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # Logs: one JSON object per line (json) or readable lines for a terminal (console).
+    log_format: Literal["json", "console"] = "json"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    # Test only (tests/fault/): the first delivery to reach this point kills its own process
+    # with SIGKILL, once per Redis database, so crash recovery can be shown at each step.
+    failpoint: Literal["after_claim", "after_send", "after_record"] | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        assert value is not None
+        if not value.startswith(("redis://", "rediss://", "unix://", "redis+sentinel://")):
+            raise ValueError("must start with redis://, rediss://, unix:// or redis+sentinel://")
+        return value
+
+    @field_validator("public_url", "telegram_api_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL")
+        return value.rstrip("/")
+
+    @field_validator("smtp_from")
+    @classmethod
+    def _from_address(cls, value: str) -> str:
+        address = value.rsplit("<", 1)[-1].rstrip(">").strip()
+        if CONTROL.search(value) or not is_plain_address(address):
+            raise ValueError("must be an e-mail address, optionally with a display name")
+        return value
+
+    @field_validator("smtp_host", "smtp_username")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator(
+        "secret_key", "smtp_password", "telegram_token", "telegram_webhook_secret", mode="before"
+    )
+    @classmethod
+    def _empty_secret_is_unset(cls, value: object) -> object:
+        # `ANKOMST_SECRET_KEY=` in an env file must not mean "sign with the empty key".
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError(
+                "must be at least 16 characters (generate one with secrets.token_urlsafe)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.telegram_mode == "webhook" and self.telegram_webhook_secret is None:
+            raise ValueError(
+                "ANKOMST_TELEGRAM_WEBHOOK_SECRET is required when ANKOMST_TELEGRAM_MODE=webhook"
+            )
+        if self.smtp_tls and self.smtp_starttls:
+            raise ValueError("ANKOMST_SMTP_TLS and ANKOMST_SMTP_STARTTLS cannot both be on")
+        if self.office_end <= self.office_start:
+            raise ValueError("ANKOMST_OFFICE_END must be after ANKOMST_OFFICE_START")
+        if self.booking_reminder_days >= self.booking_days:
+            raise ValueError("ANKOMST_BOOKING_REMINDER_DAYS must be less than ANKOMST_BOOKING_DAYS")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The time zone deadlines are computed in."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def mail_dir(self) -> Path:
+        """Where the embedded SMTP server keeps captured mail (Maildir)."""
+        return self.data_dir / "mail"
+
+    @property
+    def valkey_dir(self) -> Path:
+        """Where the embedded Valkey keeps its data."""
+        return self.data_dir / "valkey"
+
+    def secret(self) -> bytes:
+        """The signing key: from the setting, else generated once into DATA_DIR/secret."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value().encode()
+        path = self.data_dir / "secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+def describe(error: ValidationError) -> str:
+    """One line naming the variable(s) at fault, for the start-up error."""
+    parts = []
+    for item in error.errors():
+        loc = item.get("loc") or ()
+        message = str(item.get("msg", "invalid")).removeprefix("Value error, ")
+        if loc:
+            parts.append(f"ANKOMST_{str(loc[0]).upper()}: {message}")
+        else:
+            parts.append(message)
+    return "; ".join(parts)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment; a bad value raises SettingsError naming it."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(describe(exc)) from None
+
+
+def load_or_exit() -> Settings:
+    """For the command line: bad settings print one line and exit with status 2."""
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        print(f"ankomst: invalid setting: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

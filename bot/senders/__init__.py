@@ -1,1 +1,0 @@
-"""Outbound channels: the e-mail and Telegram senders."""

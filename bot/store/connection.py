@@ -1,0 +1,193 @@
+"""The connection to the system of record: a Redis/Valkey client, made once at start.
+
+`open_store(settings)` uses ANKOMST_REDIS_URL when set (`redis://`, `rediss://`, `unix://`,
+`redis+sentinel://`), else starts the embedded Valkey in `$ANKOMST_DATA_DIR/valkey`.
+
+Timeout pitfall: redis-py applies `socket_timeout` to every read, including the reply to a
+blocking command. An `XREADGROUP ... BLOCK ms` (or BLPOP/BZPOPMIN) that waits longer than
+`socket_timeout` ends in a `TimeoutError` instead of an empty reply, and the connection is
+thrown away. So blocking reads must use `BLOCK` below `SOCKET_TIMEOUT`; `MAX_BLOCK_MS` is the
+longest block that is safe with the clients made here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+
+from bot.runtime.embedded import EmbeddedValkey
+from bot.runtime.settings import Settings
+
+__all__ = [
+    "MAX_BLOCK_MS",
+    "SOCKET_TIMEOUT",
+    "SentinelTarget",
+    "Store",
+    "close_redis",
+    "open_store",
+    "parse_sentinel_url",
+    "redis_from_url",
+]
+
+MAX_CONNECTIONS = 256  # per process; Redis's own default limit is 10,000 clients
+POOL_WAIT_SECONDS = 10.0  # how long a command waits for a free connection before failing
+SOCKET_TIMEOUT = 30.0  # seconds a single read may take before the connection is given up
+MAX_BLOCK_MS = 20_000  # longest safe BLOCK for XREADGROUP etc.: well below SOCKET_TIMEOUT
+SOCKET_CONNECT_TIMEOUT = 5.0
+# A connection idle this long is PINGed before use, so one cut by a firewall or a failover
+# is noticed before a command is lost on it.
+HEALTH_CHECK_INTERVAL = 15.0
+DEFAULT_SENTINEL_PORT = 26379
+
+
+def _client_options(tcp: bool) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "decode_responses": True,
+        "socket_timeout": SOCKET_TIMEOUT,
+        "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
+        "health_check_interval": HEALTH_CHECK_INTERVAL,
+    }
+    if tcp:
+        # Keepalive only exists for TCP; unix-socket connections refuse the option.
+        options["socket_keepalive"] = True
+    return options
+
+
+@dataclass(frozen=True)
+class SentinelTarget:
+    """What a `redis+sentinel://` URL names."""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service_name: str
+    db: int = 0
+    username: str | None = None
+    password: str | None = None
+    sentinel_password: str | None = None
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    """Parse `redis+sentinel://[[user]:password@]host[:port][,host[:port]...]/service[/db]`.
+
+    The password is the master's; `?sentinel_password=...` sets the sentinels' own.
+    IPv6 hosts go in brackets: `[::1]:26379`.
+    """
+    parts = urlsplit(url)
+    if parts.scheme != "redis+sentinel":
+        raise ValueError("not a redis+sentinel:// URL")
+    userinfo, at, hostlist = parts.netloc.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    sentinels: list[tuple[str, int]] = []
+    for item in hostlist.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        if item.startswith("["):
+            host, _, rest = item[1:].partition("]")
+            port_text = rest.removeprefix(":")
+        else:
+            host, _, port_text = item.partition(":")
+        try:
+            port = int(port_text) if port_text else DEFAULT_SENTINEL_PORT
+        except ValueError:
+            raise ValueError(f"bad sentinel port in {item!r}") from None
+        sentinels.append((host, port))
+    path = [segment for segment in parts.path.split("/") if segment]
+    if not sentinels or not path or len(path) > 2:
+        raise ValueError("expected redis+sentinel://host:port[,host:port]/service_name[/db]")
+    try:
+        db = int(path[1]) if len(path) == 2 else 0
+    except ValueError:
+        raise ValueError(f"bad database number {path[1]!r}") from None
+    query = parse_qs(parts.query)
+    sentinel_password = query.get("sentinel_password", [None])[0]
+    return SentinelTarget(
+        sentinels=tuple(sentinels),
+        service_name=unquote(path[0]),
+        db=db,
+        username=username,
+        password=password,
+        sentinel_password=sentinel_password,
+    )
+
+
+def redis_from_url(url: str) -> Redis:
+    """A client for `url` with the store's timeouts; nothing connects until first use."""
+    if url.startswith("redis+sentinel://"):
+        target = parse_sentinel_url(url)
+        options = _client_options(tcp=True)
+        sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+        if target.sentinel_password is not None:
+            sentinel_options["password"] = target.sentinel_password
+        sentinel = Sentinel(
+            list(target.sentinels),
+            sentinel_kwargs=sentinel_options,
+            username=target.username,
+            password=target.password,
+            max_connections=MAX_CONNECTIONS,
+            **options,
+        )
+        # master_for follows failovers: each new connection asks the sentinels for the master.
+        master: Redis = sentinel.master_for(target.service_name, redis_class=Redis, db=target.db)
+        return master
+    if url.startswith(("redis://", "rediss://", "unix://")):
+        # A blocking pool: under a burst, a request waits for a free connection instead of
+        # failing with "Too many connections" (redis-py's default pool raises at once).
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=MAX_CONNECTIONS,
+            timeout=POOL_WAIT_SECONDS,
+            **_client_options(tcp=not url.startswith("unix://")),
+        )
+        return Redis(connection_pool=pool)
+    raise ValueError(
+        "the Redis URL must start with redis://, rediss://, unix:// or redis+sentinel://"
+    )
+
+
+async def close_redis(client: Redis) -> None:
+    """Close a client from `redis_from_url`, including a Sentinel client's sentinel links."""
+    pool = client.connection_pool
+    await client.aclose()
+    await pool.disconnect()
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel_client in pool.sentinel_manager.sentinels:
+            await sentinel_client.aclose()
+
+
+@dataclass
+class Store:
+    """The Redis client everything uses, and the embedded server behind it, if any."""
+
+    redis: Redis
+    embedded: EmbeddedValkey | None = None
+    _closed: bool = field(default=False, init=False, repr=False)
+
+    async def close(self) -> None:
+        """Close the client, then stop the embedded server if this process started it."""
+        if self._closed:
+            return
+        self._closed = True
+        await close_redis(self.redis)
+        if self.embedded is not None:
+            await asyncio.to_thread(self.embedded.stop)
+
+
+async def open_store(settings: Settings) -> Store:
+    """Connect to ANKOMST_REDIS_URL, or start the embedded Valkey when it is unset.
+
+    The client is lazy: a wrong URL shows at the first command (the caller PINGs at start).
+    """
+    if settings.redis_url:
+        return Store(redis=redis_from_url(settings.redis_url))
+    embedded = EmbeddedValkey(settings.valkey_dir)
+    await asyncio.to_thread(embedded.start)
+    return Store(redis=redis_from_url(embedded.url), embedded=embedded)

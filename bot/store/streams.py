@@ -1,0 +1,211 @@
+"""One consumer-group loop for every stream: events, outboxes, intake.
+
+At-least-once: an entry is acknowledged (XACK) only after its handler says it is done. Entries a
+crashed or stuck consumer left pending are taken over with XAUTOCLAIM once they have been idle
+for `reclaim_after`. An entry whose handler raises `max_failures` times is moved to the
+dead-letter stream with its error, so one poison entry never blocks the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.store import keys
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
+"""Gets (entry id, fields); True when the entry is done (XACK), False to leave it pending."""
+
+
+@dataclass
+class StreamStats:
+    """What a consumer has done, for /readyz and metrics."""
+
+    handled: int = 0
+    failed: int = 0
+    dead_lettered: int = 0
+    reclaimed: int = 0
+    alive: bool = False
+
+
+async def ensure_group(redis: Redis, stream: str, group: str) -> None:
+    """Create the consumer group (and the stream) if it does not exist yet."""
+    try:
+        await redis.xgroup_create(stream, group, id="0", mkstream=True)
+    except ResponseError as exc:
+        if "BUSYGROUP" not in str(exc):
+            raise
+
+
+class StreamConsumer:
+    """Reads one stream through a consumer group and hands each entry to a handler."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        stream: str,
+        group: str,
+        consumer: str,
+        handler: Handler,
+        *,
+        concurrency: int = 16,
+        batch: int = 64,
+        block_ms: int = 1000,
+        reclaim_after_ms: int = 60_000,
+        max_failures: int = 5,
+        on_dead_letter: Callable[[str, dict[str, str], str], Awaitable[None]] | None = None,
+    ) -> None:
+        self.redis = redis
+        self.stream = stream
+        self.group = group
+        self.consumer = consumer
+        self.handler = handler
+        self.batch = batch
+        self.block_ms = block_ms
+        self.reclaim_after_ms = reclaim_after_ms
+        self.max_failures = max_failures
+        self.on_dead_letter = on_dead_letter
+        self.stats = StreamStats()
+        self._slots = asyncio.Semaphore(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._in_flight: set[str] = set()
+        self._stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Consume until stopped; survives lost connections by waiting and trying again."""
+        backoff = 0.5
+        while not self._stopping.is_set():
+            try:
+                await ensure_group(self.redis, self.stream, self.group)
+                self.stats.alive = True
+                await self._loop()
+                backoff = 0.5
+            except ResponseError as exc:
+                # The stream or group is gone (a store restarted without its data, a flush):
+                # make it again instead of letting this worker die. Redis 7.0 tells a blocked
+                # reader "UNBLOCKED the stream key no longer exists"; later servers NOGROUP.
+                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
+                    raise
+                log.warning("stream %s: consumer group lost; creating it again", self.stream)
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self.stats.alive = False
+                log.warning("stream %s: store unreachable (%s); retrying", self.stream, exc)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), backoff)
+                backoff = min(backoff * 2, 10.0)
+        self.stats.alive = False
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Finish what is in hand and stop reading."""
+        self._stopping.set()
+
+    async def _loop(self) -> None:
+        await self.reclaim()
+        reclaim_every = max(self.reclaim_after_ms / 2000, 0.5)
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + reclaim_every
+        while not self._stopping.is_set():
+            response = await self.redis.xreadgroup(
+                self.group,
+                self.consumer,
+                {self.stream: ">"},
+                count=self.batch,
+                block=self.block_ms,
+            )
+            for _stream, entries in response or []:
+                for entry_id, fields in entries:
+                    await self._dispatch(entry_id, fields)
+            if loop.time() >= next_reclaim:
+                await self.reclaim()
+                next_reclaim = loop.time() + reclaim_every
+
+    async def reclaim(self) -> int:
+        """Take over entries other consumers left pending too long (crashed or stuck)."""
+        start = "0-0"
+        taken = 0
+        while True:
+            result = await self.redis.xautoclaim(
+                self.stream,
+                self.group,
+                self.consumer,
+                min_idle_time=self.reclaim_after_ms,
+                start_id=start,
+                count=self.batch,
+            )
+            start, entries = result[0], result[1]
+            for entry_id, fields in entries:
+                if fields is None:  # deleted from the stream meanwhile
+                    await self.redis.xack(self.stream, self.group, entry_id)
+                    continue
+                if entry_id in self._in_flight:
+                    continue
+                taken += 1
+                await self._dispatch(entry_id, fields)
+            if start == "0-0" or not entries:
+                break
+        self.stats.reclaimed += taken
+        return taken
+
+    async def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:
+        if entry_id in self._in_flight:
+            return
+        await self._slots.acquire()
+        self._in_flight.add(entry_id)
+        task = asyncio.create_task(self._handle(entry_id, fields))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+
+    async def _handle(self, entry_id: str, fields: dict[str, str]) -> None:
+        try:
+            done = await self.handler(entry_id, fields)
+            if done:
+                await self.redis.xack(self.stream, self.group, entry_id)
+                self.stats.handled += 1
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            # The store went away: the entry stays pending and is taken again later.
+            log.warning("stream %s entry %s: store unreachable (%s)", self.stream, entry_id, exc)
+        except Exception as exc:
+            self.stats.failed += 1
+            log.exception("stream %s entry %s failed", self.stream, entry_id)
+            await self._count_failure(entry_id, fields, f"{type(exc).__name__}: {exc}")
+        finally:
+            self._in_flight.discard(entry_id)
+            self._slots.release()
+
+    async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
+        failures_key = f"{keys.PREFIX}:failures:{self.stream}"
+        count = await self.redis.hincrby(failures_key, entry_id, 1)
+        if count < self.max_failures:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                keys.DEAD_LETTER,
+                {
+                    "stream": self.stream,
+                    "entry": entry_id,
+                    "error": error[:2000],
+                    "fields": json.dumps(fields, ensure_ascii=False),
+                },
+            )
+            pipe.xack(self.stream, self.group, entry_id)
+            pipe.hdel(failures_key, entry_id)
+            await pipe.execute()
+        self.stats.dead_lettered += 1
+        log.error(
+            "stream %s entry %s moved to the dead-letter stream: %s", self.stream, entry_id, error
+        )
+        if self.on_dead_letter is not None:
+            await self.on_dead_letter(self.stream, fields, error)

@@ -1,0 +1,406 @@
+"""Disagreements (§7 of the agreement): raised by a party, referred to the next management level
+of every party, decided by a party or management — and everyone involved is told each step."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+
+from bot.domain.arrival import check_free_text
+from bot.domain.clock import Clock
+from bot.domain.directory import Directory
+from bot.store import keys
+from bot.usecases.access import Actor
+from bot.usecases.cases import (
+    Case,
+    CaseNotFound,
+    CaseStore,
+    Conflict,
+    Forbidden,
+    notice_event,
+    optimistic,
+    record_change,
+)
+
+Status = Literal["open", "escalated", "resolved"]
+
+
+def _required_text(value: str) -> str:
+    value = check_free_text(value)
+    if not value:
+        raise ValueError("saknas")
+    return value
+
+
+# Plain text a person writes: no identity numbers, no medical facts, not empty.
+RequiredText = Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_required_text)]
+
+
+class DisagreementIn(BaseModel):
+    """What a party disagrees on."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    text: RequiredText
+
+
+class DecisionIn(BaseModel):
+    """How a disagreement was decided."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    decision: RequiredText
+
+
+class DisagreementNotFound(CaseNotFound):
+    """No disagreement with that id."""
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A disagreement as stored."""
+
+    id: str
+    case_id: str
+    raised_by: str
+    text: str
+    status: Status
+    raised_at: datetime
+    referred_to: tuple[str, ...] = ()
+    escalated_at: datetime | None = None
+    escalated_by: str | None = None
+    resolved_at: datetime | None = None
+    resolved_by: str | None = None
+    decision: str | None = None
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str]) -> Disagreement:
+        """Build from its hash."""
+
+        def when(name: str) -> datetime | None:
+            return datetime.fromisoformat(data[name]) if data.get(name) else None
+
+        status: Status = data["status"]  # type: ignore[assignment]
+        return cls(
+            id=data["id"],
+            case_id=data["case"],
+            raised_by=data["raised_by"],
+            text=data["text"],
+            status=status,
+            raised_at=datetime.fromisoformat(data["raised_at"]),
+            referred_to=tuple(json.loads(data.get("referred_to") or "[]")),
+            escalated_at=when("escalated_at"),
+            escalated_by=data.get("escalated_by") or None,
+            resolved_at=when("resolved_at"),
+            resolved_by=data.get("resolved_by") or None,
+            decision=data.get("decision") or None,
+        )
+
+    def view(self) -> dict[str, Any]:
+        """As the API shows it."""
+        return {
+            "id": self.id,
+            "case": self.case_id,
+            "raised_by": self.raised_by,
+            "text": self.text,
+            "status": self.status,
+            "raised_at": self.raised_at.isoformat(),
+            "referred_to": list(self.referred_to),
+            "escalated_at": self.escalated_at.isoformat() if self.escalated_at else None,
+            "escalated_by": self.escalated_by,
+            "resolved_at": self.resolved_at.isoformat() if self.resolved_at else None,
+            "resolved_by": self.resolved_by,
+            "decision": self.decision,
+        }
+
+
+def disagreement_key(disagreement_id: str) -> str:
+    """Hash of one disagreement."""
+    return f"{keys.PREFIX}:disagreement:{disagreement_id}"
+
+
+def case_disagreements_key(case_id: str) -> str:
+    """Set of a case's disagreement ids."""
+    return f"{keys.PREFIX}:case:{case_id}:disagreements"
+
+
+OPEN_DISAGREEMENTS = f"{keys.PREFIX}:disagreements:open"
+
+
+class Disagreements:
+    """Raise, escalate and resolve disagreements on a case."""
+
+    def __init__(self, redis: Redis, directory: Directory, clock: Clock) -> None:
+        self.redis = redis
+        self.directory = directory
+        self.clock = clock
+        self.cases = CaseStore(redis)
+
+    def managements(self, case: Case) -> list[str]:
+        """The next management level of every party: its supervisor if that is management,
+        else its municipality's management organisation."""
+        out: list[str] = []
+        for org_id in case.parties():
+            org = self.directory.organisations.get(org_id)
+            if org is None:
+                continue
+            chosen = None
+            if org.supervisor:
+                boss = self.directory.organisations.get(org.supervisor)
+                if boss is not None and boss.kind == "management":
+                    chosen = boss.id
+            if chosen is None:
+                found = self.directory.organisations_in(org.municipality, "management")
+                chosen = found[0].id if found else None
+            if chosen and chosen not in out:
+                out.append(chosen)
+        return out
+
+    def _name(self, org_id: str) -> str:
+        org = self.directory.organisations.get(org_id)
+        return org.name if org else org_id
+
+    async def get(self, disagreement_id: str) -> Disagreement:
+        """One disagreement, or DisagreementNotFound."""
+        if not disagreement_id or len(disagreement_id) > 64:
+            raise DisagreementNotFound(disagreement_id)
+        data = await self.redis.hgetall(disagreement_key(disagreement_id))
+        if not data:
+            raise DisagreementNotFound(disagreement_id)
+        return Disagreement.from_hash(data)
+
+    async def of_case(self, case_id: str) -> list[Disagreement]:
+        """Every disagreement on a case, oldest first."""
+        ids = await self.redis.smembers(case_disagreements_key(case_id))
+        found = [await self.get(i) for i in ids]
+        return sorted(found, key=lambda d: d.raised_at)
+
+    def _may_see(self, actor: Actor, case: Case, d: Disagreement | None = None) -> bool:
+        if actor.org_id in case.parties():
+            return True
+        if d is not None and actor.org_id in d.referred_to:
+            return True
+        return actor.org_id in self.managements(case)
+
+    async def require_visible(self, actor: Actor, d: Disagreement) -> Case:
+        """The case of a disagreement, if the actor is involved in it."""
+        case = await self.cases.get(d.case_id)
+        if not self._may_see(actor, case, d):
+            raise Forbidden("Er organisation är inte part i den här oenigheten.")
+        return case
+
+    async def raise_(self, case_id: str, body: DisagreementIn, actor: Actor) -> Disagreement:
+        """A party raises a disagreement; the other parties are told."""
+        case = await self.cases.get(case_id)
+        if actor.org_id not in case.parties():
+            raise Forbidden("Bara parter i ärendet kan anmäla oenighet.")
+        now = self.clock.now()
+        d = Disagreement(
+            id=secrets.token_hex(6),
+            case_id=case.id,
+            raised_by=actor.org_id,
+            text=body.text,
+            status="open",
+            raised_at=now,
+        )
+        others = [o for o in case.parties() if o != actor.org_id]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                disagreement_key(d.id),
+                mapping={
+                    "id": d.id,
+                    "case": d.case_id,
+                    "raised_by": d.raised_by,
+                    "text": d.text,
+                    "status": d.status,
+                    "raised_at": now.isoformat(),
+                },
+            )
+            pipe.sadd(case_disagreements_key(case.id), d.id)
+            pipe.sadd(OPEN_DISAGREEMENTS, d.id)
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_raised",
+                "disagreement.raised",
+                {"disagreement": d.id},
+                disagreement=d.id,
+            )
+            pipe.xadd(
+                keys.EVENTS,
+                notice_event(
+                    case.id,
+                    case.version,
+                    actor,
+                    now,
+                    f"disagreement_raised/{d.id}",
+                    others,
+                    {"raised_by": self._name(actor.org_id), "text": d.text},
+                ),
+            )
+            await pipe.execute()
+        return d
+
+    async def _transition(
+        self,
+        disagreement_id: str,
+        actor: Actor,
+        apply: Callable[[Pipeline, Disagreement, Case, datetime], Disagreement],
+    ) -> Disagreement:
+        key = disagreement_key(disagreement_id)
+
+        async def attempt(pipe: Pipeline) -> Disagreement:
+            data = await pipe.hgetall(key)
+            if not data:
+                raise DisagreementNotFound(disagreement_id)
+            d = Disagreement.from_hash(data)
+            case = await self.cases.get(d.case_id)
+            now = self.clock.now()
+            pipe.multi()
+            updated = apply(pipe, d, case, now)
+            await pipe.execute()
+            return updated
+
+        return await optimistic(self.redis, [key], attempt)
+
+    async def escalate(
+        self, disagreement_id: str, actor: Actor, *, automatic: bool = False, days: int = 0
+    ) -> Disagreement:
+        """Refer to the management of every party; only a party's supervisor may (or the
+        clock, when it has stayed unresolved too long)."""
+
+        def apply(pipe: Any, d: Disagreement, case: Case, now: datetime) -> Disagreement:
+            if not automatic:
+                if actor.org_id not in case.parties():
+                    raise Forbidden("Bara en chef hos en part i ärendet kan lyfta oenigheten.")
+                if actor.role != "supervisor":
+                    raise Forbidden("Bara chefer kan lyfta en oenighet till ledningen.")
+            if d.status == "resolved":
+                raise Conflict("Oenigheten är redan avgjord.")
+            if d.status == "escalated":
+                raise Conflict("Oenigheten är redan lyft till ledningen.")
+            managements = self.managements(case)
+            pipe.hset(
+                disagreement_key(d.id),
+                mapping={
+                    "status": "escalated",
+                    "escalated_at": now.isoformat(),
+                    "escalated_by": "automatic" if automatic else actor.org_id,
+                    "referred_to": json.dumps(managements),
+                },
+            )
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_escalated",
+                "disagreement.escalated",
+                {
+                    "disagreement": d.id,
+                    "referred_to": managements,
+                    "automatic": automatic or None,
+                },
+                disagreement=d.id,
+            )
+            told = managements + [o for o in case.parties() if o not in managements]
+            pipe.xadd(
+                keys.EVENTS,
+                notice_event(
+                    case.id,
+                    case.version,
+                    actor,
+                    now,
+                    f"disagreement_escalated/{d.id}",
+                    told,
+                    {
+                        "raised_by": self._name(d.raised_by),
+                        "text": d.text,
+                        "automatic": automatic,
+                        "days": days,
+                        "escalated_by": self._name(actor.org_id),
+                        "managements": [self._name(m) for m in managements],
+                    },
+                ),
+            )
+            return Disagreement(
+                **{
+                    **d.__dict__,
+                    "status": "escalated",
+                    "escalated_at": now,
+                    "escalated_by": "automatic" if automatic else actor.org_id,
+                    "referred_to": tuple(managements),
+                }
+            )
+
+        return await self._transition(disagreement_id, actor, apply)
+
+    async def resolve(self, disagreement_id: str, body: DecisionIn, actor: Actor) -> Disagreement:
+        """A party or management decides; everyone involved is told."""
+
+        def apply(pipe: Any, d: Disagreement, case: Case, now: datetime) -> Disagreement:
+            if not self._may_see(actor, case, d):
+                raise Forbidden("Bara parter och ledningen kan avgöra oenigheten.")
+            if d.status == "resolved":
+                raise Conflict("Oenigheten är redan avgjord.")
+            pipe.hset(
+                disagreement_key(d.id),
+                mapping={
+                    "status": "resolved",
+                    "resolved_at": now.isoformat(),
+                    "resolved_by": actor.org_id,
+                    "decision": body.decision,
+                },
+            )
+            pipe.srem(OPEN_DISAGREEMENTS, d.id)
+            record_change(
+                pipe,
+                case.id,
+                case.version,
+                actor,
+                now,
+                "disagreement_resolved",
+                "disagreement.resolved",
+                {"disagreement": d.id},
+                disagreement=d.id,
+            )
+            told = [o for o in (*case.parties(), *d.referred_to) if o != actor.org_id]
+            pipe.xadd(
+                keys.EVENTS,
+                notice_event(
+                    case.id,
+                    case.version,
+                    actor,
+                    now,
+                    f"disagreement_resolved/{d.id}",
+                    list(dict.fromkeys(told)),
+                    {
+                        "raised_by": self._name(d.raised_by),
+                        "resolved_by": self._name(actor.org_id),
+                        "decision": body.decision,
+                    },
+                ),
+            )
+            return Disagreement(
+                **{
+                    **d.__dict__,
+                    "status": "resolved",
+                    "resolved_at": now,
+                    "resolved_by": actor.org_id,
+                    "decision": body.decision,
+                }
+            )
+
+        return await self._transition(disagreement_id, actor, apply)

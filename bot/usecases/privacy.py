@@ -1,0 +1,309 @@
+"""Erasure of personal data a set time after a case is closed; the statistics stay.
+
+Personal fields: the children's initials and the free-text details of the arrival, the reason
+given for a cancellation, the texts and decisions of disagreements (free text about the family),
+and the external reference (the Migration Agency's case number, which points at the family).
+What stays: ages, dates, languages, who did what when, and the anonymous statistics record
+(bot/usecases/report.py), which is frozen just before the erasure.
+
+A case is closed when it was cancelled, or when the health centre has reported clearance, no
+deadline timer of it is pending and no disagreement on it is unresolved. The moment it closed is
+recorded once on the case (`closed_at`); `retention_days` later the sweep erases it. The sweep
+runs in every `serve` process every `sweep_seconds` of real time and decides only by the
+injected clock; erasing twice does no harm.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
+
+from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.clock import Clock
+from bot.domain.directory import Directory
+from bot.store import keys
+from bot.store.timers import timers_of_case
+from bot.usecases.report import case_statistics, freeze_statistics
+
+log = logging.getLogger(__name__)
+
+PERSONAL_KEYS: Final = frozenset({"initials", "details", "text", "decision", "reason"})
+"""Keys that hold personal data wherever they appear (facts, params, history, log events)."""
+
+
+def scrub(value: Any) -> Any:
+    """`value` with every personal key taken out, at any depth."""
+    if isinstance(value, dict):
+        return {k: scrub(v) for k, v in value.items() if k not in PERSONAL_KEYS}
+    if isinstance(value, list):
+        return [scrub(v) for v in value]
+    return value
+
+
+def scrub_changes(changes: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A version's changes with the old and new values of personal fields taken out."""
+    out = []
+    for change in changes:
+        if change.get("field") in PERSONAL_KEYS:
+            out.append({"field": change["field"], "old": None, "new": None})
+        else:
+            out.append(scrub(change))
+    return out
+
+
+def _scrub_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    changes = entry.get("changes")
+    clean: dict[str, Any] = scrub({k: v for k, v in entry.items() if k != "changes"})
+    if changes is not None:
+        clean["changes"] = scrub_changes(changes)
+    return clean
+
+
+def _has_personal(text: str | None) -> bool:
+    if not text:
+        return False
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError):
+        return False
+    return bool(scrub(value) != value)
+
+
+@dataclass
+class RetentionStats:
+    """What the sweep has done, for /readyz and metrics."""
+
+    erased: int = 0
+    sweeps: int = 0
+    alive: bool = False
+
+
+class Retention:
+    """Finds closed cases and erases their personal data `retention_days` after closing."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        calendar: WorkingDayCalendar,
+        clock: Clock,
+        *,
+        retention_days: int = 90,
+        sweep_seconds: float = 3600.0,
+        booking_days: int = 5,
+    ) -> None:
+        self.redis = redis
+        self.directory = directory
+        self.calendar = calendar
+        self.clock = clock
+        self.retention = timedelta(days=retention_days)
+        self.sweep_seconds = sweep_seconds
+        self.booking_days = booking_days
+        self.stats = RetentionStats()
+        self._stopping = asyncio.Event()
+
+    async def closed_at(self, case_id: str) -> datetime | None:
+        """When the case closed (recorded once), or None while it is still open."""
+        data = await self.redis.hgetall(keys.case(case_id))
+        if not data:
+            return None
+        if data.get("closed_at"):
+            return datetime.fromisoformat(data["closed_at"])
+        moments = [datetime.fromisoformat(data["updated_at"])]
+        if data.get("status") != "cancelled":
+            if not data.get("clearance"):
+                return None
+            moments.append(datetime.fromisoformat(json.loads(data["clearance"])["reported_at"]))
+            timers = await timers_of_case(self.redis, case_id)
+            if any(t.pending for t in timers):
+                return None
+            for ident in await self.redis.smembers(f"{keys.PREFIX}:case:{case_id}:disagreements"):
+                d = await self.redis.hgetall(f"{keys.PREFIX}:disagreement:{ident}")
+                if d and d.get("status") != "resolved":
+                    return None
+                if d.get("resolved_at"):
+                    moments.append(datetime.fromisoformat(d["resolved_at"]))
+        closed = max(moments)
+        await self.redis.hsetnx(keys.case(case_id), "closed_at", closed.isoformat())
+        return datetime.fromisoformat(await self.redis.hget(keys.case(case_id), "closed_at"))
+
+    async def due(self) -> list[str]:
+        """Cases closed at least `retention_days` ago whose personal data are still stored."""
+        now = self.clock.now()
+        out = []
+        for case_id in sorted(await self.redis.sdiff(keys.ALL_CASES, keys.ERASED_CASES)):
+            closed = await self.closed_at(case_id)
+            if closed is not None and now - closed >= self.retention:
+                out.append(case_id)
+        return out
+
+    async def sweep(self) -> list[str]:
+        """Erase every case that is due; returns their ids. Tests call this for one round."""
+        ids = await self.due()
+        if ids:
+            await self.erase(ids)
+        self.stats.sweeps += 1
+        return ids
+
+    async def erase(self, case_ids: Iterable[str]) -> None:
+        """Erase the personal fields of these cases everywhere Redis holds them."""
+        ids = list(case_ids)
+        refs: set[str] = set()
+        for case_id in ids:
+            record = await case_statistics(
+                self.redis, self.directory, self.calendar, case_id, booking_days=self.booking_days
+            )
+            if record is not None and not await self.redis.exists(keys.case_stats(case_id)):
+                await freeze_statistics(self.redis, record)
+            ref = await self._erase_case(case_id)
+            if ref:
+                refs.add(ref)
+            await self._erase_deliveries(case_id)
+            await self._erase_disagreements(case_id)
+        await self._erase_stream_entries(set(ids), refs)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for case_id in ids:
+                pipe.sadd(keys.ERASED_CASES, case_id)
+            await pipe.execute()
+        self.stats.erased += len(ids)
+        log.info("erased personal data of %d case(s)", len(ids), extra={"cases": ids})
+
+    async def _erase_case(self, case_id: str) -> str:
+        """The case hash, its versions and its history; returns the external reference."""
+        case_key = keys.case(case_id)
+        versions_key = keys.case_versions(case_id)
+        history_key = keys.case_history(case_id)
+        while True:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                try:
+                    await pipe.watch(case_key, versions_key, history_key)
+                    data = await pipe.hgetall(case_key)
+                    versions = await pipe.hgetall(versions_key)
+                    history = await pipe.lrange(history_key, 0, -1)
+                    ref = data.get("external_ref", "")
+                    pipe.multi()
+                    if data:
+                        facts = scrub(json.loads(data.get("facts") or "{}"))
+                        pipe.hset(
+                            case_key,
+                            mapping={
+                                "facts": json.dumps(facts, ensure_ascii=False),
+                                "external_ref": "",
+                                "content_hash": "",
+                                "erased_at": self.clock.now().isoformat(),
+                            },
+                        )
+                    if ref:
+                        pipe.delete(keys.external_ref(ref))
+                    for number, text in versions.items():
+                        version = json.loads(text)
+                        version["facts"] = scrub(version.get("facts", {}))
+                        version["changes"] = scrub_changes(version.get("changes", []))
+                        version["reason"] = ""
+                        pipe.hset(versions_key, number, json.dumps(version, ensure_ascii=False))
+                    if history:
+                        pipe.delete(history_key)
+                        pipe.rpush(
+                            history_key,
+                            *(
+                                json.dumps(_scrub_entry(json.loads(x)), ensure_ascii=False)
+                                for x in history
+                            ),
+                        )
+                    await pipe.execute()
+                    return str(ref)
+                except WatchError:
+                    continue
+
+    async def _erase_deliveries(self, case_id: str) -> None:
+        ids = await self.redis.smembers(keys.case_deliveries(case_id))
+        for ident in ids:
+            params = await self.redis.hget(keys.delivery(ident), "params")
+            if _has_personal(params):
+                clean = json.dumps(scrub(json.loads(params)), ensure_ascii=False)
+                await self.redis.hset(keys.delivery(ident), "params", clean)
+
+    async def _erase_disagreements(self, case_id: str) -> None:
+        for ident in await self.redis.smembers(f"{keys.PREFIX}:case:{case_id}:disagreements"):
+            key = f"{keys.PREFIX}:disagreement:{ident}"
+            if await self.redis.exists(key):
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(key, "text", "")
+                    pipe.hdel(key, "decision")
+                    await pipe.execute()
+
+    async def _erase_stream_entries(self, case_ids: set[str], refs: set[str]) -> None:
+        """Entries that carry a personal field of these cases: notices with free texts on the
+        event stream, dead letters about the cases, arrivals as they came in on the intake."""
+
+        def about(fields: dict[str, str]) -> bool:
+            if fields.get("case") in case_ids:
+                return any(k in PERSONAL_KEYS or _has_personal(v) for k, v in fields.items())
+            return False
+
+        def dead_letter(fields: dict[str, str]) -> bool:
+            try:
+                inner = json.loads(fields.get("fields") or "{}")
+            except ValueError:
+                return False
+            delivery = str(inner.get("delivery", ""))
+            return inner.get("case") in case_ids or delivery.split(":", 1)[0] in case_ids
+
+        def intake(fields: dict[str, str]) -> bool:
+            try:
+                arrival = json.loads(fields.get("arrival") or "{}")
+            except ValueError:
+                return False
+            return isinstance(arrival, dict) and arrival.get("external_ref") in refs
+
+        for stream, which in (
+            (keys.EVENTS, about),
+            (keys.DEAD_LETTER, dead_letter),
+            (keys.INTAKE, intake),
+            (keys.INTAKE_REJECTED, intake),
+        ):
+            if stream in (keys.INTAKE, keys.INTAKE_REJECTED) and not refs:
+                continue
+            start = "-"
+            while True:
+                entries = await self.redis.xrange(stream, start, "+", count=500)
+                doomed = [entry_id for entry_id, fields in entries if which(fields)]
+                if doomed:
+                    await self.redis.xdel(stream, *doomed)
+                if len(entries) < 500:
+                    break
+                start = "(" + entries[-1][0]
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Sweep every `sweep_seconds` until stopped; survives a lost store."""
+        while not self._stopping.is_set():
+            wait = self.sweep_seconds
+            try:
+                self.stats.alive = True
+                await self.sweep()
+            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
+                self.stats.alive = False
+                log.warning("privacy sweep: store unreachable (%s); retrying", exc)
+                wait = min(self.sweep_seconds, 10.0)
+            except Exception:
+                log.exception("privacy sweep: unexpected error; going on")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), wait)
+        self.stats.alive = False
+
+    async def stop(self) -> None:
+        """Stop after the current round."""
+        self._stopping.set()

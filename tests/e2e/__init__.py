@@ -1,0 +1,1 @@
+"""End-to-end tests against real Redis/Valkey, SMTP, Bot API and Chromium."""

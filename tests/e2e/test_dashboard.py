@@ -1,0 +1,309 @@
+"""The status board against the running service: sign-in, sessions, who sees what, acknowledging."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from bot.usecases.sessions import COOKIE
+from tests.support.world import World, arrival, eventually, running_world
+
+SCHOOL = "ostersund-skola"
+SCHOOL_CHAT = 1003
+
+
+@pytest.fixture
+async def world(redis_url: str, redis: object, tmp_path: Path) -> AsyncIterator[World]:
+    async with running_world(redis_url, tmp_path) as w:
+        yield w
+
+
+def browser() -> aiohttp.ClientSession:
+    # The service listens on 127.0.0.1; aiohttp keeps cookies from IP hosts only when unsafe.
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def signed_in(world: World, org_id: str, role: str = "member") -> aiohttp.ClientSession:
+    """A browser session signed in as `org_id` through a one-time link."""
+    token = await world.services.dashboard.create_login(org_id, role, "test")  # type: ignore[arg-type]
+    client = browser()
+    async with client.post(
+        f"{world.base}/dashboard/login/{token}", allow_redirects=False
+    ) as response:
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"] == "/dashboard"
+    return client
+
+
+async def get(client: aiohttp.ClientSession, url: str) -> tuple[int, str, Any]:
+    async with client.get(url, allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers
+
+
+async def registered(world: World, **overrides: Any) -> dict[str, Any]:
+    answer = await world.register(arrival(**overrides))
+    await world.settled(answer["id"])
+    return dict(answer)
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no form token on the page"
+    return found.group(1)
+
+
+async def test_without_a_session_every_page_sends_you_to_sign_in(world: World) -> None:
+    case = await registered(world)
+    async with browser() as client:
+        for path in ("/dashboard", f"/dashboard/cases/{case['id']}"):
+            status, _, headers = await get(client, world.base + path)
+            assert status == 303
+            assert headers["Location"] == "/dashboard/login"
+        async with client.post(
+            f"{world.base}/dashboard/cases/{case['id']}/ack",
+            data={"version": "1"},
+            allow_redirects=False,
+        ) as response:
+            assert response.status == 303
+        status, page, headers = await get(client, world.base + "/dashboard/login")
+        assert status == 200 and "Logga in" in page
+        assert 'name="viewport"' in page
+        assert headers["Cache-Control"] == "no-store"
+    assert not await world.services.cases.store.acks(case["id"])
+
+
+async def test_a_sign_in_link_works_once_and_a_get_does_not_use_it(world: World) -> None:
+    token = await world.services.dashboard.create_login(SCHOOL, "member", "test")
+    url = f"{world.base}/dashboard/login/{token}"
+    async with browser() as client:
+        # A mail scanner's GET shows the button and leaves the link usable.
+        for _ in range(2):
+            status, page, _ = await get(client, url)
+            assert status == 200
+            assert '<button type="submit" class="primary">Logga in</button>' in page
+        async with client.post(url, allow_redirects=False) as response:
+            assert response.status == 303
+            cookie = response.cookies[COOKIE]
+            assert cookie["httponly"]
+            assert cookie["samesite"] == "Lax"
+            assert cookie["path"] == "/dashboard"
+            assert not cookie["secure"]  # PUBLIC_URL is http:// in the tests
+        status, page, _ = await get(client, world.base + "/dashboard")
+        assert status == 200 and "Statustavla" in page
+    async with browser() as other:
+        async with other.post(url, allow_redirects=False) as response:
+            assert response.status == 410
+            assert "gäller inte längre" in await response.text()
+            assert COOKIE not in response.cookies
+        status, _, _ = await get(other, url)
+        assert status == 410
+
+
+async def test_a_sign_in_link_expires(world: World) -> None:
+    token = await world.services.dashboard.create_login(SCHOOL, "member", "test")
+    [key] = [k async for k in world.services.redis.scan_iter("ankomst:dashboard:login:*")]
+    ttl = await world.services.redis.ttl(key)
+    assert 0 < ttl <= 15 * 60
+    assert token not in key  # stored by hash only
+    await world.services.redis.delete(key)  # what the TTL does after 15 minutes
+    async with (
+        browser() as client,
+        client.post(f"{world.base}/dashboard/login/{token}", allow_redirects=False) as response,
+    ):
+        assert response.status == 410
+
+
+async def test_each_organisation_sees_only_its_own_cases(world: World) -> None:
+    case = await registered(world)
+    ref, path = case["reference"], f"/dashboard/cases/{case['id']}"
+    berg_case = await world.register(
+        arrival(external_ref="MIG-2026-999999", municipality="berg"), "berg-mottagning"
+    )
+    seen: dict[str, tuple[bool, int]] = {}
+    for org_id in (SCHOOL, "berg-skola", "ostersund-ledning", "berg-ledning", "hc-lugnvik"):
+        async with await signed_in(world, org_id) as client:
+            _, board, _ = await get(client, world.base + "/dashboard")
+            status, page, _ = await get(client, world.base + path)
+            seen[org_id] = (ref in board, status)
+            if status == 200:
+                assert ref in page and "Historik" in page
+            else:
+                assert "hittades inte" in page and "Storgatan" not in page
+    assert seen[SCHOOL] == (True, 200)
+    assert seen["hc-lugnvik"] == (True, 200)
+    assert seen["ostersund-ledning"] == (True, 200)  # management: its municipality's cases
+    assert seen["berg-skola"] == (False, 404)
+    assert seen["berg-ledning"] == (False, 404)
+    async with await signed_in(world, "berg-ledning") as client:
+        _, board, _ = await get(client, world.base + "/dashboard")
+        assert berg_case["reference"] in board
+    # Every case shown was logged as read (who, which case, through the board); refused reads
+    # show nothing and log nothing.
+    reads = [fields for _, fields in await world.services.redis.xrange("ankomst:audit")]
+    board_reads = {(r["by"], r["case"], r["via"]) for r in reads if r["via"].startswith("dash")}
+    assert (SCHOOL, case["id"], "dashboard") in board_reads
+    assert (SCHOOL, case["id"], "dashboard:list") in board_reads
+    assert ("ostersund-ledning", case["id"], "dashboard") in board_reads
+    assert not {r for r in board_reads if r[0].startswith("berg") and r[1] == case["id"]}
+    assert all(r["who"] == "test" for r in reads if r["via"].startswith("dash"))
+
+
+async def test_a_forged_expired_or_signed_out_session_is_refused(world: World) -> None:
+    client = await signed_in(world, SCHOOL)
+    async with client:
+        value = next(c.value for c in client.cookie_jar if c.key == COOKIE)
+    base = world.base + "/dashboard"
+
+    async def with_cookie(cookie: str) -> int:
+        async with (
+            browser() as c,
+            c.get(
+                base, headers={"Cookie": f"{COOKIE}={cookie}"}, allow_redirects=False
+            ) as response,
+        ):
+            return response.status
+
+    assert await with_cookie(value) == 200
+    sid, _, rest = value.partition(".")
+    assert await with_cookie("x" + value) == 303
+    assert await with_cookie(sid + "." + rest[::-1]) == 303
+    assert await with_cookie('"nonsense"') == 303
+    # Past the session's lifetime (8 hours) the signature is too old.
+    world.clock.advance(timedelta(hours=8, minutes=1))
+    assert await with_cookie(value) == 303
+    world.clock.advance(-timedelta(hours=8, minutes=1))
+    assert await with_cookie(value) == 200
+    # Signing out ends it everywhere: the same cookie no longer works.
+    async with browser() as c:
+        c.cookie_jar.update_cookies({COOKIE: value})
+        _, page, _ = await get(c, base)
+        async with c.post(
+            world.base + "/dashboard/logout", data={"csrf": csrf_of(page)}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            assert response.headers["Location"].startswith("/dashboard/login")
+    assert await with_cookie(value) == 303
+
+
+async def test_the_acknowledge_button_acknowledges_for_the_organisation(world: World) -> None:
+    case = await registered(world)
+    path = f"{world.base}/dashboard/cases/{case['id']}"
+    async with await signed_in(world, SCHOOL) as client:
+        _, board, _ = await get(client, world.base + "/dashboard")
+        assert "Väntar" in board
+        status, page, _ = await get(client, path)
+        assert status == 200 and "Bekräfta mottaget" in page
+        token = csrf_of(page)
+        # Without the session's form token nothing happens (another site cannot post it).
+        async with client.post(
+            path + "/ack", data={"version": "1", "csrf": "wrong"}, allow_redirects=False
+        ) as response:
+            assert response.status == 403
+        assert not await world.services.cases.store.acks(case["id"])
+        async with client.post(
+            path + "/ack", data={"version": "1", "csrf": token}, allow_redirects=False
+        ) as response:
+            assert response.status == 303
+            location = response.headers["Location"]
+        status, page, _ = await get(client, world.base + location)
+        assert "Mottaget är registrerat" in page
+        assert "Bekräfta mottaget" not in page
+        assert "✓ Bekräftat" in page
+    acks = await world.services.cases.store.acks(case["id"])
+    assert acks[f"1:{SCHOOL}"]["via"] == "dashboard"
+    history = await world.services.cases.store.history(case["id"])
+    assert any(h["what"] == "acknowledged" and h["via"] == "dashboard" for h in history)
+    # Management sees the case but has nothing to acknowledge on it.
+    async with await signed_in(world, "ostersund-ledning") as client:
+        _, page, _ = await get(client, path)
+        assert "Bekräfta mottaget" not in page
+
+
+async def test_sign_in_by_e_mail_sends_a_link_and_does_not_reveal_the_directory(
+    world: World,
+) -> None:
+    address = "skola@ostersund.example.se"
+    before = len(world.mails_to(address))
+    answers = []
+    async with browser() as client:
+        for typed in (address.upper(), "nobody@example.se", "not an address"):
+            async with client.post(
+                world.base + "/dashboard/login", data={"email": typed}
+            ) as response:
+                answers.append((response.status, await response.text()))
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0] == 200 and "Om adressen tillhör" in answers[0][1]
+
+    async def mailed() -> bool:
+        return len(world.mails_to(address)) > before
+
+    await eventually(mailed, 10, "the sign-in mail")
+    assert not world.mails_to("nobody@example.se")
+    mail = world.mails_to(address)[-1]
+    text = str(mail.get_body(preferencelist=("plain",)).get_content())
+    link = re.search(r"http://ankomst\.example\.se(/dashboard/login/\S+)", text)
+    assert link, text
+    async with browser() as client:
+        async with client.post(world.base + link.group(1), allow_redirects=False) as response:
+            assert response.status == 303
+        status, page, _ = await get(client, world.base + "/dashboard")
+        assert status == 200 and "Lugnviksskolan" in page
+
+
+async def test_tavla_in_a_linked_chat_replies_with_a_link_that_signs_in(world: World) -> None:
+    case = await registered(world)
+    before = len(world.telegram.sent_to(SCHOOL_CHAT))
+    world.telegram.push_update(world.telegram.message_update(SCHOOL_CHAT, "/tavla"))
+
+    async def replied() -> bool:
+        return any(
+            "/dashboard/login/" in (c.text or "")
+            for c in world.telegram.sent_to(SCHOOL_CHAT)[before:]
+        )
+
+    await eventually(replied, 10, "the /tavla reply")
+    reply = [
+        c for c in world.telegram.sent_to(SCHOOL_CHAT) if "/dashboard/login/" in (c.text or "")
+    ][-1]
+    link = re.search(
+        r"http://ankomst\.example\.se(/dashboard/login/[A-Za-z0-9_-]+)", reply.text or ""
+    )
+    assert link
+    async with browser() as client:
+        async with client.post(world.base + link.group(1), allow_redirects=False) as response:
+            assert response.status == 303
+        _, page, _ = await get(client, world.base + "/dashboard")
+        assert case["reference"] in page
+    # An unlinked chat gets no link.
+    world.telegram.push_update(world.telegram.message_update(4242, "/tavla"))
+
+    async def refused() -> bool:
+        return bool(world.telegram.sent_to(4242))
+
+    await eventually(refused, 10, "the refusal")
+    assert all("/dashboard/login/" not in (c.text or "") for c in world.telegram.sent_to(4242))
+
+
+async def test_the_board_shows_deadlines_and_escalations(world: World) -> None:
+    case = await registered(world)
+    async with await signed_in(world, "ostersund-ledning") as client:
+        _, page, _ = await get(client, world.base + "/dashboard")
+        assert "Tidsgränser" in page and "Bekräftelse" in page
+    # Two working days on, the unacknowledged recipients have been reminded and escalated.
+    world.clock.advance(timedelta(days=1, hours=2))
+    await world.tick()
+    await world.tick()
+    history = await world.services.cases.store.history(case["id"])
+    escalated = [h for h in history if h["what"] == "ack_escalation"]
+    assert escalated, json.dumps(history, ensure_ascii=False)
+    async with await signed_in(world, "ostersund-ledning") as client:
+        _, page, _ = await get(client, world.base + "/dashboard")
+        assert "Eskalerat: inte bekräftat i tid" in page
+        assert "Försenad" in page

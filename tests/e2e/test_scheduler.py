@@ -1,0 +1,251 @@
+"""The scheduler on real Redis: timers made once, fired once by the clock, late not never."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from redis.asyncio import Redis
+
+from bot.domain.clock import ManualClock
+from bot.store import keys
+from bot.store.timers import CANCELLED, FAILED, FIRED, Scheduler, Timer, describe_duration
+
+NINE = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock(NINE)
+
+
+class Recorder:
+    """A handler that counts what it fired."""
+
+    def __init__(self) -> None:
+        self.fired: Counter[str] = Counter()
+
+    async def __call__(self, timer: Timer) -> None:
+        await asyncio.sleep(0)  # let other claimers run in between
+        self.fired[timer.id] += 1
+
+
+def scheduler(redis: Redis, clock: ManualClock, handler: Recorder, **kw: float) -> Scheduler:
+    s = Scheduler(redis, clock, lease_seconds=kw.pop("lease", 120), **kw)  # type: ignore[arg-type]
+    s.on("remind", handler)
+    return s
+
+
+@pytest.fixture
+async def clients(redis_url: str, redis: Redis) -> AsyncIterator[list[Redis]]:
+    """Eight connections of their own, as eight `serve` processes would have."""
+    made = [Redis.from_url(redis_url, decode_responses=True) for _ in range(8)]
+    try:
+        yield made
+    finally:
+        for client in made:
+            await client.aclose()
+
+
+async def test_a_timer_is_made_once_however_often_it_is_scheduled(
+    redis: Redis, clock: ManualClock
+) -> None:
+    s = scheduler(redis, clock, Recorder())
+    due = NINE + timedelta(hours=2)
+    assert await s.schedule("remind:c1:1:hc", "remind", "c1", due, {"n": 1}) is True
+    # A replayed event asks again, even with another time: nothing changes.
+    assert await s.schedule("remind:c1:1:hc", "remind", "c1", due + timedelta(hours=5)) is False
+    assert await redis.zcard(keys.TIMERS) == 1
+    timer = await s.get("remind:c1:1:hc")
+    assert timer is not None and timer.due_at == due and timer.payload == {"n": 1}
+    assert [t.id for t in await s.of_case("c1")] == ["remind:c1:1:hc"]
+
+
+async def test_a_timer_fires_when_the_clock_says_so_and_only_once(
+    redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler)
+    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=2))
+    assert await s.run_due() == 0
+    clock.advance(timedelta(hours=1, minutes=59, seconds=59))
+    assert await s.run_due() == 0
+    clock.advance(timedelta(seconds=1))
+    assert await s.run_due() == 1
+    assert await s.run_due() == 0
+    clock.advance(timedelta(days=30))
+    assert await s.run_due() == 0
+    assert handler.fired == Counter({"t1": 1})
+    timer = await s.get("t1")
+    assert timer is not None and timer.state == FIRED and not timer.pending
+    assert await redis.zcard(keys.TIMERS) == 0
+    # The fired timer is kept as a tombstone: scheduling it again makes nothing.
+    assert await s.schedule("t1", "remind", "c1", NINE) is False
+    assert await redis.ttl(keys.timer("t1")) > 0
+
+
+async def test_many_claimers_at_once_fire_every_timer_exactly_once(
+    redis: Redis, clients: list[Redis], clock: ManualClock
+) -> None:
+    handler = Recorder()
+    processes = [scheduler(client, clock, handler) for client in clients]
+    for i in range(60):
+        await processes[0].schedule(f"t{i}", "remind", f"c{i % 7}", NINE + timedelta(minutes=i))
+    clock.advance(timedelta(hours=2))
+    fired = await asyncio.gather(*(p.run_due() for p in processes for _ in range(3)))
+    assert sum(fired) == 60
+    assert handler.fired == Counter({f"t{i}": 1 for i in range(60)})
+
+
+async def test_of_many_concurrent_claims_on_one_due_timer_exactly_one_wins(
+    redis: Redis, clients: list[Redis], clock: ManualClock
+) -> None:
+    processes = [scheduler(client, clock, Recorder()) for client in clients]
+    await processes[0].schedule("t1", "remind", "c1", NINE)
+    claims = await asyncio.gather(*(p.claim("t1") for p in processes for _ in range(5)))
+    assert len([c for c in claims if c is not None]) == 1
+
+
+async def test_a_timer_not_yet_due_cannot_be_claimed(redis: Redis, clock: ManualClock) -> None:
+    s = scheduler(redis, clock, Recorder())
+    await s.schedule("t1", "remind", "c1", NINE + timedelta(seconds=1))
+    assert await s.claim("t1") is None
+    assert await s.claim("no-such-timer") is None
+
+
+async def test_a_late_firing_says_in_the_log_how_late(
+    redis: Redis, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler, late_after_seconds=60)
+    await s.schedule("on-time", "remind", "c1", NINE)
+    await s.schedule("late", "remind", "c1", NINE - timedelta(hours=2, minutes=30))
+    with caplog.at_level(logging.WARNING, logger="bot.store.timers"):
+        assert await s.run_due() == 2
+    late = [r.getMessage() for r in caplog.records if "late" in r.getMessage()]
+    assert len(late) == 1
+    assert late[0].startswith("timer late fired 2 h 30 min late")
+    assert s.stats.late == 1
+
+
+def test_durations_in_the_log_read_plainly() -> None:
+    assert describe_duration(timedelta(seconds=42)) == "42 s"
+    assert describe_duration(timedelta(hours=2, minutes=30)) == "2 h 30 min"
+    assert describe_duration(timedelta(days=3, hours=1, seconds=5)) == "3 d 1 h"
+    assert describe_duration(timedelta(0)) == "0 s"
+
+
+async def test_a_timer_whose_claimer_died_mid_fire_is_fired_after_the_lease(
+    redis_url: str, redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    crashed = scheduler(Redis.from_url(redis_url, decode_responses=True), clock, handler, lease=120)
+    await crashed.schedule("t1", "remind", "c1", NINE)
+    assert await crashed.claim("t1") is not None  # ... and the process dies here
+    await crashed.redis.aclose()
+
+    survivor = scheduler(redis, clock, handler, lease=120)
+    assert await survivor.run_due() == 0  # still leased to the dead process
+    clock.advance(timedelta(seconds=119))
+    assert await survivor.run_due() == 0
+    clock.advance(timedelta(seconds=1))
+    assert await survivor.run_due() == 1
+    timer = await survivor.get("t1")
+    assert timer is not None and timer.state == FIRED and timer.attempts == 2
+    assert handler.fired == Counter({"t1": 1})
+
+
+async def test_only_the_holder_of_the_claim_completes_a_timer(
+    redis: Redis, clock: ManualClock
+) -> None:
+    s = scheduler(redis, clock, Recorder())
+    await s.schedule("t1", "remind", "c1", NINE)
+    first = await s.claim("t1")
+    assert first is not None
+    clock.advance(timedelta(minutes=5))  # the lease runs out; another process takes it over
+    second = await s.claim("t1")
+    assert second is not None and second[1] == 2
+    assert await s.complete("t1", first[0]) is False
+    assert await s.complete("t1", second[0]) is True
+
+
+async def test_timers_outlive_the_scheduler_that_made_them(
+    redis_url: str, redis: Redis, clock: ManualClock
+) -> None:
+    before = Redis.from_url(redis_url, decode_responses=True)
+    await scheduler(before, clock, Recorder()).schedule("t1", "remind", "c1", NINE)
+    await before.aclose()
+    clock.advance(timedelta(days=3))  # everything was down for three days
+    handler = Recorder()
+    assert await scheduler(redis, clock, handler).run_due() == 1
+    assert handler.fired == Counter({"t1": 1})
+
+
+async def test_a_cancelled_timer_never_fires_and_is_not_made_again(
+    redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler)
+    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1))
+    assert await s.cancel("t1") is True
+    assert await s.cancel("t1") is False
+    assert await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1)) is False
+    clock.advance(timedelta(days=1))
+    assert await s.run_due() == 0
+    timer = await s.get("t1")
+    assert timer is not None and timer.state == CANCELLED
+    assert handler.fired == Counter()
+
+
+async def test_a_failing_timer_is_retried_after_the_lease_then_given_up(
+    redis: Redis, clock: ManualClock
+) -> None:
+    calls = 0
+
+    async def broken(timer: Timer) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("template missing")
+
+    s = Scheduler(redis, clock, lease_seconds=60, max_attempts=3)
+    s.on("remind", broken)
+    await s.schedule("t1", "remind", "c1", NINE)
+    for _ in range(5):
+        await s.run_due()
+        clock.advance(timedelta(seconds=60))
+    assert calls == 3
+    timer = await s.get("t1")
+    assert timer is not None and timer.state == FAILED
+    assert await redis.zcard(keys.TIMERS) == 0
+
+
+async def test_the_loop_fires_by_the_clock_not_by_real_time(
+    redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler, poll_seconds=0.01)
+    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=2))
+    task = asyncio.create_task(s.run())
+    try:
+        await asyncio.sleep(0.1)  # many rounds of real time: the clock has not moved
+        assert handler.fired == Counter()
+        assert s.stats.alive
+        clock.advance(timedelta(hours=2))
+        async with asyncio.timeout(5):
+            while not handler.fired:
+                await asyncio.sleep(0.01)
+    finally:
+        await s.stop()
+        await asyncio.wait_for(task, 5)
+    assert handler.fired == Counter({"t1": 1})
+    assert not s.stats.alive
+
+
+async def test_due_times_must_be_aware(redis: Redis, clock: ManualClock) -> None:
+    s = scheduler(redis, clock, Recorder())
+    with pytest.raises(ValueError, match="aware"):
+        await s.schedule("t1", "remind", "c1", datetime(2026, 11, 25, 9))
