@@ -34,9 +34,9 @@ def _directory_check(path: Path) -> int:
 async def _with_store(settings: Settings, org_id: str, action: str, role: str) -> int:
     from bot.domain.clock import SystemClock
     from bot.domain.directory import DirectoryError, load_directory
+    from bot.runtime.services import directory_chats
     from bot.store.connection import open_store
     from bot.usecases.access import ApiTokens, ChatLinks
-    from handlers.main import directory_chats
 
     try:
         directory = load_directory(settings.directory)

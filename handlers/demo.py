@@ -8,8 +8,9 @@ from typing import Any
 
 import aiohttp
 
+from bot.runtime.services import Services
 from bot.runtime.settings import Settings
-from handlers.main import Ankomst, Services, serve
+from handlers.main import Ankomst, serve
 
 SAMPLES: list[dict[str, Any]] = [
     {
@@ -93,7 +94,7 @@ async def post_samples(service: Ankomst, services: Services) -> None:
             f"  {state['reference']}  {state['arrival']['arrival_date']}  status={state['status']}"
             f"  sent={sent}  to: {names}"
         )
-    if service.smtp is not None:
+    if services.settings.smtp_host is None:
         print(f"Captured mail: {services.settings.mail_dir}/new/")
     print(f"API token for {reception.id} (demo): {token}")
     print(

@@ -19,11 +19,11 @@ from aiohttp import web
 from bot.channels.email import OutgoingMail
 from bot.pipeline.deadlines import ACK_ESCALATION, ACK_REMINDER
 from bot.pipeline.fanout import NOTICE
+from bot.runtime.services import Services, from_domain
 from bot.usecases.audit import record_reads
 from bot.usecases.cases import Case, CaseNotFound, Forbidden
 from bot.usecases.sessions import COOKIE, DashboardSession
 from bot.usecases.views import case_view
-from handlers.main import Services, from_domain
 from messages.dashboard import (
     BoardPage,
     CasePage,

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
+from bot.runtime.services import Services
 from bot.usecases.access import Actor, LinkExpired
 from bot.usecases.audit import record_read, record_reads
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
@@ -19,7 +20,6 @@ from bot.usecases.disagreements import DecisionIn, DisagreementIn
 from bot.usecases.healthcare import BookingIn, ClearanceIn
 from bot.usecases.views import case_view, dumps, summary
 from handlers.http.dashboard import add_dashboard_routes
-from handlers.main import Services
 from messages.models import AckPage, AckPageState
 from messages.render import render_ack_page
 

@@ -7,8 +7,8 @@ from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
+from bot.runtime.services import Services
 from bot.runtime.settings import Settings
-from handlers.main import Services
 from handlers.telegram import (
     acknowledge,
     board,

@@ -6,9 +6,9 @@ from aiogram import Router
 from aiogram.types import CallbackQuery
 
 from bot.pipeline.buttons import AckButton
+from bot.runtime.services import Services
 from bot.usecases.access import Actor
 from bot.usecases.cases import CaseNotFound
-from handlers.main import Services
 from messages import chat
 
 

@@ -6,8 +6,8 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import LinkPreviewOptions, Message
 
+from bot.runtime.services import Services
 from handlers.http.dashboard import chat_login_link
-from handlers.main import Services
 from handlers.telegram.common import acting_for_message
 
 

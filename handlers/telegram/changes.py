@@ -18,8 +18,8 @@ from bot.domain.arrival import (
     check_free_text,
     parse,
 )
+from bot.runtime.services import Services
 from bot.usecases.cases import Case, CaseNotFound, Conflict, Forbidden
-from handlers.main import Services
 from handlers.telegram.common import (
     TEXT,
     Acting,

@@ -13,8 +13,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from bot.domain.arrival import InvalidInput
 from bot.domain.directory import Organisation
+from bot.runtime.services import Services
 from bot.usecases.access import Actor
-from handlers.main import Services
 from messages import chat
 from messages.dates import short_date
 

@@ -12,9 +12,9 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.domain.arrival import InvalidInput, parse
 from bot.pipeline.buttons import CaseAction, check_action, escalate_row
+from bot.runtime.services import Services
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
 from bot.usecases.disagreements import DisagreementIn
-from handlers.main import Services
 from handlers.telegram.common import TEXT, acting_for_message, acting_for_query, invalid_text
 from messages import chat
 

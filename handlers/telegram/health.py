@@ -12,9 +12,9 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.domain.arrival import InvalidInput, parse
 from bot.pipeline.buttons import CaseAction, check_action, clearance_rows
+from bot.runtime.services import Services
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
 from bot.usecases.healthcare import BookingIn, ClearanceIn
-from handlers.main import Services
 from handlers.telegram.common import (
     TEXT,
     Pick,

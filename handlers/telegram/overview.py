@@ -8,8 +8,8 @@ from aiogram import Router
 from aiogram.filters import Command
 from aiogram.types import Message
 
+from bot.runtime.services import Services
 from bot.usecases.views import case_view
-from handlers.main import Services
 from handlers.telegram.common import acting_for_message
 from messages.dates import swedish_date
 

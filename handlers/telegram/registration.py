@@ -22,8 +22,8 @@ from bot.domain.arrival import (
     is_external_ref,
     parse,
 )
+from bot.runtime.services import Services
 from bot.usecases.cases import Forbidden
-from handlers.main import Services
 from handlers.telegram.common import (
     TEXT,
     Pick,

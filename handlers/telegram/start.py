@@ -6,7 +6,7 @@ from aiogram import Bot, Router
 from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import BotCommand, BotCommandScopeChat, BotCommandScopeDefault, Message
 
-from handlers.main import Services
+from bot.runtime.services import Services
 from messages import chat
 from messages.models import OrgKind
 

@@ -14,8 +14,9 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from bot.domain.clock import ManualClock
+from bot.runtime.services import Services
 from bot.runtime.settings import Settings
-from handlers.main import Ankomst, Services
+from handlers.main import Ankomst
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
 

@@ -1,0 +1,285 @@
+"""The core's object graph, built by one factory and complete at construction.
+
+`build_services` makes every long-lived core object once (use cases, pipeline, workers) from
+resources the caller has already opened (the Redis client, the e-mail sender, the Bot). It
+starts nothing: `handlers.main` owns the order of start and stop, and wires the adapters
+(web app, dispatcher) around what is built here. Nothing in this module knows a handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram import Bot
+from redis.asyncio import Redis
+
+from bot.channels.email import EmailSender
+from bot.channels.telegram import TelegramSender
+from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.clock import Clock
+from bot.domain.directory import Directory
+from bot.pipeline.deadletters import DeadLetterAlarm
+from bot.pipeline.deadlines import Deadlines, DeadlineSettings
+from bot.pipeline.delivery import Deliverer, DeliverySettings
+from bot.pipeline.fanout import FanOut
+from bot.runtime.metrics import Metrics
+from bot.runtime.settings import Settings
+from bot.store import keys
+from bot.store.streams import StreamConsumer
+from bot.store.timers import Scheduler
+from bot.usecases.access import ApiTokens, ChatLinks, Signer
+from bot.usecases.cases import CaseService
+from bot.usecases.disagreements import Disagreements
+from bot.usecases.healthcare import HealthCentre
+from bot.usecases.intake import INTAKE_GROUP, Intake
+from bot.usecases.privacy import Retention
+from bot.usecases.sessions import DashboardAccess
+
+
+@dataclass
+class Workers:
+    """The background loops of one process; empty when the process runs no workers."""
+
+    consumers: list[StreamConsumer] = field(default_factory=list)
+    scheduler: Scheduler | None = None
+    retention: Retention | None = None
+    # Further loops an adapter runs (Telegram polling): name -> is it alive.
+    extra: dict[str, Callable[[], bool]] = field(default_factory=dict)
+
+    def liveness(self) -> dict[str, bool]:
+        """Each worker by name, and whether it is alive."""
+        alive = {f"{c.stream}/{c.group}": c.stats.alive for c in self.consumers}
+        if self.scheduler is not None:
+            alive["scheduler"] = self.scheduler.stats.alive
+        if self.retention is not None:
+            alive["privacy"] = self.retention.stats.alive
+        alive.update({name: check() for name, check in self.extra.items()})
+        return alive
+
+
+@dataclass
+class Services:
+    """Everything a handler may need, made once at start and passed in."""
+
+    settings: Settings
+    redis: Redis
+    directory: Directory
+    clock: Clock
+    calendar: WorkingDayCalendar
+    cases: CaseService
+    tokens: ApiTokens
+    chats: ChatLinks
+    signer: Signer
+    fanout: FanOut
+    deliverer: Deliverer
+    scheduler: Scheduler
+    deadlines: Deadlines
+    health: HealthCentre
+    disagreements: Disagreements
+    dashboard: DashboardAccess
+    metrics: Metrics
+    retention: Retention
+    workers: Workers
+    bot: Bot | None = None
+
+    @property
+    def consumers(self) -> list[StreamConsumer]:
+        """The stream consumers of this process (none when it runs no workers)."""
+        return self.workers.consumers
+
+    async def ready(self) -> tuple[bool, dict[str, Any]]:
+        """Whether the store answers and every worker runs."""
+        checks: dict[str, Any] = {}
+        try:
+            checks["redis"] = bool(await asyncio.wait_for(self.redis.ping(), 2))
+        except Exception as exc:
+            checks["redis"] = False
+            checks["redis_error"] = type(exc).__name__
+        checks["workers"] = self.workers.liveness()
+        ok = (
+            checks["redis"] is True
+            and all(checks["workers"].values())
+            and bool(self.workers.consumers)
+        )
+        return ok, checks
+
+
+def directory_chats(directory: Directory) -> dict[int, str]:
+    """Chats listed in the directory file, by chat id."""
+    return {c: o.id for o in directory.organisations.values() for c in o.telegram_chats}
+
+
+def from_domain(settings: Settings) -> str:
+    """The domain of the sender address, for Message-IDs."""
+    address = settings.smtp_from.rsplit("<", 1)[-1].rstrip(">").strip()
+    return address.rsplit("@", 1)[-1]
+
+
+def consumer_name() -> str:
+    """A name unique to this process, for the consumer groups."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def build_services(
+    settings: Settings,
+    *,
+    directory: Directory,
+    redis: Redis,
+    clock: Clock,
+    email: EmailSender,
+    bot: Bot | None,
+    run_workers: bool,
+) -> Services:
+    """Build the core once: use cases, pipeline and (when asked) the workers, none started."""
+    # A send never waits for its turn longer than half the delivery's claim: past the claim
+    # another process may take the delivery over and send it too. It is retried instead.
+    telegram = (
+        TelegramSender(bot, redis, max_wait=settings.claim_seconds / 2) if bot is not None else None
+    )
+    calendar = WorkingDayCalendar(
+        settings.zone, settings.office_start, settings.office_end, directory.closed_days
+    )
+    chats = ChatLinks(redis, clock, directory_chats(directory))
+    signer = Signer(settings.secret(), settings.ack_link_days * 86400, clock)
+    fanout = FanOut(redis, directory, chats, clock)
+    metrics = Metrics(redis, directory, clock)
+    deliverer = Deliverer(
+        redis,
+        directory,
+        chats,
+        calendar,
+        signer,
+        clock,
+        DeliverySettings(
+            public_url=settings.public_url,
+            from_domain=from_domain(settings),
+            chat_details=settings.chat_details,
+            booking_days=settings.booking_days,
+            claim_ms=settings.claim_seconds * 1000,
+            failpoint=settings.failpoint or "",
+        ),
+        email,
+        telegram,
+    )
+    deliverer.on_outcome = metrics.count_delivery
+    scheduler = Scheduler(
+        redis,
+        clock,
+        poll_seconds=settings.scheduler_poll_seconds,
+        lease_seconds=settings.scheduler_lease_seconds,
+        late_after_seconds=settings.scheduler_late_seconds,
+    )
+    disagreements = Disagreements(redis, directory, clock)
+    deadlines = Deadlines(
+        redis,
+        directory,
+        calendar,
+        clock,
+        scheduler,
+        fanout,
+        DeadlineSettings.from_settings(settings),
+        disagreements,
+    )
+    cases = CaseService(redis, directory, clock, settings.zone)
+    retention = Retention(
+        redis,
+        directory,
+        calendar,
+        clock,
+        retention_days=settings.retention_days,
+        sweep_seconds=settings.retention_sweep_seconds,
+        booking_days=settings.booking_days,
+    )
+    workers = Workers()
+    if run_workers:
+        name = consumer_name()
+        reclaim = settings.claim_seconds * 1000
+        alarm = DeadLetterAlarm(redis, clock)
+        workers.consumers = [
+            StreamConsumer(
+                redis,
+                keys.EVENTS,
+                keys.FANOUT_GROUP,
+                name,
+                metrics.observe_events(fanout.handle, time_acks=True),
+                reclaim_after_ms=reclaim,
+            ),
+            StreamConsumer(
+                redis,
+                keys.EVENTS,
+                keys.DEADLINES_GROUP,
+                name,
+                metrics.observe_events(deadlines.handle, time_acks=False),
+                reclaim_after_ms=reclaim,
+            ),
+            StreamConsumer(
+                redis,
+                keys.OUTBOX_EMAIL,
+                keys.SENDER_GROUP,
+                name,
+                metrics.observe_deliveries(deliverer.handle),
+                concurrency=settings.smtp_pool_size * 2,
+                reclaim_after_ms=reclaim,
+                on_dead_letter=alarm,
+            ),
+        ]
+        if telegram is not None:
+            workers.consumers.append(
+                StreamConsumer(
+                    redis,
+                    keys.OUTBOX_TELEGRAM,
+                    keys.SENDER_GROUP,
+                    name,
+                    metrics.observe_deliveries(deliverer.handle),
+                    concurrency=64,
+                    reclaim_after_ms=reclaim,
+                    on_dead_letter=alarm,
+                )
+            )
+        workers.consumers.append(
+            StreamConsumer(
+                redis,
+                keys.INTAKE,
+                INTAKE_GROUP,
+                name,
+                Intake(redis, cases).handle,
+                reclaim_after_ms=reclaim,
+            )
+        )
+        workers.scheduler = scheduler
+        workers.retention = retention
+        metrics.consumers = workers.consumers
+    return Services(
+        settings=settings,
+        redis=redis,
+        directory=directory,
+        clock=clock,
+        calendar=calendar,
+        cases=cases,
+        tokens=ApiTokens(redis, clock),
+        chats=chats,
+        signer=signer,
+        fanout=fanout,
+        deliverer=deliverer,
+        scheduler=scheduler,
+        deadlines=deadlines,
+        health=HealthCentre(redis, directory, clock, settings.zone),
+        disagreements=disagreements,
+        dashboard=DashboardAccess(
+            redis,
+            clock,
+            settings.secret(),
+            login_seconds=settings.dashboard_login_minutes * 60,
+            session_seconds=int(settings.dashboard_session_hours * 3600),
+        ),
+        metrics=metrics,
+        retention=retention,
+        workers=workers,
+        bot=bot,
+    )
