@@ -1,4 +1,9 @@
-"""The `ankomst` command line."""
+"""The `ankomst` command line.
+
+Imports only what `--help` needs at the top: each subcommand imports its own modules, so that
+`ankomst --help`, `token create`, `invite`, `report` and `audit export` never load aiogram or
+aiohttp (seconds of start-up); only `serve` and `demo` do.
+"""
 
 from __future__ import annotations
 
@@ -34,7 +39,6 @@ def _directory_check(path: Path) -> int:
 async def _with_store(settings: Settings, org_id: str, action: str, role: str) -> int:
     from bot.domain.clock import SystemClock
     from bot.domain.directory import DirectoryError, load_directory
-    from bot.runtime.services import directory_chats
     from bot.store.connection import open_store
     from bot.usecases.access import ApiTokens, ChatLinks
 
@@ -57,7 +61,9 @@ async def _with_store(settings: Settings, org_id: str, action: str, role: str) -
                 file=sys.stderr,
             )
         else:
-            chats = ChatLinks(store.redis, clock, directory_chats(directory))
+            # Making an invite reads no chat of the directory file, so none are handed over
+            # (and the service graph, which would import aiogram, is not needed).
+            chats = ChatLinks(store.redis, clock, {})
             code = await chats.create_invite(org_id, role, settings.invite_hours * 3600)  # type: ignore[arg-type]
             print(code)
             print(
@@ -164,9 +170,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `ankomst` command."""
-    args = build_parser().parse_args(argv)
-    settings = load_or_exit()
+    """Entry point of the `ankomst` command; returns its exit status (tests call it in-process)."""
+    try:
+        args = build_parser().parse_args(argv)
+        settings = load_or_exit()
+    except SystemExit as exc:  # --help, a usage error or a bad setting, already printed
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     from bot.runtime.logs import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)

@@ -1,4 +1,8 @@
-"""The command line as an operator meets it: one clear line on a bad setting, never a traceback."""
+"""The command line as an operator meets it: one clear line on a bad setting, never a traceback.
+
+The commands run in-process (`handlers.cli.main(argv)`, tests/support/cli.py); one test starts
+the real interpreter, as a shell would.
+"""
 
 from __future__ import annotations
 
@@ -9,23 +13,38 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.cli import ROOT, CliResult, run_cli
 
 
-def run(
-    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
-) -> subprocess.CompletedProcess[str]:
+def run(*args: str, env: dict[str, str] | None = None, cwd: Path = ROOT) -> CliResult:
+    return run_cli(*args, env=env, cwd=cwd)
+
+
+def test_the_command_starts_as_a_program_and_prints_its_help() -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ANKOMST_")}
-    clean.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=clean,
-        cwd=cwd,
-        timeout=60,
-        check=False,
-    )
+    for command in ([sys.executable, "-m", "bot"], [str(Path(sys.executable).parent / "ankomst")]):
+        result = subprocess.run(
+            [*command, "--help"],
+            capture_output=True,
+            text=True,
+            env=clean,
+            cwd=ROOT,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert "usage: ankomst" in result.stdout
+        for subcommand in ("serve", "demo", "directory", "token", "invite", "report", "audit"):
+            assert subcommand in result.stdout
+
+
+def test_help_and_usage_errors_return_their_status(capsys: pytest.CaptureFixture[str]) -> None:
+    assert run("--help").returncode == 0
+    wrong = run("token", "create")
+    assert wrong.returncode == 2
+    assert "org_id" in wrong.stderr
+    # Nothing leaks past the in-process run into the test's own output.
+    assert capsys.readouterr() == ("", "")
 
 
 @pytest.mark.parametrize(
