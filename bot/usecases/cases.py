@@ -22,6 +22,8 @@ from redis.exceptions import WatchError
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, InvalidInput
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory, RoutingError
+from bot.domain.policy import Forbidden as Forbidden  # re-exported: callers catch it here
+from bot.domain.policy import Policy
 from bot.store import keys
 from bot.usecases.access import Actor
 
@@ -32,10 +34,6 @@ AckOutcome = Literal["recorded", "already", "stale", "cancelled", "not_recipient
 
 class CaseNotFound(Exception):
     """No case with that id (or reference)."""
-
-
-class Forbidden(Exception):
-    """The acting organisation may not do this; the message says why, in Swedish."""
 
 
 class Conflict(Exception):
@@ -301,22 +299,20 @@ class CaseService:
         self.clock = clock
         self.zone = zone  # reference years follow the local calendar
         self.store = CaseStore(redis)
+        self.policy = Policy(directory)
 
-    # -- policy ---------------------------------------------------------------------------
-
-    def _require_reception_unit(self, actor: Actor, municipality: str) -> None:
-        org = self.directory.organisations.get(actor.org_id)
-        if org is None or org.kind != "reception_unit" or org.municipality != municipality:
-            raise Forbidden("Bara kommunens mottagningsenhet kan registrera och ändra ankomster.")
+    # -- policy (the rules themselves live in bot.domain.policy) ------------------------------
 
     def require_party(self, actor: Actor, case: Case) -> None:
         """Only organisations on the case (and management of its municipality) may read it."""
-        if actor.org_id in case.parties():
-            return
-        org = self.directory.organisations.get(actor.org_id)
-        if org is not None and org.kind == "management" and org.municipality == case.municipality:
-            return
-        raise Forbidden("Er organisation är inte part i det här ärendet.")
+        self.policy.require_read(actor, case)
+
+    def require_change(self, actor: Actor, case: Case) -> None:
+        """What a change or cancellation needs before anything is asked: the registering
+        reception unit (Forbidden) and a case not cancelled (Conflict)."""
+        self.policy.require_change(actor, case)
+        if case.status == "cancelled":
+            raise Conflict("Ärendet är inställt och kan inte ändras.")
 
     # -- register ---------------------------------------------------------------------------
 
@@ -325,7 +321,7 @@ class CaseService:
         municipality = self.directory.municipalities.get(arrival.municipality)
         if municipality is None:
             raise InvalidInput([{"field": "municipality", "message": "okänd kommun"}])
-        self._require_reception_unit(actor, municipality.id)
+        self.policy.require_register(actor, municipality.id)
         try:
             recipients = self.directory.route(
                 municipality.id,
@@ -410,11 +406,7 @@ class CaseService:
             if not data:
                 raise CaseNotFound(case_id)
             case = Case.from_hash(data)
-            self._require_reception_unit(actor, case.municipality)
-            if case.reception_unit != actor.org_id:
-                raise Forbidden("Bara den mottagningsenhet som registrerade ärendet kan ändra det.")
-            if case.status == "cancelled":
-                raise Conflict("Ärendet är inställt och kan inte ändras.")
+            self.require_change(actor, case)
             now = self.clock.now()
             version = build(case, now)
             if version is None:

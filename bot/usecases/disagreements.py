@@ -17,6 +17,7 @@ from redis.asyncio.client import Pipeline
 from bot.domain.arrival import check_free_text
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
+from bot.domain.policy import Policy
 from bot.store import keys
 from bot.usecases.access import Actor
 from bot.usecases.cases import (
@@ -24,7 +25,6 @@ from bot.usecases.cases import (
     CaseNotFound,
     CaseStore,
     Conflict,
-    Forbidden,
     notice_event,
     optimistic,
     record_change,
@@ -143,26 +143,11 @@ class Disagreements:
         self.directory = directory
         self.clock = clock
         self.cases = CaseStore(redis)
+        self.policy = Policy(directory)
 
     def managements(self, case: Case) -> list[str]:
-        """The next management level of every party: its supervisor if that is management,
-        else its municipality's management organisation."""
-        out: list[str] = []
-        for org_id in case.parties():
-            org = self.directory.organisations.get(org_id)
-            if org is None:
-                continue
-            chosen = None
-            if org.supervisor:
-                boss = self.directory.organisations.get(org.supervisor)
-                if boss is not None and boss.kind == "management":
-                    chosen = boss.id
-            if chosen is None:
-                found = self.directory.organisations_in(org.municipality, "management")
-                chosen = found[0].id if found else None
-            if chosen and chosen not in out:
-                out.append(chosen)
-        return out
+        """The next management level of every party (the rule lives in the policy)."""
+        return self.policy.managements(case)
 
     def _name(self, org_id: str) -> str:
         org = self.directory.organisations.get(org_id)
@@ -183,25 +168,16 @@ class Disagreements:
         found = [await self.get(i) for i in ids]
         return sorted(found, key=lambda d: d.raised_at)
 
-    def _may_see(self, actor: Actor, case: Case, d: Disagreement | None = None) -> bool:
-        if actor.org_id in case.parties():
-            return True
-        if d is not None and actor.org_id in d.referred_to:
-            return True
-        return actor.org_id in self.managements(case)
-
     async def require_visible(self, actor: Actor, d: Disagreement) -> Case:
         """The case of a disagreement, if the actor is involved in it."""
         case = await self.cases.get(d.case_id)
-        if not self._may_see(actor, case, d):
-            raise Forbidden("Er organisation är inte part i den här oenigheten.")
+        self.policy.require_see_disagreement(actor, case, d.referred_to)
         return case
 
     async def raise_(self, case_id: str, body: DisagreementIn, actor: Actor) -> Disagreement:
         """A party raises a disagreement; the other parties are told."""
         case = await self.cases.get(case_id)
-        if actor.org_id not in case.parties():
-            raise Forbidden("Bara parter i ärendet kan anmäla oenighet.")
+        self.policy.require_raise(actor, case)
         now = self.clock.now()
         d = Disagreement(
             id=secrets.token_hex(6),
@@ -282,10 +258,7 @@ class Disagreements:
 
         def apply(pipe: Any, d: Disagreement, case: Case, now: datetime) -> Disagreement:
             if not automatic:
-                if actor.org_id not in case.parties():
-                    raise Forbidden("Bara en chef hos en part i ärendet kan lyfta oenigheten.")
-                if actor.role != "supervisor":
-                    raise Forbidden("Bara chefer kan lyfta en oenighet till ledningen.")
+                self.policy.require_escalate(actor, case)
             if d.status == "resolved":
                 raise Conflict("Oenigheten är redan avgjord.")
             if d.status == "escalated":
@@ -351,8 +324,7 @@ class Disagreements:
         """A party or management decides; everyone involved is told."""
 
         def apply(pipe: Any, d: Disagreement, case: Case, now: datetime) -> Disagreement:
-            if not self._may_see(actor, case, d):
-                raise Forbidden("Bara parter och ledningen kan avgöra oenigheten.")
+            self.policy.require_resolve(actor, case, d.referred_to)
             if d.status == "resolved":
                 raise Conflict("Oenigheten är redan avgjord.")
             pipe.hset(

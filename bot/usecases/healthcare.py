@@ -16,13 +16,13 @@ from redis.asyncio.client import Pipeline
 from bot.domain.arrival import InvalidInput
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
+from bot.domain.policy import Policy
 from bot.store import keys
 from bot.usecases.access import Actor
 from bot.usecases.cases import (
     Case,
     CaseNotFound,
     Conflict,
-    Forbidden,
     notice_event,
     optimistic,
     record_change,
@@ -67,13 +67,23 @@ class HealthCentre:
         self.directory = directory
         self.clock = clock
         self.zone = zone
+        self.policy = Policy(directory)
 
-    def _require_health_centre(self, actor: Actor, case: Case) -> None:
-        org = self.directory.organisations.get(actor.org_id)
-        if org is None or org.kind != "health_centre" or actor.org_id not in case.recipients:
-            raise Forbidden("Bara hälsocentralen i ärendet kan rapportera bokning och provsvar.")
+    def require_health_centre(self, actor: Actor, case: Case) -> None:
+        """Only the health centre on an open case reports (Forbidden, or Conflict once it is
+        cancelled); chat asks this before it starts a dialogue."""
+        self.policy.require_health_centre(actor, case)
         if case.status == "cancelled":
             raise Conflict("Ärendet är inställt.")
+
+    def check_booking_time(self, at: datetime) -> datetime:
+        """The booked time, local if given without zone; InvalidInput if it is absurdly far
+        from now (more than 30 days back or a year ahead)."""
+        at = self._local(at)
+        now = self.clock.now()
+        if at < now - timedelta(days=30) or at > now + timedelta(days=366):
+            raise InvalidInput([{"field": "at", "message": "tiden ligger orimligt långt bort"}])
+        return at
 
     async def _update(
         self,
@@ -89,7 +99,7 @@ class HealthCentre:
             if not data:
                 raise CaseNotFound(case_id)
             case = Case.from_hash(data)
-            self._require_health_centre(actor, case)
+            self.require_health_centre(actor, case)
             now = self.clock.now()
             pipe.multi()
             await write(pipe, case, now, data)
@@ -103,10 +113,7 @@ class HealthCentre:
 
     async def book(self, case_id: str, booking: BookingIn, actor: Actor) -> dict[str, Any]:
         """Record the booked time; the reception unit is told; a later booking replaces it."""
-        at = self._local(booking.at)
-        now = self.clock.now()
-        if at < now - timedelta(days=30) or at > now + timedelta(days=366):
-            raise InvalidInput([{"field": "at", "message": "tiden ligger orimligt långt bort"}])
+        at = self.check_booking_time(booking.at)
         result: dict[str, Any] = {}
 
         async def write(pipe: Any, case: Case, now: datetime, data: dict[str, str]) -> None:
@@ -173,11 +180,7 @@ class HealthCentre:
                 "by": actor.org_id,
             }
             result.update(record)
-            told = [case.reception_unit] + [
-                o
-                for o in case.recipients
-                if self.directory.organisation(o).kind in ("school", "preschool")
-            ]
+            told = self.policy.told_of_start(case)
             org = self.directory.organisation(actor.org_id)
             pipe.hset(keys.case(case.id), "clearance", json.dumps(record))
             record_change(
