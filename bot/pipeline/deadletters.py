@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 
-from redis.asyncio import Redis
-
 from bot.domain.clock import Clock
-from bot.pipeline.delivery import delivery_event, reports_failure
-from bot.store import keys
+from bot.domain.delivery import Delivery, delivery_event
+from bot.domain.events import DONE, DeliveryStatus, EventType, UnknownTopic
+from bot.store import Redis, keys
+from bot.store.deliveries import DeliveryStore
 
 log = logging.getLogger(__name__)
 
 OUTBOXES = (keys.OUTBOX_EMAIL, keys.OUTBOX_TELEGRAM)
-DONE = ("sent", "failed", "superseded")
 
 
 class DeadLetterAlarm:
@@ -28,6 +27,7 @@ class DeadLetterAlarm:
     def __init__(self, redis: Redis, clock: Clock) -> None:
         self.redis = redis
         self.clock = clock
+        self.deliveries = DeliveryStore(redis)
 
     async def __call__(self, stream: str, fields: dict[str, str], error: str) -> None:
         """Alert about one dead-lettered entry; never raises (the entry is already moved)."""
@@ -46,17 +46,31 @@ class DeadLetterAlarm:
             log.exception("ALERT: could not report a dead-lettered %s entry %s", stream, fields)
 
     async def _delivery_given_up(self, ident: str, error: str) -> None:
-        d = await self.redis.hgetall(keys.delivery(ident))
-        if not d or d.get("status") in DONE:
+        raw = await self.deliveries.raw(ident)
+        if not raw or raw.get("status") in DONE:
             return
         now = self.clock.now().isoformat()
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.delivery(ident),
-                mapping={"status": "failed", "failed_at": now, "error": error[:300]},
+        try:
+            reports = Delivery.from_hash(raw).reports_failure
+        except UnknownTopic:
+            # A record no message exists for (the likely reason it was given up): it is failed
+            # all the same, and the reception unit is told.
+            reports = True
+        event = None
+        if reports:
+            event = delivery_event(
+                EventType.DELIVERY_FAILED,
+                raw["case"],
+                raw["version"],
+                ident,
+                raw["org"],
+                raw["channel"],
+                now,
+                error=error[:300],
             )
-            if reports_failure(d):
-                pipe.xadd(keys.EVENTS, delivery_event("delivery.failed", d, now, error=error[:300]))
-            pipe.delete(keys.delivery_claim(ident))
-            await pipe.execute()
+        await self.deliveries.finish(
+            ident,
+            {"status": DeliveryStatus.FAILED, "failed_at": now, "error": error[:300]},
+            event,
+        )
         log.error("ALERT: delivery %s given up after repeated errors: %s", ident, error)

@@ -12,28 +12,40 @@ import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from bot.domain.clock import Clock
+from bot.domain.delivery import delivery_id
 from bot.domain.directory import Directory
-from bot.store import keys
+from bot.domain.events import (
+    VERSION_EVENTS,
+    ChannelKind,
+    DeliveryStatus,
+    DeliveryTopic,
+    EventType,
+    Topic,
+    chat_of,
+    telegram_channel,
+)
+from bot.store import Redis, keys
+from bot.store.cases import CaseStore
+from bot.store.deliveries import DeliveryStore
 from bot.usecases.access import ChatLinks
-from bot.usecases.cases import CaseStore
 
 log = logging.getLogger(__name__)
 
-EMAIL = "email"
-NOTICE = "notice"  # the arrival message of a version (new / ÄNDRAT / INSTÄLLD)
+# Named here too for the callers (and tests) that plan deliveries by hand.
+EMAIL = ChannelKind.EMAIL
+NOTICE = Topic.NOTICE
 
-
-def telegram_channel(chat_id: int) -> str:
-    """The channel name of one Telegram chat."""
-    return f"tg:{chat_id}"
-
-
-def chat_of(channel: str) -> int | None:
-    """The chat id of a Telegram channel name, else None."""
-    return int(channel[3:]) if channel.startswith("tg:") else None
+__all__ = [
+    "EMAIL",
+    "NOTICE",
+    "FanOut",
+    "Planned",
+    "chat_of",
+    "delivery_id",
+    "short_hash",
+    "telegram_channel",
+]
 
 
 def short_hash(text: str) -> str:
@@ -41,28 +53,13 @@ def short_hash(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def delivery_id(case_id: str, version: int, org_id: str, channel: str, topic: str) -> str:
-    """The idempotency key of one delivery."""
-    return f"{case_id}:{version}:{org_id}:{channel}:{topic}"
-
-
-# Create the delivery record, index it and queue its send only if it does not exist yet.
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 2))
-redis.call('SADD', KEYS[2], ARGV[1])
-redis.call('XADD', KEYS[3], '*', 'delivery', ARGV[1])
-return 1
-"""
-
-
 @dataclass(frozen=True)
 class Planned:
-    """A delivery to make."""
+    """A delivery to make. `topic` is as stored: a `Topic`, a `DeliveryTopic` or its text."""
 
     org_id: str
     channel: str
-    topic: str
+    topic: Topic | DeliveryTopic | str
     params: Mapping[str, object]
 
 
@@ -75,7 +72,7 @@ class FanOut:
         self.chats = chats
         self.clock = clock
         self.cases = CaseStore(redis)
-        self._create = redis.register_script(_CREATE)
+        self.deliveries = DeliveryStore(redis)
 
     async def channels(self, org_id: str) -> list[str]:
         """Every channel an organisation has: its e-mail, and each linked chat."""
@@ -87,7 +84,10 @@ class FanOut:
         return out
 
     async def plan(
-        self, org_ids: Iterable[str], topic: str, params: Mapping[str, object] | None = None
+        self,
+        org_ids: Iterable[str],
+        topic: Topic | DeliveryTopic | str,
+        params: Mapping[str, object] | None = None,
     ) -> list[Planned]:
         """One planned delivery per channel of each organisation."""
         planned: list[Planned] = []
@@ -101,7 +101,8 @@ class FanOut:
         now = self.clock.now().isoformat()
         made = 0
         for item in planned:
-            ident = delivery_id(case_id, version, item.org_id, item.channel, item.topic)
+            topic = str(item.topic)
+            ident = delivery_id(case_id, version, item.org_id, item.channel, topic)
             outbox = keys.OUTBOX_EMAIL if item.channel == EMAIL else keys.OUTBOX_TELEGRAM
             fields = {
                 "id": ident,
@@ -109,38 +110,35 @@ class FanOut:
                 "version": str(version),
                 "org": item.org_id,
                 "channel": item.channel,
-                "topic": item.topic,
+                "topic": topic,
                 "params": json.dumps(dict(item.params), ensure_ascii=False, default=str),
-                "status": "queued",
+                "status": str(DeliveryStatus.QUEUED),
                 "queued_at": now,
                 "attempts": "0",
             }
-            flat = [x for pair in fields.items() for x in pair]
-            made += int(
-                await self._create(
-                    keys=[keys.delivery(ident), keys.case_deliveries(case_id), outbox],
-                    args=[ident, *flat],
-                )
-            )
+            made += await self.deliveries.create(ident, case_id, outbox, fields)
         return made
 
     async def handle(self, entry_id: str, event: dict[str, str]) -> bool:
         """Consumer-group handler for the event stream."""
-        kind = event.get("type", "")
+        try:
+            kind = EventType(event.get("type", ""))
+        except ValueError:
+            return True  # not an event the fan-out acts on
         case_id = event.get("case", "")
         version = int(event.get("version", "0") or 0)
-        if kind in ("case.registered", "case.changed", "case.cancelled"):
+        if kind in VERSION_EVENTS:
             case = await self.cases.get(case_id)
             # Recipients must acknowledge; the reception unit gets its copy on the same path.
-            planned = await self.plan(case.recipients, NOTICE)
-            planned += await self.plan([case.reception_unit], NOTICE, {"copy": True})
+            planned = await self.plan(case.recipients, Topic.NOTICE)
+            planned += await self.plan([case.reception_unit], Topic.NOTICE, {"copy": True})
             await self.create(case_id, version, planned)
-        elif kind == "case.all_acknowledged":
+        elif kind is EventType.CASE_ALL_ACKNOWLEDGED:
             case = await self.cases.get(case_id)
             await self.create(
-                case_id, version, await self.plan([case.reception_unit], "all_acknowledged")
+                case_id, version, await self.plan([case.reception_unit], Topic.ALL_ACKNOWLEDGED)
             )
-        elif kind == "delivery.failed":
+        elif kind is EventType.DELIVERY_FAILED:
             case = await self.cases.get(case_id)
             params = {
                 "organisation": event.get("org", ""),
@@ -153,7 +151,7 @@ class FanOut:
                 p
                 for p in await self.plan(
                     [case.reception_unit],
-                    "delivery_failed/" + short_hash(event.get("delivery", "")),
+                    Topic.DELIVERY_FAILED.at(short_hash(event.get("delivery", ""))),
                     params,
                 )
                 if not (
@@ -161,7 +159,7 @@ class FanOut:
                 )
             ]
             await self.create(case_id, version, planned)
-        elif kind == "notice":
+        elif kind is EventType.NOTICE:
             # A status message decided elsewhere (scheduler, reports): deliver as planned.
             orgs = json.loads(event.get("orgs", "[]"))
             params = json.loads(event.get("params", "{}"))

@@ -1,4 +1,8 @@
-"""Every Redis key and stream name Ankomst uses, in one place."""
+"""Every Redis key and stream name Ankomst uses, in one place.
+
+Nothing else spells a key: modules call these functions (or read these constants), so a grep for
+a key's shape finds its one definition here.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,13 @@ DEADLINES_GROUP = "deadlines"  # the deadline watch reads the same events in a g
 OUTBOX_EMAIL = f"{PREFIX}:outbox:email"  # one entry per e-mail delivery to make
 OUTBOX_TELEGRAM = f"{PREFIX}:outbox:telegram"  # one entry per chat delivery to make
 SENDER_GROUP = "senders"
+
+
+def stream_failures(stream: str) -> str:
+    """Hash entry id -> how many times handling it has failed (a consumer's poison count)."""
+    return f"{PREFIX}:failures:{stream}"
+
+
 DEAD_LETTER = f"{PREFIX}:deadletter"
 INTAKE = f"{PREFIX}:intake"
 INTAKE_REJECTED = f"{PREFIX}:intake:rejected"
@@ -90,6 +101,20 @@ def case_by_reference(reference: str) -> str:
     return f"{PREFIX}:ref:{reference}"
 
 
+# Disagreements (routine §7)
+OPEN_DISAGREEMENTS = f"{PREFIX}:disagreements:open"  # set of disagreement ids not yet resolved
+
+
+def disagreement(disagreement_id: str) -> str:
+    """Hash of one disagreement."""
+    return f"{PREFIX}:disagreement:{disagreement_id}"
+
+
+def case_disagreements(case_id: str) -> str:
+    """Set of a case's disagreement ids."""
+    return f"{PREFIX}:case:{case_id}:disagreements"
+
+
 # Deliveries
 
 
@@ -141,6 +166,9 @@ def dashboard_login_mail(address_hash: str) -> str:
     return f"{PREFIX}:dashboard:mailed:{address_hash}"
 
 
+# Telegram chat state (aiogram's FSM storage): its own prefix, aiogram's default, outside PREFIX.
+FSM_PREFIX = "fsm"
+
 # Telegram rate limiting
 TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by answer time (ms)
 
@@ -172,11 +200,6 @@ def timer(timer_id: str) -> str:
 def case_timers(case_id: str) -> str:
     """Set of timer ids made for a case (pending, fired or cancelled)."""
     return f"{PREFIX}:case:{case_id}:timers"
-
-
-def failpoint(point: str) -> str:
-    """Marker of a test failpoint that has fired (value: the delivery it fired on)."""
-    return f"{PREFIX}:failpoint:{point}"
 
 
 # Follow-up statistics, privacy and audit (kept when personal data are erased)

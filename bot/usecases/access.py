@@ -7,30 +7,27 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
-from typing import Literal
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
-from redis.asyncio import Redis
 
+from bot.domain.actor import ROLES, SYSTEM, Actor, Role, Via
 from bot.domain.clock import Clock
-from bot.store import keys
+from bot.store import Pipeline, Redis, keys, optimistic
 
-Role = Literal["member", "supervisor"]
-Via = Literal["api", "telegram", "link", "cli", "intake", "system", "dashboard"]
-ROLES: tuple[Role, ...] = ("member", "supervisor")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Someone acting for an organisation, and through which channel."""
-
-    org_id: str
-    role: Role = "member"
-    via: Via = "api"
-    who: str = ""  # token id, Telegram user id, ... (never a name)
-
-
-SYSTEM = Actor(org_id="ankomst", role="member", via="system", who="ankomst")
+# The actor types live in the domain; named here too for the adapters that ask for access.
+__all__ = [
+    "ROLES",
+    "SYSTEM",
+    "AckClaim",
+    "Actor",
+    "ApiTokens",
+    "ChatLink",
+    "ChatLinks",
+    "LinkExpired",
+    "Role",
+    "Signer",
+    "Via",
+]
 
 
 def _sha256(value: str) -> str:
@@ -107,12 +104,17 @@ class ChatLinks:
             return None
         org_id, _, role_text = value.partition("|")
         role: Role = "supervisor" if role_text == "supervisor" else "member"
-        async with self._redis.pipeline(transaction=True) as pipe:
-            previous = await self._redis.hget(keys.chat(chat_id), "org")
+        chat_key = keys.chat(chat_id)
+
+        async def link(pipe: Pipeline) -> None:
+            # Under WATCH of the chat's link: two codes redeemed in one chat at once must not
+            # both keep the chat in their organisation's set.
+            previous = await pipe.hget(chat_key, "org")
+            pipe.multi()
             if previous and previous != org_id:
                 pipe.srem(keys.organisation_chats(previous), chat_id)
             pipe.hset(
-                keys.chat(chat_id),
+                chat_key,
                 mapping={
                     "org": org_id,
                     "role": role,
@@ -122,6 +124,8 @@ class ChatLinks:
             )
             pipe.sadd(keys.organisation_chats(org_id), chat_id)
             await pipe.execute()
+
+        await optimistic(self._redis, [chat_key], link)
         return ChatLink(chat_id, org_id, role)
 
     async def link_of(self, chat_id: int) -> ChatLink | None:
@@ -141,16 +145,22 @@ class ChatLinks:
 
     async def move(self, old_chat: int, new_chat: int) -> None:
         """A group became a supergroup: keep its link under the new id."""
-        data = await self._redis.hgetall(keys.chat(old_chat))
-        org = data.get("org") or self._directory_chats.get(old_chat)
-        if not org:
-            return
-        async with self._redis.pipeline(transaction=True) as pipe:
+        old_key = keys.chat(old_chat)
+
+        async def move(pipe: Pipeline) -> None:
+            data = await pipe.hgetall(old_key)
+            org = data.get("org") or self._directory_chats.get(old_chat)
+            if not org:
+                await pipe.unwatch()
+                return
+            pipe.multi()
             pipe.hset(keys.chat(new_chat), mapping={**data, "org": org, "migrated_from": old_chat})
             pipe.sadd(keys.organisation_chats(org), new_chat)
             pipe.srem(keys.organisation_chats(org), old_chat)
-            pipe.delete(keys.chat(old_chat))
+            pipe.delete(old_key)
             await pipe.execute()
+
+        await optimistic(self._redis, [old_key], move)
 
 
 @dataclass(frozen=True)

@@ -1,293 +1,37 @@
-"""Cases and their use cases: register, change, cancel, acknowledge, read.
+"""The case use cases: register, change, cancel, acknowledge.
 
 Every state change writes the case, its history entry and its event in one MULTI/EXEC, so a
 caller is answered only after all three are stored, and a crash leaves either all or nothing.
+The model is bot/domain/case.py; reads and the shared writes are bot/store/cases.py.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import secrets
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
-from redis.exceptions import WatchError
-
+from bot.domain.actor import Actor
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, InvalidInput
+from bot.domain.case import (
+    AckOutcome,
+    Case,
+    CaseNotFound,
+    Conflict,
+    Version,
+    content_hash,
+)
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory, RoutingError
-from bot.domain.policy import Forbidden as Forbidden  # re-exported: callers catch it here
-from bot.domain.policy import Policy
-from bot.store import keys
-from bot.usecases.access import Actor
+from bot.domain.events import EventType
+from bot.domain.policy import Forbidden, Policy
+from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store.cases import CaseStore, record_change
 
-T = TypeVar("T")
-CaseStatus = Literal["open", "cancelled"]
-AckOutcome = Literal["recorded", "already", "stale", "cancelled", "not_recipient"]
-
-
-class CaseNotFound(Exception):
-    """No case with that id (or reference)."""
-
-
-class Conflict(Exception):
-    """The request contradicts what is stored; the message says how, in Swedish."""
-
-
-@dataclass(frozen=True)
-class Version:
-    """What one version of a case said, and why it came to be."""
-
-    number: int
-    kind: Literal["new", "changed", "cancelled"]
-    facts: dict[str, Any]
-    at: datetime
-    by: str
-    via: str
-    changes: tuple[dict[str, Any], ...] = ()
-    reason: str = ""
-
-    def to_json(self) -> str:
-        """Serialise for the versions hash."""
-        return json.dumps(
-            {
-                "number": self.number,
-                "kind": self.kind,
-                "facts": self.facts,
-                "at": self.at.isoformat(),
-                "by": self.by,
-                "via": self.via,
-                "changes": list(self.changes),
-                "reason": self.reason,
-            },
-            ensure_ascii=False,
-        )
-
-    @classmethod
-    def from_json(cls, text: str) -> Version:
-        """Read back from the versions hash."""
-        data = json.loads(text)
-        return cls(
-            number=int(data["number"]),
-            kind=data["kind"],
-            facts=data["facts"],
-            at=datetime.fromisoformat(data["at"]),
-            by=data["by"],
-            via=data["via"],
-            changes=tuple(data.get("changes", ())),
-            reason=data.get("reason", ""),
-        )
-
-
-@dataclass(frozen=True)
-class Case:
-    """A case as stored: the current facts and who is on it."""
-
-    id: str
-    reference: str
-    external_ref: str
-    municipality: str
-    reception_unit: str
-    status: CaseStatus
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    recipients: tuple[str, ...]
-    facts: dict[str, Any] = field(default_factory=dict)
-    content_hash: str = ""
-
-    @property
-    def arrival_date(self) -> date:
-        """The current arrival date."""
-        return date.fromisoformat(self.facts["arrival_date"])
-
-    @property
-    def ages(self) -> list[int]:
-        """The children's ages."""
-        return [int(c["age"]) for c in self.facts["children"]]
-
-    def parties(self) -> tuple[str, ...]:
-        """Every organisation on the case: the reception unit and the recipients."""
-        return (self.reception_unit, *self.recipients)
-
-    @classmethod
-    def from_hash(cls, data: dict[str, str]) -> Case:
-        """Build from the case hash."""
-        return cls(
-            id=data["id"],
-            reference=data["reference"],
-            external_ref=data["external_ref"],
-            municipality=data["municipality"],
-            reception_unit=data["reception_unit"],
-            status="cancelled" if data["status"] == "cancelled" else "open",
-            version=int(data["version"]),
-            created_at=datetime.fromisoformat(data["created_at"]),
-            updated_at=datetime.fromisoformat(data["updated_at"]),
-            recipients=tuple(json.loads(data["recipients"])),
-            facts=json.loads(data["facts"]),
-            content_hash=data.get("content_hash", ""),
-        )
-
-    def to_hash(self) -> dict[str, str]:
-        """Fields for the case hash."""
-        return {
-            "id": self.id,
-            "reference": self.reference,
-            "external_ref": self.external_ref,
-            "municipality": self.municipality,
-            "reception_unit": self.reception_unit,
-            "status": self.status,
-            "version": str(self.version),
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
-            "recipients": json.dumps(list(self.recipients)),
-            "facts": json.dumps(self.facts, ensure_ascii=False),
-            "content_hash": self.content_hash,
-        }
-
-
-def content_hash(arrival: ArrivalIn) -> str:
-    """A fingerprint of what was registered, to tell a replay from a different request."""
-    canonical = json.dumps(arrival.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def history_entry(what: str, actor: Actor, at: datetime, version: int, **extra: Any) -> str:
-    """One line of a case's history: who, what, when, through which channel."""
-    entry = {
-        "at": at.isoformat(),
-        "what": what,
-        "by": actor.org_id,
-        "via": actor.via,
-        "who": actor.who,
-        "version": version,
-    }
-    entry.update({k: v for k, v in extra.items() if v is not None})
-    return json.dumps(entry, ensure_ascii=False)
-
-
-def event_fields(
-    kind: str, case_id: str, version: int, actor: Actor, at: datetime, **extra: str
-) -> dict[str, str]:
-    """The fields of one event on the stream."""
-    return {
-        "type": kind,
-        "case": case_id,
-        "version": str(version),
-        "at": at.isoformat(),
-        "by": actor.org_id,
-        "via": actor.via,
-        **extra,
-    }
-
-
-def record_change(
-    pipe: Pipeline,
-    case_id: str,
-    version: int,
-    actor: Actor,
-    at: datetime,
-    what: str,
-    event: str,
-    history: dict[str, Any] | None = None,
-    **event_extra: str,
-) -> None:
-    """Queue on `pipe` the two writes of every state change, inside its transaction: the
-    case's history line (`what`, with the `history` details) and the event on the stream
-    (`event`, with the `event_extra` fields)."""
-    pipe.rpush(
-        keys.case_history(case_id), history_entry(what, actor, at, version, **(history or {}))
-    )
-    pipe.xadd(keys.EVENTS, event_fields(event, case_id, version, actor, at, **event_extra))
-
-
-def notice_event(
-    case_id: str,
-    version: int,
-    actor: Actor,
-    at: datetime,
-    topic: str,
-    orgs: list[str],
-    params: dict[str, Any],
-) -> dict[str, str]:
-    """An event the fan-out turns into one status message per channel of each organisation."""
-    return event_fields(
-        "notice",
-        case_id,
-        version,
-        actor,
-        at,
-        topic=topic,
-        orgs=json.dumps(orgs),
-        params=json.dumps(params, ensure_ascii=False, default=str),
-    )
-
-
-class CaseStore:
-    """Reads cases; shared by the use cases, the fan-out and the senders."""
-
-    def __init__(self, redis: Redis) -> None:
-        self.redis = redis
-
-    async def get(self, case_id: str) -> Case:
-        """The case, or CaseNotFound."""
-        if not case_id or len(case_id) > 64:
-            raise CaseNotFound(case_id)
-        data = await self.redis.hgetall(keys.case(case_id))
-        if not data:
-            raise CaseNotFound(case_id)
-        return Case.from_hash(data)
-
-    async def by_reference(self, reference: str) -> Case:
-        """The case with a human reference (OSD-2026-0001), or CaseNotFound."""
-        case_id = await self.redis.get(keys.case_by_reference(reference.strip().upper()))
-        if not case_id:
-            raise CaseNotFound(reference)
-        return await self.get(case_id)
-
-    async def version(self, case_id: str, number: int) -> Version:
-        """What version `number` of the case said."""
-        text = await self.redis.hget(keys.case_versions(case_id), str(number))
-        if text is None:
-            raise CaseNotFound(f"{case_id} v{number}")
-        return Version.from_json(text)
-
-    async def with_version(self, case_id: str, number: int) -> tuple[Case, Version | None]:
-        """The case (else CaseNotFound) and what its version `number` said (None if that is
-        missing), in one round trip."""
-        if not case_id or len(case_id) > 64:
-            raise CaseNotFound(case_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.case(case_id))
-            pipe.hget(keys.case_versions(case_id), str(number))
-            data, text = await pipe.execute()
-        if not data:
-            raise CaseNotFound(case_id)
-        return Case.from_hash(data), None if text is None else Version.from_json(text)
-
-    async def acks(self, case_id: str) -> dict[str, dict[str, Any]]:
-        """Acknowledgements by "{version}:{org}"."""
-        raw = await self.redis.hgetall(keys.case_acks(case_id))
-        return {k: json.loads(v) for k, v in raw.items()}
-
-    async def history(self, case_id: str) -> list[dict[str, Any]]:
-        """The case's history, oldest first."""
-        return [json.loads(x) for x in await self.redis.lrange(keys.case_history(case_id), 0, -1)]
-
-    async def ids(self, *, open_only: bool, municipality: str | None, org: str | None) -> list[str]:
-        """Case ids matching a filter."""
-        sets = [keys.OPEN_CASES if open_only else keys.ALL_CASES]
-        if municipality:
-            sets.append(keys.municipality_cases(municipality))
-        if org:
-            sets.append(keys.organisation_cases(org))
-        return sorted(await self.redis.sinter(sets))
+# The errors of these use cases, named here for the adapters that catch them.
+__all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
 
 
 class CaseService:
@@ -347,7 +91,12 @@ class CaseService:
                 return case, False
             now = self.clock.now()
             local_year = now.astimezone(self.zone).year
-            sequence = await self.redis.incr(keys.reference_sequence(municipality.code, local_year))
+            # The number is read under WATCH and written in the same MULTI/EXEC as the case, so
+            # an attempt that is retried (a concurrent replay, a concurrent registration in the
+            # municipality) takes its number again instead of burning one.
+            sequence_key = keys.reference_sequence(municipality.code, local_year)
+            await pipe.watch(sequence_key)
+            sequence = int(await pipe.get(sequence_key) or 0) + 1
             case = Case(
                 id=secrets.token_hex(8),
                 reference=f"{municipality.code}-{local_year}-{sequence:04d}",
@@ -364,6 +113,7 @@ class CaseService:
             )
             version = Version(1, "new", case.facts, now, actor.org_id, actor.via)
             pipe.multi()
+            pipe.set(sequence_key, sequence)
             pipe.set(ref_key, case.id)
             pipe.set(keys.case_by_reference(case.reference), case.id)
             pipe.hset(keys.case(case.id), mapping=case.to_hash())
@@ -380,7 +130,7 @@ class CaseService:
                 actor,
                 now,
                 "registered",
-                "case.registered",
+                EventType.CASE_REGISTERED,
                 {"reference": case.reference},
             )
             await pipe.execute()
@@ -395,7 +145,7 @@ class CaseService:
         case_id: str,
         actor: Actor,
         build: Callable[[Case, datetime], Version | None],
-        event: str,
+        event: EventType,
         what: str,
     ) -> Case:
         """Write a new version (change or cancellation) with its history and event, atomically."""
@@ -458,7 +208,7 @@ class CaseService:
                 case.version + 1, "changed", facts, now, actor.org_id, actor.via, changes
             )
 
-        return await self._new_version(case_id, actor, build, "case.changed", "changed")
+        return await self._new_version(case_id, actor, build, EventType.CASE_CHANGED, "changed")
 
     async def cancel(self, case_id: str, reason: str, actor: Actor) -> Case:
         """Cancel the arrival: a last version that tells everyone INSTÄLLD."""
@@ -468,7 +218,7 @@ class CaseService:
                 case.version + 1, "cancelled", case.facts, now, actor.org_id, actor.via, (), reason
             )
 
-        return await self._new_version(case_id, actor, build, "case.cancelled", "cancelled")
+        return await self._new_version(case_id, actor, build, EventType.CASE_CANCELLED, "cancelled")
 
     # -- acknowledge -------------------------------------------------------------------------
 
@@ -511,7 +261,7 @@ class CaseService:
                 actor,
                 now,
                 "acknowledged",
-                "case.acknowledged",
+                EventType.CASE_ACKNOWLEDGED,
                 {"organisation": org_id},
                 org=org_id,
             )
@@ -522,26 +272,15 @@ class CaseService:
                 # The last one in: the reception unit is told, once per version (the WATCH
                 # on the acks hash makes "last" exact under concurrent acknowledgements).
                 record_change(
-                    pipe, case_id, number, actor, now, "all_acknowledged", "case.all_acknowledged"
+                    pipe,
+                    case_id,
+                    number,
+                    actor,
+                    now,
+                    "all_acknowledged",
+                    EventType.CASE_ALL_ACKNOWLEDGED,
                 )
             await pipe.execute()
             return "recorded", case
 
         return await optimistic(self.redis, [case_key, keys.case_acks(case_id)], attempt)
-
-
-async def optimistic(
-    redis: Redis, watched: list[str], attempt: Callable[[Pipeline], Awaitable[T]]
-) -> T:
-    """Run `attempt` under WATCH of `watched` until its MULTI/EXEC commits untouched.
-
-    Every use case that reads state, decides and writes goes through here, so a concurrent
-    writer makes it read and decide again instead of overwriting what it did not see.
-    """
-    while True:
-        async with redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(*watched)
-                return await attempt(pipe)
-            except WatchError:
-                continue  # someone wrote a watched key meanwhile: read and decide again

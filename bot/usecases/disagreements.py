@@ -11,24 +11,16 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from bot.domain.arrival import check_free_text
+from bot.domain.case import Case, CaseNotFound, Conflict, notice_event
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
+from bot.domain.events import EventType, Topic
 from bot.domain.policy import Policy
-from bot.store import keys
+from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store.cases import CaseStore, record_change
 from bot.usecases.access import Actor
-from bot.usecases.cases import (
-    Case,
-    CaseNotFound,
-    CaseStore,
-    Conflict,
-    notice_event,
-    optimistic,
-    record_change,
-)
 
 Status = Literal["open", "escalated", "resolved"]
 
@@ -122,19 +114,6 @@ class Disagreement:
         }
 
 
-def disagreement_key(disagreement_id: str) -> str:
-    """Hash of one disagreement."""
-    return f"{keys.PREFIX}:disagreement:{disagreement_id}"
-
-
-def case_disagreements_key(case_id: str) -> str:
-    """Set of a case's disagreement ids."""
-    return f"{keys.PREFIX}:case:{case_id}:disagreements"
-
-
-OPEN_DISAGREEMENTS = f"{keys.PREFIX}:disagreements:open"
-
-
 class Disagreements:
     """Raise, escalate and resolve disagreements on a case."""
 
@@ -157,14 +136,14 @@ class Disagreements:
         """One disagreement, or DisagreementNotFound."""
         if not disagreement_id or len(disagreement_id) > 64:
             raise DisagreementNotFound(disagreement_id)
-        data = await self.redis.hgetall(disagreement_key(disagreement_id))
+        data = await self.redis.hgetall(keys.disagreement(disagreement_id))
         if not data:
             raise DisagreementNotFound(disagreement_id)
         return Disagreement.from_hash(data)
 
     async def of_case(self, case_id: str) -> list[Disagreement]:
         """Every disagreement on a case, oldest first."""
-        ids = await self.redis.smembers(case_disagreements_key(case_id))
+        ids = await self.redis.smembers(keys.case_disagreements(case_id))
         found = [await self.get(i) for i in ids]
         return sorted(found, key=lambda d: d.raised_at)
 
@@ -190,7 +169,7 @@ class Disagreements:
         others = [o for o in case.parties() if o != actor.org_id]
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(
-                disagreement_key(d.id),
+                keys.disagreement(d.id),
                 mapping={
                     "id": d.id,
                     "case": d.case_id,
@@ -200,8 +179,8 @@ class Disagreements:
                     "raised_at": now.isoformat(),
                 },
             )
-            pipe.sadd(case_disagreements_key(case.id), d.id)
-            pipe.sadd(OPEN_DISAGREEMENTS, d.id)
+            pipe.sadd(keys.case_disagreements(case.id), d.id)
+            pipe.sadd(keys.OPEN_DISAGREEMENTS, d.id)
             record_change(
                 pipe,
                 case.id,
@@ -209,7 +188,7 @@ class Disagreements:
                 actor,
                 now,
                 "disagreement_raised",
-                "disagreement.raised",
+                EventType.DISAGREEMENT_RAISED,
                 {"disagreement": d.id},
                 disagreement=d.id,
             )
@@ -220,7 +199,7 @@ class Disagreements:
                     case.version,
                     actor,
                     now,
-                    f"disagreement_raised/{d.id}",
+                    Topic.DISAGREEMENT_RAISED.at(d.id),
                     others,
                     {"raised_by": self._name(actor.org_id), "text": d.text},
                 ),
@@ -234,7 +213,7 @@ class Disagreements:
         actor: Actor,
         apply: Callable[[Pipeline, Disagreement, Case, datetime], Disagreement],
     ) -> Disagreement:
-        key = disagreement_key(disagreement_id)
+        key = keys.disagreement(disagreement_id)
 
         async def attempt(pipe: Pipeline) -> Disagreement:
             data = await pipe.hgetall(key)
@@ -265,7 +244,7 @@ class Disagreements:
                 raise Conflict("Oenigheten är redan lyft till ledningen.")
             managements = self.managements(case)
             pipe.hset(
-                disagreement_key(d.id),
+                keys.disagreement(d.id),
                 mapping={
                     "status": "escalated",
                     "escalated_at": now.isoformat(),
@@ -280,7 +259,7 @@ class Disagreements:
                 actor,
                 now,
                 "disagreement_escalated",
-                "disagreement.escalated",
+                EventType.DISAGREEMENT_ESCALATED,
                 {
                     "disagreement": d.id,
                     "referred_to": managements,
@@ -296,7 +275,7 @@ class Disagreements:
                     case.version,
                     actor,
                     now,
-                    f"disagreement_escalated/{d.id}",
+                    Topic.DISAGREEMENT_ESCALATED.at(d.id),
                     told,
                     {
                         "raised_by": self._name(d.raised_by),
@@ -328,7 +307,7 @@ class Disagreements:
             if d.status == "resolved":
                 raise Conflict("Oenigheten är redan avgjord.")
             pipe.hset(
-                disagreement_key(d.id),
+                keys.disagreement(d.id),
                 mapping={
                     "status": "resolved",
                     "resolved_at": now.isoformat(),
@@ -336,7 +315,7 @@ class Disagreements:
                     "decision": body.decision,
                 },
             )
-            pipe.srem(OPEN_DISAGREEMENTS, d.id)
+            pipe.srem(keys.OPEN_DISAGREEMENTS, d.id)
             record_change(
                 pipe,
                 case.id,
@@ -344,7 +323,7 @@ class Disagreements:
                 actor,
                 now,
                 "disagreement_resolved",
-                "disagreement.resolved",
+                EventType.DISAGREEMENT_RESOLVED,
                 {"disagreement": d.id},
                 disagreement=d.id,
             )
@@ -356,7 +335,7 @@ class Disagreements:
                     case.version,
                     actor,
                     now,
-                    f"disagreement_resolved/{d.id}",
+                    Topic.DISAGREEMENT_RESOLVED.at(d.id),
                     list(dict.fromkeys(told)),
                     {
                         "raised_by": self._name(d.raised_by),

@@ -16,12 +16,13 @@ from __future__ import annotations
 import json
 import logging
 
-from redis.asyncio import Redis
-
 from bot.domain.arrival import ArrivalIn, InvalidInput, parse
-from bot.store import keys
+from bot.domain.calendar import local_today
+from bot.domain.case import Conflict
+from bot.domain.policy import Forbidden
+from bot.store import Redis, keys
 from bot.usecases.access import Actor
-from bot.usecases.cases import CaseService, Conflict, Forbidden
+from bot.usecases.cases import CaseService
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +67,7 @@ class Intake:
                 entry_id, fields, [{"field": "arrival", "message": "ska vara giltig JSON"}]
             )
             return False
-        today = self.cases.clock.now().astimezone(self.cases.zone).date()
+        today = local_today(self.cases.clock, self.cases.zone)
         actor = Actor(org_id=org_id, via="intake", who=f"intake:{entry_id}")
         try:
             arrival = parse(ArrivalIn, data, today=today)

@@ -1,0 +1,223 @@
+"""What a delivery says: the message models, the view of a case version, the .ics of a booked
+health conversation, e-mail thread ids and the buttons under a chat message.
+
+The deliverer (bot/pipeline/delivery.py) asks this module for a rendered message and sends it;
+nothing here sends or records anything.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import icalendar
+from aiogram.types import InlineKeyboardMarkup
+
+from bot.channels.email import Attachment
+from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.case import Case, Version
+from bot.domain.clock import Clock
+from bot.domain.delivery import Delivery
+from bot.domain.directory import Directory, Organisation
+from bot.domain.events import ChannelKind, Topic
+from bot.pipeline.buttons import ack_row, booking_row, escalate_row, keyboard
+from bot.store import keys
+from bot.store.cases import CaseStore
+from bot.usecases.access import ChatLinks, Signer
+from messages import models as m
+from messages.render import render_all_acknowledged, render_arrival, render_case_notice
+
+
+@dataclass(frozen=True)
+class RenderSettings:
+    """What rendering needs from the settings."""
+
+    public_url: str
+    from_domain: str
+    chat_details: m.ChatDetails
+    booking_days: int
+
+
+def contact(org: Organisation) -> m.Contact:
+    """An organisation as a message shows it."""
+    return m.Contact(name=org.name, email=org.email, phone=org.phone)
+
+
+def facts_of(case: Case, version: Version, directory: Directory) -> m.ArrivalFacts:
+    """The view of one version's facts for the renderers."""
+    facts = version.facts
+    return m.ArrivalFacts(
+        reference=case.reference,
+        municipality=directory.municipalities[case.municipality].name,
+        arrival_date=date.fromisoformat(facts["arrival_date"]),
+        children=tuple(m.Child(int(c["age"]), c.get("initials")) for c in facts["children"]),
+        languages=tuple(facts["languages"]),
+        interpreter_needed=bool(facts["interpreter_needed"]),
+        unaccompanied=bool(facts["unaccompanied"]),
+        details=str(facts.get("details", "")),
+    )
+
+
+def _value(field: str, raw: Any) -> Any:
+    """Stored JSON values back to what the renderers format (dates, children)."""
+    if field == "arrival_date" and isinstance(raw, str):
+        return date.fromisoformat(raw)
+    if field == "children" and isinstance(raw, list):
+        return tuple(m.Child(int(c["age"]), c.get("initials")) for c in raw)
+    if field == "languages" and isinstance(raw, list):
+        return tuple(raw)
+    return raw
+
+
+def thread_ids(d: Delivery, from_domain: str) -> tuple[str, str]:
+    """(this message's Message-ID, the case thread's root id) for one recipient: the first
+    arrival message starts the thread, everything after answers it."""
+    digest = hashlib.sha256(d.id.encode()).hexdigest()[:16]
+    root = f"<{d.case}.{d.org}@{from_domain}>"
+    own = root if d.version == 1 and d.topic.kind is Topic.NOTICE and not d.topic.suffix else None
+    return own or f"<{d.case}.{digest}@{from_domain}>", root
+
+
+def booking_ics(d: Delivery, reference: str, from_domain: str, now: datetime) -> Attachment:
+    """The booked health conversation as a calendar event (one UID per case, so a new booking
+    updates the event instead of adding one; its SEQUENCE is the booking's number)."""
+    start = datetime.fromisoformat(str(d.params["booked_at"]))
+    calendar = icalendar.Calendar()
+    calendar.add("prodid", "-//Ankomst//hälsosamtal//SV")
+    calendar.add("version", "2.0")
+    calendar.add("method", "PUBLISH")
+    event = icalendar.Event()
+    event.add("uid", f"health-booking-{d.case}@{from_domain}")
+    event.add("sequence", d.topic.sequence)
+    event.add("dtstamp", now)
+    event.add("dtstart", start)
+    event.add("dtend", start + timedelta(hours=1))
+    event.add("summary", f"Hälsosamtal, {reference}")
+    event.add("location", str(d.params.get("organisation", "")))
+    interpreter = "Tolk bokad." if d.params.get("interpreter_booked") else "Tolk inte bokad."
+    event.add("description", interpreter)
+    calendar.add_component(event)
+    return Attachment("halsosamtal.ics", "text/calendar; method=PUBLISH", calendar.to_ical())
+
+
+class MessageRenderer:
+    """Renders deliveries: the message for each topic, its attachments and its buttons."""
+
+    def __init__(
+        self,
+        cases: CaseStore,
+        directory: Directory,
+        chats: ChatLinks,
+        calendar: WorkingDayCalendar,
+        signer: Signer,
+        clock: Clock,
+        settings: RenderSettings,
+    ) -> None:
+        self.cases = cases
+        self.directory = directory
+        self.chats = chats
+        self.calendar = calendar
+        self.signer = signer
+        self.clock = clock
+        self.settings = settings
+
+    def _ack_url(self, case: Case, d: Delivery) -> str:
+        token = self.signer.ack_token(case.id, d.version, d.org)
+        return f"{self.settings.public_url}/a/{token}"
+
+    async def render(self, d: Delivery, case: Case, version: Version) -> tuple[m.Rendered, bool]:
+        """The message for a delivery (of `version` of `case`), and whether it asks for an
+        acknowledgement."""
+        org = self.directory.organisation(d.org)
+        topic = d.topic.kind
+        municipality = self.directory.municipalities[case.municipality].name
+        arrival_date = date.fromisoformat(version.facts["arrival_date"])
+        if topic is Topic.NOTICE:
+            needs_ack = not d.is_copy and version.kind != "cancelled"
+            ack_url = None
+            if needs_ack and d.channel_kind is ChannelKind.EMAIL:
+                ack_url = self._ack_url(case, d)
+            deadline = None
+            if org.kind == "health_centre":
+                # Counted from when the health centre was first told (bot/pipeline/deadlines.py
+                # keeps that moment); for its first message that moment is now.
+                informed = await self.cases.marker(case.id, keys.booking_informed_marker(org.id))
+                deadline = self.calendar.booking_deadline(
+                    datetime.fromisoformat(informed) if informed else self.clock.now(),
+                    self.settings.booking_days,
+                )
+            notice = m.ArrivalNotice(
+                kind=version.kind,
+                facts=facts_of(case, version, self.directory),
+                version=d.version,
+                recipient=contact(org),
+                recipient_kind=org.kind,
+                reception_unit=contact(self.directory.organisation(case.reception_unit)),
+                needs_ack=needs_ack,
+                ack_url=ack_url,
+                booking_deadline=deadline,
+                changes=tuple(
+                    m.Change(c["field"], _value(c["field"], c["old"]), _value(c["field"], c["new"]))
+                    for c in version.changes
+                ),
+                cancel_reason=version.reason or None,
+            )
+            return render_arrival(notice, self.settings.chat_details), needs_ack
+        if topic is Topic.ALL_ACKNOWLEDGED:
+            acks = await self.cases.acks(case.id)
+            done = tuple(
+                (
+                    self.directory.organisation(o).name,
+                    datetime.fromisoformat(acks[f"{d.version}:{o}"]["at"]),
+                )
+                for o in case.recipients
+                if f"{d.version}:{o}" in acks
+            )
+            return (
+                render_all_acknowledged(
+                    m.AllAcknowledged(case.reference, municipality, arrival_date, d.version, done)
+                ),
+                False,
+            )
+        facts: dict[str, object] = dict(d.params)
+        if topic is Topic.DELIVERY_FAILED:
+            failed_org = self.directory.organisations.get(str(d.params.get("organisation", "")))
+            facts["organisation"] = failed_org.name if failed_org else d.params.get("organisation")
+            facts["channel"] = (
+                "e-post" if d.params.get("channel") == ChannelKind.EMAIL else "Telegram"
+            )
+        if topic is Topic.ACK_REMINDER and d.channel_kind is ChannelKind.EMAIL:
+            # The reminder by e-mail carries the acknowledge link of the version it is about.
+            facts["ack_url"] = self._ack_url(case, d)
+        for name, value in list(facts.items()):
+            if isinstance(value, str) and name.endswith("_at"):
+                facts[name] = datetime.fromisoformat(value)
+        status = m.CaseNotice(
+            topic, case.reference, municipality, arrival_date, contact(org), facts
+        )
+        return render_case_notice(status), False
+
+    def attachments(self, d: Delivery, case: Case) -> tuple[Attachment, ...]:
+        """Files an e-mail carries: the .ics of a booked health conversation."""
+        if d.topic.kind is Topic.HEALTH_BOOKING:
+            return (booking_ics(d, case.reference, self.settings.from_domain, self.clock.now()),)
+        return ()
+
+    async def buttons(
+        self, d: Delivery, case: Case, chat_id: int, needs_ack: bool
+    ) -> InlineKeyboardMarkup | None:
+        """The buttons under a chat message: Mottaget; the health centre's Boka; Eskalera for
+        a supervisor's chat on a disagreement."""
+        rows = []
+        if needs_ack:
+            rows.append(ack_row(self.signer, case.id, d.version))
+        org = self.directory.organisation(d.org)
+        if d.is_arrival_notice and org.kind == "health_centre" and case.status != "cancelled":
+            rows.append(booking_row(self.signer, case.id))
+        if d.topic.kind is Topic.DISAGREEMENT_RAISED and d.topic.suffix:
+            link = await self.chats.link_of(chat_id)
+            if link is not None and link.role == "supervisor":
+                rows.append(escalate_row(self.signer, d.topic.suffix))
+        return keyboard(rows)

@@ -1,0 +1,104 @@
+"""The case repository: reads cases and writes the parts every state change shares.
+
+Cases are parsed once here (`Case.from_hash`, `Version.from_json`); callers get typed records.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bot.domain.actor import Actor
+from bot.domain.case import Case, CaseNotFound, Version, event_fields, history_entry
+from bot.domain.events import EventType
+from bot.store import keys
+from bot.store.transaction import Pipeline
+
+
+def record_change(
+    pipe: Pipeline,
+    case_id: str,
+    version: int,
+    actor: Actor,
+    at: datetime,
+    what: str,
+    event: EventType,
+    history: dict[str, Any] | None = None,
+    **event_extra: str,
+) -> None:
+    """Queue on `pipe` the two writes of every state change, inside its transaction: the
+    case's history line (`what`, with the `history` details) and the event on the stream
+    (`event`, with the `event_extra` fields)."""
+    pipe.rpush(
+        keys.case_history(case_id), history_entry(what, actor, at, version, **(history or {}))
+    )
+    pipe.xadd(keys.EVENTS, event_fields(event, case_id, version, actor, at, **event_extra))
+
+
+class CaseStore:
+    """Reads cases; shared by the use cases, the fan-out and the senders."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+
+    async def get(self, case_id: str) -> Case:
+        """The case, or CaseNotFound."""
+        if not case_id or len(case_id) > 64:
+            raise CaseNotFound(case_id)
+        data = await self.redis.hgetall(keys.case(case_id))
+        if not data:
+            raise CaseNotFound(case_id)
+        return Case.from_hash(data)
+
+    async def by_reference(self, reference: str) -> Case:
+        """The case with a human reference (OSD-2026-0001), or CaseNotFound."""
+        case_id = await self.redis.get(keys.case_by_reference(reference.strip().upper()))
+        if not case_id:
+            raise CaseNotFound(reference)
+        return await self.get(case_id)
+
+    async def version(self, case_id: str, number: int) -> Version:
+        """What version `number` of the case said."""
+        text = await self.redis.hget(keys.case_versions(case_id), str(number))
+        if text is None:
+            raise CaseNotFound(f"{case_id} v{number}")
+        return Version.from_json(text)
+
+    async def with_version(self, case_id: str, number: int) -> tuple[Case, Version | None]:
+        """The case (else CaseNotFound) and what its version `number` said (None if that is
+        missing), in one round trip."""
+        if not case_id or len(case_id) > 64:
+            raise CaseNotFound(case_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.case(case_id))
+            pipe.hget(keys.case_versions(case_id), str(number))
+            data, text = await pipe.execute()
+        if not data:
+            raise CaseNotFound(case_id)
+        return Case.from_hash(data), None if text is None else Version.from_json(text)
+
+    async def acks(self, case_id: str) -> dict[str, dict[str, Any]]:
+        """Acknowledgements by "{version}:{org}"."""
+        raw = await self.redis.hgetall(keys.case_acks(case_id))
+        return {k: json.loads(v) for k, v in raw.items()}
+
+    async def history(self, case_id: str) -> list[dict[str, Any]]:
+        """The case's history, oldest first."""
+        return [json.loads(x) for x in await self.redis.lrange(keys.case_history(case_id), 0, -1)]
+
+    async def ids(self, *, open_only: bool, municipality: str | None, org: str | None) -> list[str]:
+        """Case ids matching a filter."""
+        sets = [keys.OPEN_CASES if open_only else keys.ALL_CASES]
+        if municipality:
+            sets.append(keys.municipality_cases(municipality))
+        if org:
+            sets.append(keys.organisation_cases(org))
+        return sorted(await self.redis.sinter(sets))
+
+    async def marker(self, case_id: str, name: str) -> str | None:
+        """A once-only marker of the case (see `keys.case_markers`), or None if not set."""
+        value: str | None = await self.redis.hget(keys.case_markers(case_id), name)
+        return value

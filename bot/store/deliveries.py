@@ -1,0 +1,91 @@
+"""The delivery repository: create once, claim, read and record deliveries.
+
+Records are parsed once here (`Delivery.from_hash`), so the pipeline works with typed fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from redis.asyncio import Redis
+
+from bot.domain.delivery import Delivery
+from bot.store import keys
+from bot.store.scripts import register
+
+
+class DeliveryStore:
+    """Reads and writes delivery records and their claims."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._create = register(redis, "delivery_create")
+
+    async def create(
+        self, ident: str, case_id: str, outbox: str, fields: Mapping[str, str]
+    ) -> bool:
+        """Store the record, index it under its case and queue its send on `outbox`, in one
+        step and only if it does not exist yet; whether it was made."""
+        flat = [x for pair in fields.items() for x in pair]
+        made = await self._create(
+            keys=[keys.delivery(ident), keys.case_deliveries(case_id), outbox],
+            args=[ident, *flat],
+        )
+        return bool(int(made))
+
+    async def get(self, ident: str) -> Delivery | None:
+        """The delivery, or None if there is no such record."""
+        data = await self.redis.hgetall(keys.delivery(ident))
+        return Delivery.from_hash(data) if data else None
+
+    async def claim(self, ident: str, token: str, ms: int) -> tuple[bool, Delivery | None]:
+        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip:
+        (claimed, the delivery or None). The read runs after the SET, so when the claim is ours
+        the status it shows cannot change under us. A record that cannot be read gives the
+        claim back and raises."""
+        claim = keys.delivery_claim(ident)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.set(claim, token, nx=True, px=ms)
+            pipe.hgetall(keys.delivery(ident))
+            claimed, data = await pipe.execute()
+        try:
+            return bool(claimed), Delivery.from_hash(data) if data else None
+        except Exception:
+            if claimed:
+                await self.release(ident)
+            raise
+
+    async def release(self, ident: str) -> None:
+        """Give up the delivery's claim."""
+        await self.redis.delete(keys.delivery_claim(ident))
+
+    async def update(self, ident: str, **fields: str) -> None:
+        """Record fields of the delivery, keeping the claim (e.g. "sending")."""
+        await self.redis.hset(keys.delivery(ident), mapping=fields)
+
+    async def finish(
+        self, ident: str, fields: Mapping[str, str], event: Mapping[str, str] | None = None
+    ) -> None:
+        """Record an outcome, write its event (if any) and give up the claim, atomically."""
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(keys.delivery(ident), mapping=dict(fields))
+            if event is not None:
+                pipe.xadd(keys.EVENTS, dict(event))
+            pipe.delete(keys.delivery_claim(ident))
+            await pipe.execute()
+
+    async def raw(self, ident: str) -> dict[str, str]:
+        """The record's fields as stored, unparsed: for the dead-letter path, which must mark
+        even a record it cannot read as failed."""
+        data: dict[str, str] = await self.redis.hgetall(keys.delivery(ident))
+        return data
+
+    async def of_case(self, case_id: str) -> list[Delivery]:
+        """Every delivery of a case, oldest first."""
+        ids = sorted(await self.redis.smembers(keys.case_deliveries(case_id)))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for ident in ids:
+                pipe.hgetall(keys.delivery(ident))
+            rows: list[dict[str, str]] = await pipe.execute()
+        found = [Delivery.from_hash(r) for r in rows if r]
+        return sorted(found, key=lambda d: (d.queued_at.isoformat() if d.queued_at else "", d.id))

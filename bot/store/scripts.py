@@ -1,0 +1,24 @@
+"""The store's Lua scripts, kept as .lua files in bot/store/lua/ and loaded by name."""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib.resources import files
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+__all__ = ["AsyncScript", "register", "source"]
+
+
+@cache
+def source(*names: str) -> str:
+    """The text of the named scripts, joined in order (a prelude first, e.g. "redis_now")."""
+    folder = files("bot.store").joinpath("lua")
+    return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in names)
+
+
+def register(redis: Redis, *names: str) -> AsyncScript:
+    """The script made of `names` (see `source`), registered with `redis` (EVALSHA, loaded on
+    first use)."""
+    return redis.register_script(source(*names))
