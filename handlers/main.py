@@ -18,11 +18,11 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
-from bot.channels.email import EmailSender
 from bot.domain.clock import Clock, SystemClock
-from bot.domain.directory import load_directory
+from bot.runtime.directory_file import load_directory
+from bot.pipeline.delivery import DeliveryHooks
 from bot.runtime.embedded import EmbeddedSmtp
-from bot.runtime.services import Services, build_services
+from bot.runtime.services import Services, build_services, email_sender
 from bot.runtime.settings import Settings
 from bot.store.connection import open_store
 from handlers.http.routes import build_web_app
@@ -58,11 +58,13 @@ class Ankomst:
         clock: Clock | None = None,
         say: Any = None,
         run_workers: bool = True,
+        delivery_hooks: DeliveryHooks | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock or SystemClock()
         self.say = say or (lambda line: log.info("%s", line))
         self.run_workers = run_workers
+        self.delivery_hooks = delivery_hooks  # fault tests only: see DeliveryHooks
         self.services: Services | None = None
         self.bot: Bot | None = None
         self.dispatcher: Dispatcher | None = None
@@ -101,7 +103,7 @@ class Ankomst:
             stack.push_async_callback(smtp.stop)
             smtp_host, smtp_port = "127.0.0.1", smtp.port
             self.say(f"E-mail: no SMTP host set; captured mail is stored in {settings.mail_dir}")
-        email = EmailSender.from_settings(settings, host=smtp_host, port=smtp_port)
+        email = email_sender(settings, host=smtp_host, port=smtp_port)
         stack.push_async_callback(email.close)
 
         self.bot = bot = make_bot(settings)
@@ -118,6 +120,7 @@ class Ankomst:
             email=email,
             bot=bot,
             run_workers=self.run_workers,
+            delivery_hooks=self.delivery_hooks,
         )
         self.services = services
         workers = services.workers
@@ -191,9 +194,11 @@ class Ankomst:
         await self.stop()
 
 
-async def serve(settings: Settings, *, after_start: Any = None) -> None:
-    """Run until SIGINT or SIGTERM."""
-    service = Ankomst(settings, say=print)
+async def serve(
+    settings: Settings, *, after_start: Any = None, delivery_hooks: DeliveryHooks | None = None
+) -> None:
+    """Run until SIGINT or SIGTERM (`delivery_hooks`: the fault tests' only)."""
+    service = Ankomst(settings, say=print, delivery_hooks=delivery_hooks)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -25,7 +25,6 @@ from email.utils import format_datetime, parseaddr
 import aiosmtplib
 
 from bot.domain.addresses import CONTROL, HeaderInjectionError, plain_address
-from bot.runtime.settings import Settings
 
 __all__ = [
     "Attachment",
@@ -295,30 +294,6 @@ class EmailSender:
         # A stack, so a quiet period reuses one warm connection instead of cycling them all.
         self._idle: list[aiosmtplib.SMTP] = []
         self._closed = False
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, *, host: str | None = None, port: int | None = None
-    ) -> EmailSender:
-        """Build from the ANKOMST_SMTP_* settings; `host`/`port` override them (embedded server)."""
-        smtp_host = host or settings.smtp_host
-        if smtp_host is None:
-            raise ValueError("no SMTP host: set ANKOMST_SMTP_HOST or pass the embedded server's")
-        password = settings.smtp_password
-        return cls(
-            host=smtp_host,
-            port=port if port is not None else settings.smtp_port,
-            from_addr=settings.smtp_from,
-            username=settings.smtp_username,
-            password=password.get_secret_value() if password is not None else None,
-            starttls=settings.smtp_starttls,
-            use_tls=settings.smtp_tls,
-            pool_size=settings.smtp_pool_size,
-            timeout=settings.smtp_timeout,
-            max_attempts=settings.send_attempts,
-            base_delay=settings.retry_base_seconds,
-            max_delay=settings.retry_cap_seconds,
-        )
 
     async def send(self, mail: OutgoingMail) -> EmailResult:
         """Send one mail, retrying transient failures; never raises for SMTP trouble.

@@ -42,9 +42,8 @@ from aiogram.exceptions import (
     TelegramUnauthorizedError,
 )
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
-from redis.asyncio import Redis
 
-from bot.store import keys
+from bot.store import Redis, keys
 
 log = logging.getLogger(__name__)
 

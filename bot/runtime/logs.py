@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import structlog
 
-from bot.usecases.privacy import PERSONAL_KEYS
+from bot.domain.personal import PERSONAL_KEYS
 
 DROPPED = frozenset(PERSONAL_KEYS | {"facts", "children", "arrival", "params", "body"})
 

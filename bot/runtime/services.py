@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiogram import Bot
-from redis.asyncio import Redis
 
 from bot.channels.email import EmailSender
 from bot.channels.telegram import TelegramSender
@@ -26,11 +25,11 @@ from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.pipeline.deadletters import DeadLetterAlarm
 from bot.pipeline.deadlines import Deadlines, DeadlineSettings
-from bot.pipeline.delivery import Deliverer, DeliverySettings
+from bot.pipeline.delivery import Deliverer, DeliveryHooks, DeliverySettings
 from bot.pipeline.fanout import FanOut
 from bot.runtime.metrics import Metrics
 from bot.runtime.settings import Settings
-from bot.store import keys
+from bot.store import Redis, keys
 from bot.store.streams import StreamConsumer
 from bot.store.timers import Scheduler
 from bot.usecases.access import ApiTokens, ChatLinks, Signer
@@ -121,6 +120,44 @@ def from_domain(settings: Settings) -> str:
     return address.rsplit("@", 1)[-1]
 
 
+def email_sender(
+    settings: Settings, *, host: str | None = None, port: int | None = None
+) -> EmailSender:
+    """The e-mail sender from the ANKOMST_SMTP_* settings; `host`/`port` override them (the
+    embedded capture server's)."""
+    smtp_host = host or settings.smtp_host
+    if smtp_host is None:
+        raise ValueError("no SMTP host: set ANKOMST_SMTP_HOST or pass the embedded server's")
+    password = settings.smtp_password
+    return EmailSender(
+        host=smtp_host,
+        port=port if port is not None else settings.smtp_port,
+        from_addr=settings.smtp_from,
+        username=settings.smtp_username,
+        password=password.get_secret_value() if password is not None else None,
+        starttls=settings.smtp_starttls,
+        use_tls=settings.smtp_tls,
+        pool_size=settings.smtp_pool_size,
+        timeout=settings.smtp_timeout,
+        max_attempts=settings.send_attempts,
+        base_delay=settings.retry_base_seconds,
+        max_delay=settings.retry_cap_seconds,
+    )
+
+
+def deadline_settings(settings: Settings) -> DeadlineSettings:
+    """The time rules the deadlines keep, from the service's settings."""
+    return DeadlineSettings(
+        ack_reminder_hours=settings.ack_reminder_hours,
+        ack_escalation_at=settings.ack_escalation_at,
+        booking_days=settings.booking_days,
+        booking_reminder_days=settings.booking_reminder_days,
+        same_day_alert_minutes=settings.same_day_alert_minutes,
+        same_day_grace_minutes=settings.same_day_grace_minutes,
+        disagreement_days=settings.disagreement_days,
+    )
+
+
 def consumer_name() -> str:
     """A name unique to this process, for the consumer groups."""
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -135,8 +172,12 @@ def build_services(
     email: EmailSender,
     bot: Bot | None,
     run_workers: bool,
+    delivery_hooks: DeliveryHooks | None = None,
 ) -> Services:
-    """Build the core once: use cases, pipeline and (when asked) the workers, none started."""
+    """Build the core once: use cases, pipeline and (when asked) the workers, none started.
+
+    `delivery_hooks` is for the fault tests only (see `DeliveryHooks`); production has none.
+    """
     # A send never waits for its turn longer than half the delivery's claim: past the claim
     # another process may take the delivery over and send it too. It is retried instead.
     telegram = (
@@ -162,10 +203,10 @@ def build_services(
             chat_details=settings.chat_details,
             booking_days=settings.booking_days,
             claim_ms=settings.claim_seconds * 1000,
-            failpoint=settings.failpoint or "",
         ),
         email,
         telegram,
+        delivery_hooks,
     )
     deliverer.on_outcome = metrics.count_delivery
     scheduler = Scheduler(
@@ -183,7 +224,7 @@ def build_services(
         clock,
         scheduler,
         fanout,
-        DeadlineSettings.from_settings(settings),
+        deadline_settings(settings),
         disagreements,
     )
     cases = CaseService(redis, directory, clock, settings.zone)

@@ -92,10 +92,6 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
-    # Test only (tests/fault/): the first delivery to reach this point kills its own process
-    # with SIGKILL, once per Redis database, so crash recovery can be shown at each step.
-    failpoint: Literal["after_claim", "after_send", "after_record"] | None = None
-
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:

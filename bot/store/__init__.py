@@ -1,1 +1,41 @@
-"""store"""
+"""The store: the only package that talks to Redis (checked by import-linter in `make lint`).
+
+Everything outside `bot.store` that needs redis-py's types or must tell its errors apart takes
+them from here, so the client library has one door:
+
+- `Redis`, `Pipeline`: the client and its MULTI/EXEC pipeline, as parameters are typed.
+- `WatchError`: a watched key changed before EXEC (`optimistic` retries on it for you).
+- `RedisConnectionError`, `RedisTimeoutError` (together `STORE_UNAVAILABLE`): the store cannot
+  be reached now; an adapter answers 503, a worker backs off.
+- `ResponseError`: the store answered with an error reply.
+- `optimistic`: the one WATCH / read / decide / MULTI-EXEC loop.
+
+Use cases still issue their commands through the client they are given; moving every command
+into repositories here is a later step.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, WatchError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.store.transaction import optimistic
+
+__all__ = [
+    "STORE_UNAVAILABLE",
+    "Pipeline",
+    "Redis",
+    "RedisConnectionError",
+    "RedisTimeoutError",
+    "ResponseError",
+    "WatchError",
+    "optimistic",
+]
+
+# The errors that mean "the store cannot be reached now" rather than "the request is wrong".
+STORE_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError)

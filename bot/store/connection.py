@@ -14,20 +14,21 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 
-from bot.runtime.embedded import EmbeddedValkey
-from bot.runtime.settings import Settings
+from bot.store.embedded import EmbeddedValkey
 
 __all__ = [
     "MAX_BLOCK_MS",
     "SOCKET_TIMEOUT",
     "SentinelTarget",
     "Store",
+    "StoreSettings",
     "close_redis",
     "open_store",
     "parse_sentinel_url",
@@ -181,7 +182,22 @@ class Store:
             await asyncio.to_thread(self.embedded.stop)
 
 
-async def open_store(settings: Settings) -> Store:
+class StoreSettings(Protocol):
+    """What opening the store needs from the service's settings (bot.runtime's `Settings` is
+    one): the store is below the runtime and so names only these two."""
+
+    @property
+    def redis_url(self) -> str | None:
+        """ANKOMST_REDIS_URL, or None for the embedded Valkey."""
+        ...
+
+    @property
+    def valkey_dir(self) -> Path:
+        """Where the embedded Valkey keeps its data."""
+        ...
+
+
+async def open_store(settings: StoreSettings) -> Store:
     """Connect to ANKOMST_REDIS_URL, or start the embedded Valkey when it is unset.
 
     The client is lazy: a wrong URL shows at the first command (the caller PINGs at start).

@@ -18,6 +18,7 @@ from bot.channels.email import (
     OutgoingMail,
     render_message,
 )
+from bot.runtime.services import email_sender
 from bot.runtime.settings import Settings
 from tests.support.smtp_sink import SmtpSink
 
@@ -388,7 +389,7 @@ def no_ankomst_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_ankomst_env")
-def test_from_settings_takes_the_smtp_settings() -> None:
+def test_the_sender_is_built_from_the_smtp_settings() -> None:
     settings = Settings(
         _env_file=None,
         smtp_host="smtp.ostersund.example.se",
@@ -401,12 +402,12 @@ def test_from_settings_takes_the_smtp_settings() -> None:
         send_attempts=4,
     )
 
-    sender = EmailSender.from_settings(settings)
-    embedded = EmailSender.from_settings(settings, host="127.0.0.1", port=2525)
+    sender = email_sender(settings)
+    embedded = email_sender(settings, host="127.0.0.1", port=2525)
 
     assert (sender.host, sender.port, sender.pool_size) == ("smtp.ostersund.example.se", 587, 3)
     assert sender.max_attempts == 4
     assert sender.from_addr == "Ankomst <ankomst@ostersund.example.se>"
     assert (embedded.host, embedded.port) == ("127.0.0.1", 2525)
     with pytest.raises(ValueError, match="SMTP host"):
-        EmailSender.from_settings(Settings(_env_file=None))
+        email_sender(Settings(_env_file=None))

@@ -1,9 +1,9 @@
 """A `serve` process killed (SIGKILL) at each point of a delivery; another process takes over.
 
-The failpoint (ANKOMST_FAILPOINT, test only) kills the first process the first time a delivery
-reaches the point. The second process is a new consumer: it takes the dead one's pending
-entries with XAUTOCLAIM once they have been idle for the claim time (2 s here), by which time
-the dead one's claim has expired too.
+The failpoint (tests/support/failpoint.py: the real `serve` with a test-only delivery hook) kills
+the first process the first time a delivery reaches the point. The second process is a new
+consumer: it takes the dead one's pending entries with XAUTOCLAIM once they have been idle for
+the claim time (2 s here), by which time the dead one's claim has expired too.
 
 What may arrive twice: only a delivery that was already being sent ("sending") when the process
 died — the send may have gone out without being recorded. Everything else arrives exactly once.
@@ -20,6 +20,7 @@ from redis.asyncio import Redis
 
 from bot.store import keys
 from tests.fault.conftest import all_settled, api_token, arrived_counts, link_chats, statuses
+from tests.support.failpoint import Point, command, failpoint_key
 from tests.support.process import ServeProcess, all_deliveries, post_arrival, serve_env
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
@@ -30,13 +31,13 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("point", ["after_claim", "after_send", "after_record"])
 async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_twice_only_in_the_window(
-    point: str, redis_url: str, redis: Redis, tmp_path: Path
+    point: Point, redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
     async with SmtpSink() as smtp, FakeTelegramAPI() as telegram, aiohttp.ClientSession() as http:
         await link_chats(redis)
         token = await api_token(redis)
         env = serve_env(redis_url, tmp_path, smtp, telegram)
-        first = await ServeProcess({**env, "ANKOMST_FAILPOINT": point}, tmp_path / "a.log").start()
+        first = await ServeProcess(env, tmp_path / "a.log", command=command(point)).start()
         try:
             status, answer = await post_arrival(http, first.base, token, arrival())
             assert status == 201, answer
@@ -45,7 +46,7 @@ async def test_a_worker_killed_mid_delivery_loses_nothing_and_sends_twice_only_i
             await first.kill()
         assert code == -9, first.failure("was not killed by its failpoint")
         killed_at = time.monotonic()
-        hit = await redis.get(keys.failpoint(point))
+        hit = await redis.get(failpoint_key(point))
         assert hit
         at_death = statuses(await all_deliveries(redis))
         # Where the process died: before the send nothing is "sending" for the hit delivery;
