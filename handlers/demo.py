@@ -8,6 +8,7 @@ from typing import Any
 
 import aiohttp
 
+from bot.domain.calendar import local_today
 from bot.runtime.services import Services
 from bot.runtime.settings import Settings
 from handlers.main import Ankomst, serve
@@ -54,7 +55,7 @@ async def post_samples(service: Ankomst, services: Services) -> None:
         print(f"demo: {municipality} has no reception unit in the directory")
         return
     token = await services.tokens.create(reception.id)
-    today = services.clock.now().astimezone(services.settings.zone).date()
+    today = local_today(services.clock, services.settings.zone)
     base = f"http://127.0.0.1:{service.port}"
     headers = {"Authorization": f"Bearer {token}"}
     ids: list[str] = []

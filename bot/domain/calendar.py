@@ -17,7 +17,17 @@ from zoneinfo import ZoneInfo
 import holidays
 from holidays import HolidayBase
 
-__all__ = ["EXTRA_CLOSED_NAME", "WorkingDayCalendar"]
+from bot.domain.clock import Clock
+
+__all__ = ["EXTRA_CLOSED_NAME", "WorkingDayCalendar", "local_today"]
+
+
+def local_today(clock: Clock, zone: ZoneInfo) -> date:
+    """Today's date in local time: the one place "today" is read, so every rule that speaks of
+    today (an arrival date not in the past, a booking within 30 days, a reference's year) reads
+    the same injected clock in the same zone."""
+    return clock.now().astimezone(zone).date()
+
 
 # What `holiday_name` says for a day closed only by the region's own decision.
 EXTRA_CLOSED_NAME: Final = "Stängt (regionalt beslut)"
@@ -108,6 +118,10 @@ class WorkingDayCalendar:
         return self.add_working_days(day0, days)
 
     # --- instants -----------------------------------------------------------------------------
+
+    def today(self, clock: Clock) -> date:
+        """Today's local date by `clock` in the calendar's zone (see `local_today`)."""
+        return local_today(clock, self.zone)
 
     def local_date(self, moment: datetime) -> date:
         """The local date of an aware instant in the calendar's zone."""

@@ -17,6 +17,11 @@ A timer that fires re-checks the case and, if the deadline still stands, puts on
 on the stream (the fan-out makes a delivery per channel) and a line in the case's history, both
 at most once per timer (a marker in the case's markers hash is set in the same script).
 
+When each deadline falls is not decided here: the time rules are pure functions in
+`bot.domain.deadline_rules` (which also states the one working-day counting rule), and where a
+recipient stands is `bot.domain.progress`. This module turns events into timers at those
+instants, and fired timers into notices.
+
 The clock of an acknowledgement deadline starts when the version was registered (the event's
 time), not when a message was sent: a recipient whose messages cannot be delivered must be
 chased all the same. The booking deadline starts when the health centre was first told (its
@@ -27,22 +32,24 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Final
 
-from redis.asyncio import Redis
-
+from bot.domain import deadline_rules as rules
 from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.case import Case, CaseNotFound, history_entry, notice_event
 from bot.domain.clock import Clock
+from bot.domain.deadline_rules import DeadlineRules
 from bot.domain.directory import Directory
-from bot.pipeline.fanout import NOTICE, FanOut
-from bot.runtime.settings import Settings
-from bot.store import keys
+from bot.domain.progress import Reach, arrival_messages, everyone_reached_at, progress
+from bot.pipeline.fanout import FanOut
+from bot.store import Redis, keys
+from bot.store.cases import CaseStore
+from bot.store.scripts import register
 from bot.store.timers import Scheduler, Timer, timers_of_case
 from bot.usecases.access import SYSTEM
-from bot.usecases.cases import Case, CaseNotFound, CaseStore, history_entry, notice_event
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.views import deliveries
 from messages import deadlines as words
@@ -59,46 +66,15 @@ DISAGREEMENT_ESCALATION: Final = "disagreement_escalation"  # §7: unresolved to
 ACK_KINDS: Final = (ACK_REMINDER, ACK_ESCALATION)
 BOOKING_KINDS: Final = (BOOKING_REMINDER, BOOKING_ESCALATION)
 
-# Once-only: record the marker, append the history line and queue the notices, or do nothing.
-_EMIT = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('RPUSH', KEYS[2], ARGV[3])
-for _, fields in ipairs(cjson.decode(ARGV[4])) do
-  redis.call('XADD', KEYS[3], '*', unpack(fields))
-end
-return 1
-"""
-
 
 def timer_id(kind: str, case_id: str, *parts: object) -> str:
     """The id of a deadline's timer: derived from what it is for, so it is made only once."""
     return ":".join([kind, case_id, *(str(p) for p in parts)])
 
 
-@dataclass(frozen=True)
-class DeadlineSettings:
-    """The time rules, from the settings."""
-
-    ack_reminder_hours: float = 2.0
-    ack_escalation_at: time = time(10)
-    booking_days: int = 5
-    booking_reminder_days: int = 3
-    same_day_alert_minutes: int = 30
-    same_day_grace_minutes: int = 5
-    disagreement_days: int = 5
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> DeadlineSettings:
-        """Take the time rules from the service's settings."""
-        return cls(
-            ack_reminder_hours=settings.ack_reminder_hours,
-            ack_escalation_at=settings.ack_escalation_at,
-            booking_days=settings.booking_days,
-            booking_reminder_days=settings.booking_reminder_days,
-            same_day_alert_minutes=settings.same_day_alert_minutes,
-            same_day_grace_minutes=settings.same_day_grace_minutes,
-            disagreement_days=settings.disagreement_days,
-        )
+# The time rules' numbers live with the rules (bot.domain.deadline_rules); the old name stays for
+# the services factory.
+DeadlineSettings = DeadlineRules
 
 
 @dataclass(frozen=True)
@@ -108,22 +84,6 @@ class Notice:
     topic: str
     orgs: tuple[str, ...]
     params: Mapping[str, object]
-
-
-def first_sent(
-    rows: Iterable[Mapping[str, str]], org_id: str, version: int | None = None
-) -> datetime | None:
-    """When `org_id` was first sent an arrival message (of `version`, if given)."""
-    times = [
-        datetime.fromisoformat(r["sent_at"])
-        for r in rows
-        if r.get("org") == org_id
-        and r.get("topic") == NOTICE
-        and r.get("status") == "sent"
-        and r.get("sent_at")
-        and (version is None or int(r.get("version", "0")) == version)
-    ]
-    return min(times) if times else None
 
 
 def _times(values: list[str | None]) -> list[datetime | None]:
@@ -154,7 +114,7 @@ class Deadlines:
         self.settings = settings
         self.disagreements = disagreements
         self.cases = CaseStore(redis)
-        self._emit = redis.register_script(_EMIT)
+        self._emit = register(redis, "deadline_emit")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)
         scheduler.on(BOOKING_REMINDER, self._fire_booking)
@@ -177,50 +137,10 @@ class Deadlines:
 
     # -- when -------------------------------------------------------------------------------
 
-    def ack_due(self, told_at: datetime) -> tuple[datetime | None, datetime]:
-        """(reminder, escalation) of a recipient told at `told_at`.
-
-        The escalation is at `ack_escalation_at` on the working day after the one the telling
-        counts towards (a message on Saturday or at 18:00 counts towards the next working day,
-        so the escalation is not the same morning as the reminder). A reminder that would fall
-        at or after the escalation is left out.
-        """
-        s = self.settings
-        escalation = self.calendar.at_local(
-            self.calendar.next_working_day(self.calendar.counting_day(told_at)),
-            s.ack_escalation_at,
-        )
-        reminder = self.calendar.add_working_hours(told_at, s.ack_reminder_hours)
-        return (reminder if reminder < escalation else None), escalation
-
-    def booking_due(self, informed_at: datetime) -> tuple[datetime, datetime, date]:
-        """(reminder, escalation, last day to book) of a health centre told at `informed_at`.
-
-        Day 0 is the local date it was told (the next working day if that is closed); the
-        reminder is at office start on working day `booking_reminder_days`, the escalation at
-        office end on working day `booking_days` — the last day to book, as the health centre's
-        message names it — once that day is over.
-        """
-        s = self.settings
-        day0 = self.calendar.working_day_on_or_after(self.calendar.local_date(informed_at))
-        last_day = self.calendar.booking_deadline(informed_at, s.booking_days)
-        reminder = self.calendar.office_start_on(
-            self.calendar.add_working_days(day0, s.booking_reminder_days)
-        )
-        return reminder, self.calendar.office_end_on(last_day), last_day
-
-    def same_day_due(self, registered_at: datetime) -> tuple[date, datetime]:
-        """(the day the arrival must reach everyone, when that is checked).
-
-        The day is the working day the registration counts towards: the registration day itself
-        if it is a working day and the office is open or yet to open; else the next working day.
-        The check is `same_day_alert_minutes` before office end on that day, or, for a
-        registration made later than that, `same_day_grace_minutes` after the registration.
-        """
-        s = self.settings
-        day = self.calendar.counting_day(registered_at)
-        check = self.calendar.office_end_on(day) - timedelta(minutes=s.same_day_alert_minutes)
-        return day, max(check, registered_at + timedelta(minutes=s.same_day_grace_minutes))
+    def same_day_due(self, registered_at: datetime) -> rules.SameDayDue:
+        """(the day the arrival must reach everyone, when that is checked): see
+        `deadline_rules.same_day_due`."""
+        return rules.same_day_due(self.calendar, self.settings, registered_at)
 
     # -- events -----------------------------------------------------------------------------
 
@@ -254,14 +174,11 @@ class Deadlines:
 
     async def disagreement_raised(self, case_id: str, disagreement_id: str, at: datetime) -> None:
         """An open disagreement goes up by itself when not resolved within N working days."""
-        last_day = self.calendar.add_working_days(
-            self.calendar.local_date(at), self.settings.disagreement_days
-        )
         await self.scheduler.schedule(
             timer_id(DISAGREEMENT_ESCALATION, case_id, disagreement_id),
             DISAGREEMENT_ESCALATION,
             case_id,
-            self.calendar.office_end_on(last_day),
+            rules.disagreement_escalation_due(self.calendar, self.settings, at),
             {
                 "disagreement": disagreement_id,
                 "then": words.disagreement_then(self.settings.disagreement_days),
@@ -292,7 +209,7 @@ class Deadlines:
             ),
         )
         acks = await self.cases.acks(case_id)
-        reminder_due, escalation_due = self.ack_due(at)
+        reminder_due, escalation_due = rules.ack_due(self.calendar, self.settings, at)
         for org_id in case.recipients:
             if f"{version}:{org_id}" in acks:
                 continue
@@ -334,7 +251,7 @@ class Deadlines:
                 timer_id(SAME_DAY_CLOSE, case_id),
                 SAME_DAY_CLOSE,
                 case_id,
-                self.calendar.at_local(day + timedelta(days=1), time(0)),
+                rules.same_day_close(self.calendar, day),
                 {"version": version, "day": day.isoformat()},
             )
         no_channel = [o for o in case.recipients if not await self.fanout.channels(o)]
@@ -428,7 +345,7 @@ class Deadlines:
         if org is not None and org.kind == "health_centre":
             await self._start_booking(case, org_id, at)
         await self._record_notified(case, notified, by, _times(firsts), closing=False)
-        if version == case.version and all(of_version):
+        if version == case.version and everyone_reached_at(_times(of_version)) is not None:
             # Everyone has this version: the same-day check has nothing left to watch.
             await self.scheduler.cancel(timer_id(SAME_DAY_CHECK, case.id, version))
 
@@ -449,7 +366,9 @@ class Deadlines:
         if reported:
             return
         informed = datetime.fromisoformat(informed_text)
-        reminder_due, escalation_due, last_day = self.booking_due(informed)
+        reminder_due, escalation_due, last_day = rules.booking_due(
+            self.calendar, self.settings, informed
+        )
         name = self._name(org_id)
         supervisor = self._supervisor(org_id)
         base = {
@@ -501,11 +420,11 @@ class Deadlines:
         if notified:
             return True
         key = keys.case(case.id)
-        if not firsts or any(t is None for t in firsts):
+        at = everyone_reached_at(firsts)
+        if at is None:
             return False
-        at = max(t for t in firsts if t is not None)
-        day = date.fromisoformat(by) if by else self.same_day_due(case.created_at)[0]
-        same = self.calendar.local_date(at) <= day
+        day = date.fromisoformat(by) if by else self.same_day_due(case.created_at).day
+        same = rules.reached_same_day(self.calendar, at, day)
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hsetnx(key, "notified_at", at.isoformat())
             pipe.hsetnx(key, "notified_same_day", "true" if same else "false")
@@ -528,7 +447,14 @@ class Deadlines:
         if f"{version}:{org_id}" in await self.cases.acks(case.id):
             return
         told_at = datetime.fromisoformat(str(timer.payload["told_at"]))
-        sent_at = first_sent(await deliveries(self.redis, case.id), org_id, version) or told_at
+        # Waiting is counted from when the arrival message reached it, else from the telling.
+        reached = progress(
+            version=version,
+            cancelled=False,
+            messages=arrival_messages(await deliveries(self.redis, case.id), org_id),
+            acknowledged_at=None,
+        )
+        sent_at = reached.first_sent_at or told_at
         params = {
             "organisation": self._name(org_id),
             "sent_at": sent_at.isoformat(),
@@ -602,18 +528,18 @@ class Deadlines:
         rows = await deliveries(self.redis, case.id)
         missing: list[tuple[str, str]] = []
         for org_id in case.recipients:
-            if first_sent(rows, org_id, version) is not None:
+            # Only how far the arrival message got matters here, not the acknowledgement.
+            reach = progress(
+                version=version,
+                cancelled=False,
+                messages=arrival_messages(rows, org_id),
+                acknowledged_at=None,
+            ).reach
+            if reach == Reach.SENT:
                 continue
-            mine = [
-                r
-                for r in rows
-                if r.get("org") == org_id
-                and r.get("topic") == NOTICE
-                and int(r.get("version", "0")) == version
-            ]
-            if not await self.fanout.channels(org_id) and not mine:
+            if reach == Reach.NONE and not await self.fanout.channels(org_id):
                 why = "ingen e-postadress och ingen kopplad chatt"
-            elif mine and all(r.get("status") in ("failed", "superseded") for r in mine):
+            elif reach == Reach.FAILED:
                 why = "leveransen misslyckades"
             else:
                 why = "meddelandet har ännu inte kunnat skickas"

@@ -12,13 +12,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from redis.asyncio import Redis
 
+from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.clock import Clock
+from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
-from bot.store import keys
+from bot.domain.progress import progress
+from bot.store import Redis, keys
 from bot.store.streams import StreamConsumer
-from bot.store.timers import timers_of_case
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
@@ -36,10 +37,19 @@ GROUPS = (
 class Metrics:
     """The metrics of one running service, in a registry of its own."""
 
-    def __init__(self, redis: Redis, directory: Directory, clock: Clock) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        clock: Clock,
+        calendar: WorkingDayCalendar,
+        rules: DeadlineRules,
+    ) -> None:
         self.redis = redis
         self.directory = directory
         self.clock = clock
+        self.calendar = calendar
+        self.rules = rules  # the overdue gauges judge deadlines as the deadline worker sets them
         self.registry = CollectorRegistry()
         r = self.registry
         self.deliveries = Counter(
@@ -78,8 +88,9 @@ class Metrics:
         )
         self.overdue = Gauge(
             "ankomst_overdue",
-            "Open deadlines already passed: acknowledgements (reminder sent, no "
-            "acknowledgement) and health bookings (reminder sent, no booking).",
+            "Open deadlines already passed: acknowledgements (the acknowledgement deadline "
+            "has passed, no acknowledgement of the current version) and health bookings (the "
+            "last day to book is over, no booking).",
             ["deadline"],
             registry=r,
         )
@@ -161,28 +172,7 @@ class Metrics:
         self.timers_due.set(await self.redis.zcount(keys.TIMERS, "-inf", now.timestamp()))
         open_ids = await self.redis.smembers(keys.OPEN_CASES)
         self.open_cases.set(len(open_ids))
-        ack = booking = 0
-        for case_id in open_ids:
-            fired = [
-                t
-                for t in await timers_of_case(self.redis, case_id)
-                if t.state == "fired" and t.kind in ("ack_reminder", "booking_reminder")
-            ]
-            if not fired:
-                continue
-            data = await self.redis.hmget(keys.case(case_id), ["version", "status", "booking"])
-            version, status, booked = data
-            if status == "cancelled":
-                continue
-            acks = await self.redis.hkeys(keys.case_acks(case_id))
-            for t in fired:
-                org = str(t.payload.get("organisation", ""))
-                if t.kind == "ack_reminder":
-                    v = int(t.payload.get("version", 0))
-                    if str(v) == version and f"{v}:{org}" not in acks:
-                        ack += 1
-                elif not booked:
-                    booking += 1
+        ack, booking = await self._overdue(sorted(open_ids), now)
         self.overdue.labels("acknowledgement").set(ack)
         self.overdue.labels("booking").set(booking)
         for c in self.consumers:
@@ -190,6 +180,48 @@ class Metrics:
             self.consumer_errors.labels(c.stream, c.group, "dead_lettered").set(
                 c.stats.dead_lettered
             )
+
+    async def _overdue(self, case_ids: list[str], now: datetime) -> tuple[int, int]:
+        """(recipients late acknowledging, health centres late booking) over `case_ids`, each
+        judged by the one progress derivation (bot.domain.progress) at `now`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for case_id in case_ids:
+                pipe.hmget(
+                    keys.case(case_id), ["version", "status", "booking", "updated_at", "recipients"]
+                )
+                pipe.hgetall(keys.case_acks(case_id))
+                pipe.hgetall(keys.case_markers(case_id))
+            replies = await pipe.execute()
+        ack = booking = 0
+        for i in range(len(case_ids)):
+            (version, status, booked, told, recipients), acks, markers = replies[3 * i : 3 * i + 3]
+            if version is None or told is None or recipients is None:
+                continue  # removed meanwhile
+            number = int(version)
+            # A version's acknowledgement clock starts when it was registered (updated_at).
+            ack_deadline = ack_due(self.calendar, self.rules, datetime.fromisoformat(told))
+            for org_id in json.loads(recipients):
+                informed = markers.get(keys.booking_informed_marker(org_id))
+                ack_record = acks.get(f"{number}:{org_id}")
+                mine = progress(
+                    version=number,
+                    cancelled=status == "cancelled",
+                    messages=(),  # how far a message got does not make anyone late
+                    acknowledged_at=(
+                        datetime.fromisoformat(json.loads(ack_record)["at"]) if ack_record else None
+                    ),
+                    now=now,
+                    ack_due=ack_deadline,
+                    booking_due=(
+                        booking_due(self.calendar, self.rules, datetime.fromisoformat(informed))
+                        if informed
+                        else None
+                    ),
+                    booked=bool(booked) or keys.booking_reported_marker(org_id) in markers,
+                )
+                ack += mine.ack_overdue
+                booking += mine.booking_overdue
+        return ack, booking
 
     async def exposition(self) -> bytes:
         """The text format Prometheus scrapes, refreshed from Redis first."""

@@ -189,7 +189,7 @@ def build_services(
     chats = ChatLinks(redis, clock, directory_chats(directory))
     signer = Signer(settings.secret(), settings.ack_link_days * 86400, clock)
     fanout = FanOut(redis, directory, chats, clock)
-    metrics = Metrics(redis, directory, clock)
+    metrics = Metrics(redis, directory, clock, calendar, deadline_settings(settings))
     deliverer = Deliverer(
         redis,
         directory,

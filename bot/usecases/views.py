@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from redis.asyncio import Redis
 
 from bot.domain.directory import Directory
-from bot.pipeline.fanout import EMAIL, NOTICE
+from bot.domain.progress import Progress, arrival_messages, case_progress, progress
+from bot.pipeline.fanout import EMAIL
 from bot.store import keys
 from bot.store.timers import timers_of_case
 from bot.usecases.cases import Case, CaseStore
@@ -46,16 +48,27 @@ def _delivery_view(row: dict[str, str]) -> dict[str, Any]:
     return view
 
 
+def recipient_progress(
+    case: Case, rows: list[dict[str, str]], acks: dict[str, Any], org_id: str
+) -> Progress:
+    """`org_id`'s progress on the case's current version, without deadlines (nothing is
+    overdue); the board adds the deadlines and the clock (bot.domain.progress)."""
+    ack = acks.get(f"{case.version}:{org_id}")
+    return progress(
+        version=case.version,
+        cancelled=case.status == "cancelled",
+        messages=arrival_messages(rows, org_id),
+        acknowledged_at=datetime.fromisoformat(ack["at"]) if ack and ack.get("at") else None,
+    )
+
+
 def status_of(case: Case, rows: list[dict[str, str]], acks: dict[str, Any]) -> str:
-    """notifying → notified → acknowledged; or cancelled."""
-    if case.status == "cancelled":
-        return "cancelled"
-    current = [r for r in rows if r["topic"] == NOTICE and int(r["version"]) == case.version]
-    if any(r["status"] not in ("sent", "failed", "superseded") for r in current) or not current:
-        return "notifying"
-    if all(f"{case.version}:{o}" in acks for o in case.recipients):
-        return "acknowledged"
-    return "notified"
+    """notifying → notified → acknowledged; or cancelled (bot.domain.progress.case_progress)."""
+    return case_progress(
+        cancelled=case.status == "cancelled",
+        recipients=[recipient_progress(case, rows, acks, o) for o in case.recipients],
+        copies=[recipient_progress(case, rows, acks, case.reception_unit)],
+    )
 
 
 async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str, Any]:

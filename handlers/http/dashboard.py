@@ -17,8 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels.email import OutgoingMail
-from bot.pipeline.deadlines import ACK_ESCALATION, ACK_REMINDER
-from bot.pipeline.fanout import NOTICE
+from bot.domain.deadline_rules import ack_due
+from bot.domain.progress import arrival_messages, progress
 from bot.runtime.services import Services, from_domain
 from bot.usecases.audit import record_reads
 from bot.usecases.cases import Case, CaseNotFound, Forbidden
@@ -144,35 +144,28 @@ def _dt(text: str | None) -> datetime | None:
 
 
 def _case_row(services: Services, case: Case, view: dict[str, Any], viewer_org: str) -> CaseRow:
-    reminded = {
-        h.get("organisation")
-        for h in view["history"]
-        if h.get("what") in (ACK_REMINDER, ACK_ESCALATION) and h.get("version") == case.version
-    }
+    # Each recipient's row is its progress (bot.domain.progress): overdue once its
+    # acknowledgement deadline has passed by the service's clock.
+    due = ack_due(services.calendar, services.deadlines.settings, case.updated_at)
+    now = services.clock.now()
     rows = []
     for party in view["recipients"]:
-        notices = [
-            d for d in party["deliveries"] if d["topic"] == NOTICE and d["version"] == case.version
-        ]
-        sent_times = [d["sent_at"] for d in notices if d.get("sent_at")]
-        if sent_times:
-            sent = "sent"
-        elif notices and all(d["status"] in ("failed", "superseded") for d in notices):
-            sent = "failed"
-        elif notices:
-            sent = "pending"
-        else:
-            sent = "none"
         ack = party["acknowledged"]
+        mine = progress(
+            version=case.version,
+            cancelled=case.status == "cancelled",
+            messages=arrival_messages(party.get("deliveries", ())),
+            acknowledged_at=_dt(ack["at"]) if ack else None,
+            now=now,
+            ack_due=due,
+        )
         rows.append(
             RecipientRow(
                 organisation=party["name"],
-                sent=sent,
-                sent_at=_dt(min(sent_times)) if sent_times else None,
-                acknowledged_at=_dt(ack["at"]) if ack else None,
-                overdue=ack is None
-                and case.status != "cancelled"
-                and party["organisation"] in reminded,
+                sent=str(mine.reach),
+                sent_at=mine.first_sent_at,
+                acknowledged_at=mine.acknowledged_at,
+                overdue=mine.ack_overdue,
                 is_viewer=party["organisation"] == viewer_org,
             )
         )

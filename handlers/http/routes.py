@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
+from bot.domain.calendar import local_today
 from bot.runtime.services import Services
 from bot.usecases.access import Actor, LinkExpired
 from bot.usecases.audit import record_read, record_reads
@@ -116,7 +117,7 @@ def actor_of(request: web.Request) -> Actor:
 
 def today(services: Services) -> Any:
     """The local date now, for date rules."""
-    return services.clock.now().astimezone(services.settings.zone).date()
+    return local_today(services.clock, services.settings.zone)
 
 
 # -- API -----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from bot.domain.arrival import InvalidInput
+from bot.domain.calendar import local_today
 from bot.domain.directory import Organisation
 from bot.runtime.services import Services
 from bot.usecases.access import Actor
@@ -72,7 +73,7 @@ async def acting_for_query(query: CallbackQuery, services: Services) -> Acting |
 
 def today(services: Services) -> date:
     """The local date now."""
-    return services.clock.now().astimezone(services.settings.zone).date()
+    return local_today(services.clock, services.settings.zone)
 
 
 _DAY_MONTH = re.compile(r"^(\d{1,2})\s*[/.]\s*(\d{1,2})(?:\s*[/.]\s*(\d{2,4}))?$")
