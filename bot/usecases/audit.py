@@ -12,9 +12,7 @@ from collections.abc import AsyncIterator, Iterable
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
-from bot.store import keys
+from bot.store import Redis, keys
 
 
 async def record_read(

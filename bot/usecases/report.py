@@ -22,11 +22,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.directory import Directory
-from bot.store import keys
+from bot.store import Redis, keys
 
 ALL_KINDS = "alla"
 REMINDERS = ("ack_reminder", "booking_reminder")

@@ -16,10 +16,9 @@ import secrets
 from dataclasses import dataclass
 
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from redis.asyncio import Redis
 
 from bot.domain.clock import Clock
-from bot.store import keys
+from bot.store import Redis, keys
 from bot.usecases.access import Actor, Role, _clock_signer
 
 COOKIE = "ankomst_tavla"
