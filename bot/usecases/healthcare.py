@@ -10,14 +10,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
-from redis.asyncio import Redis
-from redis.asyncio.client import Pipeline
 
 from bot.domain.arrival import InvalidInput
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.domain.policy import Policy
-from bot.store import keys
+from bot.store import Pipeline, Redis, keys
 from bot.usecases.access import Actor
 from bot.usecases.cases import (
     Case,

@@ -22,24 +22,17 @@ import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final
-
-from redis.asyncio import Redis
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
+from typing import Any
 
 from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
-from bot.store import keys
+from bot.domain.personal import PERSONAL_KEYS
+from bot.store import Redis, RedisConnectionError, RedisTimeoutError, WatchError, keys
 from bot.store.timers import timers_of_case
 from bot.usecases.report import case_statistics, freeze_statistics
 
 log = logging.getLogger(__name__)
-
-PERSONAL_KEYS: Final = frozenset({"initials", "details", "text", "decision", "reason"})
-"""Keys that hold personal data wherever they appear (facts, params, history, log events)."""
 
 
 def scrub(value: Any) -> Any:

@@ -6,12 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bot.domain.directory import Directory
+from bot.domain.events import ChannelKind
 from bot.domain.progress import Progress, arrival_messages, case_progress, progress
-from bot.pipeline.fanout import EMAIL
-from bot.store import keys
+from bot.store import Redis, keys
 from bot.store.timers import timers_of_case
 from bot.usecases.cases import Case, CaseStore
 
@@ -43,7 +41,7 @@ def _delivery_view(row: dict[str, str]) -> dict[str, Any]:
     view: dict[str, Any] = {k: row[k] for k in _DELIVERY_FIELDS if row.get(k)}
     view["version"] = int(row["version"])
     view["attempts"] = int(row.get("attempts", "0"))
-    view["channel_kind"] = "email" if row["channel"] == EMAIL else "telegram"
+    view["channel_kind"] = str(ChannelKind.of(row["channel"]))
     view["topic"] = row["topic"].split("/", 1)[0]
     return view
 

@@ -8,12 +8,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
 from bot.domain.calendar import local_today
 from bot.runtime.services import Services
+from bot.store import RedisConnectionError, RedisTimeoutError
 from bot.usecases.access import Actor, LinkExpired
 from bot.usecases.audit import record_read, record_reads
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
