@@ -65,7 +65,7 @@ def serve_env(
 
 @dataclass
 class ServeProcess:
-    """One `python -m bot serve`; `port` is known once it listens."""
+    """One `python -m bot serve` (or `command`); `port` is known once it listens."""
 
     env: dict[str, str]
     log: Path
@@ -73,6 +73,9 @@ class ServeProcess:
     port: int = 0
     output: list[bytes] = field(default_factory=list)
     _reader: asyncio.Task[None] | None = None
+    # What runs after `python -m`: the real command, or a test wrapper of it
+    # (tests.support.failpoint.command).
+    command: tuple[str, ...] = ("bot", "serve")
 
     @property
     def base(self) -> str:
@@ -85,8 +88,7 @@ class ServeProcess:
         self.process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "bot",
-            "serve",
+            *self.command,
             cwd=ROOT,
             env=self.env,
             stdout=asyncio.subprocess.PIPE,
