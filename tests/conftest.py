@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -49,3 +50,12 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(autouse=True)
+def _no_serve_outlives_its_test() -> Iterator[None]:
+    """Kill any `ankomst serve` a test started and left running, whatever way it ended."""
+    yield
+    process = sys.modules.get("tests.support.process")  # not imported: none was started
+    if process is not None:
+        process.kill_leftovers()

@@ -4,6 +4,11 @@ At-least-once: an entry is acknowledged (XACK) only after its handler says it is
 crashed or stuck consumer left pending are taken over with XAUTOCLAIM once they have been idle
 for `reclaim_after`. An entry whose handler raises `max_failures` times is moved to the
 dead-letter stream with its error, so one poison entry never blocks the others.
+
+Stopping does not wait out the blocked read: the read runs on a connection of its own, and
+`stop()` ends it with `CLIENT UNBLOCK` (as if it had timed out), so an entry is either read and
+handled before `run()` returns, or stays unread for the next consumer; none is lost in between.
+`drain_once()` is the same work as one burst, for tests and tools that need no loop.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -81,9 +87,26 @@ class StreamConsumer:
         self._running: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
         self._stopping = asyncio.Event()
+        # The blocking read's own connection (of the same pool) and its id on the server, so
+        # that `stop()` can unblock exactly that read.
+        self._reader: Redis | None = None
+        self._reader_id: int | None = None
+        # While a burst runs: the ids of entries finished (acknowledged or dead-lettered).
+        self._burst_finished: set[str] | None = None
 
     async def run(self) -> None:
         """Consume until stopped; survives lost connections by waiting and trying again."""
+        try:
+            await self._run()
+        finally:
+            self.stats.alive = False
+            if self._reader is not None:
+                reader, self._reader = self._reader, None
+                await reader.aclose()  # gives its connection back to the pool
+            if self._running:
+                await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _run(self) -> None:
         backoff = 0.5
         while not self._stopping.is_set():
             try:
@@ -104,13 +127,76 @@ class StreamConsumer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), backoff)
                 backoff = min(backoff * 2, 10.0)
-        self.stats.alive = False
-        if self._running:
-            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def stop(self) -> None:
-        """Finish what is in hand and stop reading."""
+        """Finish what is in hand and stop reading; a blocked read returns at once."""
         self._stopping.set()
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + self.block_ms / 1000
+        # The read may be on its way to the server: unblock until it is unblocked or has
+        # returned (a few milliseconds at most; the read's own timeout bounds it anyway).
+        while self._reader_id is not None and loop.time() < give_up:
+            try:
+                if await self.redis.client_unblock(self._reader_id):
+                    return
+            except (RedisConnectionError, RedisTimeoutError, OSError, ResponseError):
+                return  # the store is away: the read ends with the connection
+            await asyncio.sleep(0.005)
+
+    async def drain_once(self) -> int:
+        """Handle every entry now pending or unread in the group, once, without blocking.
+
+        A burst (as arq's `Worker(burst=True)`): entries other consumers left pending are
+        taken regardless of how long they have been idle, new ones are read until none is
+        left, and every handler has finished when it returns.
+
+        Returns how many entries it moved on: read for the first time, or finished
+        (acknowledged or dead-lettered). An entry its handler leaves pending again does not
+        count, so a caller can repeat bursts until one returns 0.
+        """
+        finished: set[str] = set()
+        self._burst_finished = finished
+        try:
+            read = await self._burst()
+        finally:
+            self._burst_finished = None
+        return len(read | finished)
+
+    async def _burst(self) -> set[str]:
+        await ensure_group(self.redis, self.stream, self.group)
+        read: set[str] = set()
+        start = "0-0"
+        while True:  # what is pending, ours or anyone's
+            start, entries = (
+                await self.redis.xautoclaim(
+                    self.stream,
+                    self.group,
+                    self.consumer,
+                    min_idle_time=0,
+                    start_id=start,
+                    count=self.batch,
+                )
+            )[:2]
+            for entry_id, fields in entries:
+                if fields is None:  # deleted from the stream meanwhile
+                    await self.redis.xack(self.stream, self.group, entry_id)
+                    continue
+                await self._dispatch(entry_id, fields)
+            if start == "0-0" or not entries:
+                break
+        while True:  # what nobody has read yet
+            response = await self.redis.xreadgroup(
+                self.group, self.consumer, {self.stream: ">"}, count=self.batch
+            )
+            entries = [e for _stream, batch in response or [] for e in batch]
+            if not entries:
+                break
+            for entry_id, fields in entries:
+                read.add(entry_id)
+                await self._dispatch(entry_id, fields)
+        if self._running:
+            await asyncio.gather(*self._running, return_exceptions=True)
+        return read
 
     async def _loop(self) -> None:
         await self.reclaim()
@@ -118,19 +204,33 @@ class StreamConsumer:
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + reclaim_every
         while not self._stopping.is_set():
-            response = await self.redis.xreadgroup(
-                self.group,
-                self.consumer,
-                {self.stream: ">"},
-                count=self.batch,
-                block=self.block_ms,
-            )
+            response = await self._read_new()
             for _stream, entries in response or []:
                 for entry_id, fields in entries:
                     await self._dispatch(entry_id, fields)
             if loop.time() >= next_reclaim:
                 await self.reclaim()
                 next_reclaim = loop.time() + reclaim_every
+
+    async def _read_new(self) -> Any:
+        """One blocking XREADGROUP on the reader's connection, which `stop()` can unblock."""
+        if self._reader is None:
+            self._reader = self.redis.client()
+        # Asked before every read: after a reconnect the connection has a new id.
+        ident = int(await self._reader.client_id())
+        if self._stopping.is_set():
+            return None
+        self._reader_id = ident
+        try:
+            return await self._reader.xreadgroup(
+                self.group,
+                self.consumer,
+                {self.stream: ">"},
+                count=self.batch,
+                block=self.block_ms,
+            )
+        finally:
+            self._reader_id = None
 
     async def reclaim(self) -> int:
         """Take over entries other consumers left pending too long (crashed or stuck)."""
@@ -174,6 +274,8 @@ class StreamConsumer:
             if done:
                 await self.redis.xack(self.stream, self.group, entry_id)
                 self.stats.handled += 1
+                if self._burst_finished is not None:
+                    self._burst_finished.add(entry_id)
         except (RedisConnectionError, RedisTimeoutError) as exc:
             # The store went away: the entry stays pending and is taken again later.
             log.warning("stream %s entry %s: store unreachable (%s)", self.stream, entry_id, exc)
@@ -186,7 +288,7 @@ class StreamConsumer:
             self._slots.release()
 
     async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
-        failures_key = f"{keys.PREFIX}:failures:{self.stream}"
+        failures_key = keys.stream_failures(self.stream)
         count = await self.redis.hincrby(failures_key, entry_id, 1)
         if count < self.max_failures:
             return
@@ -204,6 +306,8 @@ class StreamConsumer:
             pipe.hdel(failures_key, entry_id)
             await pipe.execute()
         self.stats.dead_lettered += 1
+        if self._burst_finished is not None:
+            self._burst_finished.add(entry_id)
         log.error(
             "stream %s entry %s moved to the dead-letter stream: %s", self.stream, entry_id, error
         )

@@ -2,6 +2,11 @@
 
 The process talks to the test's Redis, the test's SMTP sink and the test's Bot API server, so
 what it delivered is counted where it arrived. Its HTTP port is read from its own start-up line.
+
+No `serve` may outlive its test: one left running keeps consuming the test database and fails
+later tests. Each runs in a process group of its own; a start that fails (timeout, early exit,
+cancellation) kills the group before the error propagates, and `kill_leftovers()` (called after
+every test by tests/conftest.py) kills whatever a test did not stop.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import re
 import signal
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,9 @@ from tests.support.world import EXAMPLE_DIRECTORY, TOKEN
 
 ROOT = Path(__file__).resolve().parents[2]
 LISTENING = re.compile(rb"HTTP: listening on http://[\d.]+:(\d+)")
+
+# Every `serve` started and not yet seen to exit (pid = its process group).
+_started: set[int] = set()
 
 
 def serve_env(
@@ -85,16 +94,20 @@ class ServeProcess:
     async def start(self, timeout: float = 30.0) -> ServeProcess:
         """Start it and wait until it listens."""
         stderr = self.log.open("ab")
-        self.process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            *self.command,
-            cwd=ROOT,
-            env=self.env,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=stderr,
-        )
-        stderr.close()
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                *self.command,
+                cwd=ROOT,
+                env=self.env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+                start_new_session=True,  # its own process group, killed as one
+            )
+        finally:
+            stderr.close()
+        _started.add(self.process.pid)
         listening: asyncio.Future[int] = asyncio.get_running_loop().create_future()
 
         async def read() -> None:
@@ -108,7 +121,11 @@ class ServeProcess:
                 listening.set_exception(RuntimeError(self.failure("exited before listening")))
 
         self._reader = asyncio.create_task(read())
-        self.port = await asyncio.wait_for(listening, timeout)
+        try:
+            self.port = await asyncio.wait_for(listening, timeout)
+        except BaseException:
+            await self.kill()  # never leave a half-started `serve` behind
+            raise
         return self
 
     def failure(self, what: str) -> str:
@@ -120,26 +137,66 @@ class ServeProcess:
         """Wait until it has exited (e.g. killed by a failpoint); its return code."""
         assert self.process is not None
         code = await asyncio.wait_for(self.process.wait(), timeout)
+        _started.discard(self.process.pid)
         if self._reader is not None:
             with contextlib.suppress(Exception):
                 await self._reader
         return code
 
     async def kill(self) -> None:
-        """SIGKILL: no cleanup, no XACK, no claim released."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.send_signal(signal.SIGKILL)
-            await self.died()
+        """SIGKILL to its whole process group: no cleanup, no XACK, no claim released."""
+        if self.process is None:
+            return
+        if self.process.returncode is None:
+            _kill_group(self.process.pid)
+        await self.died()
 
     async def stop(self) -> None:
         """SIGTERM and wait (or SIGKILL if it hangs)."""
-        if self.process is None or self.process.returncode is not None:
+        if self.process is None:
+            return
+        if self.process.returncode is not None:
+            await self.died()
             return
         self.process.send_signal(signal.SIGTERM)
         try:
             await self.died(15)
         except TimeoutError:
             await self.kill()
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+def kill_leftovers() -> list[int]:
+    """SIGKILL every `serve` a test started and did not see exit; their pids.
+
+    Synchronous, for fixture teardown after the test's event loop is gone. Waits (briefly)
+    until each is really gone, so the next test never shares the database with it.
+    """
+    left = list(_started)
+    _started.clear()
+    for pid in left:
+        _kill_group(pid)
+    for pid in left:
+        _wait_gone(pid)
+    return left
+
+
+def _wait_gone(pid: int, timeout: float = 10.0) -> None:
+    """Until the process has exited (a zombie has: it runs no more)."""
+    stat = Path(f"/proc/{pid}/stat")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, IndexError, ProcessLookupError):
+            return
+        if state in ("Z", "X"):
+            return
+        time.sleep(0.01)
 
 
 async def post_arrival(

@@ -101,47 +101,84 @@ class World:
         return answer
 
     async def settled(self, case_id: str, timeout: float = 10.0) -> Any:
-        """Wait until no delivery of the case is still queued, sending or retrying."""
+        """Do the work there is (`drain`) until no delivery of the case is queued, sending or
+        retrying; returns the case view then.
+
+        Usually one drain settles it. Only a delivery that waits in real time (a transient
+        failure retried once its claim has expired) makes it look again until `timeout`.
+        """
         view: Any = None
 
         async def done() -> bool:
             nonlocal view
+            await self.drain()
             view = await self.case(case_id)
             rows = [
                 d for p in [view["reception_unit"], *view["recipients"]] for d in p["deliveries"]
             ]
             return bool(rows) and all(d["status"] in ("sent", "failed", "superseded") for d in rows)
 
-        await eventually(done, timeout, f"deliveries of {case_id}")
-        # Let any event the last send caused (e.g. all acknowledged) be fanned out too.
-        await self.drain()
-        return await self.case(case_id)
+        if not await done():
+            await eventually(done, timeout, f"deliveries of {case_id}")
+        return view
 
-    async def drain(self) -> None:
-        """Wait until every stream's group has nothing pending or unread."""
+    async def drain(self, *, timers: bool = True) -> int:
+        """Do now all the work there is, as a burst worker does; returns how many timers fired.
+
+        Rounds of: every consumer group of the service takes what is pending or unread and
+        handles it (`StreamConsumer.drain_once`), then, with `timers`, the timers due by the
+        test's clock fire (`Scheduler.run_due`); until a round moves nothing. Deterministic and
+        without waiting, whatever the service's own loops are doing meanwhile.
+
+        Only an entry that waits in real time (a delivery retried once its claim has expired)
+        can outlast the rounds; for that the streams are then watched until empty (10 s).
+        """
+        fired = await self._bursts(timers)
+        if not await self._streams_empty():
+
+            async def empty() -> bool:
+                nonlocal fired
+                fired += await self._bursts(timers)
+                return await self._streams_empty()
+
+            await eventually(empty, 10.0, "streams to drain")
+        return fired
+
+    async def _bursts(self, timers: bool) -> int:
+        fired = 0
+        for _round in range(1000):
+            moved = 0
+            for consumer in self.services.consumers:
+                moved += await consumer.drain_once()
+            if timers:
+                now_fired = await self.services.scheduler.run_due()
+                fired += now_fired
+                moved += now_fired
+            if not moved:
+                return fired
+        raise AssertionError("the service kept finding work for 1000 rounds")
+
+    async def _streams_empty(self) -> bool:
         redis = self.services.redis
-
-        async def empty() -> bool:
-            for stream, group in (
-                ("ankomst:events", "fanout"),
-                ("ankomst:events", "deadlines"),
-                ("ankomst:outbox:email", "senders"),
-                ("ankomst:outbox:telegram", "senders"),
-            ):
-                if not await redis.exists(stream):
-                    continue
-                for info in await redis.xinfo_groups(stream):
-                    if info["name"] == group and (info["pending"] or info.get("lag")):
-                        return False
-            return True
-
-        await eventually(empty, 10.0, "streams to drain")
+        for stream, group in (
+            ("ankomst:events", "fanout"),
+            ("ankomst:events", "deadlines"),
+            ("ankomst:outbox:email", "senders"),
+            ("ankomst:outbox:telegram", "senders"),
+        ):
+            if not await redis.exists(stream):
+                continue
+            for info in await redis.xinfo_groups(stream):
+                if info["name"] == group and (info["pending"] or info.get("lag")):
+                    return False
+        return True
 
     async def tick(self) -> int:
-        """One scheduler round at the clock's time, then wait until what it caused is sent."""
-        await self.drain()  # timers come from events: let them be made first
+        """One scheduler round at the clock's time, and all the work it caused; returns how
+        many timers that round fired (timers it makes already due wait for the next tick)."""
+        await self.drain(timers=False)  # timers come from events: let them be made first
         fired = await self.services.scheduler.run_due()
-        await self.drain()
+        await self.drain(timers=False)
         return fired
 
     async def restart(self, between: Callable[[], Awaitable[None]] | None = None) -> None:
