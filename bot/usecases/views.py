@@ -6,12 +6,14 @@ import json
 from datetime import datetime
 from typing import Any
 
+from bot.domain.case import Case
 from bot.domain.directory import Directory
 from bot.domain.events import ChannelKind
+from bot.domain.policy import Policy, project
 from bot.domain.progress import Progress, arrival_messages, case_progress, progress
 from bot.store import Redis, keys
+from bot.store.cases import CaseStore
 from bot.store.timers import timers_of_case
-from bot.usecases.cases import Case, CaseStore
 
 _DELIVERY_FIELDS = (
     "id",
@@ -70,7 +72,8 @@ def status_of(case: Case, rows: list[dict[str, str]], acks: dict[str, Any]) -> s
 
 
 async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str, Any]:
-    """The JSON the API returns for GET /api/v1/arrivals/{id}."""
+    """Everything known of a case, as the reception unit on it sees it; any other viewer gets
+    `case_view_for`, which cuts this down to what the policy lets it see."""
     store = CaseStore(redis)
     rows = await deliveries(redis, case.id)
     acks = await store.acks(case.id)
@@ -119,6 +122,15 @@ async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str,
         "notified_same_day": (None if notified_same_day is None else notified_same_day == "true"),
         "history": history,
     }
+
+
+async def case_view_for(
+    redis: Redis, directory: Directory, case: Case, org_id: str
+) -> dict[str, Any]:
+    """The case view as organisation `org_id` may see it: the one projection the API, the
+    board and chat show (the policy decides which guarded parts are left in)."""
+    view = await case_view(redis, directory, case)
+    return project(view, Policy(directory).sight(org_id, case))
 
 
 async def health_view(redis: Redis, case: Case) -> dict[str, Any]:

@@ -17,13 +17,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.channels.email import OutgoingMail
+from bot.domain.case import Case
 from bot.domain.deadline_rules import ack_due
 from bot.domain.progress import arrival_messages, progress
 from bot.runtime.services import Services, from_domain
 from bot.usecases.audit import record_reads
-from bot.usecases.cases import Case, CaseNotFound, Forbidden
+from bot.usecases.cases import CaseNotFound, Forbidden
 from bot.usecases.sessions import COOKIE, DashboardSession
-from bot.usecases.views import case_view
+from bot.usecases.views import case_view_for
 from messages.dashboard import (
     BoardPage,
     CasePage,
@@ -101,10 +102,10 @@ async def _session(request: web.Request) -> DashboardSession | None:
 
 
 def _viewer(services: Services, session: DashboardSession) -> Viewer:
-    org = services.directory.organisations.get(session.org_id)
-    if org is not None and org.kind == "management":
-        municipality = services.directory.municipalities.get(org.municipality)
-        scope = f"Alla ärenden i {municipality.name if municipality else org.municipality}"
+    seen = services.cases.policy.board_scope(session.org_id)
+    if seen.municipality is not None:
+        municipality = services.directory.municipalities.get(seen.municipality)
+        scope = f"Alla ärenden i {municipality.name if municipality else seen.municipality}"
     else:
         scope = "Ärenden där er organisation är mottagare eller avsändare"
     return Viewer(organisation=_name(services, session.org_id), scope=scope, csrf=session.csrf)
@@ -210,8 +211,9 @@ def _escalations(services: Services, case: Case, view: dict[str, Any]) -> list[E
 
 
 async def _disagreements(
-    services: Services, case: Case, *, open_only: bool
+    services: Services, case: Case, viewer_org: str, *, open_only: bool
 ) -> list[DisagreementRow]:
+    policy = services.cases.policy
     return [
         DisagreementRow(
             case_id=case.id,
@@ -222,18 +224,17 @@ async def _disagreements(
             raised_at=d.raised_at,
         )
         for d in await services.disagreements.of_case(case.id)
-        if not open_only or d.status != "resolved"
+        if (not open_only or d.status != "resolved")
+        and policy.may_see_disagreement(viewer_org, case, d.referred_to)
     ]
 
 
 async def visible_case_ids(services: Services, org_id: str) -> list[str]:
-    """Open cases the organisation may see: its own; for management, its municipality's."""
-    org = services.directory.organisations.get(org_id)
-    if org is not None and org.kind == "management":
-        return await services.cases.store.ids(
-            open_only=True, municipality=org.municipality, org=None
-        )
-    return await services.cases.store.ids(open_only=True, municipality=None, org=org_id)
+    """Open cases the organisation may see (the policy's board scope)."""
+    scope = services.cases.policy.board_scope(org_id)
+    return await services.cases.store.ids(
+        open_only=True, municipality=scope.municipality, org=scope.organisation
+    )
 
 
 # -- pages ---------------------------------------------------------------------------------
@@ -254,11 +255,11 @@ async def board(request: web.Request) -> web.Response:
             case = await services.cases.store.get(case_id)
         except CaseNotFound:
             continue
-        view = await case_view(services.redis, services.directory, case)
+        view = await case_view_for(services.redis, services.directory, case, session.org_id)
         cases.append(_case_row(services, case, view, session.org_id))
         deadlines += _deadlines(services, case, view)
         escalations += _escalations(services, case, view)
-        disagreements += await _disagreements(services, case, open_only=True)
+        disagreements += await _disagreements(services, case, session.org_id, open_only=True)
     await _audit_reads(services, session, [c.id for c in cases], "dashboard:list")
     cases.sort(key=lambda c: (not c.overdue, c.arrival_date, c.reference))
     page = BoardPage(
@@ -300,25 +301,20 @@ async def case_page(request: web.Request) -> web.Response:
     if case is None:
         return _not_found(services, session)
     await _audit_reads(services, session, [case.id], "dashboard")
-    view = await case_view(services.redis, services.directory, case)
+    # The one projection: what the policy lets this organisation see, nothing more.
+    view = await case_view_for(services.redis, services.directory, case, session.org_id)
     row = _case_row(services, case, view, session.org_id)
     mine = next((r for r in view["recipients"] if r["organisation"] == session.org_id), None)
     may_ack = mine is not None and mine["acknowledged"] is None and case.status != "cancelled"
-    booking = view.get("booking")
-    clearance = view.get("clearance")
     page = CasePage(
         viewer=_viewer(services, session),
         now=services.clock.now(),
         case=row,
-        facts=dict(case.facts),
-        booking=_booking_text(booking),
-        clearance=(
-            None
-            if clearance is None
-            else ("Start kan ske" if clearance.get("may_start") else "Start får vänta")
-        ),
+        facts=dict(view["arrival"]),
+        booking=_booking_text(view.get("booking")),
+        clearance=_START_TEXT.get(view["start"]["school"]),
         deadlines=tuple(sorted(_deadlines(services, case, view), key=lambda d: d.due_at)),
-        disagreements=tuple(await _disagreements(services, case, open_only=False)),
+        disagreements=tuple(await _disagreements(services, case, session.org_id, open_only=False)),
         history=tuple(
             HistoryRow(
                 at=datetime.fromisoformat(h["at"]),
@@ -334,6 +330,10 @@ async def case_page(request: web.Request) -> web.Response:
         notice=_NOTICES.get(request.query.get("kvittens", "")),
     )
     return _html(render_case_page(page))
+
+
+# Whether start may go ahead, as every viewer sees it (never why).
+_START_TEXT = {"may_start": "Start kan ske", "must_wait": "Start får vänta"}
 
 
 def _booking_text(booking: dict[str, Any] | None) -> str | None:

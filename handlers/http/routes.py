@@ -18,7 +18,7 @@ from bot.usecases.audit import record_read, record_reads
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
 from bot.usecases.disagreements import DecisionIn, DisagreementIn
 from bot.usecases.healthcare import BookingIn, ClearanceIn
-from bot.usecases.views import case_view, dumps, summary
+from bot.usecases.views import case_view, case_view_for, dumps, summary
 from handlers.http.dashboard import add_dashboard_routes
 from messages.models import AckPage, AckPageState
 from messages.render import render_ack_page
@@ -147,24 +147,21 @@ async def get_arrival(request: web.Request) -> web.Response:
     actor = actor_of(request)
     services.cases.require_party(actor, case)
     await record_read(services.redis, actor.org_id, actor.who, case.id, "api", services.clock.now())
-    return json_response(await case_view(services.redis, services.directory, case))
+    return json_response(
+        await case_view_for(services.redis, services.directory, case, actor.org_id)
+    )
 
 
 async def list_arrivals(request: web.Request) -> web.Response:
     """GET /api/v1/arrivals?status=open&municipality=M (reception unit, management)."""
     services = request.app[SERVICES]
     actor = actor_of(request)
-    org = services.directory.organisations.get(actor.org_id)
     status = request.query.get("status", "open")
     if status not in ("open", "all"):
         raise InvalidInput([{"field": "status", "message": "ska vara open eller all"}])
-    municipality = request.query.get("municipality")
-    if org is None or org.kind not in ("reception_unit", "management"):
-        raise Forbidden("Bara mottagningsenheter och ledningen kan lista ärenden.")
-    if municipality and municipality != org.municipality:
-        raise Forbidden("Ni kan bara lista ärenden i er egen kommun.")
+    scope = services.cases.policy.list_scope(actor, request.query.get("municipality"))
     ids = await services.cases.store.ids(
-        open_only=status == "open", municipality=org.municipality, org=None
+        open_only=status == "open", municipality=scope.municipality, org=scope.organisation
     )
     cases = [await services.cases.store.get(i) for i in ids]
     cases.sort(key=lambda c: (c.facts.get("arrival_date", ""), c.reference))
@@ -178,18 +175,22 @@ async def change_arrival(request: web.Request) -> web.Response:
     """PATCH /api/v1/arrivals/{id}: a new version told to everyone at once."""
     services = request.app[SERVICES]
     patch = parse(ArrivalPatch, await read_json(request), today=today(services))
-    case = await services.cases.change(request.match_info["case_id"], patch, actor_of(request))
-    return json_response(await case_view(services.redis, services.directory, case))
+    actor = actor_of(request)
+    case = await services.cases.change(request.match_info["case_id"], patch, actor)
+    return json_response(
+        await case_view_for(services.redis, services.directory, case, actor.org_id)
+    )
 
 
 async def cancel_arrival(request: web.Request) -> web.Response:
     """POST /api/v1/arrivals/{id}/cancel."""
     services = request.app[SERVICES]
     body = parse(CancelIn, await read_json(request))
-    case = await services.cases.cancel(
-        request.match_info["case_id"], body.reason, actor_of(request)
+    actor = actor_of(request)
+    case = await services.cases.cancel(request.match_info["case_id"], body.reason, actor)
+    return json_response(
+        await case_view_for(services.redis, services.directory, case, actor.org_id)
     )
-    return json_response(await case_view(services.redis, services.directory, case))
 
 
 _ACK_PROBLEMS = {

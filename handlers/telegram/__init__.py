@@ -14,6 +14,7 @@ from handlers.telegram import (
     board,
     changes,
     disagreement,
+    errors,
     health,
     overview,
     registration,
@@ -41,6 +42,7 @@ def build_dispatcher(services: Services) -> Dispatcher:
     dispatcher["services"] = services
     dispatcher.startup.register(start.set_default_commands)
     dispatcher.include_routers(
+        errors.build_router(),  # the one error handler: the core's refusals → a Swedish reply
         start.build_router(),
         registration.build_router(),
         changes.build_router(),

@@ -13,22 +13,20 @@ from aiogram.types import CallbackQuery, Message
 
 from bot.domain.arrival import (
     ArrivalPatch,
-    InvalidInput,
     arrival_date_problem,
     check_free_text,
     parse,
 )
+from bot.domain.case import Case
 from bot.runtime.services import Services
-from bot.usecases.cases import Case, CaseNotFound, Conflict, Forbidden
+from bot.usecases.cases import CaseNotFound
 from handlers.telegram.common import (
     TEXT,
     Acting,
+    Linked,
     Pick,
-    acting_for_message,
-    acting_for_query,
     confirm_keyboard,
     date_keyboard,
-    invalid_text,
     one_button,
     parse_date,
     today,
@@ -51,14 +49,11 @@ class Cancellation(StatesGroup):
 
 
 async def _own_case(
-    message: Message, services: Services, reference: str | None
-) -> tuple[Acting, Case] | None:
-    who = await acting_for_message(message, services)
-    if who is None:
-        return None
-    if who.org.kind != "reception_unit":
-        await message.answer("Bara mottagningsenheten kan ändra eller ställa in en ankomst.")
-        return None
+    message: Message, services: Services, who: Acting, reference: str | None
+) -> Case | None:
+    """The case to change or cancel, once the policy allows it (else its refusal rises)."""
+    # Asked before the reference, so an organisation that may not change is told so at once.
+    services.cases.policy.require_register(who.actor, who.org.municipality)
     if not reference:
         await message.answer(
             "Skriv ärendets referens efter kommandot, t.ex. <code>/andra OSD-2026-0001</code>."
@@ -69,23 +64,17 @@ async def _own_case(
     except CaseNotFound:
         await message.answer(f"Hittar inget ärende {escape(reference)}.")
         return None
-    if case.reception_unit != who.org.id:
-        await message.answer("Ärendet registrerades av en annan mottagningsenhet.")
-        return None
-    if case.status == "cancelled":
-        await message.answer("Ärendet är inställt och kan inte ändras.")
-        return None
-    return who, case
+    services.cases.require_change(who.actor, case)
+    return case
 
 
 async def start_change(
-    message: Message, command: CommandObject, state: FSMContext, services: Services
+    message: Message, command: CommandObject, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """`/andra REF`: ask for the new date."""
-    found = await _own_case(message, services, (command.args or "").strip())
-    if found is None:
+    case = await _own_case(message, services, who, (command.args or "").strip())
+    if case is None:
         return
-    _, case = found
     await state.clear()
     await state.set_state(Change.new_date)
     await state.update_data(case=case.id)
@@ -133,7 +122,7 @@ async def picked_new_date(
 
 
 async def confirmed_change(
-    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """Make the change through the same use case as PATCH."""
     data = await state.get_data()
@@ -141,20 +130,8 @@ async def confirmed_change(
     if callback_data.value != "1" or not isinstance(query.message, Message):
         await query.answer("Avbrutet")
         return
-    who = await acting_for_query(query, services)
-    if who is None:
-        return
-    try:
-        patch = parse(ArrivalPatch, {"arrival_date": data["new_date"]}, today=today(services))
-        case = await services.cases.change(data["case"], patch, who.actor)
-    except InvalidInput as exc:
-        await query.answer()
-        await query.message.answer(invalid_text(exc))
-        return
-    except (Forbidden, Conflict) as exc:
-        await query.answer()
-        await query.message.answer(escape(str(exc)))
-        return
+    patch = parse(ArrivalPatch, {"arrival_date": data["new_date"]}, today=today(services))
+    case = await services.cases.change(data["case"], patch, who.actor)
     await query.answer("Ändrat")
     await query.message.answer(
         f"Ändrat: {escape(case.reference)} kommer {swedish_date(case.arrival_date)}. "
@@ -163,13 +140,12 @@ async def confirmed_change(
 
 
 async def start_cancel(
-    message: Message, command: CommandObject, state: FSMContext, services: Services
+    message: Message, command: CommandObject, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """`/stall_in REF`: ask for a reason."""
-    found = await _own_case(message, services, (command.args or "").strip())
-    if found is None:
+    case = await _own_case(message, services, who, (command.args or "").strip())
+    if case is None:
         return
-    _, case = found
     await state.clear()
     await state.set_state(Cancellation.reason)
     await state.update_data(case=case.id)
@@ -213,7 +189,7 @@ async def skipped_reason(query: CallbackQuery, state: FSMContext, services: Serv
 
 
 async def confirmed_cancel(
-    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """Cancel through the same use case as the API."""
     data = await state.get_data()
@@ -221,15 +197,7 @@ async def confirmed_cancel(
     if callback_data.value != "1" or not isinstance(query.message, Message):
         await query.answer("Avbrutet")
         return
-    who = await acting_for_query(query, services)
-    if who is None:
-        return
-    try:
-        case = await services.cases.cancel(data["case"], data.get("reason", ""), who.actor)
-    except (Forbidden, Conflict) as exc:
-        await query.answer()
-        await query.message.answer(escape(str(exc)))
-        return
+    case = await services.cases.cancel(data["case"], data.get("reason", ""), who.actor)
     await query.answer("Inställt")
     await query.message.answer(f"Inställt: {escape(case.reference)}. Alla mottagare meddelas nu.")
 
@@ -237,18 +205,18 @@ async def confirmed_cancel(
 def build_router() -> Router:
     """A fresh router for `/andra` and `/stall_in`."""
     router = Router(name="changes")
-    router.message.register(start_change, Command("andra"))
-    router.message.register(start_cancel, Command("stall_in"))
+    router.message.register(start_change, Command("andra"), Linked())
+    router.message.register(start_cancel, Command("stall_in"), Linked())
     router.message.register(typed_new_date, Change.new_date, TEXT)
     router.callback_query.register(picked_new_date, Change.new_date, Pick.filter(F.what == "date"))
     router.callback_query.register(
-        confirmed_change, Change.confirm, Pick.filter(F.what == "confirm")
+        confirmed_change, Change.confirm, Pick.filter(F.what == "confirm"), Linked()
     )
     router.message.register(typed_reason, Cancellation.reason, TEXT)
     router.callback_query.register(
         skipped_reason, Cancellation.reason, Pick.filter(F.what == "skip")
     )
     router.callback_query.register(
-        confirmed_cancel, Cancellation.confirm, Pick.filter(F.what == "confirm")
+        confirmed_cancel, Cancellation.confirm, Pick.filter(F.what == "confirm"), Linked()
     )
     return router

@@ -6,8 +6,10 @@ import re
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from html import escape
+from typing import Any
 
 from aiogram import F
+from aiogram.filters import Filter
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
@@ -51,6 +53,25 @@ async def acting(services: Services, chat_id: int, user_id: int | None) -> Actin
         return None
     actor = Actor(org_id=org.id, role=link.role, via="telegram", who=f"tg-user:{user_id or 0}")
     return Acting(actor, org)
+
+
+class Linked(Filter):
+    """Passes only in a chat linked to an organisation, and gives the handler `who: Acting`
+    (aiogram's context-from-filter pattern), so no handler looks the organisation up itself.
+
+    In a chat that is not linked it answers the polite refusal itself and does not pass. Put it
+    last among a handler's filters, so it speaks only when the rest matched.
+    """
+
+    async def __call__(
+        self, event: Message | CallbackQuery, services: Services
+    ) -> bool | dict[str, Any]:
+        """{"who": Acting} in a linked chat; else the refusal is answered and False."""
+        if isinstance(event, CallbackQuery):
+            who = await acting_for_query(event, services)
+        else:
+            who = await acting_for_message(event, services)
+        return False if who is None else {"who": who}
 
 
 async def acting_for_message(message: Message, services: Services) -> Acting | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from html import escape
 
 from aiogram import F, Router
@@ -10,16 +10,15 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
-from bot.domain.arrival import InvalidInput, parse
+from bot.domain.arrival import parse
 from bot.pipeline.buttons import CaseAction, check_action, clearance_rows
 from bot.runtime.services import Services
-from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
 from bot.usecases.healthcare import BookingIn, ClearanceIn
 from handlers.telegram.common import (
     TEXT,
+    Acting,
+    Linked,
     Pick,
-    acting_for_query,
-    invalid_text,
     parse_datetime,
     today,
     yes_no,
@@ -36,25 +35,21 @@ class Booking(StatesGroup):
 
 
 async def pressed(
-    query: CallbackQuery, callback_data: CaseAction, state: FSMContext, services: Services
+    query: CallbackQuery,
+    callback_data: CaseAction,
+    state: FSMContext,
+    services: Services,
+    who: Acting,
 ) -> None:
     """A case-action button of the health centre (book / clearance)."""
     if not check_action(services.signer, callback_data):
         await query.answer(chat.plain_text(chat.BUTTON_INVALID), show_alert=True)
         return
-    who = await acting_for_query(query, services)
-    if who is None or not isinstance(query.message, Message):
+    if not isinstance(query.message, Message):
         return
-    try:
-        case = await services.cases.store.get(callback_data.ref)
-    except CaseNotFound:
-        await query.answer(chat.plain_text(chat.BUTTON_INVALID), show_alert=True)
-        return
-    if who.org.kind != "health_centre" or who.org.id not in case.recipients:
-        await query.answer(
-            "Bara hälsocentralen i ärendet kan rapportera bokning och provsvar.", show_alert=True
-        )
-        return
+    case = await services.cases.store.get(callback_data.ref)
+    # Asked before a dialogue starts, so only the health centre on the case is asked for a time.
+    services.health.require_health_centre(who.actor, case)
     if callback_data.action == "book":
         await query.answer()
         await state.clear()
@@ -69,11 +64,7 @@ async def pressed(
     clearance = ClearanceIn(
         all_results_received=True, start_obstacle=callback_data.action == "clear_wait"
     )
-    try:
-        await services.health.clear(case.id, clearance, who.actor)
-    except (Forbidden, Conflict) as exc:
-        await query.answer(chat.plain_text(escape(str(exc))), show_alert=True)
-        return
+    await services.health.clear(case.id, clearance, who.actor)
     answer = "start kan ske" if clearance.may_start else "start måste vänta"
     await query.answer(f"Registrerat: {answer}")
     await query.message.answer(
@@ -90,37 +81,23 @@ async def typed_when(message: Message, state: FSMContext, services: Services) ->
             "Skriv dag och tid, t.ex. <code>2026-12-01 09:30</code> eller <code>1/12 9.30</code>."
         )
         return
-    local_now = services.clock.now().astimezone(services.settings.zone).replace(tzinfo=None)
-    if when < local_now - timedelta(days=30):
-        await message.answer("Tiden ligger långt bakåt. Skriv den bokade tiden.")
-        return
+    # The use case's own check of the time, before the next question (InvalidInput rises).
+    services.health.check_booking_time(when)
     await state.update_data(at=when.isoformat())
     await state.set_state(Booking.interpreter)
     await message.answer("Är tolk bokad till samtalet?", reply_markup=yes_no("interpreter"))
 
 
 async def picked_interpreter(
-    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """Interpreter booked yes/no; then the booking is reported."""
     data = await state.get_data()
     await state.clear()
-    who = await acting_for_query(query, services)
-    if who is None or not isinstance(query.message, Message):
+    if not isinstance(query.message, Message):
         return
-    try:
-        body = parse(
-            BookingIn, {"at": data["at"], "interpreter_booked": callback_data.value == "1"}
-        )
-        booking = await services.health.book(data["case"], body, who.actor)
-    except InvalidInput as exc:
-        await query.answer()
-        await query.message.answer(invalid_text(exc))
-        return
-    except (Forbidden, Conflict) as exc:
-        await query.answer()
-        await query.message.answer(escape(str(exc)))
-        return
+    body = parse(BookingIn, {"at": data["at"], "interpreter_booked": callback_data.value == "1"})
+    booking = await services.health.book(data["case"], body, who.actor)
     await query.answer("Bokning registrerad")
     case = await services.cases.store.get(data["case"])
     at = datetime.fromisoformat(booking["at"])
@@ -138,10 +115,10 @@ def build_router() -> Router:
     """A fresh router for the health centre's buttons."""
     router = Router(name="health")
     router.callback_query.register(
-        pressed, CaseAction.filter(F.action.in_({"book", "clear_ok", "clear_wait"}))
+        pressed, CaseAction.filter(F.action.in_({"book", "clear_ok", "clear_wait"})), Linked()
     )
     router.message.register(typed_when, Booking.when, TEXT)
     router.callback_query.register(
-        picked_interpreter, Booking.interpreter, Pick.filter(F.what == "interpreter")
+        picked_interpreter, Booking.interpreter, Pick.filter(F.what == "interpreter"), Linked()
     )
     return router

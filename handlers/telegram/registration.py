@@ -16,22 +16,19 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from bot.domain.arrival import (
     ArrivalIn,
     Child,
-    InvalidInput,
     arrival_date_problem,
     check_free_text,
     is_external_ref,
     parse,
 )
 from bot.runtime.services import Services
-from bot.usecases.cases import Forbidden
 from handlers.telegram.common import (
     TEXT,
+    Acting,
+    Linked,
     Pick,
-    acting_for_message,
-    acting_for_query,
     confirm_keyboard,
     date_keyboard,
-    invalid_text,
     one_button,
     parse_date,
     today,
@@ -87,14 +84,9 @@ def summary(data: dict[str, Any], municipality: str) -> str:
     return "\n".join(lines)
 
 
-async def start(message: Message, state: FSMContext, services: Services) -> None:
-    """`/ny`: only a reception unit registers."""
-    who = await acting_for_message(message, services)
-    if who is None:
-        return
-    if who.org.kind != "reception_unit":
-        await message.answer("Bara kommunens mottagningsenhet kan registrera ankomster.")
-        return
+async def start(message: Message, state: FSMContext, services: Services, who: Acting) -> None:
+    """`/ny`: asks the policy first, so only a reception unit is led through the steps."""
+    services.cases.policy.require_register(who.actor, who.org.municipality)
     municipality = services.directory.municipalities[who.org.municipality].name
     await state.clear()
     await state.set_state(Registration.external_ref)
@@ -266,17 +258,16 @@ async def picked_unaccompanied(
         )
 
 
-async def _show_summary(target: Message, state: FSMContext, services: Services) -> None:
+async def _show_summary(
+    target: Message, state: FSMContext, services: Services, who: Acting
+) -> None:
     data = await state.get_data()
-    who = await acting_for_message(target, services)
-    if who is None:
-        return
     await state.set_state(Registration.confirm)
     municipality = services.directory.municipalities[who.org.municipality].name
     await target.answer(summary(data, municipality), reply_markup=confirm_keyboard("Registrera"))
 
 
-async def got_details(message: Message, state: FSMContext, services: Services) -> None:
+async def got_details(message: Message, state: FSMContext, services: Services, who: Acting) -> None:
     """Step 7: free-text details, checked like the API checks them."""
     text = message.text or ""
     try:
@@ -288,19 +279,21 @@ async def got_details(message: Message, state: FSMContext, services: Services) -
         await message.answer("Högst 1000 tecken. Korta texten.")
         return
     await state.update_data(details=text)
-    await _show_summary(message, state, services)
+    await _show_summary(message, state, services, who)
 
 
-async def skipped_details(query: CallbackQuery, state: FSMContext, services: Services) -> None:
+async def skipped_details(
+    query: CallbackQuery, state: FSMContext, services: Services, who: Acting
+) -> None:
     """Step 7: no details."""
     await query.answer()
     await state.update_data(details="")
     if isinstance(query.message, Message):
-        await _show_summary(query.message, state, services)
+        await _show_summary(query.message, state, services, who)
 
 
 async def confirmed(
-    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services, who: Acting
 ) -> None:
     """Step 8: register exactly as the API does, or drop it."""
     if callback_data.value != "1":
@@ -309,8 +302,7 @@ async def confirmed(
         if isinstance(query.message, Message):
             await query.message.answer("Avbrutet. Inget har registrerats.")
         return
-    who = await acting_for_query(query, services)
-    if who is None or not isinstance(query.message, Message):
+    if not isinstance(query.message, Message):
         return
     data = await state.get_data()
     body = {
@@ -323,17 +315,8 @@ async def confirmed(
         "unaccompanied": data["unaccompanied"],
         "details": data.get("details", ""),
     }
-    try:
-        arrival = parse(ArrivalIn, body, today=today(services))
-        case, created = await services.cases.register(arrival, who.actor)
-    except InvalidInput as exc:
-        await query.answer()
-        await query.message.answer(invalid_text(exc))
-        return
-    except Forbidden as exc:
-        await query.answer()
-        await query.message.answer(escape(str(exc)))
-        return
+    arrival = parse(ArrivalIn, body, today=today(services))
+    case, created = await services.cases.register(arrival, who.actor)
     await state.clear()
     await query.answer("Registrerat")
     names = ", ".join(services.directory.organisation(o).name for o in case.recipients)
@@ -348,7 +331,7 @@ def build_router() -> Router:
     """A fresh router for `/ny` (a router can belong to one dispatcher only)."""
     router = Router(name="registration")
     router.message.register(cancel_dialogue, Command("avbryt"))
-    router.message.register(start, Command("ny"))
+    router.message.register(start, Command("ny"), Linked())
     router.message.register(got_external_ref, Registration.external_ref, TEXT)
     router.callback_query.register(
         skipped_external_ref, Registration.external_ref, Pick.filter(F.what == "skip")
@@ -368,11 +351,11 @@ def build_router() -> Router:
     router.callback_query.register(
         picked_unaccompanied, Registration.unaccompanied, Pick.filter(F.what == "alone")
     )
-    router.message.register(got_details, Registration.details, TEXT)
+    router.message.register(got_details, Registration.details, TEXT, Linked())
     router.callback_query.register(
-        skipped_details, Registration.details, Pick.filter(F.what == "skip")
+        skipped_details, Registration.details, Pick.filter(F.what == "skip"), Linked()
     )
     router.callback_query.register(
-        confirmed, Registration.confirm, Pick.filter(F.what == "confirm")
+        confirmed, Registration.confirm, Pick.filter(F.what == "confirm"), Linked()
     )
     return router

@@ -1,0 +1,182 @@
+"""Each role sees only what it must, on every surface (issue 13, item 1): after a booking and a
+clearance that says "must wait", the school and the preschool learn *that* start must wait —
+never the clearance's fields, never the booked time or the interpreter — through the API, the
+board and chat alike; the health centre and the reception unit see both.
+
+Table-driven: one row per role, one test per surface, the same expectations for all surfaces.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.world import CHATS, World, arrival, eventually, running_world
+
+RECEPTION = "ostersund-mottagning"
+HC = "hc-lugnvik"
+SCHOOL = "ostersund-skola"
+PRESCHOOL = "ostersund-forskola"
+MANAGEMENT = "ostersund-ledning"
+
+BOOKED = {"at": "2026-12-09T09:30", "interpreter_booked": True}
+CLEARANCE = {"all_results_received": True, "start_obstacle": True}
+# How the booking reads on each surface; none of it may reach a role that must not see it.
+BOOKING_TRACES = ("2026-12-09T09:30", "interpreter_booked", "booked_for")
+BOOKING_WORDS = ("9 december 2026 kl. 09.30", "tolk bokad")
+CLEARANCE_TRACES = ("all_results_received", "start_obstacle")
+
+
+@dataclass(frozen=True)
+class Role:
+    """What one organisation must (not) see of the case."""
+
+    org_id: str
+    sees_health: bool  # the booking and the clearance record
+    may_list: bool  # the API's case list
+
+
+ROLES = (
+    Role(RECEPTION, sees_health=True, may_list=True),
+    Role(HC, sees_health=True, may_list=False),
+    Role(SCHOOL, sees_health=False, may_list=False),
+    Role(PRESCHOOL, sees_health=False, may_list=False),
+    Role(MANAGEMENT, sees_health=False, may_list=True),
+)
+IN_CHAT = tuple(r for r in ROLES if r.org_id in CHATS)
+ids = [r.org_id for r in ROLES]
+
+
+@dataclass
+class Booked:
+    world: World
+    case_id: str
+    reference: str
+
+
+@pytest.fixture
+async def booked(redis_url: str, redis: object, tmp_path: Path) -> AsyncIterator[Booked]:
+    """One case with a booked health conversation and a clearance that says "must wait"."""
+    async with running_world(redis_url, tmp_path) as world:
+        answer = await world.register(arrival())
+        await world.settled(answer["id"])
+        path = f"/api/v1/arrivals/{answer['id']}"
+        status, _ = await world.call("POST", f"{path}/health-booking", HC, BOOKED)
+        assert status == 200
+        status, _ = await world.call("POST", f"{path}/clearance", HC, CLEARANCE)
+        assert status == 200
+        await world.drain()
+        yield Booked(world, answer["id"], answer["reference"])
+
+
+def assert_health_seen(role: Role, text: str, *, raw: bool) -> None:
+    """The health centre's reports are on `text` exactly when the role may see them."""
+    traces = (BOOKING_TRACES + CLEARANCE_TRACES) if raw else BOOKING_WORDS
+    for trace in traces:
+        assert (trace in text) is role.sees_health, (role.org_id, trace)
+
+
+# -- the API -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+async def test_api_case(booked: Booked, role: Role) -> None:
+    status, view = await booked.world.call("GET", f"/api/v1/arrivals/{booked.case_id}", role.org_id)
+    assert status == 200, view
+    assert view["start"] == {"school": "must_wait", "preschool": "must_wait"}
+    assert ("clearance" in view, "booking" in view) == (role.sees_health, role.sees_health)
+    assert_health_seen(role, json.dumps(view, ensure_ascii=False), raw=True)
+    if role.sees_health:
+        assert view["clearance"]["start_obstacle"] is True
+        assert view["booking"]["interpreter_booked"] is True
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+async def test_api_list(booked: Booked, role: Role) -> None:
+    status, answer = await booked.world.call("GET", "/api/v1/arrivals", role.org_id)
+    if not role.may_list:
+        assert status == 403 and answer["detail"].startswith("Bara mottagningsenheter")
+        return
+    assert status == 200
+    assert [a["reference"] for a in answer["arrivals"]] == [booked.reference]
+    text = json.dumps(answer, ensure_ascii=False)
+    for trace in BOOKING_TRACES + CLEARANCE_TRACES:
+        assert trace not in text  # a list line carries no health report for anyone
+
+
+# -- the board ---------------------------------------------------------------------------------
+
+
+async def board_pages(world: World, org_id: str, case_id: str) -> tuple[str, str]:
+    token = await world.services.dashboard.create_login(org_id, "member", "test")
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar) as client:
+        async with client.post(
+            f"{world.base}/dashboard/login/{token}", allow_redirects=False
+        ) as response:
+            assert response.status == 303
+        async with client.get(f"{world.base}/dashboard") as response:
+            assert response.status == 200
+            board = await response.text()
+        async with client.get(f"{world.base}/dashboard/cases/{case_id}") as response:
+            assert response.status == 200
+            page = await response.text()
+    return board, page
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+async def test_board(booked: Booked, role: Role) -> None:
+    board, page = await board_pages(booked.world, role.org_id, booked.case_id)
+    assert booked.reference in board and booked.reference in page
+    assert "Start får vänta" in page
+    assert_health_seen(role, page, raw=False)
+    for text in (board, page):
+        for trace in BOOKING_TRACES + CLEARANCE_TRACES:
+            assert trace not in text
+    if not role.sees_health:
+        assert "Hälsosamtal</dt>" not in page
+        for trace in BOOKING_WORDS:
+            assert trace not in board
+
+
+# -- chat --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("role", IN_CHAT, ids=[r.org_id for r in IN_CHAT])
+async def test_chat_case_list(booked: Booked, role: Role) -> None:
+    world, chat = booked.world, CHATS[role.org_id]
+    before = len(world.telegram.sent_to(chat))
+    world.telegram.push_update(world.telegram.message_update(chat, "/arenden"))
+    found: list[str] = []
+
+    async def listed() -> bool:
+        found[:] = [
+            c.text or ""
+            for c in world.telegram.sent_to(chat)[before:]
+            if "Öppna ärenden" in (c.text or "")
+        ]
+        return bool(found)
+
+    await eventually(listed, 10.0, f"/arenden in chat {chat}")
+    line = next(x for x in found[-1].splitlines() if booked.reference in x)
+    assert "start får vänta" in line
+    assert ("hälsosamtal onsdag 9 december 2026 kl. 09.30" in line) is role.sees_health
+    # Nothing the role may not see reached its chat at any time, not only in the list.
+    if not role.sees_health:
+        for call in world.telegram.sent_to(chat):
+            for trace in (*BOOKING_WORDS, "provsvar klara", "hälsosamtal onsdag"):
+                assert trace not in (call.text or ""), (role.org_id, call.text)
+
+
+async def test_the_board_and_the_api_refuse_an_organisation_not_on_the_case(
+    booked: Booked,
+) -> None:
+    status, problem = await booked.world.call(
+        "GET", f"/api/v1/arrivals/{booked.case_id}", "berg-skola"
+    )
+    assert status == 403 and problem["detail"] == "Er organisation är inte part i det här ärendet."
