@@ -8,14 +8,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.domain.directory import (
-    Directory,
-    DirectoryError,
-    Organisation,
-    RoutingError,
-    check_directory,
-    load_directory,
-)
+from bot.domain.directory import Directory, Organisation, RoutingError
+from bot.runtime.directory_file import DirectoryError, check_directory, load_directory
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "deploy" / "directory.example.toml"
