@@ -22,7 +22,7 @@ from bench import common
 from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bot.domain.clock import SystemClock
-from bot.domain.directory import load_directory
+from bot.runtime.directory_file import load_directory
 from bot.store import keys
 from bot.usecases.access import ApiTokens, ChatLinks
 from tests.support.telegram_api import FakeTelegramAPI

@@ -24,7 +24,7 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _directory_check(path: Path) -> int:
-    from bot.domain.directory import check_directory
+    from bot.runtime.directory_file import check_directory
 
     errors = check_directory(path)
     if errors:
@@ -38,7 +38,7 @@ def _directory_check(path: Path) -> int:
 
 async def _with_store(settings: Settings, org_id: str, action: str, role: str) -> int:
     from bot.domain.clock import SystemClock
-    from bot.domain.directory import DirectoryError, load_directory
+    from bot.runtime.directory_file import DirectoryError, load_directory
     from bot.store.connection import open_store
     from bot.usecases.access import ApiTokens, ChatLinks
 
@@ -93,7 +93,7 @@ def _write(text: str, output: Path | None) -> None:
 async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.domain.calendar import WorkingDayCalendar
     from bot.domain.clock import SystemClock
-    from bot.domain.directory import load_directory
+    from bot.runtime.directory_file import load_directory
     from bot.store.connection import open_store
     from bot.usecases.report import build_report
     from messages.report import render_report_csv, render_report_html, render_report_json
@@ -201,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, never a traceback, for whatever stops the start
-        from bot.domain.directory import DirectoryError
+        from bot.runtime.directory_file import DirectoryError
 
         if isinstance(exc, DirectoryError):
             return _fail(f"the directory {settings.directory} has errors:\n{exc}", 2)

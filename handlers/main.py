@@ -19,8 +19,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
 from bot.domain.clock import Clock, SystemClock
-from bot.runtime.directory_file import load_directory
 from bot.pipeline.delivery import DeliveryHooks
+from bot.runtime.directory_file import load_directory
 from bot.runtime.embedded import EmbeddedSmtp
 from bot.runtime.services import Services, build_services, email_sender
 from bot.runtime.settings import Settings

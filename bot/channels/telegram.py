@@ -44,6 +44,7 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 
 from bot.store import Redis, keys
+from bot.store.scripts import register
 
 log = logging.getLogger(__name__)
 
@@ -58,107 +59,6 @@ PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is counted fr
 GROUP_SPACING_MS = 1000  # groups too get 1/s, within ...
 GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
 GROUP_WINDOW_MS = 60_005  # ... minute, counted from each answer like the bot's budget
-
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function int(x) return string.format('%.0f', x) end
-"""
-
-# KEYS: chat next.  ARGV: spacing ms, max wait ms (< 0: no limit).
-# Returns {wait ms, start ms, now ms}; wait is -1 (and nothing is taken) when the start would be
-# more than max wait away.
-_RESERVE = (
-    _NOW
-    + """
-local spacing = tonumber(ARGV[1])
-local max_wait = tonumber(ARGV[2])
-local start = now
-local chat_next = tonumber(redis.call('GET', KEYS[1]) or '0')
-if chat_next > start then start = chat_next end
-local wait = start - now
-if max_wait >= 0 and wait > max_wait then
-  return {-1, start, now}
-end
-local next_at = start + spacing
-redis.call('SET', KEYS[1], int(next_at), 'PX', int(next_at - now + 1000))
-return {wait, start, now}
-"""
-)
-
-# KEYS: bot log, chat done, chat log.  ARGV: member, chat spacing ms, bot limit, bot window ms,
-# in-flight ms, poll ms, chat limit (0: none), chat window ms.
-# Returns {1, 0} when the message may go now (it is logged as in flight), {2, wait ms} when its
-# chat must wait, {0, wait ms} when the bot's budget is spent.
-_TAKE = (
-    _NOW
-    + """
-local inflight = tonumber(ARGV[5])
-local poll = tonumber(ARGV[6])
-local done = tonumber(redis.call('GET', KEYS[2]) or '0')
-local gap = done + tonumber(ARGV[2]) - now
-if gap > 0 then return {2, gap} end
-
--- A sliding log: fewer than `limit` answered within `window` before now (or still in flight).
--- Answered at or before now - window: Telegram stamped it earlier still, and will stamp this
--- one later than now, so it is outside this one's window for certain. Returns ms to wait, or 0.
-local function full(key, limit, window)
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now - window))
-  local count = redis.call('ZCARD', key)
-  if count < limit then return 0 end
-  -- Wait until enough of the oldest leave the window; one still in flight has no answer time
-  -- yet, so look again shortly.
-  local k = redis.call('ZRANGE', key, count - limit, count - limit, 'WITHSCORES')
-  local free = tonumber(k[2]) + window + 1 - now
-  if free > window + 1 then free = poll end
-  return free
-end
-
-local chat_limit = tonumber(ARGV[7])
-local chat_window = tonumber(ARGV[8])
-if chat_limit > 0 then
-  local wait = full(KEYS[3], chat_limit, chat_window)
-  if wait > 0 then return {2, wait} end
-end
-local bot_window = tonumber(ARGV[4])
-local wait = full(KEYS[1], tonumber(ARGV[3]), bot_window)
-if wait > 0 then return {0, wait} end
-
-redis.call('ZADD', KEYS[1], int(now + inflight), ARGV[1])
-redis.call('PEXPIRE', KEYS[1], int(inflight + bot_window))
-if chat_limit > 0 then
-  redis.call('ZADD', KEYS[3], int(now + inflight), ARGV[1])
-  redis.call('PEXPIRE', KEYS[3], int(inflight + chat_window))
-end
-return {1, 0}
-"""
-)
-
-# KEYS: bot log, chat done, chat log.  ARGV: member.  "This message was answered now" (Redis
-# time): the bot's log, the chat's spacing and a group's log all count from here.
-_ANSWERED = (
-    _NOW
-    + """
-redis.call('ZADD', KEYS[1], 'XX', int(now), ARGV[1])
-redis.call('SET', KEYS[2], int(now), 'PX', 120000)
-redis.call('ZADD', KEYS[3], 'XX', int(now), ARGV[1])
-return now
-"""
-)
-
-# KEYS: chat next.  ARGV: ms from now before the chat's next message may go.
-_PUSH_BACK = (
-    _NOW
-    + """
-local want = now + tonumber(ARGV[1])
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if want > current then
-  redis.call('SET', KEYS[1], int(want), 'PX', int(want - now + 1000))
-  return want
-end
-return current
-"""
-)
 
 
 def chat_spacing_ms(chat_id: int) -> int:
@@ -200,10 +100,10 @@ class TelegramRateLimiter:
     """
 
     def __init__(self, redis: Redis) -> None:
-        self._reserve = redis.register_script(_RESERVE)
-        self._take = redis.register_script(_TAKE)
-        self._answered = redis.register_script(_ANSWERED)
-        self._push_back = redis.register_script(_PUSH_BACK)
+        self._reserve = register(redis, "redis_now", "telegram_reserve")
+        self._take = register(redis, "redis_now", "telegram_take")
+        self._answered = register(redis, "redis_now", "telegram_answered")
+        self._push_back = register(redis, "redis_now", "telegram_push_back")
 
     async def reserve(self, chat_id: int, *, max_wait: float | None = None) -> Reservation:
         """Take the next start for a message to `chat_id`; reserve in order to keep order.

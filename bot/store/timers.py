@@ -38,6 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain.clock import Clock
 from bot.store import keys
+from bot.store.scripts import register
 
 log = logging.getLogger(__name__)
 
@@ -46,50 +47,6 @@ CLAIMED: Final = "claimed"
 FIRED: Final = "fired"
 CANCELLED: Final = "cancelled"
 FAILED: Final = "failed"
-
-_CREATE = """
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
-"""
-
-# ARGV: id, now (score), lease end (score), claim token, now (ISO)
-_CLAIM = """
-local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
-if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
-local state = redis.call('HGET', KEYS[2], 'state')
-if state ~= 'pending' and state ~= 'claimed' then
-  redis.call('ZREM', KEYS[1], ARGV[1])
-  return 0
-end
-redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'claimed', 'claim', ARGV[4], 'claimed_at', ARGV[5])
-return redis.call('HINCRBY', KEYS[2], 'attempts', 1)
-"""
-
-# ARGV: id, claim token, final state, when (ISO), seconds to keep the tombstone
-_COMPLETE = """
-if redis.call('HGET', KEYS[2], 'state') ~= 'claimed' then return 0 end
-if redis.call('HGET', KEYS[2], 'claim') ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', ARGV[3], 'done_at', ARGV[4])
-redis.call('HDEL', KEYS[2], 'claim')
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return 1
-"""
-
-# ARGV: id, when (ISO), seconds to keep the tombstone
-_CANCEL = """
-local state = redis.call('HGET', KEYS[2], 'state')
-if state ~= 'pending' and state ~= 'claimed' then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'cancelled', 'done_at', ARGV[2])
-redis.call('HDEL', KEYS[2], 'claim')
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
 
 
 @dataclass(frozen=True)
@@ -193,10 +150,10 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._handlers: dict[str, TimerHandler] = {}
         self._stopping = asyncio.Event()
-        self._create = redis.register_script(_CREATE)
-        self._claim = redis.register_script(_CLAIM)
-        self._complete = redis.register_script(_COMPLETE)
-        self._cancel = redis.register_script(_CANCEL)
+        self._create = register(redis, "timer_create")
+        self._claim = register(redis, "timer_claim")
+        self._complete = register(redis, "timer_complete")
+        self._cancel = register(redis, "timer_cancel")
 
     def on(self, kind: str, handler: TimerHandler) -> None:
         """Fire timers of `kind` with `handler`."""

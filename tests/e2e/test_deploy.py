@@ -22,7 +22,7 @@ import pytest
 import yaml
 from dotenv import dotenv_values
 
-from bot.domain.directory import check_directory
+from bot.runtime.directory_file import check_directory
 from bot.runtime.settings import Settings
 from bot.store.connection import parse_sentinel_url
 

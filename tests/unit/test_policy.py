@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from bot.domain.directory import load_directory
 from bot.domain.policy import SIGHTS, CaseScope, Forbidden, Policy, Refusal, Sight, project
+from bot.runtime.directory_file import load_directory
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "directory.example.toml"
 POLICY = Policy(load_directory(EXAMPLE))
