@@ -12,19 +12,15 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 
 from bot.domain.arrival import InvalidInput
+from bot.domain.case import Case, CaseNotFound, Conflict, notice_event
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
+from bot.domain.events import EventType, Topic
 from bot.domain.policy import Policy
 from bot.store import Pipeline, Redis, keys
+from bot.store.cases import record_change
+from bot.store.transaction import optimistic
 from bot.usecases.access import Actor
-from bot.usecases.cases import (
-    Case,
-    CaseNotFound,
-    Conflict,
-    notice_event,
-    optimistic,
-    record_change,
-)
 
 
 class BookingIn(BaseModel):
@@ -134,7 +130,7 @@ class HealthCentre:
                 actor,
                 now,
                 "health_booked",
-                "case.health_booked",
+                EventType.CASE_HEALTH_BOOKED,
                 {
                     "booked_for": at.isoformat(),
                     "interpreter_booked": booking.interpreter_booked,
@@ -148,7 +144,7 @@ class HealthCentre:
                     case.version,
                     actor,
                     now,
-                    f"health_booking/{number}",
+                    Topic.HEALTH_BOOKING.at(number),
                     [case.reception_unit],
                     {
                         "organisation": org.name,
@@ -188,7 +184,7 @@ class HealthCentre:
                 actor,
                 now,
                 "clearance",
-                "case.cleared",
+                EventType.CASE_CLEARED,
                 {"may_start": clearance.may_start},
             )
             pipe.xadd(
@@ -198,7 +194,7 @@ class HealthCentre:
                     case.version,
                     actor,
                     now,
-                    f"clearance/{number}",
+                    Topic.CLEARANCE.at(number),
                     told,
                     {"organisation": org.name, "may_start": clearance.may_start},
                 ),

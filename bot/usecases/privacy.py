@@ -121,8 +121,8 @@ class Retention:
             timers = await timers_of_case(self.redis, case_id)
             if any(t.pending for t in timers):
                 return None
-            for ident in await self.redis.smembers(f"{keys.PREFIX}:case:{case_id}:disagreements"):
-                d = await self.redis.hgetall(f"{keys.PREFIX}:disagreement:{ident}")
+            for ident in await self.redis.smembers(keys.case_disagreements(case_id)):
+                d = await self.redis.hgetall(keys.disagreement(ident))
                 if d and d.get("status") != "resolved":
                     return None
                 if d.get("resolved_at"):
@@ -228,8 +228,8 @@ class Retention:
                 await self.redis.hset(keys.delivery(ident), "params", clean)
 
     async def _erase_disagreements(self, case_id: str) -> None:
-        for ident in await self.redis.smembers(f"{keys.PREFIX}:case:{case_id}:disagreements"):
-            key = f"{keys.PREFIX}:disagreement:{ident}"
+        for ident in await self.redis.smembers(keys.case_disagreements(case_id)):
+            key = keys.disagreement(ident)
             if await self.redis.exists(key):
                 async with self.redis.pipeline(transaction=True) as pipe:
                     pipe.hset(key, "text", "")

@@ -131,8 +131,8 @@ async def case_statistics(
             }
         )
     disagreements = []
-    for ident in sorted(await redis.smembers(f"{keys.PREFIX}:case:{case_id}:disagreements")):
-        d = await redis.hgetall(f"{keys.PREFIX}:disagreement:{ident}")
+    for ident in sorted(await redis.smembers(keys.case_disagreements(case_id))):
+        d = await redis.hgetall(keys.disagreement(ident))
         if not d:
             continue
         disagreements.append(
