@@ -180,3 +180,70 @@ async def test_the_board_and_the_api_refuse_an_organisation_not_on_the_case(
         "GET", f"/api/v1/arrivals/{booked.case_id}", "berg-skola"
     )
     assert status == 403 and problem["detail"] == "Er organisation är inte part i det här ärendet."
+
+
+# -- chat's one error handler --------------------------------------------------------------------
+
+
+async def said(world: World, chat: int, text: str, words: str) -> str:
+    """Say `text` in `chat` and wait for a reply containing `words`."""
+    before = len(world.telegram.sent_to(chat))
+    world.telegram.push_update(world.telegram.message_update(chat, text))
+    found: list[str] = []
+
+    async def replied() -> bool:
+        found[:] = [
+            c.text or "" for c in world.telegram.sent_to(chat)[before:] if words in (c.text or "")
+        ]
+        return bool(found)
+
+    await eventually(replied, 10.0, f"{words!r} in chat {chat}")
+    return found[-1]
+
+
+async def test_chat_turns_the_cores_refusals_into_swedish_replies(booked: Booked) -> None:
+    world = booked.world
+    # Forbidden, from the policy, before any dialogue starts.
+    await said(
+        world, CHATS[SCHOOL], f"/andra {booked.reference}", "Bara kommunens mottagningsenhet"
+    )
+    await said(world, CHATS[SCHOOL], f"/stall_in {booked.reference}", "Bara kommunens")
+    unchanged = await world.services.cases.store.get(booked.case_id)
+    assert (unchanged.version, unchanged.status) == (1, "open")
+    # InvalidInput, from the health centre's own time rule, keeps the dialogue open: the same
+    # chat then answers with a good time and is asked the next question.
+    arrival_message = next(
+        c for c in world.telegram.sent_to(CHATS[HC]) if booked.reference in (c.text or "")
+    )
+    markup = arrival_message.params.get("reply_markup") or {}
+    book = next(
+        b["callback_data"]
+        for row in markup.get("inline_keyboard", [])
+        for b in row
+        if b["text"].startswith("Boka")
+    )
+    world.telegram.push_update(world.telegram.callback_update(CHATS[HC], book))
+    await eventually(
+        lambda: _has(world, CHATS[HC], "skriv dag och tid"), 10.0, "the booking question"
+    )
+    reply = await said(world, CHATS[HC], "2026-01-02 09:30", "orimligt långt bort")
+    assert reply.startswith("Det gick inte att spara")
+    await said(world, CHATS[HC], "10/12 13.00", "tolk bokad")
+    # Conflict: once the case is cancelled, the booking button is answered with why.
+    status, _ = await world.call(
+        "POST", f"/api/v1/arrivals/{booked.case_id}/cancel", RECEPTION, {"reason": "Flyttat."}
+    )
+    assert status == 200
+    before = len(world.telegram.calls_to("answerCallbackQuery"))
+    world.telegram.push_update(world.telegram.callback_update(CHATS[HC], book))
+
+    async def answered() -> bool:
+        return len(world.telegram.calls_to("answerCallbackQuery")) > before
+
+    await eventually(answered, 10.0, "the press to be answered")
+    answer = world.telegram.calls_to("answerCallbackQuery")[-1].params
+    assert answer.get("text") == "Ärendet är inställt." and answer.get("show_alert")
+
+
+async def _has(world: World, chat: int, words: str) -> bool:
+    return any(words in (c.text or "") for c in world.telegram.sent_to(chat))
