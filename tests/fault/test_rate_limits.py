@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from tests.fault.conftest import all_settled, arrived_counts, link_chats
 from tests.support.world import arrival, eventually, running_world
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # ~25 s: CI runs it with `pytest -m long`
 
 ARRIVALS = int(os.environ.get("ANKOMST_RATE_ARRIVALS", "200"))
 UNACCOMPANIED = 12  # each told to social services' 20 chats and the school's group chat

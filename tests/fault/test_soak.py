@@ -19,7 +19,7 @@ from tests.support.process import ServeProcess, all_deliveries, post_arrival, se
 from tests.support.smtp_sink import SmtpSink
 from tests.support.world import arrival, eventually
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.long]  # ~25 s: CI runs it with `pytest -m long`
 
 SECONDS = float(os.environ.get("ANKOMST_SOAK_SECONDS", "20"))
 KILL_EVERY = 5.0

@@ -7,8 +7,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 
 from messages.telegram import TELEGRAM_LIMIT, telegram_length
-from tests.messages.markup import TELEGRAM_TAGS, telegram_tags
 from tests.support.world import CHATS, arrival, running_world
+from tests.unit.messages.markup import TELEGRAM_TAGS, telegram_tags
 
 
 async def test_details_that_escape_past_4096_characters_are_cut_cleanly(
