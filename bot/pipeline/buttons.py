@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
@@ -19,19 +21,27 @@ class AckButton(CallbackData, prefix="ack"):
     sig: str
 
 
+class Action(StrEnum):
+    """What a case-action button does; the value is what travels in the callback data."""
+
+    BOOK = "book"  # report the booked health conversation
+    CLEAR_OK = "clear_ok"  # all results in, start may go ahead
+    CLEAR_WAIT = "clear_wait"  # start must wait
+    ESCALATE = "escalate"  # refer a disagreement to management
+
+
 class CaseAction(CallbackData, prefix="ca"):
     """Other buttons on a case: book a health conversation, report clearance, escalate.
 
-    `action` is one of "book", "clear_ok", "clear_wait", "escalate"; `ref` is the case id (or the
-    disagreement id for "escalate"); `sig` a MAC over both.
+    `ref` is the case id (or the disagreement id for ESCALATE); `sig` a MAC over both.
     """
 
-    action: str
+    action: Action
     ref: str
     sig: str
 
 
-def action_button(signer: Signer, text: str, action: str, ref: str) -> InlineKeyboardButton:
+def action_button(signer: Signer, text: str, action: Action, ref: str) -> InlineKeyboardButton:
     """One signed case-action button."""
     data = CaseAction(action=action, ref=ref, sig=signer.button_signature(action, ref, 0))
     return InlineKeyboardButton(text=text, callback_data=data.pack())
@@ -52,20 +62,20 @@ def ack_row(signer: Signer, case_id: str, version: int) -> list[InlineKeyboardBu
 
 def booking_row(signer: Signer, case_id: str) -> list[InlineKeyboardButton]:
     """For the health centre: report the booked health conversation."""
-    return [action_button(signer, "Boka hälsosamtal", "book", case_id)]
+    return [action_button(signer, "Boka hälsosamtal", Action.BOOK, case_id)]
 
 
 def clearance_rows(signer: Signer, case_id: str) -> list[list[InlineKeyboardButton]]:
     """For the health centre: the two clearance answers, nothing else."""
     return [
-        [action_button(signer, "Alla provsvar klara – start kan ske", "clear_ok", case_id)],
-        [action_button(signer, "Start måste vänta", "clear_wait", case_id)],
+        [action_button(signer, "Alla provsvar klara – start kan ske", Action.CLEAR_OK, case_id)],
+        [action_button(signer, "Start måste vänta", Action.CLEAR_WAIT, case_id)],
     ]
 
 
 def escalate_row(signer: Signer, disagreement_id: str) -> list[InlineKeyboardButton]:
     """For supervisors: refer a disagreement to the management level."""
-    return [action_button(signer, "Eskalera", "escalate", disagreement_id)]
+    return [action_button(signer, "Eskalera", Action.ESCALATE, disagreement_id)]
 
 
 def keyboard(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:

@@ -11,7 +11,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.domain.arrival import parse
-from bot.pipeline.buttons import CaseAction, check_action, escalate_row
+from bot.pipeline.buttons import Action, CaseAction, check_action, escalate_row
 from bot.runtime.services import Services
 from bot.usecases.cases import CaseNotFound
 from bot.usecases.disagreements import DisagreementIn
@@ -88,5 +88,7 @@ def build_router() -> Router:
     router = Router(name="disagreement")
     router.message.register(start, Command("oenighet"), Linked())
     router.message.register(got_text, Raising.text, TEXT, Linked())
-    router.callback_query.register(escalate, CaseAction.filter(F.action == "escalate"), Linked())
+    router.callback_query.register(
+        escalate, CaseAction.filter(F.action == Action.ESCALATE), Linked()
+    )
     return router

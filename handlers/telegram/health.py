@@ -11,7 +11,7 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from bot.domain.arrival import parse
-from bot.pipeline.buttons import CaseAction, check_action, clearance_rows
+from bot.pipeline.buttons import Action, CaseAction, check_action, clearance_rows
 from bot.runtime.services import Services
 from bot.usecases.healthcare import BookingIn, ClearanceIn
 from handlers.telegram.common import (
@@ -50,7 +50,7 @@ async def pressed(
     case = await services.cases.store.get(callback_data.ref)
     # Asked before a dialogue starts, so only the health centre on the case is asked for a time.
     services.health.require_health_centre(who.actor, case)
-    if callback_data.action == "book":
+    if callback_data.action is Action.BOOK:
         await query.answer()
         await state.clear()
         await state.set_state(Booking.when)
@@ -62,7 +62,7 @@ async def pressed(
         )
         return
     clearance = ClearanceIn(
-        all_results_received=True, start_obstacle=callback_data.action == "clear_wait"
+        all_results_received=True, start_obstacle=callback_data.action is Action.CLEAR_WAIT
     )
     await services.health.clear(case.id, clearance, who.actor)
     answer = "start kan ske" if clearance.may_start else "start måste vänta"
@@ -115,7 +115,9 @@ def build_router() -> Router:
     """A fresh router for the health centre's buttons."""
     router = Router(name="health")
     router.callback_query.register(
-        pressed, CaseAction.filter(F.action.in_({"book", "clear_ok", "clear_wait"})), Linked()
+        pressed,
+        CaseAction.filter(F.action.in_({Action.BOOK, Action.CLEAR_OK, Action.CLEAR_WAIT})),
+        Linked(),
     )
     router.message.register(typed_when, Booking.when, TEXT)
     router.callback_query.register(
