@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.world import World, arrival, eventually, running_world
+from tests.support.world import World, arrival, running_world
 
 
 @pytest.fixture
@@ -32,12 +32,9 @@ async def rejected(world: World) -> list[dict[str, str]]:
 async def test_an_arrival_on_the_intake_stream_is_registered_and_fanned_out(world: World) -> None:
     await intake(world, arrival(external_ref="SYS-1"))
     await intake(world, arrival(external_ref="SYS-1"))  # delivered twice by the other system
-
-    async def registered() -> bool:
-        return bool(await world.services.redis.get("ankomst:extref:SYS-1"))
-
-    await eventually(registered, what="the intake entry to be registered")
+    await world.drain()
     case_id = await world.services.redis.get("ankomst:extref:SYS-1")
+    assert case_id, "the intake entry was not registered"
     view = await world.settled(case_id)
     assert view["history"][0]["via"] == "intake"
     assert len(world.mails_to("hc-lugnvik@regionjh.example.se")) == 1
@@ -57,11 +54,7 @@ async def test_a_bad_entry_is_moved_aside_with_its_reason(
     world: World, body: object, organisation: str, field: str
 ) -> None:
     entry = await intake(world, body, organisation)
-
-    async def moved() -> bool:
-        return bool(await rejected(world))
-
-    await eventually(moved, what="the entry to be rejected")
+    await world.drain()
     [moved_entry] = await rejected(world)
     assert moved_entry["entry"] == entry
     assert moved_entry["arrival"] == (body if isinstance(body, str) else json.dumps(body))

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-import os
-import subprocess
-import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -13,6 +11,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.usecases.report import build_report, percentile
+from tests.support.cli import CliResult, run_cli
 from tests.support.world import EXAMPLE_DIRECTORY, STOCKHOLM, World, arrival, running_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,22 +38,14 @@ def row(report: dict[str, Any], kind: str) -> dict[str, Any]:
     return next(r for r in report["rows"] if r["municipality"] == "ostersund" and r["kind"] == kind)
 
 
-def cli(*args: str, redis_url: str, data_dir: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ANKOMST_")}
-    env.update(
-        ANKOMST_REDIS_URL=redis_url,
-        ANKOMST_DIRECTORY=str(EXAMPLE_DIRECTORY),
-        ANKOMST_DATA_DIR=str(data_dir),
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
+async def cli(*args: str, redis_url: str, data_dir: Path) -> CliResult:
+    """`ankomst ARGS` in this process (on a thread: the command runs its own event loop)."""
+    env = {
+        "ANKOMST_REDIS_URL": redis_url,
+        "ANKOMST_DIRECTORY": str(EXAMPLE_DIRECTORY),
+        "ANKOMST_DATA_DIR": str(data_dir),
+    }
+    return await asyncio.to_thread(run_cli, *args, env=env, cwd=ROOT)
 
 
 def test_the_90th_percentile_is_the_nearest_rank() -> None:
@@ -124,7 +115,7 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
         assert preschool["booking_within_5_share"] is None
 
         # The command prints the same figures, in each format.
-        as_json = cli(
+        as_json = await cli(
             "report",
             "--from",
             "2026-11-01",
@@ -137,7 +128,7 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
         )
         assert as_json.returncode == 0, as_json.stderr
         assert json.loads(as_json.stdout)["rows"] == report["rows"]
-        as_csv = cli(
+        as_csv = await cli(
             "report",
             "--from",
             "2026-11-01",
@@ -150,7 +141,7 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
         assert header.startswith("municipality,kind,arrivals,notified_same_day_share")
         assert any(line.startswith("ostersund,alla,1,1.0,") for line in lines)
         out = tmp_path / "uppfoljning.html"
-        as_html = cli(
+        as_html = await cli(
             "report",
             "--from",
             "2026-11-01",
@@ -171,7 +162,7 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
         for outside in ("<script", "src=", "href=", "url("):
             assert outside not in page
         # Nothing registered in October.
-        empty = cli(
+        empty = await cli(
             "report",
             "--from",
             "2026-10-01",
@@ -185,7 +176,7 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
         assert json.loads(empty.stdout)["rows"] == []
 
         trail = tmp_path / "audit.jsonl"
-        exported = cli(
+        exported = await cli(
             "audit", "export", "--output", str(trail), redis_url=redis_url, data_dir=tmp_path
         )
         assert exported.returncode == 0, exported.stderr
