@@ -25,7 +25,9 @@ SCHOOL_GROUP = -1001000000500
 async def test_two_hundred_arrivals_at_once_keep_every_telegram_limit(
     redis_url: str, redis: Redis, tmp_path: Path
 ) -> None:
-    async with running_world(redis_url, tmp_path, link_chats=False, claim_seconds=5) as world:
+    async with running_world(
+        redis_url, tmp_path, link_chats=False, claim_seconds=5, chat_spacing_ms=None
+    ) as world:
         world.telegram.enforce_limits = True  # a 429 for anything over the limits
         for chat in SOCIAL_CHATS.values():
             await link_chats(redis, {"ostersund-socialtjanst": chat})

@@ -9,10 +9,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from zoneinfo import ZoneInfo
 
 import aiohttp
 
+import bot.channels.telegram as telegram_channel
 from bot.domain.clock import ManualClock
 from bot.runtime.services import Services
 from bot.runtime.settings import Settings
@@ -25,6 +27,9 @@ TOKEN = "123456:TEST-TOKEN"
 EXAMPLE_DIRECTORY = Path(__file__).resolve().parents[2] / "deploy" / "directory.example.toml"
 
 # Chats the tests link to Östersund's organisations with `/start CODE`.
+# A chat's messages in the test world go this far apart (ms), not Telegram's 1000.
+FAST_CHAT_SPACING_MS = 20
+
 CHATS = {
     "ostersund-mottagning": 1001,
     "hc-lugnvik": 1002,
@@ -234,18 +239,51 @@ async def running_world(
     link_chats: bool = True,
     chats: dict[str, int] | None = None,
     directory: Path = EXAMPLE_DIRECTORY,
+    chat_spacing_ms: int | None = FAST_CHAT_SPACING_MS,
     **settings: Any,
 ) -> AsyncIterator[World]:
     """Start the service against real parts; stop everything afterwards.
 
     The scheduler loop looks only once an hour unless told otherwise, so a test decides when
     timers fire (`world.tick()`) after moving the clock.
+
+    Telegram's 1 message a second per chat is kept in real time (Redis's clock), so a chat
+    told three things would make the test wait two seconds. The world spaces a chat's messages
+    `chat_spacing_ms` apart instead; the limits themselves are tested with the real spacing
+    (tests/e2e/test_telegram_sender.py, tests/fault/test_rate_limits.py, which passes None:
+    the real spacing).
     """
     settings.setdefault("scheduler_poll_seconds", 3600)
     clock = ManualClock(now or datetime(2026, 11, 25, 9, 0, tzinfo=STOCKHOLM))
+    spacing = (
+        mock.patch.multiple(
+            telegram_channel,
+            PRIVATE_SPACING_MS=chat_spacing_ms,
+            GROUP_SPACING_MS=chat_spacing_ms,
+        )
+        if chat_spacing_ms is not None
+        else contextlib.nullcontext()
+    )
+    with spacing:
+        async with _running_world(
+            redis_url, data_dir, clock, link_chats, chats, directory, settings
+        ) as world:
+            yield world
+
+
+@contextlib.asynccontextmanager
+async def _running_world(
+    redis_url: str,
+    data_dir: Path,
+    clock: ManualClock,
+    link_chats: bool,
+    chats: dict[str, int] | None,
+    directory: Path,
+    settings: dict[str, Any],
+) -> AsyncIterator[World]:
     async with SmtpSink() as smtp, FakeTelegramAPI() as telegram:
         config = Settings(
-            _env_file=None,  # type: ignore[call-arg]
+            _env_file=None,
             redis_url=redis_url,
             data_dir=data_dir,
             directory=directory,
