@@ -3,6 +3,21 @@
 Counters and the histogram count what this process did (deliveries it made, acknowledgements
 whose events it handled); the gauges of queue lengths, overdue deadlines and due timers are read
 from Redis at each scrape, so every process reports the same shared figures for those.
+
+A scrape costs the same however many cases are open: nothing is read per case. The overdue
+gauges count members of two sorted sets scored by when each open deadline is late
+(`keys.ACK_DEADLINES`, `keys.BOOKING_DEADLINES`; "overdue now" is one ZCOUNT up to the clock's
+now), kept as things happen: after the deadline worker has handled an event that changes a
+recipient's deadline (a version told, an acknowledgement, a cancellation, a booking, a health
+centre reached), the case's members are recomputed from its stored state by the one progress
+derivation's inputs (`ack_due`, `booking_due`). The recomputation is idempotent and reads the
+case's latest state under WATCH, so events handled twice or out of order converge. A store that
+has cases but no index yet (the first start after an upgrade) is indexed once, in batches.
+
+`ankomst_stream_lag` is what a group has not finished: its pending entries (read, not
+acknowledged) plus the entries after its last-delivered id, counted in the stream itself (exact
+up to `LAG_EXACT_UP_TO`; beyond that Redis's own estimate, never less). Redis's XINFO `lag` is
+not used below that: after a failover it stayed at ~1,200 for groups that were caught up.
 """
 
 from __future__ import annotations
@@ -17,8 +32,8 @@ from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.clock import Clock
 from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
-from bot.domain.progress import progress
-from bot.store import Redis, keys
+from bot.domain.events import EventType
+from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.streams import StreamConsumer
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
@@ -32,6 +47,22 @@ GROUPS = (
     (keys.OUTBOX_TELEGRAM, keys.SENDER_GROUP),
     (keys.INTAKE, "intake"),
 )
+# Past this many undelivered entries a group's lag is Redis's estimate (never less): counting
+# them would make a scrape cost as much as the backlog.
+LAG_EXACT_UP_TO = 1000
+# Events after which a case's open deadlines may have changed (delivery.sent: a health centre
+# told starts its booking deadline).
+DEADLINE_EVENTS = frozenset(
+    {
+        EventType.CASE_REGISTERED,
+        EventType.CASE_CHANGED,
+        EventType.CASE_CANCELLED,
+        EventType.CASE_ACKNOWLEDGED,
+        EventType.CASE_HEALTH_BOOKED,
+        EventType.DELIVERY_SENT,
+    }
+)
+CASE_FIELDS = ["version", "status", "booking", "updated_at", "recipients"]
 
 
 class Metrics:
@@ -73,7 +104,8 @@ class Metrics:
         )
         self.stream_lag = Gauge(
             "ankomst_stream_lag",
-            "Entries of a stream not yet read by a consumer group.",
+            "Entries of a stream a consumer group has not finished: read and not yet "
+            "acknowledged, or not yet read.",
             ["stream", "group"],
             registry=r,
         )
@@ -130,9 +162,13 @@ class Metrics:
         if retries > 0:
             self.retries.labels(kind).inc(retries)
 
-    def observe_events(self, handle: Handler, *, time_acks: bool) -> Handler:
+    def observe_events(
+        self, handle: Handler, *, time_acks: bool, keep_deadlines: bool = False
+    ) -> Handler:
         """Wrap an event-stream handler: bind the case to logs; with `time_acks`, time each
-        acknowledgement (give it to one group only, so none is counted twice)."""
+        acknowledgement; with `keep_deadlines`, recompute the case's open deadlines after an
+        event that may move them (give each to one group only: the deadlines are kept after
+        the deadline worker, which writes the booking markers, has handled the event)."""
         import structlog
 
         async def observed(entry_id: str, event: dict[str, str]) -> bool:
@@ -141,6 +177,8 @@ class Metrics:
                 done = await handle(entry_id, event)
             if time_acks and done and event.get("type") == "case.acknowledged":
                 await self._observe_ack(case_id, event)
+            if keep_deadlines and done and case_id and event.get("type") in DEADLINE_EVENTS:
+                await self.keep_deadlines(case_id)
             return done
 
         return observed
@@ -154,25 +192,124 @@ class Metrics:
         seconds = (datetime.fromisoformat(event["at"]) - told).total_seconds()
         self.ack_seconds.labels(org.kind if org else "unknown").observe(max(seconds, 0.0))
 
+    # -- open deadlines, kept as things happen ----------------------------------------------
+
+    def _deadlines_of(
+        self, case_id: str, case: list[str | None], acks: dict[str, str], markers: dict[str, str]
+    ) -> tuple[dict[str, float], dict[str, float]]:
+        """(acknowledgement, booking) deadlines still open on one case: member -> when late
+        (epoch seconds), judged from its stored state as bot.domain.progress judges it."""
+        version, status, booked, told, recipients = case
+        ack: dict[str, float] = {}
+        booking: dict[str, float] = {}
+        if version is None or told is None or recipients is None or status == "cancelled":
+            return ack, booking
+        # A version's acknowledgement clock starts when it was registered (updated_at).
+        ack_late = ack_due(self.calendar, self.rules, datetime.fromisoformat(told)).deadline
+        for org_id in json.loads(recipients):
+            member = keys.deadline_member(case_id, org_id)
+            if f"{int(version)}:{org_id}" not in acks:
+                ack[member] = ack_late.timestamp()
+            informed = markers.get(keys.booking_informed_marker(org_id))
+            if informed and not booked and keys.booking_reported_marker(org_id) not in markers:
+                due = booking_due(self.calendar, self.rules, datetime.fromisoformat(informed))
+                booking[member] = due.escalation.timestamp()
+        return ack, booking
+
+    def _write_deadlines(
+        self, pipe: Pipeline, case_id: str, ack: dict[str, float], booking: dict[str, float]
+    ) -> None:
+        """Queue the writes that make the two sets hold exactly `ack` and `booking` for the
+        case: every other organisation's member of the case is removed (recipients change)."""
+        for key, keep in ((keys.ACK_DEADLINES, ack), (keys.BOOKING_DEADLINES, booking)):
+            gone = [
+                keys.deadline_member(case_id, org_id)
+                for org_id in self.directory.organisations
+                if keys.deadline_member(case_id, org_id) not in keep
+            ]
+            if gone:
+                pipe.zrem(key, *gone)
+            if keep:
+                pipe.zadd(key, keep)
+
+    async def keep_deadlines(self, case_id: str) -> None:
+        """Recompute one case's members of the open-deadline sets from its stored state."""
+        watched = [keys.case(case_id), keys.case_acks(case_id), keys.case_markers(case_id)]
+
+        async def attempt(pipe: Pipeline) -> None:
+            case = await pipe.hmget(watched[0], CASE_FIELDS)
+            acks = await pipe.hgetall(watched[1])
+            markers = await pipe.hgetall(watched[2])
+            ack, booking = self._deadlines_of(case_id, case, acks, markers)
+            pipe.multi()
+            self._write_deadlines(pipe, case_id, ack, booking)
+            await pipe.execute()
+
+        await optimistic(self.redis, watched, attempt)
+
+    async def index_open_cases(self, batch: int = 500) -> int:
+        """Build the open-deadline sets from every open case (once per store: the first scrape
+        after an upgrade); returns how many cases were read. Batched: a few round trips per
+        `batch` cases."""
+        case_ids = sorted(await self.redis.smembers(keys.OPEN_CASES))
+        for i in range(0, len(case_ids), batch):
+            chunk = case_ids[i : i + batch]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for case_id in chunk:
+                    pipe.hmget(keys.case(case_id), CASE_FIELDS)
+                    pipe.hgetall(keys.case_acks(case_id))
+                    pipe.hgetall(keys.case_markers(case_id))
+                replies = await pipe.execute()
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for n, case_id in enumerate(chunk):
+                    case, acks, markers = replies[3 * n : 3 * n + 3]
+                    ack, booking = self._deadlines_of(case_id, case, acks, markers)
+                    self._write_deadlines(pipe, case_id, ack, booking)
+                await pipe.execute()
+        await self.redis.set(keys.DEADLINES_INDEXED, self.clock.now().isoformat())
+        return len(case_ids)
+
     # -- read at each scrape ---------------------------------------------------------------
 
+    async def _stream_figures(self, stream: str) -> dict[str, tuple[int, int]]:
+        """Group name -> (lag, pending) of one stream: pending entries from the group's PEL,
+        undelivered ones counted after its last-delivered id."""
+        out: dict[str, tuple[int, int]] = {}
+        if not await self.redis.exists(stream):
+            return out
+        for info in await self.redis.xinfo_groups(stream):
+            pending = int(info.get("pending") or 0)
+            last = str(info.get("last-delivered-id") or "0-0")
+            after = await self.redis.xrange(stream, f"({last}", "+", count=LAG_EXACT_UP_TO)
+            undelivered = len(after)
+            if undelivered >= LAG_EXACT_UP_TO:
+                undelivered = max(undelivered, int(info.get("lag") or 0))
+            out[str(info["name"])] = (pending + undelivered, pending)
+        return out
+
     async def refresh(self) -> None:
-        """Read the shared figures from Redis into the gauges."""
+        """Read the shared figures from Redis into the gauges: a fixed number of round trips,
+        however many cases are open."""
+        figures: dict[str, dict[str, tuple[int, int]]] = {}
         for stream, group in GROUPS:
-            lag = pending = 0
-            if await self.redis.exists(stream):
-                for info in await self.redis.xinfo_groups(stream):
-                    if info["name"] == group:
-                        lag = int(info.get("lag") or 0)
-                        pending = int(info.get("pending") or 0)
+            if stream not in figures:
+                figures[stream] = await self._stream_figures(stream)
+            lag, pending = figures[stream].get(group, (0, 0))
             self.stream_lag.labels(stream, group).set(lag)
             self.stream_pending.labels(stream, group).set(pending)
-        self.dead_letters.set(await self.redis.xlen(keys.DEAD_LETTER))
-        now = self.clock.now()
-        self.timers_due.set(await self.redis.zcount(keys.TIMERS, "-inf", now.timestamp()))
-        open_ids = await self.redis.smembers(keys.OPEN_CASES)
-        self.open_cases.set(len(open_ids))
-        ack, booking = await self._overdue(sorted(open_ids), now)
+        if not await self.redis.exists(keys.DEADLINES_INDEXED):
+            await self.index_open_cases()
+        now = self.clock.now().timestamp()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(keys.DEAD_LETTER)
+            pipe.zcount(keys.TIMERS, "-inf", now)
+            pipe.scard(keys.OPEN_CASES)
+            pipe.zcount(keys.ACK_DEADLINES, "-inf", now)
+            pipe.zcount(keys.BOOKING_DEADLINES, "-inf", now)
+            dead, due, open_cases, ack, booking = await pipe.execute()
+        self.dead_letters.set(dead)
+        self.timers_due.set(due)
+        self.open_cases.set(open_cases)
         self.overdue.labels("acknowledgement").set(ack)
         self.overdue.labels("booking").set(booking)
         for c in self.consumers:
@@ -180,48 +317,6 @@ class Metrics:
             self.consumer_errors.labels(c.stream, c.group, "dead_lettered").set(
                 c.stats.dead_lettered
             )
-
-    async def _overdue(self, case_ids: list[str], now: datetime) -> tuple[int, int]:
-        """(recipients late acknowledging, health centres late booking) over `case_ids`, each
-        judged by the one progress derivation (bot.domain.progress) at `now`."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for case_id in case_ids:
-                pipe.hmget(
-                    keys.case(case_id), ["version", "status", "booking", "updated_at", "recipients"]
-                )
-                pipe.hgetall(keys.case_acks(case_id))
-                pipe.hgetall(keys.case_markers(case_id))
-            replies = await pipe.execute()
-        ack = booking = 0
-        for i in range(len(case_ids)):
-            (version, status, booked, told, recipients), acks, markers = replies[3 * i : 3 * i + 3]
-            if version is None or told is None or recipients is None:
-                continue  # removed meanwhile
-            number = int(version)
-            # A version's acknowledgement clock starts when it was registered (updated_at).
-            ack_deadline = ack_due(self.calendar, self.rules, datetime.fromisoformat(told))
-            for org_id in json.loads(recipients):
-                informed = markers.get(keys.booking_informed_marker(org_id))
-                ack_record = acks.get(f"{number}:{org_id}")
-                mine = progress(
-                    version=number,
-                    cancelled=status == "cancelled",
-                    messages=(),  # how far a message got does not make anyone late
-                    acknowledged_at=(
-                        datetime.fromisoformat(json.loads(ack_record)["at"]) if ack_record else None
-                    ),
-                    now=now,
-                    ack_due=ack_deadline,
-                    booking_due=(
-                        booking_due(self.calendar, self.rules, datetime.fromisoformat(informed))
-                        if informed
-                        else None
-                    ),
-                    booked=bool(booked) or keys.booking_reported_marker(org_id) in markers,
-                )
-                ack += mine.ack_overdue
-                booking += mine.booking_overdue
-        return ack, booking
 
     async def exposition(self) -> bytes:
         """The text format Prometheus scrapes, refreshed from Redis first."""

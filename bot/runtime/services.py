@@ -256,7 +256,7 @@ def build_services(
                 keys.EVENTS,
                 keys.DEADLINES_GROUP,
                 name,
-                metrics.observe_events(deadlines.handle, time_acks=False),
+                metrics.observe_events(deadlines.handle, time_acks=False, keep_deadlines=True),
                 reclaim_after_ms=reclaim,
             ),
             StreamConsumer(

@@ -201,11 +201,30 @@ def case_timers(case_id: str) -> str:
     """Set of timer ids made for a case (pending, fired or cancelled)."""
     return f"{PREFIX}:case:{case_id}:timers"
 
+# Open deadlines, kept as things happen so /metrics counts "overdue now" with one ZCOUNT each
+# (bot/runtime/metrics.py): member "{case}|{org}", score = when it is late (epoch seconds).
+ACK_DEADLINES = f"{PREFIX}:deadlines:ack"  # recipients that have not acknowledged the version
+BOOKING_DEADLINES = f"{PREFIX}:deadlines:booking"  # health centres told, no booking reported
+DEADLINES_INDEXED = f"{PREFIX}:deadlines:indexed"  # string: the sets were built from open cases
+
+
+def deadline_member(case_id: str, org_id: str) -> str:
+    """Member of ACK_DEADLINES / BOOKING_DEADLINES for one organisation on one case."""
+    return f"{case_id}|{org_id}"
+
 
 # Follow-up statistics, privacy and audit (kept when personal data are erased)
 STATS_CASES = f"{PREFIX}:stats:cases"  # sorted set: case id by registration time (epoch s)
 ERASED_CASES = f"{PREFIX}:cases:erased"  # set: cases whose personal fields are erased
-AUDIT = f"{PREFIX}:audit"  # stream: every read of a case (who, when, through what)
+# Stream: every read of a case and every refused read (who, when, through what). A record that
+# is KEPT: it has no consumer group, is never trimmed (no MAXLEN/XTRIM) and retention leaves it.
+AUDIT = f"{PREFIX}:audit"
+
+
+def case_personal_entries(case_id: str) -> str:
+    """Set of `EVENTS` entry ids that carry personal fields of the case, noted when the fan-out
+    reads them, so erasure deletes them without reading the stream's history."""
+    return f"{PREFIX}:case:{case_id}:personal_entries"
 
 
 def case_stats(case_id: str) -> str:
