@@ -214,17 +214,36 @@ class ArrivalPatch(BaseModel):
         return out
 
 
+CANCEL_REASON_MISSING = "Ange varför ankomsten ställs in."
+MAX_CANCEL_REASON = 500
+
+
+def check_cancel_reason(value: str) -> str:
+    """The reason of a cancellation as stored: required, because a cancellation is final (the
+    case can never change again) and the recipients must learn why their preparations stop;
+    checked like all free text. ValueError in Swedish otherwise."""
+    value = check_free_text(value)
+    if not value:
+        raise ValueError(CANCEL_REASON_MISSING)
+    if len(value) > MAX_CANCEL_REASON:
+        raise ValueError(f"får vara högst {MAX_CANCEL_REASON} tecken")
+    return value
+
+
 class CancelIn(BaseModel):
-    """A cancellation, with a reason for the recipients."""
+    """A cancellation, with the reason the recipients are told (required: see
+    `check_cancel_reason`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    reason: str = Field(default="", max_length=500)
+    # The default lets a missing reason reach the validator, so `{}` is refused with the same
+    # Swedish sentence as `{"reason": ""}` instead of a bare "saknas".
+    reason: str = Field(default="", max_length=MAX_CANCEL_REASON, validate_default=True)
 
     @field_validator("reason")
     @classmethod
     def _reason(cls, value: str) -> str:
-        return check_free_text(value)
+        return check_cancel_reason(value)
 
 
 M = TypeVar("M", bound=BaseModel)

@@ -51,6 +51,8 @@ class Topic(StrEnum):
     BOOKING_REMINDER = "booking_reminder"
     BOOKING_ESCALATION = "booking_escalation"
     HEALTH_BOOKING = "health_booking"
+    # A date change moved the arrival after the booked health conversation: rebook.
+    BOOKING_BEFORE_ARRIVAL = "booking_before_arrival"
     CLEARANCE = "clearance"
     SAME_DAY_ALERT = "same_day_alert"
     DISAGREEMENT_RAISED = "disagreement_raised"

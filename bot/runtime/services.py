@@ -310,7 +310,7 @@ def build_services(
         deliverer=deliverer,
         scheduler=scheduler,
         deadlines=deadlines,
-        health=HealthCentre(redis, directory, clock, settings.zone),
+        health=HealthCentre(redis, directory, clock, settings.zone, calendar),
         disagreements=disagreements,
         dashboard=DashboardAccess(
             redis,

@@ -10,11 +10,12 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bot.domain.actor import Actor
-from bot.domain.arrival import ArrivalIn, ArrivalPatch, InvalidInput
+from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
 from bot.domain.case import (
     AckOutcome,
     Case,
@@ -22,10 +23,11 @@ from bot.domain.case import (
     Conflict,
     Version,
     content_hash,
+    notice_event,
 )
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory, RoutingError
-from bot.domain.events import EventType
+from bot.domain.events import EventType, Topic
 from bot.domain.policy import Forbidden, Policy
 from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.cases import CaseStore, record_change
@@ -147,8 +149,10 @@ class CaseService:
         build: Callable[[Case, datetime], Version | None],
         event: EventType,
         what: str,
+        notices: Callable[[dict[str, str], Case, datetime], list[dict[str, str]]] | None = None,
     ) -> Case:
-        """Write a new version (change or cancellation) with its history and event, atomically."""
+        """Write a new version (change or cancellation) with its history and event, atomically;
+        `notices(stored hash, updated case, now)` may add notice events to the same MULTI."""
         case_key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> Case:
@@ -186,6 +190,8 @@ class CaseService:
                 event,
                 {"changes": list(version.changes) or None, "reason": version.reason or None},
             )
+            for notice in notices(data, updated, now) if notices else ():
+                pipe.xadd(keys.EVENTS, notice)
             await pipe.execute()
             return updated
 
@@ -208,10 +214,55 @@ class CaseService:
                 case.version + 1, "changed", facts, now, actor.org_id, actor.via, changes
             )
 
-        return await self._new_version(case_id, actor, build, EventType.CASE_CHANGED, "changed")
+        def notices(data: dict[str, str], updated: Case, now: datetime) -> list[dict[str, str]]:
+            return self._booking_before_arrival(data, updated, actor, now)
+
+        return await self._new_version(
+            case_id, actor, build, EventType.CASE_CHANGED, "changed", notices
+        )
+
+    def _booking_before_arrival(
+        self, data: dict[str, str], updated: Case, actor: Actor, now: datetime
+    ) -> list[dict[str, str]]:
+        """The notice to write when a date change moves the arrival after the booked health
+        conversation: the health centre that booked it and the reception unit learn that the
+        booking now falls before the arrival and must be rebooked. Nothing otherwise — also
+        not when the booking already lay before the old date (they were told then)."""
+        if not data.get("booking"):
+            return []
+        old_facts: dict[str, Any] = json.loads(data["facts"])
+        old_day = date.fromisoformat(old_facts["arrival_date"])
+        new_day = updated.arrival_date
+        booking = json.loads(data["booking"])
+        booked_at = datetime.fromisoformat(booking["at"])
+        booked_day = booked_at.astimezone(self.zone).date()
+        if not old_day <= booked_day < new_day:
+            return []
+        health_centre = booking.get("by", "")
+        org = self.directory.organisations.get(health_centre)
+        told = [o for o in dict.fromkeys([health_centre, updated.reception_unit]) if o]
+        return [
+            notice_event(
+                updated.id,
+                updated.version,
+                actor,
+                now,
+                Topic.BOOKING_BEFORE_ARRIVAL,
+                told,
+                {
+                    "organisation": org.name if org else health_centre,
+                    "booked_at": booked_at.isoformat(),
+                    "arrival_on": new_day.isoformat(),
+                    "previous_arrival_on": old_day.isoformat(),
+                },
+            )
+        ]
 
     async def cancel(self, case_id: str, reason: str, actor: Actor) -> Case:
-        """Cancel the arrival: a last version that tells everyone INSTÄLLD."""
+        """Cancel the arrival: a last version that tells everyone INSTÄLLD, and why. A reason is
+        required on every path (InvalidInput naming `reason`, before anything is read or
+        written): the cancellation is final and the recipients must learn why."""
+        reason = parse(CancelIn, {"reason": reason}).reason
 
         def build(case: Case, now: datetime) -> Version:
             return Version(

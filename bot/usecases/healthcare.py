@@ -4,14 +4,15 @@ bare yes/no of clearance — never a result, because medical confidentiality for
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 
 from bot.domain.arrival import InvalidInput
+from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.case import Case, CaseNotFound, Conflict, notice_event
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
@@ -21,6 +22,64 @@ from bot.store import Pipeline, Redis, keys
 from bot.store.cases import record_change
 from bot.store.transaction import optimistic
 from bot.usecases.access import Actor
+from messages.dates import swedish_date
+
+# How far ahead a booking may lie; further is a typo (a wrong year), not a plan.
+MAX_BOOKING_AHEAD = timedelta(days=366)
+
+
+def _clock_time(t: time) -> str:
+    return f"{t.hour:02d}.{t.minute:02d}"
+
+
+def booking_problem(
+    at: datetime,
+    now: datetime,
+    calendar: WorkingDayCalendar,
+    interpreter_booked: bool | None = None,
+    current: Mapping[str, Any] | None = None,
+) -> str | None:
+    """Why a reported booking time is refused (a Swedish sentence), or None: the one home of
+    the booking rules, asked by the API and chat alike (through `HealthCentre`).
+
+    Refused: a time that has already passed (a booking is reported for a conversation to
+    come); a time more than a year ahead; a day that is not a working day (weekend, holiday,
+    a day the region has closed) — a health conversation with provtagning and interpreter is
+    held when the health centre is open, so such a day is nearly always a mistyped date, and
+    the clerk is better stopped than the reception unit told the wrong day; a time outside
+    office hours on a working day, for the same reason; and a booking identical to the
+    `current` one (same time, same interpreter answer), which would only announce again what
+    everyone already knows. `at` must be aware.
+    """
+    if at < now:
+        return "Tiden har redan passerat. Ange den tid som hälsosamtalet är bokat till."
+    if at > now + MAX_BOOKING_AHEAD:
+        return "Tiden ligger mer än ett år fram. Kontrollera datumet."
+    local = at.astimezone(calendar.zone)
+    day = local.date()
+    if not calendar.is_working_day(day):
+        name = calendar.holiday_name(day)
+        why = f" ({name})" if name else ""
+        return (
+            f"{swedish_date(day).capitalize()}{why} är ingen arbetsdag. "
+            "Ange en tid på en arbetsdag."
+        )
+    if not calendar.is_within_office_hours(at):
+        return (
+            f"Tiden ligger utanför kontorstid ({_clock_time(calendar.office_start)}–"
+            f"{_clock_time(calendar.office_end)}). Ange en tid inom kontorstid."
+        )
+    if (
+        current
+        and interpreter_booked is not None
+        and datetime.fromisoformat(str(current.get("at"))) == at
+        and current.get("interpreter_booked") == interpreter_booked
+    ):
+        return (
+            "Den tiden är redan registrerad, med samma besked om tolk. "
+            "Inget nytt skickas; ange en annan tid om bokningen har ändrats."
+        )
+    return None
 
 
 class BookingIn(BaseModel):
@@ -56,11 +115,20 @@ class ClearanceIn(BaseModel):
 class HealthCentre:
     """Use cases of the health centre on a case."""
 
-    def __init__(self, redis: Redis, directory: Directory, clock: Clock, zone: ZoneInfo) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        clock: Clock,
+        zone: ZoneInfo,
+        calendar: WorkingDayCalendar | None = None,
+    ) -> None:
         self.redis = redis
         self.directory = directory
         self.clock = clock
         self.zone = zone
+        # The region's working days and office hours (the services factory passes its own).
+        self.calendar = calendar or WorkingDayCalendar(zone)
         self.policy = Policy(directory)
 
     def require_health_centre(self, actor: Actor, case: Case) -> None:
@@ -70,13 +138,19 @@ class HealthCentre:
         if case.status == "cancelled":
             raise Conflict("Ärendet är inställt.")
 
-    def check_booking_time(self, at: datetime) -> datetime:
-        """The booked time, local if given without zone; InvalidInput if it is absurdly far
-        from now (more than 30 days back or a year ahead)."""
+    def check_booking_time(
+        self,
+        at: datetime,
+        interpreter_booked: bool | None = None,
+        current: Mapping[str, Any] | None = None,
+    ) -> datetime:
+        """The booked time, local if given without zone; InvalidInput naming `at` if
+        `booking_problem` refuses it (chat asks this as soon as the time is typed; `book`
+        asks it again with the current booking)."""
         at = self._local(at)
-        now = self.clock.now()
-        if at < now - timedelta(days=30) or at > now + timedelta(days=366):
-            raise InvalidInput([{"field": "at", "message": "tiden ligger orimligt långt bort"}])
+        problem = booking_problem(at, self.clock.now(), self.calendar, interpreter_booked, current)
+        if problem:
+            raise InvalidInput([{"field": "at", "message": problem}])
         return at
 
     async def _update(
@@ -84,8 +158,10 @@ class HealthCentre:
         case_id: str,
         actor: Actor,
         write: Callable[[Pipeline, Case, datetime, dict[str, str]], Awaitable[None]],
+        check: Callable[[dict[str, str]], None] | None = None,
     ) -> Case:
-        """Run `write(pipe, case, now)` under WATCH of the case until it commits."""
+        """Run `write(pipe, case, now)` under WATCH of the case until it commits; `check(stored
+        hash)` may refuse first, before anything is queued."""
         key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> Case:
@@ -94,6 +170,8 @@ class HealthCentre:
                 raise CaseNotFound(case_id)
             case = Case.from_hash(data)
             self.require_health_centre(actor, case)
+            if check is not None:
+                check(data)
             now = self.clock.now()
             pipe.multi()
             await write(pipe, case, now, data)
@@ -106,9 +184,15 @@ class HealthCentre:
         return at.replace(tzinfo=self.zone) if at.tzinfo is None else at
 
     async def book(self, case_id: str, booking: BookingIn, actor: Actor) -> dict[str, Any]:
-        """Record the booked time; the reception unit is told; a later booking replaces it."""
+        """Record the booked time; the reception unit is told; a later booking replaces it.
+        A time `booking_problem` refuses (the same as the current booking included) is an
+        InvalidInput naming `at`, and nothing is written or sent."""
         at = self.check_booking_time(booking.at)
         result: dict[str, Any] = {}
+
+        def check(data: dict[str, str]) -> None:
+            current = json.loads(data["booking"]) if data.get("booking") else None
+            self.check_booking_time(at, booking.interpreter_booked, current)
 
         async def write(pipe: Any, case: Case, now: datetime, data: dict[str, str]) -> None:
             previous = json.loads(data["booking"]) if data.get("booking") else None
@@ -155,7 +239,7 @@ class HealthCentre:
                 ),
             )
 
-        await self._update(case_id, actor, write)
+        await self._update(case_id, actor, write, check)
         return result
 
     async def clear(self, case_id: str, clearance: ClearanceIn, actor: Actor) -> dict[str, Any]:

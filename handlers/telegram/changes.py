@@ -12,9 +12,10 @@ from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, Message
 
 from bot.domain.arrival import (
+    CANCEL_REASON_MISSING,
     ArrivalPatch,
     arrival_date_problem,
-    check_free_text,
+    check_cancel_reason,
     parse,
 )
 from bot.domain.case import Case
@@ -27,7 +28,6 @@ from handlers.telegram.common import (
     Pick,
     confirm_keyboard,
     date_keyboard,
-    one_button,
     parse_date,
     today,
 )
@@ -149,10 +149,10 @@ async def start_cancel(
     await state.clear()
     await state.set_state(Cancellation.reason)
     await state.update_data(case=case.id)
+    # A reason is required (the cancellation is final): no button skips it.
     await message.answer(
-        f"Ställa in {escape(case.reference)}? Skriv kort varför (mottagarna ser texten), "
-        "eller tryck Hoppa över.",
-        reply_markup=one_button("Hoppa över", "skip"),
+        f"Ställa in {escape(case.reference)}? Skriv kort varför (mottagarna ser texten). "
+        "(/avbryt för att avbryta)"
     )
 
 
@@ -169,23 +169,19 @@ async def _ask_cancel(target: Message, state: FSMContext, services: Services, re
 
 
 async def typed_reason(message: Message, state: FSMContext, services: Services) -> None:
-    """A typed reason, checked like the API checks it."""
+    """A typed reason, checked by the same rule as the API's."""
     try:
-        reason = check_free_text(message.text or "")
+        reason = check_cancel_reason(message.text or "")
     except ValueError as exc:
-        await message.answer(f"Det går inte att spara: {escape(str(exc))}.")
-        return
-    if len(reason) > 500:
-        await message.answer("Högst 500 tecken.")
+        problem = str(exc) if str(exc).endswith(".") else f"{exc}."
+        await message.answer(f"Det går inte att spara: {escape(problem)}")
         return
     await _ask_cancel(message, state, services, reason)
 
 
-async def skipped_reason(query: CallbackQuery, state: FSMContext, services: Services) -> None:
-    """No reason given."""
-    await query.answer()
-    if isinstance(query.message, Message):
-        await _ask_cancel(query.message, state, services, "")
+async def skipped_reason(query: CallbackQuery) -> None:
+    """A "Hoppa över" button from before reasons were required: a reason is still needed."""
+    await query.answer(CANCEL_REASON_MISSING, show_alert=True)
 
 
 async def confirmed_cancel(

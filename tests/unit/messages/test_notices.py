@@ -51,6 +51,20 @@ TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
         {"organisation": ORG, "booked_at": SENT, "previous_at": None, "interpreter_booked": True},
         ["torsdag 26 november 2026 kl. 14.05", "Tolk: bokad"],
     ),
+    "booking_before_arrival": (
+        {
+            "organisation": ORG,
+            "booked_at": SENT,
+            "arrival_on": date(2026, 12, 3),
+            "previous_arrival_on": date(2026, 11, 27),
+        },
+        [
+            "Den bokade tiden för hälsosamtalet (torsdag 26 november 2026 kl. 14.05) ligger nu "
+            "före ankomstdagen (torsdag 3 december 2026).",
+            "från fredag 27 november 2026",
+            f"{ORG} har fått samma besked",
+        ],
+    ),
     "clearance": (
         {"organisation": ORG, "may_start": False},
         ["måste vänta", "Kontakta hälsocentralen", ORG],
