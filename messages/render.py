@@ -28,9 +28,18 @@ from messages.models import (
     Rendered,
 )
 from messages.telegram import fit_telegram, shorten
-from messages.values import channel_name, children_summary, describe_changes, field_word, yes_no
+from messages.values import (
+    FREE_TEXT_FIELDS,
+    FREE_TEXT_POINTER,
+    channel_name,
+    children_summary,
+    describe_changes,
+    field_word,
+    yes_no,
+)
 
 __all__ = [
+    "chat_leaves_out",
     "clean_header",
     "notice_topics",
     "render_ack_page",
@@ -124,14 +133,22 @@ def _rendered(
     )
 
 
+def chat_leaves_out(chat_details: ChatDetails) -> frozenset[str]:
+    """The free-text fields a chat message leaves out (saying FREE_TEXT_POINTER instead):
+    all of them with "minimal" chat details, none with "full"."""
+    return FREE_TEXT_FIELDS if chat_details == "minimal" else frozenset()
+
+
 # --- arrivals -------------------------------------------------------------------------------
 
 
 def _arrival_context(notice: ArrivalNotice) -> dict[str, Any]:
     facts = notice.facts
     changes = [
-        {"label": label, "old": old, "new": new, "free_text": free_text}
-        for label, old, new, free_text in describe_changes(notice.changes)
+        {"field": change.field, "label": label, "old": old, "new": new, "free_text": free_text}
+        for change, (label, old, new, free_text) in zip(
+            notice.changes, describe_changes(notice.changes), strict=True
+        )
     ]
     return {
         "kind": notice.kind,
@@ -160,37 +177,52 @@ def _arrival_context(notice: ArrivalNotice) -> dict[str, Any]:
         "cancel_reason": (notice.cancel_reason or "").strip(),
         "show_details": True,
         "show_initials": True,
+        "pointer": FREE_TEXT_POINTER,
     }
 
 
 def render_arrival(notice: ArrivalNotice, chat_details: ChatDetails = "minimal") -> Rendered:
     """The arrival message for one recipient, in every form.
 
-    E-mail always carries the details and the children's initials; the Telegram form carries
-    them only when `chat_details` is "full". The Telegram form is kept within 4096 characters
-    by shortening the free text (details, reason, changed values).
+    E-mail always carries the free text (details, the children's initials, the reason for a
+    cancellation); the Telegram form carries it only when `chat_details` is "full", and says
+    where to read it otherwise (`chat_leaves_out`). The Telegram form is kept within 4096
+    characters by shortening the free text (details, reason, changed values).
     """
     context = _arrival_context(notice)
-    full_chat = chat_details == "full"
+    left_out = chat_leaves_out(chat_details)
+    hidden_changes = [c["field"] in left_out for c in context["changes"]]
 
     def telegram(cap: int | None) -> str:
         chat = dict(context)
-        chat["show_details"] = full_chat
-        chat["show_initials"] = full_chat
+        chat["show_details"] = "details" not in left_out
+        chat["show_initials"] = "initials" not in left_out
         chat["details"] = shorten(context["details"], cap)
-        chat["cancel_reason"] = shorten(context["cancel_reason"], cap)
+        chat["cancel_reason"] = (
+            FREE_TEXT_POINTER
+            if "cancel_reason" in left_out and context["cancel_reason"]
+            else shorten(context["cancel_reason"], cap)
+        )
         chat["changes"] = [
-            {**change, "old": shorten(change["old"], cap), "new": shorten(change["new"], cap)}
-            for change in context["changes"]
+            {
+                **change,
+                "hidden": hidden,
+                "old": shorten(change["old"], cap),
+                "new": shorten(change["new"], cap),
+            }
+            for change, hidden in zip(context["changes"], hidden_changes, strict=True)
         ]
         return _render(_markup, "arrival/telegram.html", chat, "telegram")
 
     longest = max(
         [
-            len(context["details"]) if full_chat else 0,
-            len(context["cancel_reason"]),
-            *(len(c["old"]) for c in context["changes"]),
-            *(len(c["new"]) for c in context["changes"]),
+            0 if "details" in left_out else len(context["details"]),
+            0 if "cancel_reason" in left_out else len(context["cancel_reason"]),
+            *(
+                max(len(c["old"]), len(c["new"]))
+                for c, hidden in zip(context["changes"], hidden_changes, strict=True)
+                if not hidden
+            ),
         ]
     )
     return _rendered("arrival/", context, telegram, longest)
@@ -253,12 +285,14 @@ def _notice_value(value: object, zone: ZoneInfo) -> object:
     return value
 
 
-def render_case_notice(n: CaseNotice) -> Rendered:
+def render_case_notice(n: CaseNotice, chat_details: ChatDetails = "full") -> Rendered:
     """A status message about a case, chosen by `n.topic`; its values come from `n.facts`.
 
     Datetimes are shown in `facts["zone"]` (a ZoneInfo) if given, else Europe/Stockholm; dates
     as Swedish dates. An unknown topic raises ValueError; a fact the topic needs but was not
-    given raises jinja2.UndefinedError.
+    given raises jinja2.UndefinedError. With `chat_details` "minimal" the Telegram form says
+    FREE_TEXT_POINTER in place of every free-text fact (a disagreement's text, its decision).
+    The deliverer (bot/pipeline/rendering.py) always passes ANKOMST_CHAT_DETAILS.
     """
     if not _TOPIC_NAME.fullmatch(n.topic):
         raise ValueError(f"unknown notice topic {n.topic!r}")
@@ -286,16 +320,24 @@ def render_case_notice(n: CaseNotice) -> Rendered:
         "recipient": n.recipient,
     }
     # Only text given as text is cut for Telegram; formatted dates and times stay whole.
+    left_out = chat_leaves_out(chat_details) & {
+        key for key, value in n.facts.items() if value not in (None, "")
+    }
     free_text = [
         key
         for key, value in n.facts.items()
-        if isinstance(value, str) and facts.get(key) == value and key != "ack_url"
+        if isinstance(value, str)
+        and facts.get(key) == value
+        and key != "ack_url"
+        and key not in left_out
     ]
 
     def telegram(cap: int | None) -> str:
         chat = dict(context)
         for key in free_text:
             chat[key] = shorten(context[key], cap)
+        for key in left_out:
+            chat[key] = FREE_TEXT_POINTER
         return _render(_markup, "notices/_telegram.html", chat, "telegram")
 
     longest = max([0, *(len(context[key]) for key in free_text)])

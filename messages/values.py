@@ -30,8 +30,15 @@ FIELD_WORDS: dict[str, str] = {
     "municipality": "kommun",
     "recipients": "mottagare",
 }
-# Free text typed by the reception unit: kept out of chats unless full details are allowed.
-FREE_TEXT_FIELDS = frozenset({"details"})
+# What a person typed into a case, never a value Ankomst made: an e-mail carries it and the
+# board shows it, but a chat message only with ANKOMST_CHAT_DETAILS=full (Telegram is a service
+# outside the EU). This is the one list of it; names are the message models' fields and facts:
+# an arrival's details (also as a changed field), the children's initials, the reason for a
+# cancellation, a disagreement's text and its decision. The booking and clearance are not here:
+# they are a time and yes/no answers, never typed text.
+FREE_TEXT_FIELDS = frozenset({"details", "initials", "cancel_reason", "text", "decision"})
+# What a chat message says instead of a free text it leaves out.
+FREE_TEXT_POINTER = "Läs mer i e-posten eller på tavlan."
 
 CHANNEL_NAMES: dict[str, str] = {"email": "e-post", "e-mail": "e-post", "telegram": "Telegram"}
 

@@ -36,6 +36,8 @@ class RenderSettings:
 
     public_url: str
     from_domain: str
+    # ANKOMST_CHAT_DETAILS: with "minimal" (the default) no free text a person typed reaches a
+    # chat message; which fields those are is messages.values.FREE_TEXT_FIELDS, the one list.
     chat_details: m.ChatDetails
     booking_days: int
 
@@ -197,7 +199,7 @@ class MessageRenderer:
         status = m.CaseNotice(
             topic, case.reference, municipality, arrival_date, contact(org), facts
         )
-        return render_case_notice(status), False
+        return render_case_notice(status, self.settings.chat_details), False
 
     def attachments(self, d: Delivery, case: Case) -> tuple[Attachment, ...]:
         """Files an e-mail carries: the .ics of a booked health conversation."""

@@ -170,9 +170,13 @@ def test_cancellation_says_installd_with_the_reason(notice: ArrivalNotice) -> No
     for part in all_parts(r):
         assert "INSTÄLLD" in part
     for part in (r.text, visible(r.html), r.telegram):
-        assert "Familjen har flyttat." in part
         assert "Avboka" in part
         assert "Boka tid för hälsosamtal" not in part
+    # The reason is free text: in the e-mail always, in chat only with full chat details.
+    for part in (r.text, visible(r.html), render_arrival(notice, "full").telegram):
+        assert "Familjen har flyttat." in part
+    assert "Familjen har flyttat." not in r.telegram
+    assert "Orsak:</b> Läs mer i e-posten eller på tavlan." in r.telegram
 
 
 def test_reception_unit_copy_needs_no_acknowledgement(
