@@ -12,10 +12,14 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.runtime.settings import Settings, load_or_exit
+
+if TYPE_CHECKING:
+    from bot.store import Redis
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -36,11 +40,18 @@ def _directory_check(path: Path) -> int:
     return 0
 
 
-async def _with_store(settings: Settings, org_id: str, action: str, role: str) -> int:
+async def _with_store(
+    settings: Settings,
+    org_id: str,
+    action: str,
+    role: str,
+    label: str | None = None,
+    days: int | None = None,
+) -> int:
     from bot.domain.clock import SystemClock
     from bot.runtime.directory_file import DirectoryError, load_directory
     from bot.store.connection import open_store
-    from bot.usecases.access import ApiTokens, ChatLinks
+    from bot.usecases.access import ChatLinks
 
     try:
         directory = load_directory(settings.directory)
@@ -54,25 +65,116 @@ async def _with_store(settings: Settings, org_id: str, action: str, role: str) -
     try:
         clock = SystemClock()
         if action == "token":
-            token = await ApiTokens(store.redis, clock).create(org_id, role)  # type: ignore[arg-type]
-            print(token)
-            print(
-                f"# API token for {org_id} ({role}); shown once, stored only as a hash.",
-                file=sys.stderr,
-            )
-        else:
-            # Making an invite reads no chat of the directory file, so none are handed over
-            # (and the service graph, which would import aiogram, is not needed).
-            chats = ChatLinks(store.redis, clock, {})
-            code = await chats.create_invite(org_id, role, settings.invite_hours * 3600)  # type: ignore[arg-type]
-            print(code)
-            print(
-                f"# Send `/start {code}` to the bot from the chat to link it to {org_id} ({role}). "
-                f"Valid once, for {settings.invite_hours} hours.",
-                file=sys.stderr,
-            )
+            return await _token_create(settings, store.redis, org_id, role, label, days)
+        # Making an invite reads no chat of the directory file, so none are handed over
+        # (and the service graph, which would import aiogram, is not needed).
+        chats = ChatLinks(store.redis, clock, {})
+        code = await chats.create_invite(org_id, role, settings.invite_hours * 3600)  # type: ignore[arg-type]
+        print(code)
+        print(
+            f"# Send `/start {code}` to the bot from the chat to link it to {org_id} ({role}). "
+            f"Valid once, for {settings.invite_hours} hours.",
+            file=sys.stderr,
+        )
     finally:
         await store.close()
+    return 0
+
+
+async def _token_create(
+    settings: Settings, redis: Redis, org_id: str, role: str, label: str | None, days: int | None
+) -> int:
+    from bot.domain.clock import SystemClock
+    from bot.usecases.access import ApiTokens
+
+    token, info = await ApiTokens(redis, SystemClock()).issue(org_id, role, label, days)  # type: ignore[arg-type]
+    print(token)
+    expiry = f"expires {_local(info.expires_at, settings)}" if info.expires_at else "no expiry"
+    print(
+        f"# API token {info.id} for {org_id} ({role}, {info.label!r}, {expiry}); shown once, "
+        f"stored only as a hash. End it with `ankomst token revoke {info.id}`.",
+        file=sys.stderr,
+    )
+    if label is None:
+        print(
+            "# Tip: name what uses it with --label, e.g. --label 'Elevregistret'.", file=sys.stderr
+        )
+    return 0
+
+
+def _token_options(args: argparse.Namespace) -> tuple[str | None, int | None] | str:
+    """--label and --expires of `token create`, checked before the store is opened; or the
+    one-line problem."""
+    from bot.usecases.access import EXPIRES_MAX_DAYS, label_problem
+
+    if args.label is not None and (problem := label_problem(args.label)):
+        return f"--label: {problem}"
+    days = None
+    if args.expires is not None:
+        text = str(args.expires).strip()
+        days = int(text) if text.isdigit() else 0
+        if not 1 <= days <= EXPIRES_MAX_DAYS:
+            return f"--expires: a whole number of days from 1 to {EXPIRES_MAX_DAYS}, not {text!r}"
+    return args.label, days
+
+
+def _local(at: datetime | None, settings: Settings) -> str:
+    """An instant as local time (ANKOMST_TIMEZONE) for a listing; "-" for none."""
+    return at.astimezone(settings.zone).strftime("%Y-%m-%d %H:%M") if at else "-"
+
+
+async def _token_list(settings: Settings, org_id: str | None) -> int:
+    from bot.domain.clock import SystemClock
+    from bot.store.connection import open_store
+    from bot.usecases.access import token_records
+
+    store = await open_store(settings)
+    try:
+        infos = await token_records(store.redis, org_id)
+    finally:
+        await store.close()
+    if not infos:
+        print(f"# no API tokens{f' for {org_id}' if org_id else ''}", file=sys.stderr)
+        return 0
+    now = SystemClock().now()
+    rows = [("ID", "ORGANISATION", "ROLE", "LABEL", "CREATED", "LAST USED", "EXPIRES", "STATE")]
+    rows += [
+        (
+            i.id,
+            i.org_id,
+            i.role,
+            i.label,
+            _local(i.created_at, settings),
+            _local(i.last_used_at, settings),
+            _local(i.expires_at, settings),
+            i.state(now),
+        )
+        for i in infos
+    ]
+    widths = [max(len(row[n]) for row in rows) for n in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+async def _token_revoke(settings: Settings, public_id: str) -> int:
+    from bot.domain.clock import SystemClock
+    from bot.store.connection import open_store
+    from bot.usecases.access import ApiTokens
+
+    store = await open_store(settings)
+    try:
+        outcome = await ApiTokens(store.redis, SystemClock()).revoke(public_id)
+    finally:
+        await store.close()
+    if outcome is None:
+        return _fail(f"no API token {public_id!r}; `ankomst token list` shows their ids")
+    info, newly = outcome
+    what = f"{info.id} ({info.org_id}, {info.role}, {info.label!r})"
+    if newly:
+        print(f"revoked {what}: every process refuses it from now on (401)")
+    else:
+        print(f"{what} was already revoked at {_local(info.revoked_at, settings)}")
     return 0
 
 
@@ -124,16 +226,40 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _audit_export(settings: Settings, output: Path | None) -> int:
-    from bot.store.connection import open_store
-    from bot.usecases.audit import export
+def _audit_dates(args: argparse.Namespace) -> tuple[date | None, date | None] | str:
+    """--from and --to as dates, or the one-line problem."""
+    found: list[date | None] = []
+    for option, text in (("--from", args.from_), ("--to", args.to)):
+        try:
+            found.append(date.fromisoformat(text.strip()) if text is not None else None)
+        except ValueError:
+            return f"{option}: not a date (YYYY-MM-DD): {text!r}"
+    start, end = found
+    if start and end and end < start:
+        return "--to is before --from"
+    return start, end
 
+
+async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.store.connection import open_store
+    from bot.usecases.audit import AuditFilter, case_id_for, export
+
+    dates = _audit_dates(args)
+    if isinstance(dates, str):
+        return _fail(dates, 2)
+    for option, text in (("--case", args.case), ("--org", args.org)):
+        if text is not None and not text.strip():
+            return _fail(f"{option}: empty", 2)
     store = await open_store(settings)
     try:
-        lines = [line async for line in export(store.redis)]
+        case_id = args.case and (await case_id_for(store.redis, args.case.strip()) or args.case)
+        only = AuditFilter(
+            case_id=case_id, org_id=args.org, start=dates[0], end=dates[1], zone=settings.zone
+        )
+        lines = [line async for line in export(store.redis, only)]
     finally:
         await store.close()
-    _write("".join(f"{line}\n" for line in lines), output)
+    _write("".join(f"{line}\n" for line in lines), args.output)
     return 0
 
 
@@ -154,6 +280,12 @@ def build_parser() -> argparse.ArgumentParser:
     create = token_sub.add_parser("create", help="print a new API token for an organisation")
     create.add_argument("org_id")
     create.add_argument("--role", choices=("member", "supervisor"), default="member")
+    create.add_argument("--label", metavar="TEXT", help="what uses it (shown in lists, audit)")
+    create.add_argument("--expires", metavar="DAYS", help="refused after this many days")
+    listing = token_sub.add_parser("list", help="tokens: id, label, use, expiry (no secret)")
+    listing.add_argument("org_id", nargs="?")
+    revoke = token_sub.add_parser("revoke", help="end a token at once, in every process")
+    revoke.add_argument("id", help="the token's id, as `token list` shows it")
     invite = sub.add_parser("invite", help="a one-time code that links a Telegram chat")
     invite.add_argument("org_id")
     invite.add_argument("--role", choices=("member", "supervisor"), default="member")
@@ -165,6 +297,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)
     audit_export = audit_sub.add_parser("export", help="reads and state changes, JSON lines")
+    audit_export.add_argument("--case", metavar="ID", help="one case (its id or reference)")
+    audit_export.add_argument("--org", metavar="ORG_ID", help="what one organisation did")
+    audit_export.add_argument("--from", dest="from_", metavar="DATE", help="from this day")
+    audit_export.add_argument("--to", metavar="DATE", help="to this day, inclusive")
     audit_export.add_argument("--output", type=Path, metavar="FILE", help="write here")
     return parser
 
@@ -190,21 +326,33 @@ def main(argv: Sequence[str] | None = None) -> int:
             from handlers.demo import run_demo
 
             asyncio.run(run_demo(settings))
+        elif args.command == "token" and args.token_command == "create":  # noqa: S105
+            options = _token_options(args)
+            if isinstance(options, str):
+                return _fail(options, 2)
+            label, days = options
+            return asyncio.run(_with_store(settings, args.org_id, "token", args.role, label, days))
+        elif args.command == "token" and args.token_command == "list":  # noqa: S105
+            return asyncio.run(_token_list(settings, args.org_id))
         elif args.command == "token":
-            return asyncio.run(_with_store(settings, args.org_id, "token", args.role))
+            return asyncio.run(_token_revoke(settings, args.id))
         elif args.command == "invite":
             return asyncio.run(_with_store(settings, args.org_id, "invite", args.role))
         elif args.command == "report":
             return asyncio.run(_report(settings, args))
         elif args.command == "audit":
-            return asyncio.run(_audit_export(settings, args.output))
+            return asyncio.run(_audit_export(settings, args))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, never a traceback, for whatever stops the start
         from bot.runtime.directory_file import DirectoryError
 
+        from bot.runtime.settings import SettingsError
+
         if isinstance(exc, DirectoryError):
             return _fail(f"the directory {settings.directory} has errors:\n{exc}", 2)
+        if isinstance(exc, SettingsError):  # found only once connected (e.g. a Redis Cluster)
+            return _fail(f"invalid setting: {exc}", 2)
         logging.getLogger("ankomst").debug("stopped", exc_info=True)
         return _fail(f"{type(exc).__name__}: {exc}", 1)
     return 0

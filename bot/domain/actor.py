@@ -18,6 +18,7 @@ class Actor:
     role: Role = "member"
     via: Via = "api"
     who: str = ""  # token id, Telegram user id, ... (never a name)
+    label: str = ""  # an API token's label (what the audit trail names it by), else empty
 
 
 SYSTEM = Actor(org_id="ankomst", role="member", via="system", who="ankomst")

@@ -6,7 +6,9 @@ import base64
 import hashlib
 import hmac
 import secrets
+import unicodedata
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 
@@ -26,7 +28,9 @@ __all__ = [
     "LinkExpired",
     "Role",
     "Signer",
+    "TokenInfo",
     "Via",
+    "token_records",
 ]
 
 
@@ -34,40 +38,201 @@ def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+NO_LABEL = "(ingen etikett)"  # how a token made without a label is listed and audited
+LABEL_MAX = 60
+EXPIRES_MAX_DAYS = 3650
+# Last use is written at most this often per token: one write a minute, not one per request.
+LAST_USED_EVERY = timedelta(minutes=1)
+
+
+def label_problem(label: str) -> str | None:
+    """Why `label` cannot name a token, or None: a short, one-line, printable text."""
+    text = label.strip()
+    if not text:
+        return "the label is empty"
+    if len(text) > LABEL_MAX:
+        return f"the label is longer than {LABEL_MAX} characters"
+    if any(unicodedata.category(c).startswith("C") for c in text):
+        return "the label has a control character (a line break, a tab, ...)"
+    return None
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """What is known of an API token, never the secret: for listings and the audit trail."""
+
+    id: str  # the public id (`token list`, `token revoke ID`, the audit's `who`)
+    org_id: str
+    role: Role
+    label: str  # NO_LABEL when made without one (tokens made before labels too)
+    created_at: datetime | None
+    last_used_at: datetime | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def valid_at(self, now: datetime) -> bool:
+        """Whether the token still opens the API at `now`: not revoked, not expired."""
+        return self.revoked_at is None and (self.expires_at is None or now < self.expires_at)
+
+    def state(self, now: datetime) -> str:
+        """`active`, `revoked` or `expired` at `now`."""
+        if self.revoked_at is not None:
+            return "revoked"
+        return "active" if self.valid_at(now) else "expired"
+
+    @classmethod
+    def from_hash(cls, data: dict[str, str], digest: str) -> TokenInfo:
+        """Read the stored hash (tokens made before labels have only org, role, id, created)."""
+        return cls(
+            id=data.get("id") or digest[:12],
+            org_id=data.get("org", ""),
+            role="supervisor" if data.get("role") == "supervisor" else "member",
+            label=data.get("label") or NO_LABEL,
+            created_at=_instant(data.get("created_at")),
+            last_used_at=_instant(data.get("last_used_at")),
+            expires_at=_instant(data.get("expires_at")),
+            revoked_at=_instant(data.get("revoked_at")),
+        )
+
+
+def _instant(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def token_records(redis: Redis, org_id: str | None = None) -> list[TokenInfo]:
+    """Every token (of `org_id`, if given), revoked and expired ones too, oldest first."""
+    found = {
+        digest: public_id for public_id, digest in (await redis.hgetall(keys.API_TOKENS)).items()
+    }
+    # Tokens made before the index: found by their key (a CLI's rare walk, not a request's).
+    async for key in redis.scan_iter(match=keys.API_TOKEN_PATTERN, count=1000):
+        digest = key.rsplit(":", 1)[-1]
+        found.setdefault(digest, "")
+    infos = []
+    for digest in found:
+        data = await redis.hgetall(keys.api_token(digest))
+        if data and data.get("org"):
+            infos.append(TokenInfo.from_hash(data, digest))
+    if org_id is not None:
+        infos = [i for i in infos if i.org_id == org_id]
+    epoch = datetime.min.replace(tzinfo=UTC)
+    infos.sort(key=lambda i: (i.created_at or epoch, i.id))
+    return infos
+
+
 class ApiTokens:
-    """API tokens: printed once, stored only as their SHA-256."""
+    """API tokens: printed once, stored only as their SHA-256, with a public id and a label.
+
+    Every request reads the token's record in Redis (no cache in the process), so a token
+    revoked or expired is refused at once by every replica.
+    """
 
     def __init__(self, redis: Redis, clock: Clock) -> None:
         self._redis = redis
         self._clock = clock
 
     async def create(self, org_id: str, role: Role = "member") -> str:
-        """Make a new token for an organisation; the caller shows it once."""
-        token = "ank_" + secrets.token_urlsafe(32)
-        digest = _sha256(token)
-        await self._redis.hset(
-            keys.api_token(digest),
-            mapping={
-                "org": org_id,
-                "role": role,
-                "id": digest[:12],
-                "created_at": self._clock.now().isoformat(),
-            },
-        )
+        """Make a new token (no label, no expiry) for an organisation; the caller shows it once."""
+        token, _ = await self.issue(org_id, role)
         return token
 
+    async def issue(
+        self,
+        org_id: str,
+        role: Role = "member",
+        label: str | None = None,
+        expires_days: int | None = None,
+    ) -> tuple[str, TokenInfo]:
+        """Make a new token; (the secret, shown once by the caller; what is kept of it).
+
+        `label` must pass `label_problem`; `expires_days` (1..EXPIRES_MAX_DAYS) sets an expiry.
+        """
+        if label is not None and (problem := label_problem(label)):
+            raise ValueError(problem)
+        if expires_days is not None and not 1 <= expires_days <= EXPIRES_MAX_DAYS:
+            raise ValueError(f"the expiry is not between 1 and {EXPIRES_MAX_DAYS} days")
+        token = "ank_" + secrets.token_urlsafe(32)
+        digest = _sha256(token)
+        now = self._clock.now()
+        fields = {
+            "org": org_id,
+            "role": role,
+            "created_at": now.isoformat(),
+        }
+        if label is not None:
+            fields["label"] = label.strip()
+        if expires_days is not None:
+            fields["expires_at"] = (now + timedelta(days=expires_days)).isoformat()
+        while True:
+            # A short public id of its own (not part of the hash): listings, revoke, the audit.
+            public_id = "tk" + secrets.token_hex(4)
+            if await self._redis.hsetnx(keys.API_TOKENS, public_id, digest):
+                break
+        fields["id"] = public_id
+        await self._redis.hset(keys.api_token(digest), mapping=fields)
+        return token, TokenInfo.from_hash(fields, digest)
+
     async def actor(self, token: str) -> Actor | None:
-        """The actor a bearer token stands for, or None.
+        """The actor a bearer token stands for, or None (unknown, revoked or expired).
 
         Lookup is by the token's hash, so no stored secret is ever compared byte by byte.
         """
         if not token or len(token) > 200:
             return None
-        data = await self._redis.hgetall(keys.api_token(_sha256(token)))
+        digest = _sha256(token)
+        key = keys.api_token(digest)
+        data = await self._redis.hgetall(key)
+        if not data or not data.get("org"):
+            return None
+        info = TokenInfo.from_hash(data, digest)
+        now = self._clock.now()
+        if not info.valid_at(now):
+            return None
+        if info.last_used_at is None or now - info.last_used_at >= LAST_USED_EVERY:
+            await self._redis.hset(key, "last_used_at", now.isoformat())
+        return Actor(
+            org_id=info.org_id, role=info.role, via="api", who=f"token:{info.id}", label=info.label
+        )
+
+    async def all(self, org_id: str | None = None) -> list[TokenInfo]:
+        """Every token (of `org_id`, if given), revoked and expired ones too, oldest first."""
+        return await token_records(self._redis, org_id)
+
+    async def _digest_of(self, public_id: str) -> str | None:
+        if not public_id or len(public_id) > 64 or not public_id.isalnum():
+            return None
+        digest = await self._redis.hget(keys.API_TOKENS, public_id)
+        if digest:
+            return str(digest)
+        # A token made before the index is named by the first 12 characters of its hash.
+        async for key in self._redis.scan_iter(
+            match=keys.api_token(public_id.lower()) + "*", count=1000
+        ):
+            candidate = str(key).rsplit(":", 1)[-1]
+            data = await self._redis.hgetall(key)
+            if data.get("id", candidate[:12]) == public_id:
+                return candidate
+        return None
+
+    async def revoke(self, public_id: str) -> tuple[TokenInfo, bool] | None:
+        """End a token at once; (what it was, whether this call revoked it), or None if no
+        such token. The record stays (marked revoked), so the audit trail can still name it."""
+        digest = await self._digest_of(public_id)
+        if digest is None:
+            return None
+        key = keys.api_token(digest)
+        now = self._clock.now().isoformat()
+        # HSETNX: revoking twice keeps the first time; never recreates a missing record.
+        data = await self._redis.hgetall(key)
         if not data:
             return None
-        role: Role = "supervisor" if data.get("role") == "supervisor" else "member"
-        return Actor(org_id=data["org"], role=role, via="api", who=f"token:{data.get('id', '')}")
+        newly = bool(await self._redis.hsetnx(key, "revoked_at", now))
+        return TokenInfo.from_hash(await self._redis.hgetall(key), digest), newly
 
 
 @dataclass(frozen=True)

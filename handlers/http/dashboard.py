@@ -21,7 +21,7 @@ from bot.domain.case import Case
 from bot.domain.deadline_rules import ack_due
 from bot.domain.progress import arrival_messages, progress
 from bot.runtime.services import Services, from_domain
-from bot.usecases.audit import record_reads
+from bot.usecases.audit import record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Forbidden
 from bot.usecases.sessions import COOKIE, DashboardSession
 from bot.usecases.views import case_view_for
@@ -116,9 +116,7 @@ async def _audit_reads(
 ) -> None:
     """Every case shown on the board is logged in the audit trail: who, when, which case."""
     if case_ids:
-        await record_reads(
-            services.redis, session.org_id, session.who, case_ids, via, services.clock.now()
-        )
+        await record_reads(services.redis, session.actor(), case_ids, via, services.clock.now())
 
 
 def _not_found(services: Services, session: DashboardSession | None) -> web.Response:
@@ -277,8 +275,13 @@ async def _visible_case(services: Services, session: DashboardSession, case_id: 
     try:
         case = await services.cases.store.get(case_id)
         services.cases.require_party(session.actor(), case)
-    except (CaseNotFound, Forbidden):
-        return None  # the same answer either way: the board does not say which cases exist
+    except (CaseNotFound, Forbidden) as exc:
+        # The same answer either way (the board does not say which cases exist), but the
+        # audit trail keeps who tried which case.
+        reason = "not_found" if isinstance(exc, CaseNotFound) else "forbidden"
+        now = services.clock.now()
+        await record_refused(services.redis, session.actor(), case_id, "dashboard", now, reason)
+        return None
     return case
 
 

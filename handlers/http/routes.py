@@ -11,10 +11,11 @@ from aiohttp import web
 
 from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, parse
 from bot.domain.calendar import local_today
+from bot.domain.case import Case
 from bot.runtime.services import Services
-from bot.store import RedisConnectionError, RedisTimeoutError
+from bot.store import RETRY_AFTER_SECONDS, FaultLog, store_unavailable
 from bot.usecases.access import Actor, LinkExpired
-from bot.usecases.audit import record_read, record_reads
+from bot.usecases.audit import record_read, record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
 from bot.usecases.disagreements import DecisionIn, DisagreementIn
 from bot.usecases.healthcare import BookingIn, ClearanceIn
@@ -28,6 +29,9 @@ log = logging.getLogger(__name__)
 SERVICES = web.AppKey("services", Services)
 ACTOR = web.RequestKey("actor", Actor)
 MAX_BODY = 64 * 1024
+# No request of the API nests deeper than a few levels; anything deeper is refused before any
+# code walks it (recursive code would fail on it with RecursionError, a 500).
+MAX_JSON_DEPTH = 32
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -58,22 +62,31 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem(409, "Konflikt", str(exc))
     except CaseNotFound:
         return problem(404, "Hittades inte", "Det finns inget sådant ärende.")
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError):
-        log.warning("store unreachable while answering %s %s", request.method, request.path)
-        return problem(
-            503,
-            "Tjänsten är tillfälligt otillgänglig",
-            "Uppgifterna kunde inte sparas just nu. Försök igen om en stund.",
-        )
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "För stor förfrågan", f"Högst {MAX_BODY // 1024} KiB.")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return problem(exc.status, exc.reason, exc.text or "")
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):
+            # The store cannot serve now (unreachable, failing over, full, read-only…): the
+            # request was fine and may be sent again. Logged once per fault, not per request.
+            _store_faults.fault(exc)
+            response = problem(
+                503,
+                "Tjänsten är tillfälligt otillgänglig",
+                "Uppgifterna kunde inte sparas just nu. Försök igen om en stund.",
+            )
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unexpected error in %s %s", request.method, request.path)
         return problem(500, "Internt fel", "Något gick fel hos oss. Felet är loggat.")
+
+
+# One log line per store fault the API meets (and again when it changes or every minute it
+# lasts), not one per refused request.
+_store_faults = FaultLog(log, "HTTP API", repeat_after=60.0)
 
 
 @web.middleware
@@ -104,9 +117,33 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError: not JSON, not UTF-8 (both are ValueErrors), or an integer longer than
+        # Python converts (4,300 digits); RecursionError: nested deeper than the parser goes.
         raise InvalidInput([{"field": "body", "message": "ska vara giltig JSON"}]) from None
+    if _depth_over(data, MAX_JSON_DEPTH):
+        raise InvalidInput(
+            [{"field": "body", "message": f"får vara nästlad högst {MAX_JSON_DEPTH} nivåer"}]
+        )
+    return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether `data` nests lists/objects deeper than `limit` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def actor_of(request: web.Request) -> Actor:
@@ -140,13 +177,28 @@ async def create_arrival(request: web.Request) -> web.Response:
     return response
 
 
+async def readable_case(request: web.Request, what: str = "read") -> Case:
+    """The case of the path once the caller may read it, logged as read (`what`); a refusal
+    (403, or 404 for no such case) is logged too — who tried what — and then rises."""
+    services = request.app[SERVICES]
+    actor = actor_of(request)
+    case_id = request.match_info["case_id"]
+    try:
+        case = await services.cases.store.get(case_id)
+        services.cases.require_party(actor, case)
+    except (CaseNotFound, Forbidden) as exc:
+        reason = "not_found" if isinstance(exc, CaseNotFound) else "forbidden"
+        await record_refused(services.redis, actor, case_id, "api", services.clock.now(), reason)
+        raise
+    await record_read(services.redis, actor, case.id, "api", services.clock.now(), what)
+    return case
+
+
 async def get_arrival(request: web.Request) -> web.Response:
     """GET /api/v1/arrivals/{id}."""
     services = request.app[SERVICES]
-    case = await services.cases.store.get(request.match_info["case_id"])
     actor = actor_of(request)
-    services.cases.require_party(actor, case)
-    await record_read(services.redis, actor.org_id, actor.who, case.id, "api", services.clock.now())
+    case = await readable_case(request)
     return json_response(
         await case_view_for(services.redis, services.directory, case, actor.org_id)
     )
@@ -159,15 +211,20 @@ async def list_arrivals(request: web.Request) -> web.Response:
     status = request.query.get("status", "open")
     if status not in ("open", "all"):
         raise InvalidInput([{"field": "status", "message": "ska vara open eller all"}])
-    scope = services.cases.policy.list_scope(actor, request.query.get("municipality"))
+    asked = request.query.get("municipality")
+    try:
+        scope = services.cases.policy.list_scope(actor, asked)
+    except Forbidden:
+        target = f"municipality:{asked or '*'}"
+        now = services.clock.now()
+        await record_refused(services.redis, actor, target, "api:list", now, "forbidden")
+        raise
     ids = await services.cases.store.ids(
         open_only=status == "open", municipality=scope.municipality, org=scope.organisation
     )
     cases = [await services.cases.store.get(i) for i in ids]
     cases.sort(key=lambda c: (c.facts.get("arrival_date", ""), c.reference))
-    await record_reads(
-        services.redis, actor.org_id, actor.who, ids, "api:list", services.clock.now()
-    )
+    await record_reads(services.redis, actor, ids, "api:list", services.clock.now())
     return json_response({"arrivals": [summary(c) for c in cases]})
 
 
@@ -177,6 +234,8 @@ async def change_arrival(request: web.Request) -> web.Response:
     patch = parse(ArrivalPatch, await read_json(request), today=today(services))
     actor = actor_of(request)
     case = await services.cases.change(request.match_info["case_id"], patch, actor)
+    # The answer shows the whole case: a read, as a GET would be.
+    await record_read(services.redis, actor, case.id, "api:change", services.clock.now())
     return json_response(
         await case_view_for(services.redis, services.directory, case, actor.org_id)
     )
@@ -188,6 +247,8 @@ async def cancel_arrival(request: web.Request) -> web.Response:
     body = parse(CancelIn, await read_json(request))
     actor = actor_of(request)
     case = await services.cases.cancel(request.match_info["case_id"], body.reason, actor)
+    # The answer shows the whole case: a read, as a GET would be.
+    await record_read(services.redis, actor, case.id, "api:cancel", services.clock.now())
     return json_response(
         await case_view_for(services.redis, services.directory, case, actor.org_id)
     )
@@ -252,18 +313,7 @@ async def raise_disagreement(request: web.Request) -> web.Response:
 async def list_disagreements(request: web.Request) -> web.Response:
     """GET /api/v1/arrivals/{id}/disagreements."""
     services = request.app[SERVICES]
-    case = await services.cases.store.get(request.match_info["case_id"])
-    actor = actor_of(request)
-    services.cases.require_party(actor, case)
-    await record_read(
-        services.redis,
-        actor.org_id,
-        actor.who,
-        case.id,
-        "api",
-        services.clock.now(),
-        "read_disagreements",
-    )
+    case = await readable_case(request, "read_disagreements")
     found = await services.disagreements.of_case(case.id)
     return json_response({"disagreements": [d.view() for d in found]})
 
@@ -271,17 +321,18 @@ async def list_disagreements(request: web.Request) -> web.Response:
 async def get_disagreement(request: web.Request) -> web.Response:
     """GET /api/v1/disagreements/{id}."""
     services = request.app[SERVICES]
-    found = await services.disagreements.get(request.match_info["disagreement_id"])
     actor = actor_of(request)
-    await services.disagreements.require_visible(actor, found)
+    asked = request.match_info["disagreement_id"]
+    try:
+        found = await services.disagreements.get(asked)
+        await services.disagreements.require_visible(actor, found)
+    except (CaseNotFound, Forbidden) as exc:
+        reason = "not_found" if isinstance(exc, CaseNotFound) else "forbidden"
+        target = f"disagreement:{asked}"
+        await record_refused(services.redis, actor, target, "api", services.clock.now(), reason)
+        raise
     await record_read(
-        services.redis,
-        actor.org_id,
-        actor.who,
-        found.case_id,
-        "api",
-        services.clock.now(),
-        "read_disagreement",
+        services.redis, actor, found.case_id, "api", services.clock.now(), "read_disagreement"
     )
     return json_response(found.view())
 

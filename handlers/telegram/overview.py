@@ -12,6 +12,7 @@ from aiogram.filters import Command
 from aiogram.types import Message
 
 from bot.runtime.services import Services
+from bot.usecases.audit import record_reads
 from bot.usecases.views import case_view_for
 from handlers.telegram.common import Acting, Linked
 from messages.dates import swedish_date, swedish_datetime
@@ -59,6 +60,12 @@ async def list_cases(message: Message, services: Services, who: Acting) -> None:
         lines.append(line)
     if len(cases) > MAX_LISTED:
         lines.append(f"… och {len(cases) - MAX_LISTED} till.")
+    # Every case shown in the chat is a read: who (organisation, role, person, chat), when.
+    shown = [c.id for c in cases[:MAX_LISTED]]
+    now = services.clock.now()
+    await record_reads(
+        services.redis, who.actor, shown, "telegram:list", now, chat_id=message.chat.id
+    )
     await message.answer("\n".join(lines))
 
 

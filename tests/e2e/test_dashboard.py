@@ -145,9 +145,12 @@ async def test_each_organisation_sees_only_its_own_cases(world: World) -> None:
         _, board, _ = await get(client, world.base + "/dashboard")
         assert berg_case["reference"] in board
     # Every case shown was logged as read (who, which case, through the board); refused reads
-    # show nothing and log nothing.
-    reads = [fields for _, fields in await world.services.redis.xrange("ankomst:audit")]
+    # show nothing and are logged as refused (who tried which case), never as reads.
+    entries = [fields for _, fields in await world.services.redis.xrange("ankomst:audit")]
+    reads = [r for r in entries if r["what"] != "refused"]
     board_reads = {(r["by"], r["case"], r["via"]) for r in reads if r["via"].startswith("dash")}
+    refused = {(r["by"], r["case"], r["reason"]) for r in entries if r["what"] == "refused"}
+    assert refused == {(o, case["id"], "forbidden") for o in ("berg-skola", "berg-ledning")}
     assert (SCHOOL, case["id"], "dashboard") in board_reads
     assert (SCHOOL, case["id"], "dashboard:list") in board_reads
     assert ("ostersund-ledning", case["id"], "dashboard") in board_reads
