@@ -18,20 +18,12 @@ SENDER_GROUP = "senders"
 
 
 def stream_failures(stream: str) -> str:
-    """Hash entry id -> how many times handling it has failed (a consumer's poison count).
-    A field goes when its entry is acknowledged or dead-lettered; the hash expires
-    `FAILURES_TTL` seconds after its last failure, so nothing is left behind for good."""
+    """Hash entry id -> how many times handling it has failed (a consumer's poison count)."""
     return f"{PREFIX}:failures:{stream}"
 
 
-FAILURES_TTL = 7 * 86400  # bookkeeping: long beyond any entry's retries (claim time × 5)
-
-
 DEAD_LETTER = f"{PREFIX}:deadletter"
-# Written (with a TTL) only so that a WAIT after it covers every earlier write (durability.py)
-DURABILITY_PROBE = f"{PREFIX}:durability:probe"
 INTAKE = f"{PREFIX}:intake"
-INTAKE_GROUP = "intake"  # the intake consumers' group (bot.usecases.intake)
 INTAKE_REJECTED = f"{PREFIX}:intake:rejected"
 
 # Cases
@@ -180,10 +172,8 @@ def dashboard_login_mail(address_hash: str) -> str:
     return f"{PREFIX}:dashboard:mailed:{address_hash}"
 
 
-# Telegram chat dialogues (aiogram's FSM storage, built in handlers/telegram): under the
-# service's prefix, "ankomst:fsm:<bot>:<chat>:<user>:state|data|lock", each with the TTL of
-# ANKOMST_CHAT_STATE_HOURS (the lock: aiogram's own timeout).
-FSM_PREFIX = f"{PREFIX}:fsm"
+# Telegram chat state (aiogram's FSM storage): its own prefix, aiogram's default, outside PREFIX.
+FSM_PREFIX = "fsm"
 
 # Telegram rate limiting
 TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by answer time (ms)
@@ -207,6 +197,16 @@ def telegram_chat_next(chat_id: int) -> str:
 # Scheduler
 TIMERS = f"{PREFIX}:timers"  # sorted set: timer id by due time (epoch seconds)
 
+
+def timer(timer_id: str) -> str:
+    """Hash with a timer's payload."""
+    return f"{PREFIX}:timer:{timer_id}"
+
+
+def case_timers(case_id: str) -> str:
+    """Set of timer ids made for a case (pending, fired or cancelled)."""
+    return f"{PREFIX}:case:{case_id}:timers"
+
 # Open deadlines, kept as things happen so /metrics counts "overdue now" with one ZCOUNT each
 # (bot/runtime/metrics.py): member "{case}|{org}", score = when it is late (epoch seconds).
 ACK_DEADLINES = f"{PREFIX}:deadlines:ack"  # recipients that have not acknowledged the version
@@ -217,16 +217,6 @@ DEADLINES_INDEXED = f"{PREFIX}:deadlines:indexed"  # string: the sets were built
 def deadline_member(case_id: str, org_id: str) -> str:
     """Member of ACK_DEADLINES / BOOKING_DEADLINES for one organisation on one case."""
     return f"{case_id}|{org_id}"
-
-
-def timer(timer_id: str) -> str:
-    """Hash with a timer's payload."""
-    return f"{PREFIX}:timer:{timer_id}"
-
-
-def case_timers(case_id: str) -> str:
-    """Set of timer ids made for a case (pending, fired or cancelled)."""
-    return f"{PREFIX}:case:{case_id}:timers"
 
 
 # Follow-up statistics, privacy and audit (kept when personal data are erased)
