@@ -5,6 +5,13 @@ timeouts, 4xx replies) is retried with capped exponential backoff and full jitte
 permanent and reported at once, so the caller can mark the delivery failed and try the
 organisation's other channel. SMTP problems never escape as exceptions: `send` always returns an
 `EmailResult`.
+
+A failure to reach the relay at all — the connection, TLS or the login — is the relay's fault,
+not the message's: the result says so (`relay_fault`, naming the setting to check), the sender
+marks the relay down (`relay_up`, for /readyz and the metrics) and logs one error line per
+distinct fault, and the caller keeps the delivery waiting instead of failing it. A wrong password
+or an untrusted certificate is not retried within the send (an operator must act first, and
+repeated logins can lock the account); a refused connection is.
 """
 
 from __future__ import annotations
@@ -12,9 +19,11 @@ from __future__ import annotations
 import asyncio
 import binascii
 import functools
+import logging
 import random
 import re
 import secrets
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,8 +42,11 @@ __all__ = [
     "HeaderInjectionError",
     "OutgoingMail",
     "plain_address",
+    "relay_tls_context",
     "render_message",
 ]
+
+log = logging.getLogger(__name__)
 
 # RFC 5322 msg-id, kept to printable ASCII without "<", ">" or a second "@".
 _MESSAGE_ID = re.compile(r"^<[!-;=?A-~]+@[!-;=?A-~]+>$")
@@ -73,6 +85,20 @@ class EmailResult:
     code: int | None
     error: str | None
     attempts: int
+    # Set when the relay could not be reached, secured or logged in to: the settings to check.
+    # Such a failure is never permanent, and says nothing about the message.
+    relay_fault: str | None = None
+    relay_attempts: int = 0  # of `attempts`, those that failed on the relay
+
+
+def relay_tls_context(ca_file: str | None = None) -> ssl.SSLContext:
+    """The TLS context for the relay: the system's CA certificates, plus those of `ca_file` (a
+    PEM file; ANKOMST_SMTP_CA_FILE) when given. Certificates and host names are always
+    verified: there is no way to turn verification off."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca_file:
+        context.load_verify_locations(cafile=ca_file)
+    return context
 
 
 def _clean_subject(subject: str) -> str:
@@ -217,6 +243,8 @@ class _Outcome:
     permanent: bool
     code: int | None
     error: str | None
+    relay_fault: str | None = None  # the settings to check (see EmailResult)
+    retry_now: bool = True  # False: retrying within this send cannot help (login, certificate)
 
 
 _DELIVERED = _Outcome(ok=True, permanent=False, code=250, error=None)
@@ -239,6 +267,39 @@ def _outcome_of(exc: BaseException) -> _Outcome:
     return _Outcome(False, False, None, str(exc) or type(exc).__name__)
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """The exception and its causes (aiosmtplib wraps the ssl and socket errors)."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+PASSWORD_SETTINGS = "ANKOMST_SMTP_PASSWORD (and ANKOMST_SMTP_USERNAME)"  # noqa: S105 (a name)
+CA_SETTINGS = "ANKOMST_SMTP_CA_FILE"
+TLS_SETTINGS = "ANKOMST_SMTP_STARTTLS / ANKOMST_SMTP_TLS"
+ADDRESS_SETTINGS = "ANKOMST_SMTP_HOST / ANKOMST_SMTP_PORT"
+
+
+def _relay_outcome(exc: BaseException) -> _Outcome:
+    """A failure to connect, secure or log in: which settings to check, and whether retrying
+    at once may help (a refused connection may; a refused password or certificate will not)."""
+    chain = _chain(exc)
+    text = str(exc) or type(exc).__name__
+    code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+    if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
+        return _Outcome(False, False, code, f"login refused: {text}", PASSWORD_SETTINGS, False)
+    if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):
+        return _Outcome(False, False, None, f"certificate not trusted: {text}", CA_SETTINGS, False)
+    if any(isinstance(e, ssl.SSLError) for e in chain) or "STARTTLS" in text or "TLS" in text:
+        return _Outcome(False, False, code, f"TLS failed: {text}", TLS_SETTINGS, False)
+    if "AUTH" in text:  # the relay offers no login (often: only after STARTTLS)
+        return _Outcome(False, False, code, text, f"{TLS_SETTINGS}, {PASSWORD_SETTINGS}", False)
+    return _Outcome(False, False, code, f"relay unreachable: {text}", ADDRESS_SETTINGS)
+
+
 class EmailSender:
     """Sends `OutgoingMail` over at most `pool_size` reused SMTP connections.
 
@@ -257,6 +318,7 @@ class EmailSender:
         password: str | None = None,
         starttls: bool = False,
         use_tls: bool = False,
+        ca_file: str | None = None,
         pool_size: int = 4,
         timeout: float = 30.0,
         max_attempts: int = 6,
@@ -287,6 +349,14 @@ class EmailSender:
         self._password = password
         self._starttls = starttls
         self._use_tls = use_tls
+        # Our own context, so a private CA can be trusted besides the system's; verification
+        # stays on whatever the file holds.
+        self._tls_context = relay_tls_context(ca_file) if (starttls or use_tls) else None
+        # The relay as last seen: down after a failure to connect, secure or log in, up again
+        # after the next connection that works. `relay_fault` names the settings to check.
+        self.relay_up = True
+        self.relay_fault: str | None = None
+        self._reported_fault: str | None = None
         self._local_hostname = local_hostname
         self._sleep = sleep
         self._rng = rng or random.Random()
@@ -308,19 +378,50 @@ class EmailSender:
             payload = render_message(mail, self.from_addr)
         except HeaderInjectionError as exc:
             return EmailResult(ok=False, permanent=True, code=None, error=str(exc), attempts=0)
-        attempt = 0
+        attempt = relay_attempts = 0
         while True:
             attempt += 1
             outcome = await self._attempt(recipient, payload)
-            if outcome.ok or outcome.permanent or attempt >= self.max_attempts:
+            if outcome.relay_fault is not None:
+                relay_attempts += 1
+            if (
+                outcome.ok
+                or outcome.permanent
+                or not outcome.retry_now
+                or attempt >= self.max_attempts
+            ):
                 return EmailResult(
                     ok=outcome.ok,
                     permanent=outcome.permanent,
                     code=outcome.code,
                     error=outcome.error,
                     attempts=attempt,
+                    relay_fault=outcome.relay_fault,
+                    relay_attempts=relay_attempts,
                 )
             await self._sleep(self._backoff(attempt))
+
+    def _relay_down(self, outcome: _Outcome) -> _Outcome:
+        """Mark the relay down; the first time for each distinct fault, tell the operator
+        which setting to check (one error line, not one per message)."""
+        self.relay_up = False
+        self.relay_fault = outcome.relay_fault
+        if outcome.relay_fault != self._reported_fault:
+            self._reported_fault = outcome.relay_fault
+            log.error(
+                "SMTP relay %s:%s unusable (%s); mail waits until it works. Check %s",
+                self.host,
+                self.port,
+                outcome.error,
+                outcome.relay_fault,
+            )
+        return outcome
+
+    def _relay_back(self) -> None:
+        if not self.relay_up:
+            log.warning("SMTP relay %s:%s works again; waiting mail goes out", self.host, self.port)
+        self.relay_up = True
+        self.relay_fault = self._reported_fault = None
 
     def _backoff(self, attempt: int) -> float:
         # Full jitter: senders that failed together do not all come back together.
@@ -330,11 +431,19 @@ class EmailSender:
     async def _attempt(self, recipient: str, payload: bytes) -> _Outcome:
         async with self._slots:
             client = self._idle.pop() if self._idle else None
+            # Only a connection whose last command was answered goes back to the pool: one cut
+            # off mid-transaction (the caller's deadline) is in an unknown state.
+            clean = False
             try:
                 while True:
                     reused = client is not None and client.is_connected
                     if client is None or not reused:
-                        client = await self._connect()
+                        client = None
+                        try:
+                            client = await self._connect()
+                        except _SEND_ERRORS as exc:
+                            return self._relay_down(_relay_outcome(exc))
+                        self._relay_back()
                     try:
                         await client.sendmail(self._envelope_from, [recipient], payload)
                     except ConnectionError:
@@ -344,14 +453,16 @@ class EmailSender:
                             # failure, so retry at once on a fresh connection.
                             continue
                         raise
+                    clean = True
                     return _DELIVERED
             except _SEND_ERRORS as exc:
                 # sendmail has already sent RSET after a refusal, so a connection that is still
                 # open is clean for the next message.
+                clean = True
                 return _outcome_of(exc)
             finally:
                 if client is not None:
-                    if client.is_connected and not self._closed:
+                    if clean and client.is_connected and not self._closed:
                         self._idle.append(client)
                     else:
                         client.close()
@@ -366,6 +477,7 @@ class EmailSender:
             # Explicit either way: opportunistic STARTTLS would fail on servers with
             # certificates we cannot verify, and silently skip TLS on ones that drop it.
             start_tls=self._starttls,
+            tls_context=self._tls_context,
             timeout=self.timeout,
             local_hostname=self._local_hostname,
         )

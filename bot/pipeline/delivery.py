@@ -2,8 +2,19 @@
 
 The claim (SET NX with an expiry) is taken before anything is sent, and the status is checked
 under it, so two workers never send the same delivery, and a delivery recorded as sent is never
-sent again. The one window left: a worker that dies after the send and before the record; its
-claim expires and the delivery is sent a second time (see docs/reliability.md).
+sent again. The claim always outlives the send: it is renewed while the delivery is being made
+(only while it is still ours), and the send itself runs under a deadline a safety margin before
+the claim would lapse, moved on with each renewal, so a send the renewals cannot keep covered
+(the store away for a whole claim period) is cut off before another worker may take over. The
+one window left: a worker that dies after the send and before the record; its claim expires and
+the delivery is sent a second time (see docs/reliability.md).
+
+A delivery that keeps failing transiently is given up after `max_attempts` attempts or once it
+is `max_age` old, whichever comes first: it is recorded failed, the reception unit is told (the
+`delivery.failed` event), its outbox entry goes to the dead-letter stream with the reason, and
+an alert is logged and counted (outcome "given_up"). Attempts that failed on the e-mail relay
+(connection, TLS, login: the relay's fault, not the message's) do not count toward
+`max_attempts`, only toward `max_age`.
 
 What a delivery says (message models, .ics, buttons) is bot/pipeline/rendering.py.
 """
@@ -11,9 +22,12 @@ What a delivery says (message models, .ics, buttons) is bot/pipeline/rendering.p
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.channels.email import EmailSender, OutgoingMail
 from bot.channels.telegram import TelegramSender
@@ -24,7 +38,7 @@ from bot.domain.delivery import Delivery
 from bot.domain.directory import Directory
 from bot.domain.events import ChannelKind, DeliveryStatus, EventType
 from bot.pipeline.rendering import MessageRenderer, RenderSettings, thread_ids
-from bot.store import Redis, RedisConnectionError, RedisTimeoutError
+from bot.store import Redis, RedisConnectionError, RedisTimeoutError, keys
 from bot.store.cases import CaseStore
 from bot.store.deliveries import DeliveryStore
 from bot.usecases.access import ChatLinks, Signer
@@ -33,9 +47,26 @@ from messages import models as m
 log = logging.getLogger(__name__)
 
 RECORD_PATIENCE = 120.0  # seconds a sent message's record is retried through a store outage
+# A send is cut off this far before its claim would lapse: a quarter of the claim, at most 5 s
+# (time for the cut-off send to end and its outcome to be recorded under the claim).
+CLAIM_MARGIN_SHARE = 0.25
+CLAIM_MARGIN_MAX = 5.0
+RENEWALS_PER_CLAIM = 3  # the claim is renewed this often per claim period while in hand
+GIVEN_UP = "given_up"  # the outcome counted for a delivery given up on
 
-# (ok, permanent failure, error, fields to record, send attempts) of one send.
-SendResult = tuple[bool, bool, str, dict[str, str], int]
+OUTBOX = {ChannelKind.EMAIL: keys.OUTBOX_EMAIL, ChannelKind.TELEGRAM: keys.OUTBOX_TELEGRAM}
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """What one send came to, in the terms the deliverer records."""
+
+    ok: bool
+    permanent: bool
+    error: str
+    extra: dict[str, str]  # fields to record (message id, migrated chat)
+    attempts: int
+    relay_attempts: int = 0  # of `attempts`, those that failed on the relay (not counted)
 
 
 @dataclass(frozen=True)
@@ -47,6 +78,10 @@ class DeliverySettings:
     chat_details: m.ChatDetails
     booking_days: int
     claim_ms: int
+    # A delivery failing transiently is given up after this many attempts (not counting the
+    # relay's own failures) or at this age, whichever comes first (ANKOMST_DELIVERY_MAX_*).
+    max_attempts: int = 30
+    max_age: timedelta = timedelta(hours=2)
 
     @property
     def rendering(self) -> RenderSettings:
@@ -68,6 +103,80 @@ class DeliveryHooks:
     after_claim: Callable[[str], Awaitable[None]] | None = None
     after_send: Callable[[str], Awaitable[None]] | None = None
     after_record: Callable[[str], Awaitable[None]] | None = None
+
+
+class ClaimLease:
+    """A delivery's claim while the delivery is in hand: renewed in the background (only while
+    still ours), and a deadline for the send that stays a margin short of the claim's end.
+
+    `expires` is measured on this process's monotonic clock from *before* each request that
+    set the claim's lifetime, so it is never later than the expiry Redis keeps.
+    """
+
+    def __init__(
+        self, store: DeliveryStore, ident: str, token: str, ms: int, taken_at: float
+    ) -> None:
+        self.store = store
+        self.ident = ident
+        self.token = token
+        self.ms = ms
+        self.expires = taken_at + ms / 1000
+        self.margin = min(ms / 1000 * CLAIM_MARGIN_SHARE, CLAIM_MARGIN_MAX)
+        self.lost = False
+        self._cut: asyncio.Timeout | None = None
+        self._keeper: asyncio.Task[None] | None = None
+
+    @property
+    def deadline(self) -> float:
+        """When (loop time) a send still running must be cut off."""
+        return self.expires - self.margin
+
+    def keep(self) -> None:
+        """Start renewing the claim until `stop()`."""
+        self._keeper = asyncio.create_task(self._renew_until_stopped())
+
+    async def stop(self) -> None:
+        """Stop renewing (the claim is released or recorded by the caller)."""
+        if self._keeper is not None:
+            self._keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._keeper
+            self._keeper = None
+
+    @contextlib.asynccontextmanager
+    async def bounded(self) -> AsyncIterator[None]:
+        """Run the block under the claim's deadline; TimeoutError when it is cut off."""
+        async with asyncio.timeout_at(self.deadline) as cut:
+            self._cut = cut
+            try:
+                yield
+            finally:
+                self._cut = None
+
+    async def _renew_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        period = self.ms / 1000 / RENEWALS_PER_CLAIM
+        while True:
+            await asyncio.sleep(period)
+            asked = loop.time()
+            try:
+                renewed = await self.store.renew(self.ident, self.token, self.ms)
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                # The deadline stays where the last renewal put it: the send is cut off in
+                # time if the store does not come back before then.
+                log.warning(
+                    "delivery %s: claim not renewed, store unreachable (%s)", self.ident, exc
+                )
+                continue
+            if not renewed:
+                self.lost = True
+                log.error("delivery %s: claim lost while sending; the send is cut off", self.ident)
+                if self._cut is not None:
+                    self._cut.reschedule(loop.time())
+                return
+            self.expires = asked + self.ms / 1000
+            if self._cut is not None:
+                self._cut.reschedule(self.deadline)
 
 
 class Deliverer:
@@ -119,7 +228,7 @@ class Deliverer:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
-    def _outcome(self, d: Delivery, status: DeliveryStatus, tries: int = 0) -> None:
+    def _outcome(self, d: Delivery, status: str, tries: int = 0) -> None:
         if self.on_outcome is None:
             return
         first = 1 if d.attempts == 0 and tries > 0 else 0
@@ -128,30 +237,42 @@ class Deliverer:
     async def handle(self, entry_id: str, entry: dict[str, str]) -> bool:
         """Consumer-group handler for an outbox stream."""
         ident = entry.get("delivery", "")
+        # A token of this taking's own: a worker whose claim lapsed cannot renew or release
+        # the claim another worker has taken since (both would have the same entry id).
+        token = f"{entry_id}/{secrets.token_hex(6)}"
+        taken_at = asyncio.get_running_loop().time()
         # Claim and read in one round trip: when the claim is ours the status the read shows
         # cannot change under us (another worker may have finished the delivery before, which
         # the status then shows).
-        claimed, d = await self.deliveries.claim(ident, entry_id, self.settings.claim_ms)
+        claimed, d = await self.deliveries.claim(ident, token, self.settings.claim_ms)
         if d is None or d.status.done:
             if claimed:
-                await self.deliveries.release(ident)
+                await self.deliveries.release(ident, token)
             return True
         if not claimed:
             return False  # another worker has it; if it died, the claim expires and we retry
-        if self.hooks.after_claim is not None:
-            await self.hooks.after_claim(ident)
+        lease = ClaimLease(self.deliveries, ident, token, self.settings.claim_ms, taken_at)
+        lease.keep()
         try:
-            return await self._deliver(d)
+            if self.hooks.after_claim is not None:
+                await self.hooks.after_claim(ident)
+            return await self._deliver(d, lease, entry_id, entry)
         except BaseException:
-            await self.deliveries.release(ident)
+            await lease.stop()
+            await self.deliveries.release(ident, token)
             raise
+        finally:
+            await lease.stop()
 
-    async def _deliver(self, d: Delivery) -> bool:
+    async def _deliver(
+        self, d: Delivery, lease: ClaimLease, entry_id: str, entry: dict[str, str]
+    ) -> bool:
+        token = lease.token
         try:
             case, version = await self.cases.with_version(d.case, d.version)
         except CaseNotFound:
             await self.deliveries.finish(
-                d.id, {"status": DeliveryStatus.FAILED, "error": "case not found"}
+                d.id, {"status": DeliveryStatus.FAILED, "error": "case not found"}, token=token
             )
             self._outcome(d, DeliveryStatus.FAILED)
             return True
@@ -163,6 +284,7 @@ class Deliverer:
                     "status": DeliveryStatus.SUPERSEDED,
                     "superseded_at": self.clock.now().isoformat(),
                 },
+                token=token,
             )
             self._outcome(d, DeliveryStatus.SUPERSEDED)
             return True
@@ -172,15 +294,20 @@ class Deliverer:
         await self.deliveries.update(
             d.id, status=DeliveryStatus.SENDING, sending_at=self.clock.now().isoformat()
         )
-        if d.channel_kind is ChannelKind.EMAIL:
-            ok, permanent, error, extra, tries = await self._send_email(d, case, rendered)
-        else:
-            ok, permanent, error, extra, tries = await self._send_telegram(
-                d, case, rendered, needs_ack
-            )
+        try:
+            # Cut off before the claim could lapse: past it another worker may send too.
+            async with lease.bounded():
+                if d.channel_kind is ChannelKind.EMAIL:
+                    result = await self._send_email(d, case, rendered)
+                else:
+                    result = await self._send_telegram(d, case, rendered, needs_ack)
+        except TimeoutError:
+            # Whether the cut-off message reached anyone is unknown: as for a crash between
+            # send and record (docs/reliability.md), it may arrive twice, never not at all.
+            result = SendResult(False, False, "the send outlasted its claim and was cut off", {}, 1)
         now = self.clock.now().isoformat()
-        attempts = str(d.attempts + tries)
-        if ok:
+        attempts = d.attempts + result.attempts
+        if result.ok:
             if self.hooks.after_send is not None:
                 await self.hooks.after_send(d.id)
             # A recipient has been reached: the deadline watch starts the booking clock and
@@ -190,54 +317,105 @@ class Deliverer:
             async def record_sent() -> None:
                 await self.deliveries.finish(
                     d.id,
-                    {"status": DeliveryStatus.SENT, "sent_at": now, "attempts": attempts, **extra},
+                    {
+                        "status": DeliveryStatus.SENT,
+                        "sent_at": now,
+                        "attempts": str(attempts),
+                        **result.extra,
+                    },
                     sent,
+                    token=token,
                 )
 
             # The message is out: losing this record would send it again, so ride out a
             # short store outage instead of giving up on the first lost connection.
             await self._until_stored(record_sent)
-            self._outcome(d, DeliveryStatus.SENT, tries)
+            self._outcome(d, DeliveryStatus.SENT, result.attempts)
             if self.hooks.after_record is not None:
                 await self.hooks.after_record(d.id)
             return True
-        if permanent:
-            failed = (
-                d.event(EventType.DELIVERY_FAILED, now, error=error[:300])
-                if d.reports_failure
-                else None
-            )
-            await self.deliveries.finish(
-                d.id,
-                {
-                    "status": DeliveryStatus.FAILED,
-                    "failed_at": now,
-                    "attempts": attempts,
-                    "error": error,
-                },
-                failed,
-            )
-            self._outcome(d, DeliveryStatus.FAILED, tries)
+        if result.permanent:
+            await self._fail(d, token, now, attempts, result.error)
+            self._outcome(d, DeliveryStatus.FAILED, result.attempts)
             return True
-        # Transient: leave the entry pending; it is taken again after the claim has expired.
+        # Transient: retried once the claim has expired, within the bounds of attempts and age.
+        relay_attempts = await self.deliveries.add_relay_attempts(d.id, result.relay_attempts)
+        given_up = self._beyond_bounds(d, attempts - relay_attempts)
+        if given_up is not None:
+            reason = f"{given_up}; last error: {result.error}"
+            await self._fail(
+                d,
+                token,
+                now,
+                attempts,
+                reason,
+                dead_letter=self.deliveries.dead_letter(
+                    OUTBOX[d.channel_kind], entry_id, entry, reason
+                ),
+            )
+            log.error("ALERT: delivery %s given up: %s", d.id, reason)
+            self._outcome(d, GIVEN_UP, result.attempts)
+            return True
         await self.deliveries.finish(
             d.id,
             {
                 "status": DeliveryStatus.RETRYING,
-                "attempts": attempts,
-                "error": error,
+                "attempts": str(attempts),
+                "error": result.error,
                 "retry_at": now,
             },
+            token=token,
         )
-        self._outcome(d, DeliveryStatus.RETRYING, tries)
+        self._outcome(d, DeliveryStatus.RETRYING, result.attempts)
         return False
+
+    def _beyond_bounds(self, d: Delivery, counted_attempts: int) -> str | None:
+        """Why a delivery still failing transiently is given up now, or None to retry it."""
+        if counted_attempts >= self.settings.max_attempts:
+            return f"not sent after {counted_attempts} attempts"
+        if d.queued_at is not None:
+            age = self.clock.now() - d.queued_at
+            if age >= self.settings.max_age:
+                hours = self.settings.max_age.total_seconds() / 3600
+                return f"not sent within {hours:g} h of being queued"
+        return None
+
+    async def _fail(
+        self,
+        d: Delivery,
+        token: str,
+        now: str,
+        attempts: int,
+        error: str,
+        *,
+        dead_letter: dict[str, str] | None = None,
+    ) -> None:
+        """Record the delivery failed; the reception unit is told on its other channels
+        (unless this was itself such a report)."""
+        failed = (
+            d.event(EventType.DELIVERY_FAILED, now, error=error[:300])
+            if d.reports_failure
+            else None
+        )
+        await self.deliveries.finish(
+            d.id,
+            {
+                "status": DeliveryStatus.FAILED,
+                "failed_at": now,
+                "attempts": str(attempts),
+                "error": error,
+            },
+            failed,
+            token=token,
+            dead_letter=dead_letter,
+        )
 
     async def _send_email(self, d: Delivery, case: Case, rendered: m.Rendered) -> SendResult:
         if self.email is None:
-            return False, True, "e-post är inte konfigurerad", {}, 0
+            return SendResult(False, True, "e-post är inte konfigurerad", {}, 0)
         org = self.directory.organisation(d.org)
         if not org.email:
-            return False, True, "organisationen har ingen e-postadress", {}, 0
+            return SendResult(False, True, "organisationen har ingen e-postadress", {}, 0)
         own, root = thread_ids(d, self.settings.from_domain)
         mail = OutgoingMail(
             to=org.email,
@@ -250,14 +428,21 @@ class Deliverer:
             attachments=self.renderer.attachments(d, case),
         )
         result = await self.email.send(mail)
-        return result.ok, result.permanent, result.error or "", {"message_id": own}, result.attempts
+        return SendResult(
+            result.ok,
+            result.permanent,
+            result.error or "",
+            {"message_id": own},
+            result.attempts,
+            result.relay_attempts,
+        )
 
     async def _send_telegram(
         self, d: Delivery, case: Case, rendered: m.Rendered, needs_ack: bool
     ) -> SendResult:
         chat_id = d.chat_id
         if self.telegram is None or chat_id is None:
-            return False, True, "Telegram är inte påslaget", {}, 0
+            return SendResult(False, True, "Telegram är inte påslaget", {}, 0)
         markup = await self.renderer.buttons(d, case, chat_id, needs_ack)
         result = await self.telegram.send(chat_id, rendered.telegram, markup)
         extra: dict[str, str] = {}
@@ -266,4 +451,4 @@ class Deliverer:
             extra["migrated_to"] = str(result.migrated_to)
         if result.message_id is not None:
             extra["message_id"] = str(result.message_id)
-        return result.ok, result.permanent, result.error or "", extra, result.attempts
+        return SendResult(result.ok, result.permanent, result.error or "", extra, result.attempts)

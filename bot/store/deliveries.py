@@ -1,10 +1,15 @@
 """The delivery repository: create once, claim, read and record deliveries.
 
 Records are parsed once here (`Delivery.from_hash`), so the pipeline works with typed fields.
+
+A claim is taken with a token of its taker's own (`claim`), renewed only while it is still that
+token's (`renew`, bot/store/lua/claim_renew.lua) and given up the same way (`release`,
+`finish`), so a worker whose claim lapsed can never extend or delete another worker's claim.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from redis.asyncio import Redis
@@ -13,6 +18,8 @@ from bot.domain.delivery import Delivery
 from bot.store import keys
 from bot.store.scripts import register
 
+RELAY_ATTEMPTS = "relay_attempts"  # record field: send attempts that failed on the relay
+
 
 class DeliveryStore:
     """Reads and writes delivery records and their claims."""
@@ -20,6 +27,8 @@ class DeliveryStore:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._create = register(redis, "delivery_create")
+        self._renew = register(redis, "claim_renew")
+        self._release = register(redis, "claim_release")
 
     async def create(
         self, ident: str, case_id: str, outbox: str, fields: Mapping[str, str]
@@ -55,24 +64,62 @@ class DeliveryStore:
                 await self.release(ident)
             raise
 
-    async def release(self, ident: str) -> None:
-        """Give up the delivery's claim."""
-        await self.redis.delete(keys.delivery_claim(ident))
+    async def renew(self, ident: str, token: str, ms: int) -> bool:
+        """Extend the delivery's claim to `ms` from now if it is still held with `token`;
+        False when it has lapsed or another worker holds it."""
+        renewed = await self._renew(keys=[keys.delivery_claim(ident)], args=[token, ms])
+        return bool(int(renewed))
+
+    async def release(self, ident: str, token: str | None = None) -> None:
+        """Give up the delivery's claim: only if still held with `token`, when given."""
+        if token is None:
+            await self.redis.delete(keys.delivery_claim(ident))
+        else:
+            await self._release(keys=[keys.delivery_claim(ident)], args=[token])
+
+    async def add_relay_attempts(self, ident: str, count: int) -> int:
+        """Add `count` attempts that failed on the relay (not on the message); the total."""
+        return int(await self.redis.hincrby(keys.delivery(ident), RELAY_ATTEMPTS, count))
 
     async def update(self, ident: str, **fields: str) -> None:
         """Record fields of the delivery, keeping the claim (e.g. "sending")."""
         await self.redis.hset(keys.delivery(ident), mapping=fields)
 
     async def finish(
-        self, ident: str, fields: Mapping[str, str], event: Mapping[str, str] | None = None
+        self,
+        ident: str,
+        fields: Mapping[str, str],
+        event: Mapping[str, str] | None = None,
+        *,
+        token: str | None = None,
+        dead_letter: Mapping[str, str] | None = None,
     ) -> None:
-        """Record an outcome, write its event (if any) and give up the claim, atomically."""
+        """Record an outcome, write its event (if any), move its outbox entry to the
+        dead-letter stream (if given: `stream`, `entry`, `error`, `fields`) and give up the
+        claim (only if still held with `token`, when given), atomically."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(keys.delivery(ident), mapping=dict(fields))
             if event is not None:
                 pipe.xadd(keys.EVENTS, dict(event))
-            pipe.delete(keys.delivery_claim(ident))
+            if dead_letter is not None:
+                pipe.xadd(keys.DEAD_LETTER, dict(dead_letter))
+            if token is None:
+                pipe.delete(keys.delivery_claim(ident))
+            else:
+                await self._release(keys=[keys.delivery_claim(ident)], args=[token], client=pipe)
             await pipe.execute()
+
+    @staticmethod
+    def dead_letter(
+        stream: str, entry_id: str, entry: Mapping[str, str], error: str
+    ) -> dict[str, str]:
+        """A dead-letter entry for an outbox entry given up (as `StreamConsumer` writes them)."""
+        return {
+            "stream": stream,
+            "entry": entry_id,
+            "error": error[:2000],
+            "fields": json.dumps(dict(entry), ensure_ascii=False),
+        }
 
     async def raw(self, ident: str) -> dict[str, str]:
         """The record's fields as stored, unparsed: for the dead-letter path, which must mark

@@ -8,6 +8,9 @@
         sink.refuse_connections(); await sink.accept_connections()
         sink.drop_connections()                 # the server hangs up on idle sessions
 
+    # A relay as organisations run them: STARTTLS required, then AUTH (PLAIN/LOGIN).
+    async with SmtpSink(tls_context=server_context, logins={"ankomst": "rätt"}) as relay: ...
+
 The server runs on the test's own event loop (no thread), so faults apply at once and
 shutdown is deterministic.
 """
@@ -15,6 +18,7 @@ shutdown is deterministic.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from email import policy
@@ -23,7 +27,7 @@ from email.parser import BytesParser
 from types import TracebackType
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Envelope, Session
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 CommandMethod = Callable[[str | None], Awaitable[None]]
 
@@ -82,7 +86,12 @@ class _SinkSession(SMTP):
     """One SMTP connection; every command passes the sink's fault rules first."""
 
     def __init__(self, sink: SmtpSink, handler: _Recorder) -> None:
-        super().__init__(handler, hostname="sink.test", loop=asyncio.get_running_loop())
+        relay: dict[str, Any] = {}
+        if sink.tls_context is not None:
+            relay.update(tls_context=sink.tls_context, require_starttls=True)
+        if sink.logins is not None:
+            relay.update(authenticator=sink._authenticate, auth_required=True)
+        super().__init__(handler, hostname="sink.test", loop=asyncio.get_running_loop(), **relay)
         self.sink = sink
         self.number = 0
         # aiosmtpd dispatches through this table; wrapping it puts the fault check in
@@ -124,8 +133,19 @@ class _SinkSession(SMTP):
 class SmtpSink:
     """A recording SMTP server with per-test fault injection."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        logins: dict[str, str] | None = None,
+    ) -> None:
+        """`tls_context`: STARTTLS is offered with it and required before anything else;
+        `logins` (user -> password): AUTH is required (after STARTTLS, when offered)."""
         self.host = host
+        self.tls_context = tls_context
+        self.logins = logins
+        self.logins_refused = 0
         self.port = 0
         self.messages: list[ReceivedMessage] = []
         self.commands: list[tuple[int, str]] = []  # (connection number, command verb)
@@ -227,6 +247,18 @@ class SmtpSink:
         await asyncio.sleep(0)
 
     # Called by the sessions
+
+    def _authenticate(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        ok = (
+            isinstance(data, LoginPassword)
+            and self.logins is not None
+            and self.logins.get(data.login.decode()) == data.password.decode()
+        )
+        if not ok:
+            self.logins_refused += 1
+        return AuthResult(success=ok)
 
     def _opened(self, session: _SinkSession) -> int:
         self.connections_opened += 1
