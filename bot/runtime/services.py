@@ -37,7 +37,7 @@ from bot.usecases.cases import CaseService
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.healthcare import HealthCentre
 from bot.usecases.intake import INTAKE_GROUP, Intake
-from bot.usecases.privacy import Retention
+from bot.usecases.privacy import Retention, note_personal_entries
 from bot.usecases.sessions import DashboardAccess
 
 
@@ -248,7 +248,7 @@ def build_services(
                 keys.EVENTS,
                 keys.FANOUT_GROUP,
                 name,
-                metrics.observe_events(fanout.handle, time_acks=True),
+                metrics.observe_events(note_personal_entries(redis, fanout.handle), time_acks=True),
                 reclaim_after_ms=reclaim,
             ),
             StreamConsumer(

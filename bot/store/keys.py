@@ -24,6 +24,7 @@ def stream_failures(stream: str) -> str:
 
 DEAD_LETTER = f"{PREFIX}:deadletter"
 INTAKE = f"{PREFIX}:intake"
+INTAKE_GROUP = "intake"  # the intake consumers' group (bot.usecases.intake)
 INTAKE_REJECTED = f"{PREFIX}:intake:rejected"
 
 # Cases

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,6 +30,7 @@ from bot.domain.directory import Directory
 from bot.domain.personal import PERSONAL_KEYS
 from bot.store import Redis, RedisConnectionError, RedisTimeoutError, WatchError, keys
 from bot.store.timers import timers_of_case
+from bot.store.trim import trim_stream, trim_streams, unfinished_entries
 from bot.usecases.report import case_statistics, freeze_statistics
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,29 @@ def _scrub_entry(entry: dict[str, Any]) -> dict[str, Any]:
     if changes is not None:
         clean["changes"] = scrub_changes(changes)
     return clean
+
+
+def carries_personal(fields: dict[str, str]) -> bool:
+    """Whether a stream entry holds a personal field, at the top or inside a JSON value."""
+    return any(k in PERSONAL_KEYS or _has_personal(v) for k, v in fields.items())
+
+
+Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
+
+
+def note_personal_entries(redis: Redis, handle: Handler) -> Handler:
+    """Wrap the fan-out's event handler: before an event that carries personal fields is
+    handled (and so before it can be acknowledged and trimmed), its entry id is noted on its
+    case (`keys.case_personal_entries`), so erasure deletes exactly those entries instead of
+    reading the event stream's history."""
+
+    async def noted(entry_id: str, event: dict[str, str]) -> bool:
+        case_id = event.get("case", "")
+        if case_id and carries_personal(event):
+            await redis.sadd(keys.case_personal_entries(case_id), entry_id)
+        return await handle(entry_id, event)
+
+    return noted
 
 
 def _has_personal(text: str | None) -> bool:
@@ -142,7 +166,9 @@ class Retention:
         return out
 
     async def sweep(self) -> list[str]:
-        """Erase every case that is due; returns their ids. Tests call this for one round."""
+        """Trim the consumer-group streams to what every group has finished, then erase every
+        case that is due; returns their ids. Tests call this for one round."""
+        await trim_streams(self.redis)
         ids = await self.due()
         if ids:
             await self.erase(ids)
@@ -237,13 +263,14 @@ class Retention:
                     await pipe.execute()
 
     async def _erase_stream_entries(self, case_ids: set[str], refs: set[str]) -> None:
-        """Entries that carry a personal field of these cases: notices with free texts on the
-        event stream, dead letters about the cases, arrivals as they came in on the intake."""
+        """Entries that carry a personal field of these cases, found without reading a stream's
+        history: the event entries noted per case when the fan-out read them, plus what the
+        fan-out has not finished yet (pending or unread, so maybe not noted); the arrivals still
+        unfinished on the intake (the finished ones are trimmed first); dead letters and
+        rejected intake entries (records of failures, kept until erased, read whole)."""
 
         def about(fields: dict[str, str]) -> bool:
-            if fields.get("case") in case_ids:
-                return any(k in PERSONAL_KEYS or _has_personal(v) for k, v in fields.items())
-            return False
+            return fields.get("case") in case_ids and carries_personal(fields)
 
         def dead_letter(fields: dict[str, str]) -> bool:
             try:
@@ -260,20 +287,29 @@ class Retention:
                 return False
             return isinstance(arrival, dict) and arrival.get("external_ref") in refs
 
-        for stream, which in (
-            (keys.EVENTS, about),
-            (keys.DEAD_LETTER, dead_letter),
-            (keys.INTAKE, intake),
-            (keys.INTAKE_REJECTED, intake),
-        ):
-            if stream in (keys.INTAKE, keys.INTAKE_REJECTED) and not refs:
+        noted = [keys.case_personal_entries(case_id) for case_id in sorted(case_ids)]
+        doomed = set(await self.redis.sunion(noted)) if noted else set()
+        unfinished = await unfinished_entries(self.redis, keys.EVENTS, keys.FANOUT_GROUP)
+        doomed |= {entry_id for entry_id, fields in unfinished if about(fields)}
+        if doomed:
+            await self.redis.xdel(keys.EVENTS, *sorted(doomed))
+        if noted:
+            await self.redis.delete(*noted)
+        if refs:
+            await trim_stream(self.redis, keys.INTAKE, (keys.INTAKE_GROUP,))
+            arrivals = await unfinished_entries(self.redis, keys.INTAKE, keys.INTAKE_GROUP)
+            gone = [entry_id for entry_id, fields in arrivals if intake(fields)]
+            if gone:
+                await self.redis.xdel(keys.INTAKE, *gone)
+        for stream, which in ((keys.DEAD_LETTER, dead_letter), (keys.INTAKE_REJECTED, intake)):
+            if stream == keys.INTAKE_REJECTED and not refs:
                 continue
             start = "-"
             while True:
                 entries = await self.redis.xrange(stream, start, "+", count=500)
-                doomed = [entry_id for entry_id, fields in entries if which(fields)]
-                if doomed:
-                    await self.redis.xdel(stream, *doomed)
+                gone = [entry_id for entry_id, fields in entries if which(fields)]
+                if gone:
+                    await self.redis.xdel(stream, *gone)
                 if len(entries) < 500:
                     break
                 start = "(" + entries[-1][0]
