@@ -20,6 +20,7 @@ from bot.domain.arrival import (
 )
 from bot.domain.case import Case
 from bot.runtime.services import Services
+from bot.usecases.audit import record_read
 from bot.usecases.cases import CaseNotFound
 from handlers.telegram.common import (
     TEXT,
@@ -65,6 +66,9 @@ async def _own_case(
         await message.answer(f"Hittar inget ärende {escape(reference)}.")
         return None
     services.cases.require_change(who.actor, case)
+    # The dialogue shows the case (reference and date): a read, in the audit trail.
+    now = services.clock.now()
+    await record_read(services.redis, who.actor, case.id, "telegram", now, chat_id=message.chat.id)
     return case
 
 

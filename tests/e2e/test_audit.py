@@ -112,6 +112,22 @@ async def test_a_chat_case_list_is_logged_with_the_chat(trail: Trail) -> None:
     assert reads[0]["who"].startswith("tg-user:") and reads[0]["role"] == "member"
 
 
+async def test_a_case_shown_in_a_chat_dialogue_is_logged(trail: Trail) -> None:
+    world = trail.world
+    chat = CHATS[RECEPTION]
+    before = len(world.telegram.sent_to(chat))
+    world.telegram.push_update(world.telegram.message_update(chat, f"/andra {trail.reference}"))
+
+    async def asked() -> bool:
+        return any("nya datumet" in (c.text or "") for c in world.telegram.sent_to(chat)[before:])
+
+    await eventually(asked, 10.0, "/andra")
+    reads = [r for r in await rows(world) if r["kind"] == "read"]
+    assert [(r["by"], r["via"], r["case"], r["chat"]) for r in reads] == [
+        (RECEPTION, "telegram", trail.case_id, str(chat))
+    ]
+
+
 async def test_refused_reads_are_logged_with_who_tried_what(trail: Trail) -> None:
     world = trail.world
     status, _ = await world.call("GET", f"/api/v1/arrivals/{trail.case_id}", OTHER_SCHOOL)
