@@ -23,8 +23,10 @@ from bot.pipeline.delivery import DeliveryHooks
 from bot.runtime.directory_file import load_directory
 from bot.runtime.embedded import EmbeddedSmtp
 from bot.runtime.services import Services, build_services, email_sender
-from bot.runtime.settings import Settings
+from bot.runtime.settings import Settings, SettingsError
+from bot.store import STORE_UNAVAILABLE, Redis
 from bot.store.connection import open_store
+from bot.store.durability import inspect_store
 from handlers.http.routes import build_web_app
 from handlers.telegram import add_webhook_route, build_dispatcher
 
@@ -95,6 +97,7 @@ class Ankomst:
             self.say(f"Redis: embedded Valkey in {settings.valkey_dir} (AOF, appendfsync always)")
         else:
             self.say("Redis: using ANKOMST_REDIS_URL")
+        await self._check_store(store.redis)
 
         smtp_host, smtp_port = settings.smtp_host, settings.smtp_port
         if smtp_host is None:
@@ -156,6 +159,22 @@ class Ankomst:
             polling = self._run(stack, self._poll(bot, dispatcher), stop_polling, "telegram")
             workers.extra["telegram"] = lambda: not polling.done()
         return services
+
+    async def _check_store(self, redis: Redis) -> None:
+        """Refuse a Redis Cluster; warn (one line) about settings that lose writes on failover."""
+        try:
+            check = await inspect_store(redis, min_replicas=self.settings.redis_min_replicas)
+        except STORE_UNAVAILABLE as exc:
+            log.warning("Redis settings not checked: the store did not answer (%s)", exc)
+            return
+        if check.cluster:
+            raise SettingsError(
+                "ANKOMST_REDIS_URL: the server is a Redis Cluster node (cluster_enabled:1), "
+                "which Ankomst does not support; use one master with Sentinel "
+                "(redis+sentinel://, see deploy/README.md)"
+            )
+        if check.problems:
+            log.warning("Redis settings put answered writes at risk: %s", "; ".join(check.problems))
 
     def _run(
         self,

@@ -30,6 +30,7 @@ from bot.pipeline.fanout import FanOut
 from bot.runtime.metrics import Metrics
 from bot.runtime.settings import Settings
 from bot.store import Redis, keys
+from bot.store.durability import Durability
 from bot.store.streams import StreamConsumer
 from bot.store.timers import Scheduler
 from bot.usecases.access import ApiTokens, ChatLinks, Signer
@@ -227,7 +228,9 @@ def build_services(
         deadline_settings(settings),
         disagreements,
     )
-    cases = CaseService(redis, directory, clock, settings.zone)
+    # Under Sentinel: a write is answered, and an entry acted on, only once on the replicas.
+    durability = Durability(redis, settings.redis_min_replicas, settings.redis_wait_ms)
+    cases = CaseService(redis, directory, clock, settings.zone, durability)
     retention = Retention(
         redis,
         directory,
@@ -248,7 +251,12 @@ def build_services(
                 keys.EVENTS,
                 keys.FANOUT_GROUP,
                 name,
-                metrics.observe_events(note_personal_entries(redis, fanout.handle), time_acks=True),
+                durability.replicated(
+                    keys.EVENTS,
+                    metrics.observe_events(
+                        note_personal_entries(redis, fanout.handle), time_acks=True
+                    ),
+                ),
                 reclaim_after_ms=reclaim,
             ),
             StreamConsumer(
@@ -256,7 +264,10 @@ def build_services(
                 keys.EVENTS,
                 keys.DEADLINES_GROUP,
                 name,
-                metrics.observe_events(deadlines.handle, time_acks=False, keep_deadlines=True),
+                durability.replicated(
+                    keys.EVENTS,
+                    metrics.observe_events(deadlines.handle, time_acks=False, keep_deadlines=True),
+                ),
                 reclaim_after_ms=reclaim,
             ),
             StreamConsumer(
@@ -264,7 +275,9 @@ def build_services(
                 keys.OUTBOX_EMAIL,
                 keys.SENDER_GROUP,
                 name,
-                metrics.observe_deliveries(deliverer.handle),
+                durability.replicated(
+                    keys.OUTBOX_EMAIL, metrics.observe_deliveries(deliverer.handle)
+                ),
                 concurrency=settings.smtp_pool_size * 2,
                 reclaim_after_ms=reclaim,
                 on_dead_letter=alarm,
@@ -277,7 +290,9 @@ def build_services(
                     keys.OUTBOX_TELEGRAM,
                     keys.SENDER_GROUP,
                     name,
-                    metrics.observe_deliveries(deliverer.handle),
+                    durability.replicated(
+                        keys.OUTBOX_TELEGRAM, metrics.observe_deliveries(deliverer.handle)
+                    ),
                     concurrency=64,
                     reclaim_after_ms=reclaim,
                     on_dead_letter=alarm,

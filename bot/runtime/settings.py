@@ -27,6 +27,10 @@ class Settings(BaseSettings):
     )
 
     redis_url: str | None = None
+    # Under Sentinel: how many replicas must hold a write before it is answered (Redis WAIT),
+    # and how long to wait for them; 0 = do not wait (a single server).
+    redis_min_replicas: int = Field(default=0, ge=0, le=16)
+    redis_wait_ms: int = Field(default=1000, ge=1, le=60_000)
     data_dir: Path = Path("data")
     directory: Path = Path("deploy/directory.example.toml")
     http_host: str = "127.0.0.1"

@@ -19,7 +19,9 @@ from typing import Any, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
-from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
 
 from bot.store.embedded import EmbeddedValkey
 
@@ -120,6 +122,41 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
+class MasterOnlyConnection(SentinelManagedConnection):
+    """A connection to the master the Sentinels name, that makes sure it is one.
+
+    redis-py asks the Sentinels for the master's address on every new connection, but trusts
+    the answer, and its pooled connections keep talking to whatever server they were opened
+    to. Around a failover that server can be the old master, still taking writes for seconds
+    that it throws away when it rejoins as a replica. So: on connect, `ROLE` must say master;
+    and on a READONLY reply (the old master demoted) every idle connection of the pool is
+    dropped too, not just this one, so none of them writes on to the old master.
+    """
+
+    async def connect_to(self, address: tuple[str, int]) -> None:
+        """Connect, then refuse a server that is not (or no longer) a master."""
+        await super().connect_to(address)
+        if not self.connection_pool.is_master:
+            return
+        await self.send_command("ROLE")
+        role = await self.read_response()
+        if not role or str(role[0]) != "master":
+            await self.disconnect()
+            raise RedisConnectionError(f"{address[0]}:{address[1]} is not the master: {role!r}")
+
+    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
+        """As redis-py's, and on READONLY also drop the pool's idle connections."""
+        try:
+            return await super(SentinelManagedConnection, self).read_response(*args, **kwargs)
+        except ReadOnlyError:
+            if not self.connection_pool.is_master:
+                raise
+            await self.disconnect()
+            self.connection_pool.master_address = None
+            await self.connection_pool.disconnect(inuse_connections=False)
+            raise RedisConnectionError("the master is now a replica (READONLY)") from None
+
+
 def redis_from_url(url: str) -> Redis:
     """A client for `url` with the store's timeouts; nothing connects until first use."""
     if url.startswith("redis+sentinel://"):
@@ -137,7 +174,12 @@ def redis_from_url(url: str) -> Redis:
             **options,
         )
         # master_for follows failovers: each new connection asks the sentinels for the master.
-        master: Redis = sentinel.master_for(target.service_name, redis_class=Redis, db=target.db)
+        master: Redis = sentinel.master_for(
+            target.service_name,
+            redis_class=Redis,
+            db=target.db,
+            connection_class=MasterOnlyConnection,
+        )
         return master
     if url.startswith(("redis://", "rediss://", "unix://")):
         # A blocking pool: under a burst, a request waits for a free connection instead of

@@ -23,6 +23,8 @@ def stream_failures(stream: str) -> str:
 
 
 DEAD_LETTER = f"{PREFIX}:deadletter"
+# Written (with a TTL) only so that a WAIT after it covers every earlier write (durability.py)
+DURABILITY_PROBE = f"{PREFIX}:durability:probe"
 INTAKE = f"{PREFIX}:intake"
 INTAKE_GROUP = "intake"  # the intake consumers' group (bot.usecases.intake)
 INTAKE_REJECTED = f"{PREFIX}:intake:rejected"

@@ -31,6 +31,7 @@ from bot.domain.events import EventType, Topic
 from bot.domain.policy import Forbidden, Policy
 from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.cases import CaseStore, record_change
+from bot.store.durability import Durability
 
 # The errors of these use cases, named here for the adapters that catch them.
 __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
@@ -39,8 +40,17 @@ __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
 class CaseService:
     """The use cases every inbound path (API, chat, intake stream) calls."""
 
-    def __init__(self, redis: Redis, directory: Directory, clock: Clock, zone: ZoneInfo) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        clock: Clock,
+        zone: ZoneInfo,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
+        # Confirms each write on the replicas before it is answered (off on a single server).
+        self.durability = durability or Durability(redis)
         self.directory = directory
         self.clock = clock
         self.zone = zone  # reference years follow the local calendar
@@ -138,7 +148,11 @@ class CaseService:
             await pipe.execute()
             return case, True
 
-        return await optimistic(self.redis, [ref_key], attempt)
+        case, created = await optimistic(self.redis, [ref_key], attempt)
+        # Also a replay: what an earlier attempt wrote may still be only on a master that a
+        # failover is taking away. Not confirmed: NotDurable (503); the retry is idempotent.
+        await self.durability.confirm_value(ref_key, case.id)
+        return case, created
 
     # -- change and cancel -------------------------------------------------------------------
 
@@ -195,7 +209,9 @@ class CaseService:
             await pipe.execute()
             return updated
 
-        return await optimistic(self.redis, [case_key], attempt)
+        case = await optimistic(self.redis, [case_key], attempt)
+        await self.durability.confirm_field(case_key, "version", str(case.version))
+        return case
 
     async def change(self, case_id: str, patch: ArrivalPatch, actor: Actor) -> Case:
         """A date change or correction: a new version every recipient must acknowledge again."""
@@ -334,4 +350,8 @@ class CaseService:
             await pipe.execute()
             return "recorded", case
 
-        return await optimistic(self.redis, [case_key, keys.case_acks(case_id)], attempt)
+        outcome, case = await optimistic(self.redis, [case_key, keys.case_acks(case_id)], attempt)
+        if outcome in ("recorded", "already"):
+            number = case.version if version is None else version
+            await self.durability.confirm_field(keys.case_acks(case_id), f"{number}:{org_id}")
+        return outcome, case
