@@ -56,6 +56,9 @@ class Settings(BaseSettings):
 
     timezone: str = "Europe/Stockholm"
     chat_details: Literal["minimal", "full"] = "minimal"
+    # A chat dialogue (/ny, /andra, /stall_in, /oenighet, a booking) keeps what was typed so far
+    # this long after its last step; then Redis forgets it (it is also cleared when it ends).
+    chat_state_hours: float = Field(default=24.0, gt=0, le=24 * 30)
 
     # Time rules (CONTRACT.md "Time rules"); all in working time of `timezone`.
     office_start: time = time(8, 0)
@@ -166,6 +169,9 @@ class Settings(BaseSettings):
             raise ValueError("ANKOMST_OFFICE_END must be after ANKOMST_OFFICE_START")
         if self.booking_reminder_days >= self.booking_days:
             raise ValueError("ANKOMST_BOOKING_REMINDER_DAYS must be less than ANKOMST_BOOKING_DAYS")
+        if self.chat_state_hours > self.retention_days * 24:
+            # A dialogue's typed text must be gone before the case it was about is erased.
+            raise ValueError("ANKOMST_CHAT_STATE_HOURS must not be longer than the retention time")
         return self
 
     @property

@@ -175,8 +175,10 @@ def dashboard_login_mail(address_hash: str) -> str:
     return f"{PREFIX}:dashboard:mailed:{address_hash}"
 
 
-# Telegram chat state (aiogram's FSM storage): its own prefix, aiogram's default, outside PREFIX.
-FSM_PREFIX = "fsm"
+# Telegram chat dialogues (aiogram's FSM storage, built in handlers/telegram): under the
+# service's prefix, "ankomst:fsm:<bot>:<chat>:<user>:state|data|lock", each with the TTL of
+# ANKOMST_CHAT_STATE_HOURS (the lock: aiogram's own timeout).
+FSM_PREFIX = f"{PREFIX}:fsm"
 
 # Telegram rate limiting
 TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by answer time (ms)

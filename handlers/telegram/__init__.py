@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import math
+
 from aiogram import Bot, Dispatcher
+from aiogram.fsm.storage.base import DefaultKeyBuilder
 from aiogram.fsm.storage.redis import RedisStorage
 from aiogram.webhook.aiohttp_server import SimpleRequestHandler, setup_application
 from aiohttp import web
 
 from bot.runtime.services import Services
 from bot.runtime.settings import Settings
+from bot.store import keys
 from handlers.telegram import (
     acknowledge,
     board,
@@ -35,9 +39,30 @@ class SharedRedisStorage(RedisStorage):
         """Leave the shared client open."""
 
 
+def chat_state_seconds(hours: float) -> int:
+    """ANKOMST_CHAT_STATE_HOURS as the whole seconds Redis expires a key after (at least 1)."""
+    return max(1, math.ceil(hours * 3600))
+
+
+def chat_state_storage(services: Services) -> SharedRedisStorage:
+    """Where chat dialogues keep what was typed so far: under the service's own key prefix,
+    and forgotten ANKOMST_CHAT_STATE_HOURS after a dialogue's last step (each step renews it),
+    so an abandoned /ny leaves nothing behind. A dialogue that ends clears it at once."""
+    ttl = chat_state_seconds(services.settings.chat_state_hours)
+    return SharedRedisStorage(
+        redis=services.redis,
+        key_builder=DefaultKeyBuilder(prefix=keys.FSM_PREFIX, with_bot_id=True),
+        state_ttl=ttl,
+        data_ttl=ttl,
+    )
+
+
 def build_dispatcher(services: Services) -> Dispatcher:
     """The dispatcher with every router, FSM state in Redis, services as workflow data."""
-    dispatcher = Dispatcher(storage=SharedRedisStorage(redis=services.redis))
+    storage = chat_state_storage(services)
+    # One update of a chat at a time across every replica (a Redis lock per chat and user),
+    # so two webhook replicas never interleave the read-modify-write of one dialogue.
+    dispatcher = Dispatcher(storage=storage, events_isolation=storage.create_isolation())
     # Long-lived objects reach handlers as typed parameters (aiogram dependency injection).
     dispatcher["services"] = services
     dispatcher.startup.register(start.set_default_commands)

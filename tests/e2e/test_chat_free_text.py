@@ -17,7 +17,8 @@ from redis.asyncio import Redis
 
 from bot.pipeline.buttons import escalate_row
 from messages.values import FREE_TEXT_POINTER
-from tests.support.world import CHATS, World, arrival, eventually, running_world
+from tests.support.chat import button, chat_says, press, say
+from tests.support.world import CHATS, World, arrival, running_world
 
 HC = "hc-lugnvik"
 SCHOOL = "ostersund-skola"
@@ -58,40 +59,6 @@ GIVEAWAYS = (
 
 def text_of(mail: Any) -> str:
     return str(mail.get_body(preferencelist=("plain",)).get_content())
-
-
-def buttons(call: Any) -> list[dict[str, str]]:
-    markup = call.params.get("reply_markup") or {}
-    return [b for row in markup.get("inline_keyboard", []) for b in row]
-
-
-def button(call: Any, text: str) -> str:
-    return next(b["callback_data"] for b in buttons(call) if b["text"].startswith(text))
-
-
-async def chat_says(world: World, chat_id: int, words: str) -> Any:
-    found: list[Any] = []
-
-    async def seen() -> bool:
-        found[:] = [c for c in world.telegram.sent_to(chat_id) if words in (c.text or "")]
-        return bool(found)
-
-    await eventually(seen, 10.0, f"{words!r} in chat {chat_id}")
-    return found[-1]
-
-
-def say(world: World, chat_id: int, text: str) -> None:
-    world.telegram.push_update(world.telegram.message_update(chat_id, text))
-
-
-async def press(world: World, chat_id: int, data: str) -> None:
-    before = len(world.telegram.calls_to("answerCallbackQuery"))
-    world.telegram.push_update(world.telegram.callback_update(chat_id, data))
-
-    async def answered() -> bool:
-        return len(world.telegram.calls_to("answerCallbackQuery")) > before
-
-    await eventually(answered, 10.0, "the button press to be answered")
 
 
 async def register_by_chat(world: World, details: str) -> str:

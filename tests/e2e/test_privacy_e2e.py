@@ -13,7 +13,8 @@ from redis.asyncio import Redis
 from bot.store import keys
 from bot.usecases.audit import export
 from bot.usecases.report import build_report
-from tests.support.world import World, arrival, running_world
+from tests.support.chat import button, chat_says, press, say
+from tests.support.world import CHATS, World, arrival, eventually, running_world
 
 HC = "hc-lugnvik"
 SCHOOL = "ostersund-skola"
@@ -220,3 +221,77 @@ async def test_every_read_of_a_case_is_in_the_audit_trail(
         changes = [r for r in lines if r["kind"] == "change"]
         assert changes[0]["what"] == "registered" and changes[0]["by"] == RECEPTION
         assert "Storgatan" not in json.dumps(lines, ensure_ascii=False)
+
+
+# -- chat dialogues ------------------------------------------------------------------------------
+
+# ASCII on purpose: aiogram stores dialogue data as JSON with \u escapes for other letters.
+DIALOGUE_TEXT = ("Lindgatan", "Amina", "Granbacken")
+
+
+async def dialogue_keys(redis: Redis) -> dict[str, int]:
+    """Every key of a chat dialogue (aiogram's FSM storage) with its TTL in seconds."""
+    return {key: await redis.ttl(key) async for key in redis.scan_iter(f"{keys.FSM_PREFIX}:*")}
+
+
+async def test_chat_dialogues_leave_nothing_in_redis(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """What a dialogue holds lives under the service's prefix with ANKOMST_CHAT_STATE_HOURS as
+    its TTL; /avbryt and the end of a dialogue clear it; an abandoned one expires."""
+    async with running_world(redis_url, tmp_path, chat_state_hours=2) as world:
+        chat = CHATS[RECEPTION]
+        case_id = (await world.register(arrival()))["id"]
+        reference = (await world.case(case_id))["reference"]
+        await world.settled(case_id)
+
+        # /stall_in with a typed reason, then /avbryt: cleared at once, nothing cancelled.
+        say(world, chat, f"/stall_in {reference}")
+        await chat_says(world, chat, "Skriv kort varför")
+        say(world, chat, "Flyttar till Lindgatan 7 hos moster Amina")
+        await chat_says(world, chat, "Alla mottagare får besked (INSTÄLLD)")
+        held = await dialogue_keys(redis)
+        assert held and all(k.startswith(f"{keys.FSM_PREFIX}:") for k in held), held
+        assert all(0 < ttl <= 2 * 3600 for ttl in held.values()), held
+        assert holding(await everything_in(redis), DIALOGUE_TEXT) != {}
+        assert not [k async for k in redis.scan_iter("fsm:*")]  # nothing under aiogram's default
+        say(world, chat, "/avbryt")
+        await chat_says(world, chat, "Avbrutet")
+        assert await dialogue_keys(redis) == {}
+        assert (await world.case(case_id))["status"] != "cancelled"
+
+        # A dialogue that ends clears what it held: a disagreement raised in chat.
+        say(world, CHATS[SCHOOL], f"/oenighet {reference}")
+        await chat_says(world, CHATS[SCHOOL], "beskriv kort")
+        assert await dialogue_keys(redis) != {}
+        say(world, CHATS[SCHOOL], "Skolskjuts från Sjögatan?")
+        await chat_says(world, CHATS[SCHOOL], "anmäld")
+        assert await dialogue_keys(redis) == {}
+
+        # An abandoned /ny: the details typed stay only until the TTL has passed.
+        say(world, chat, "/ny")
+        await press(world, chat, button(await chat_says(world, chat, "Migrationsverkets"), "Hoppa"))
+        await chat_says(world, chat, "Vilket datum")
+        say(world, chat, "27/11")
+        await chat_says(world, chat, "Hur gamla")
+        say(world, chat, "9")
+        languages = await chat_says(world, chat, "Vilka språk")
+        await press(world, chat, button(languages, "arabiska"))
+        await press(world, chat, button(languages, "Klar"))
+        await press(world, chat, button(await chat_says(world, chat, "Behövs tolk"), "Nej"))
+        await press(world, chat, button(await chat_says(world, chat, "ensamkommande"), "Nej"))
+        await chat_says(world, chat, "Övriga uppgifter")
+        say(world, chat, "Bor hos moster Amina på Granbacken 3")
+        await chat_says(world, chat, "Stämmer det här")
+        held = await dialogue_keys(redis)
+        assert holding(await everything_in(redis), DIALOGUE_TEXT) != {}
+        assert all(0 < ttl <= 2 * 3600 for ttl in held.values()), held
+        # Two hours pass, as Redis counts them: each key's remaining TTL runs out now.
+        for key in held:
+            await redis.pexpire(key, 1)
+
+        async def expired() -> bool:
+            return await dialogue_keys(redis) == {}
+
+        await eventually(expired, 2.0, "the abandoned dialogue to expire")
+        assert holding(await everything_in(redis), DIALOGUE_TEXT) == {}
