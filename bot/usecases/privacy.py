@@ -11,6 +11,10 @@ deadline timer of it is pending and no disagreement on it is unresolved. The mom
 recorded once on the case (`closed_at`); `retention_days` later the sweep erases it. The sweep
 runs in every `serve` process every `sweep_seconds` of real time and decides only by the
 injected clock; erasing twice does no harm.
+
+Chat dialogues (aiogram's FSM state, `ankomst:fsm:*`) are not swept: they are cleared when a
+dialogue ends and expire by Redis TTL `ANKOMST_CHAT_STATE_HOURS` after their last step, which the
+settings keep no longer than the retention time (handlers/telegram/__init__.py).
 """
 
 from __future__ import annotations
