@@ -16,6 +16,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.pipeline.buttons import escalate_row
+from bot.store import keys
 from messages.values import FREE_TEXT_POINTER
 from tests.support.chat import button, chat_says, press, say
 from tests.support.world import CHATS, World, arrival, running_world
@@ -147,14 +148,13 @@ async def test_no_typed_text_reaches_any_chat_in_minimal_mode(
         assert status == 200
         await world.drain()
 
-        # A booked health conversation (a time and yes/no: nothing typed, but it goes out).
-        status, _ = await world.call(
-            "POST",
-            f"/api/v1/arrivals/{case_id}/health-booking",
-            HC,
-            {"at": "2026-12-01T09:30", "interpreter_booked": True},
-        )
-        assert status == 200
+        # A booked health conversation, through the chat (a time and yes/no: nothing typed).
+        hc_chat = CHATS[HC]
+        await press(world, hc_chat, button(await chat_says(world, hc_chat, "ÄNDRAT"), "Boka"))
+        await chat_says(world, hc_chat, "skriv dag och tid")
+        say(world, hc_chat, "2/12 10.00")
+        await press(world, hc_chat, button(await chat_says(world, hc_chat, "tolk bokad"), "Ja"))
+        await chat_says(world, hc_chat, "Bokning registrerad")
         await world.drain()
 
         # Cancellations with a reason: through the API, and through /stall_in.
@@ -190,6 +190,9 @@ async def test_no_typed_text_reaches_any_chat_in_minimal_mode(
                     leaks.setdefault(word, []).append(f"{call.method}: {sent[:300]}")
         assert leaks == {}, leaks
         assert world.telegram.calls_to("sendMessage")  # the scan saw the messages
+
+        # Every dialogue ended, so none left anything in Redis.
+        assert [k async for k in redis.scan_iter(f"{keys.FSM_PREFIX}:*")] == []
 
         # The e-mails carry every text.
         mail = "\n".join(text_of(m) for m in world.smtp.messages)
