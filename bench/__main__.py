@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common, email_peers, pipeline, store_ceiling, telegram_limits
+from bench import common, email_peers, metrics_scrape, pipeline, store_ceiling, telegram_limits
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -33,6 +33,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "open_cases": 2000,
         "telegram": 600,
         "xadd": 100_000,
+        "metrics_cases": [1_000, 10_000],
     },
     "full": {
         "email_n": 2000,
@@ -44,9 +45,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "open_cases": 10_000,
         "telegram": 10_000,
         "xadd": 1_000_000,
+        "metrics_cases": [1_000, 10_000, 50_000],
     },
 }
-SECTIONS = ("email", "pipeline", "memory", "telegram", "store")
+SECTIONS = ("email", "pipeline", "memory", "telegram", "store", "metrics")
 
 
 def say(line: str) -> None:
@@ -107,6 +109,14 @@ async def main(args: argparse.Namespace) -> int:
             text, cmds = await store_ceiling.bench(size["xadd"], say)
             commands += cmds
             parts.append(("4. Store ceiling", text))
+        if "metrics" in only:
+            say(f"/metrics scrape with {size['metrics_cases']} open cases …")
+            parts.append(
+                (
+                    "5. /metrics scrape with open cases",
+                    await metrics_scrape.bench(size["metrics_cases"], say),
+                )
+            )
     finally:
         common.stop_embedded()
     elapsed = time.perf_counter() - t0

@@ -35,6 +35,7 @@ from bot.domain.directory import Directory
 from bot.domain.events import EventType
 from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.streams import StreamConsumer
+from bot.store.trim import count_after
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
@@ -45,11 +46,11 @@ GROUPS = (
     (keys.EVENTS, keys.DEADLINES_GROUP),
     (keys.OUTBOX_EMAIL, keys.SENDER_GROUP),
     (keys.OUTBOX_TELEGRAM, keys.SENDER_GROUP),
-    (keys.INTAKE, "intake"),
+    (keys.INTAKE, keys.INTAKE_GROUP),
 )
 # Past this many undelivered entries a group's lag is Redis's estimate (never less): counting
-# them would make a scrape cost as much as the backlog.
-LAG_EXACT_UP_TO = 1000
+# them (in Redis, ~1 µs each) would make a scrape cost as much as the backlog.
+LAG_EXACT_UP_TO = 10_000
 # Events after which a case's open deadlines may have changed (delivery.sent: a health centre
 # told starts its booking deadline).
 DEADLINE_EVENTS = frozenset(
@@ -280,8 +281,7 @@ class Metrics:
         for info in await self.redis.xinfo_groups(stream):
             pending = int(info.get("pending") or 0)
             last = str(info.get("last-delivered-id") or "0-0")
-            after = await self.redis.xrange(stream, f"({last}", "+", count=LAG_EXACT_UP_TO)
-            undelivered = len(after)
+            undelivered = await count_after(self.redis, stream, last, LAG_EXACT_UP_TO)
             if undelivered >= LAG_EXACT_UP_TO:
                 undelivered = max(undelivered, int(info.get("lag") or 0))
             out[str(info["name"])] = (pending + undelivered, pending)

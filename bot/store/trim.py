@@ -17,9 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
-from bot.store import keys
+from bot.store import keys, scripts
+from bot.store.client import Redis
 
 TRIMMED: Mapping[str, tuple[str, ...]] = {
     keys.EVENTS: (keys.FANOUT_GROUP, keys.DEADLINES_GROUP),
@@ -71,6 +70,13 @@ async def positions(redis: Redis, stream: str) -> dict[str, GroupPosition]:
             oldest = str(summary["min"]) if summary.get("min") else None
         out[name] = GroupPosition(name, str(info.get("last-delivered-id") or "0-0"), oldest)
     return out
+
+
+async def count_after(redis: Redis, stream: str, entry_id: str, cap: int) -> int:
+    """How many entries of `stream` come after `entry_id`, counted up to `cap` inside Redis
+    (a script: the entries are not sent over the wire)."""
+    script = scripts.register(redis, "stream_count_after")
+    return int(await script(keys=[stream], args=[entry_id, cap]))
 
 
 async def keep_from(redis: Redis, stream: str, groups: Iterable[str]) -> str | None:
