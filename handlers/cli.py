@@ -346,7 +346,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except Exception as exc:  # one line, never a traceback, for whatever stops the start
         from bot.runtime.directory_file import DirectoryError
-
         from bot.runtime.settings import SettingsError
 
         if isinstance(exc, DirectoryError):
