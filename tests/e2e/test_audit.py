@@ -17,6 +17,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.store import keys
+from bot.store.trim import TRIMMED, trim_streams
 from bot.usecases.audit import export
 from tests.support.cli import CliResult, run_cli
 from tests.support.world import CHATS, World, arrival, eventually, running_world
@@ -251,3 +252,22 @@ async def test_export_refuses_bad_filters_in_one_line(
     assert result.returncode == 2
     assert result.stdout == ""
     assert result.stderr.strip().splitlines() == [f"ankomst: {words}"]
+
+
+async def test_the_trail_is_kept_by_stream_trimming_and_retention(trail: Trail) -> None:
+    world = trail.world
+    redis = world.services.redis
+    path = f"/api/v1/arrivals/{trail.case_id}"
+    await world.case(trail.case_id, HC)
+    status, _ = await world.call("POST", path + "/cancel", RECEPTION, {"reason": "Flyttat."})
+    assert status == 200
+    await world.drain()
+    before = await redis.xrange(keys.AUDIT)
+    assert before and not await redis.xinfo_groups(keys.AUDIT)  # no group consumes it
+    assert keys.AUDIT not in TRIMMED
+    await trim_streams(redis)
+    assert world.services.retention is not None
+    world.clock.advance(timedelta(days=400))  # far beyond the retention time
+    await world.tick()
+    assert trail.case_id in await world.services.retention.sweep()
+    assert await redis.xrange(keys.AUDIT) == before
