@@ -43,7 +43,12 @@ class DeadLetterAlarm:
                     error,
                 )
         except Exception:
-            log.exception("ALERT: could not report a dead-lettered %s entry %s", stream, fields)
+            # The entry's fields are not logged: an intake entry carries the arrival's details.
+            log.exception(
+                "ALERT: could not report a dead-lettered %s entry for case %s",
+                stream,
+                fields.get("case", "-"),
+            )
 
     async def _delivery_given_up(self, ident: str, error: str) -> None:
         raw = await self.deliveries.raw(ident)

@@ -11,6 +11,7 @@ import json
 import logging
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from bot.domain.clock import Clock
 from bot.domain.delivery import delivery_id
@@ -46,6 +47,16 @@ __all__ = [
     "short_hash",
     "telegram_channel",
 ]
+
+
+# The free texts a disagreement notice shows, by topic: the event names the disagreement (the
+# topic's suffix) and the text is read from its record here, so no free text is written on the
+# event stream (issue 13: nothing personal outside the case record; erasure blanks the record).
+RECORD_TEXTS: Final[Mapping[Topic, tuple[str, ...]]] = {
+    Topic.DISAGREEMENT_RAISED: ("text",),
+    Topic.DISAGREEMENT_ESCALATED: ("text",),
+    Topic.DISAGREEMENT_RESOLVED: ("decision",),
+}
 
 
 def short_hash(text: str) -> str:
@@ -119,6 +130,15 @@ class FanOut:
             made += await self.deliveries.create(ident, case_id, outbox, fields)
         return made
 
+    async def record_texts(self, topic: DeliveryTopic) -> dict[str, str]:
+        """The free texts a notice of `topic` shows, read from the record it is about (see
+        RECORD_TEXTS); none for other topics."""
+        names = RECORD_TEXTS.get(topic.kind)
+        if not names or not topic.suffix:
+            return {}
+        values = await self.redis.hmget(keys.disagreement(topic.suffix), list(names))
+        return {name: value for name, value in zip(names, values, strict=True) if value is not None}
+
     async def handle(self, entry_id: str, event: dict[str, str]) -> bool:
         """Consumer-group handler for the event stream."""
         try:
@@ -163,5 +183,6 @@ class FanOut:
             # A status message decided elsewhere (scheduler, reports): deliver as planned.
             orgs = json.loads(event.get("orgs", "[]"))
             params = json.loads(event.get("params", "{}"))
+            params.update(await self.record_texts(DeliveryTopic.parse(event["topic"])))
             await self.create(case_id, version, await self.plan(orgs, event["topic"], params))
         return True

@@ -201,7 +201,8 @@ class Disagreements:
                     now,
                     Topic.DISAGREEMENT_RAISED.at(d.id),
                     others,
-                    {"raised_by": self._name(actor.org_id), "text": d.text},
+                    # The text stays in the record; the fan-out reads it there (RECORD_TEXTS).
+                    {"raised_by": self._name(actor.org_id)},
                 ),
             )
             await pipe.execute()
@@ -279,7 +280,6 @@ class Disagreements:
                     told,
                     {
                         "raised_by": self._name(d.raised_by),
-                        "text": d.text,
                         "automatic": automatic,
                         "days": days,
                         "escalated_by": self._name(actor.org_id),
@@ -340,7 +340,6 @@ class Disagreements:
                     {
                         "raised_by": self._name(d.raised_by),
                         "resolved_by": self._name(actor.org_id),
-                        "decision": body.decision,
                     },
                 ),
             )

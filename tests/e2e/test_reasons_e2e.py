@@ -148,9 +148,8 @@ async def test_moving_the_arrival_after_the_booking_tells_health_centre_and_rece
         text = " ".join(text_of(told[0]).split())
         assert f"{REBOOK} ankomstdagen (torsdag 3 december 2026)." in text
         assert "från fredag 27 november 2026 till torsdag 3 december 2026" in text
-    assert "Boka om och meddela den nya tiden." in " ".join(
-        text_of([m for m in world.mails_to(ADDRESS[HC]) if "Boka om" in str(m["Subject"])][0]).split()
-    )
+    to_hc = next(m for m in world.mails_to(ADDRESS[HC]) if "Boka om" in str(m["Subject"]))
+    assert "Boka om och meddela den nya tiden." in " ".join(text_of(to_hc).split())
     # The school and the preschool get the ÄNDRAT notice only: never the booking.
     for org in (SCHOOL, PRESCHOOL):
         for mail in world.mails_to(ADDRESS[org]):
@@ -196,9 +195,7 @@ async def test_a_change_that_keeps_the_arrival_before_the_booking_says_nothing_o
         ("2028-01-10T10:00", "mer än ett år fram"),
     ],
 )
-async def test_a_booking_that_cannot_be_right_is_refused(
-    world: World, at: str, words: str
-) -> None:
+async def test_a_booking_that_cannot_be_right_is_refused(world: World, at: str, words: str) -> None:
     case_id = await registered(world)
     before = await footprint(world, case_id)
     status, problem = await world.call(

@@ -226,7 +226,7 @@ async def test_chat_turns_the_cores_refusals_into_swedish_replies(booked: Booked
     await eventually(
         lambda: _has(world, CHATS[HC], "skriv dag och tid"), 10.0, "the booking question"
     )
-    reply = await said(world, CHATS[HC], "2026-01-02 09:30", "orimligt långt bort")
+    reply = await said(world, CHATS[HC], "2026-01-02 09:30", "Tiden har redan passerat")
     assert reply.startswith("Det gick inte att spara")
     await said(world, CHATS[HC], "10/12 13.00", "tolk bokad")
     # Conflict: once the case is cancelled, the booking button is answered with why.
