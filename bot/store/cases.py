@@ -9,12 +9,11 @@ import json
 from datetime import datetime
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bot.domain.actor import Actor
 from bot.domain.case import Case, CaseNotFound, Version, event_fields, history_entry
 from bot.domain.events import EventType
 from bot.store import keys
+from bot.store.client import Redis
 from bot.store.transaction import Pipeline
 
 

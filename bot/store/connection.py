@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelMan
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
 
+from bot.store import client
 from bot.store.embedded import EmbeddedValkey
 
 __all__ = [
@@ -157,8 +158,16 @@ class MasterOnlyConnection(SentinelManagedConnection):
             raise RedisConnectionError("the master is now a replica (READONLY)") from None
 
 
-def redis_from_url(url: str) -> Redis:
-    """A client for `url` with the store's timeouts; nothing connects until first use."""
+def redis_from_url(url: str) -> client.Redis:
+    """A client for `url` with the store's timeouts; nothing connects until first use.
+
+    The one place a client is made: redis-py's, seen from here on through the typed view of a
+    decode_responses client (`bot/store/client.py`; `_client_options` sets decode_responses).
+    """
+    return cast("client.Redis", _redis_py_from_url(url))
+
+
+def _redis_py_from_url(url: str) -> Redis:
     if url.startswith("redis+sentinel://"):
         target = parse_sentinel_url(url)
         options = _client_options(tcp=True)
@@ -196,10 +205,10 @@ def redis_from_url(url: str) -> Redis:
     )
 
 
-async def close_redis(client: Redis) -> None:
+async def close_redis(redis: client.Redis) -> None:
     """Close a client from `redis_from_url`, including a Sentinel client's sentinel links."""
-    pool = client.connection_pool
-    await client.aclose()
+    pool = redis.connection_pool
+    await redis.aclose()
     await pool.disconnect()
     if isinstance(pool, SentinelConnectionPool):
         for sentinel_client in pool.sentinel_manager.sentinels:
@@ -210,7 +219,7 @@ async def close_redis(client: Redis) -> None:
 class Store:
     """The Redis client everything uses, and the embedded server behind it, if any."""
 
-    redis: Redis
+    redis: client.Redis
     embedded: EmbeddedValkey | None = None
     _closed: bool = field(default=False, init=False, repr=False)
 

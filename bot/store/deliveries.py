@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 
-from redis.asyncio import Redis
-
 from bot.domain.delivery import Delivery
 from bot.store import keys
+from bot.store.client import Redis
 from bot.store.scripts import register
 
 RELAY_ATTEMPTS = "relay_attempts"  # record field: send attempts that failed on the relay

@@ -32,12 +32,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from redis.asyncio import Redis
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from bot.store import keys
+from bot.store.client import Redis
 
 __all__ = ["Durability", "NotDurable", "StoreCheck", "inspect_store"]
 

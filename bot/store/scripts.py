@@ -5,10 +5,9 @@ from __future__ import annotations
 from functools import cache
 from importlib.resources import files
 
-from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
+from bot.store.client import Redis, Script
 
-__all__ = ["AsyncScript", "register", "source"]
+__all__ = ["Script", "register", "source"]
 
 
 @cache
@@ -18,7 +17,7 @@ def source(*names: str) -> str:
     return "\n".join(folder.joinpath(f"{name}.lua").read_text(encoding="utf-8") for name in names)
 
 
-def register(redis: Redis, *names: str) -> AsyncScript:
+def register(redis: Redis, *names: str) -> Script:
     """The script made of `names` (see `source`), registered with `redis` (EVALSHA, loaded on
     first use)."""
     return redis.register_script(source(*names))

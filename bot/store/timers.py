@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.domain.clock import Clock
 from bot.store import keys
+from bot.store.client import Redis
 from bot.store.scripts import register
 
 log = logging.getLogger(__name__)
