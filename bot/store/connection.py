@@ -123,7 +123,7 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
-class MasterOnlyConnection(SentinelManagedConnection):
+class MasterOnlyConnection(SentinelManagedConnection):  # type: ignore[misc]
     """A connection to the master the Sentinels name, that makes sure it is one.
 
     redis-py asks the Sentinels for the master's address on every new connection, but trusts

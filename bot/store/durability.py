@@ -49,7 +49,7 @@ PROBE_TTL_MS = 60_000
 StreamHandler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
 
-class NotDurable(RedisConnectionError):
+class NotDurable(RedisConnectionError):  # type: ignore[misc]  # redis-py is untyped here
     """A write could not be confirmed on enough replicas in time (or the server it went to is
     no longer the master). A store fault, not the request's: answer 503, retry later."""
 
@@ -203,7 +203,7 @@ async def _sentinel_problems(pool: SentinelConnectionPool) -> list[str]:
     for sentinel in pool.sentinel_manager.sentinels:
         try:
             state = await sentinel.sentinel_master(pool.service_name)
-        except Exception:  # noqa: BLE001 - any Sentinel that answers will do
+        except Exception:  # noqa: S112 - any Sentinel that answers will do
             continue
         problems = []
         down_after = int(state.get("down-after-milliseconds", 0))

@@ -19,7 +19,9 @@ The figures are printed (pytest -s) and written in docs/reliability.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import sys
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -33,12 +35,10 @@ from redis.asyncio import Redis
 
 from bot.store import keys
 from tests.fault.conftest import all_settled, api_token, arrived_counts
-from tests.support.process import ServeProcess, serve_env
-from tests.support.sentinel import SentinelSetup, sentinel_setup
+from tests.support.process import ROOT, ServeProcess, serve_env
+from tests.support.sentinel import Node, SentinelSetup, free_port, sentinel_setup
 from tests.support.smtp_sink import SmtpSink
 from tests.support.world import arrival
-
-pytestmark = [pytest.mark.slow, pytest.mark.long]  # ~40 s each: CI runs them with -m long
 
 RATE = 6.0  # arrivals a second, over both processes
 BEFORE = 2.0  # seconds of load before the fault
@@ -81,10 +81,8 @@ class Load:
             self.posted.append(item)
             self.tasks.append(asyncio.create_task(self._post(item, n)))
             n += 1
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), 1 / RATE)
-            except TimeoutError:
-                pass
         await asyncio.gather(*self.tasks)
 
     async def _post(self, item: Posted, n: int) -> None:
@@ -233,6 +231,7 @@ async def measure(
         assert status in (0, 503), (status, body)  # never 500 (0: connection refused)
         if status == 503:
             assert body["content_type"] == "application/problem+json", body
+            assert body["retry_after"] is not None, body
     refusal_times = [at for at, _s, _b in refusals]
     return Outcome(
         posted=len(load.posted),
@@ -258,6 +257,8 @@ def check(outcome: Outcome, name: str) -> None:
     assert outcome.never_mailed == 0
 
 
+@pytest.mark.slow
+@pytest.mark.long  # ~40 s: CI runs it with -m long
 async def test_planned_failover_loses_nothing_answered_and_reuses_no_reference(
     tmp_path: Path,
 ) -> None:
@@ -267,6 +268,8 @@ async def test_planned_failover_loses_nothing_answered_and_reuses_no_reference(
     check(await run_under_load(tmp_path, planned), "planned failover")
 
 
+@pytest.mark.slow
+@pytest.mark.long  # ~40 s: CI runs it with -m long
 async def test_master_killed_loses_nothing_answered_and_reuses_no_reference(
     tmp_path: Path,
 ) -> None:
@@ -278,3 +281,34 @@ async def test_master_killed_loses_nothing_answered_and_reuses_no_reference(
         await setup.restart(old)
 
     check(await run_under_load(tmp_path, unplanned), "master killed")
+
+
+async def test_a_redis_cluster_is_refused_at_start_with_one_line(tmp_path: Path) -> None:
+    node = Node("cluster", free_port(), tmp_path / "cluster")
+    node.directory.mkdir()
+    node.conf.write_text(
+        f"port {node.port}\nbind 127.0.0.1\ndir {node.directory}\ncluster-enabled yes\n"
+        'cluster-config-file nodes.conf\nsave ""\n'
+    )
+    node.start()
+    try:
+        async with SmtpSink() as smtp:
+            env = serve_env(f"redis://127.0.0.1:{node.port}/0", tmp_path / "data", smtp, None)
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bot",
+                "serve",
+                cwd=ROOT,
+                env=env,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+            )
+            out, err = await asyncio.wait_for(process.communicate(), 60)
+        assert process.returncode == 2, (out, err)
+        lines = [line for line in err.decode().splitlines() if line.startswith("ankomst:")]
+        assert len(lines) == 1 and "ANKOMST_REDIS_URL" in lines[0], err.decode()
+        assert "Sentinel" in lines[0]
+        assert b"Ankomst is running" not in out
+    finally:
+        node.kill()

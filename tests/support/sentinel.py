@@ -114,7 +114,7 @@ class SentinelSetup:
                 )
                 if reply:
                     seen[int(reply[1])] = seen.get(int(reply[1]), 0) + 1
-            except Exception:  # noqa: BLE001 - a Sentinel that does not answer has no vote
+            except Exception:  # noqa: S110 - a Sentinel that does not answer has no vote
                 pass
             finally:
                 await client.aclose()
@@ -133,7 +133,7 @@ class SentinelSetup:
         try:
             info = await client.info("replication")
             return str(info["role"]), str(info.get("master_link_status", ""))
-        except Exception:  # noqa: BLE001 - down, loading, refusing: all "not ready"
+        except Exception:  # down, loading, refusing: all "not ready"
             return "down", ""
         finally:
             await client.aclose()
@@ -168,7 +168,7 @@ class SentinelSetup:
                     state = await client.sentinel_master(MASTER_NAME)
                     if state["num-slaves"] >= 1 and state["num-other-sentinels"] >= 2:
                         ready += 1
-                except Exception:  # noqa: BLE001 - not up yet
+                except Exception:  # noqa: S110 - not up yet
                     pass
                 finally:
                     await client.aclose()
@@ -275,7 +275,7 @@ async def _answers(node: Node, timeout: float = 20.0) -> None:
         try:
             if await client.ping():
                 return
-        except Exception:  # noqa: BLE001 - not listening yet
+        except Exception:  # not listening yet
             if node.process is not None and node.process.poll() is not None:
                 log = (node.directory / "out.log").read_text(errors="replace")
                 raise RuntimeError(f"{node.name} exited: {log[-2000:]}") from None
