@@ -263,6 +263,27 @@ async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _telegram_webhook(settings: Settings, delete: bool) -> int:
+    from handlers.main import make_bot
+    from handlers.telegram import delete_webhook, register_webhook
+
+    bot = make_bot(settings)
+    if bot is None:
+        return _fail("ANKOMST_TELEGRAM_TOKEN is not set: there is no bot to register", 2)
+    if not delete and settings.telegram_webhook_secret is None:
+        return _fail("ANKOMST_TELEGRAM_WEBHOOK_SECRET is not set (a webhook needs it)", 2)
+    try:
+        if delete:
+            await delete_webhook(bot)
+            print("Telegram: webhook deleted; updates wait for polling (ANKOMST_TELEGRAM_MODE)")
+        else:
+            url = await register_webhook(bot, settings)
+            print(f"Telegram: webhook set; Telegram posts updates to {url}")
+    finally:
+        await bot.session.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The command-line grammar."""
     parser = argparse.ArgumentParser(
@@ -302,6 +323,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export.add_argument("--from", dest="from_", metavar="DATE", help="from this day")
     audit_export.add_argument("--to", metavar="DATE", help="to this day, inclusive")
     audit_export.add_argument("--output", type=Path, metavar="FILE", help="write here")
+    telegram = sub.add_parser("telegram", help="the Telegram bot")
+    telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)
+    webhook = telegram_sub.add_parser(
+        "webhook",
+        help="register ANKOMST_PUBLIC_URL/telegram/webhook with Telegram (setWebhook), "
+        "with the secret token; `serve` in webhook mode does this at start",
+    )
+    webhook.add_argument("--delete", action="store_true", help="remove the webhook instead")
     return parser
 
 
@@ -342,6 +371,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_report(settings, args))
         elif args.command == "audit":
             return asyncio.run(_audit_export(settings, args))
+        elif args.command == "telegram":
+            return asyncio.run(_telegram_webhook(settings, args.delete))
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one line, never a traceback, for whatever stops the start

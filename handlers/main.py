@@ -28,7 +28,7 @@ from bot.store import STORE_UNAVAILABLE, Redis
 from bot.store.connection import open_store
 from bot.store.durability import inspect_store
 from handlers.http.routes import build_web_app
-from handlers.telegram import add_webhook_route, build_dispatcher
+from handlers.telegram import add_webhook_route, build_dispatcher, register_webhook, webhook_url
 
 log = logging.getLogger("ankomst")
 
@@ -148,6 +148,8 @@ class Ankomst:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else settings.http_port
         self.say(f"HTTP: listening on http://{settings.http_host}:{self.port}")
+        if bot is not None and settings.telegram_mode == "webhook":
+            await self._register_webhook(bot)
 
         if bot is not None and self.dispatcher is not None and settings.telegram_mode == "polling":
             dispatcher = self.dispatcher
@@ -175,6 +177,23 @@ class Ankomst:
             )
         if check.problems:
             log.warning("Redis settings put answered writes at risk: %s", "; ".join(check.problems))
+
+    async def _register_webhook(self, bot: Bot) -> None:
+        """Webhook mode: register this service's URL with Telegram (setWebhook) now that it is
+        served, and say where Telegram posts (never the secret). A Telegram that does not
+        answer does not stop the start: the rest of the service works, and the line says how
+        to register by hand."""
+        url = webhook_url(self.settings)
+        try:
+            await register_webhook(bot, self.settings)
+        except Exception as exc:
+            self.say(
+                f"Telegram: webhook mode, but setWebhook for {url} failed "
+                f"({type(exc).__name__}: {exc}); run `ankomst telegram webhook` when Telegram "
+                "answers"
+            )
+            return
+        self.say(f"Telegram: webhook mode; Telegram posts updates to {url}")
 
     def _run(
         self,

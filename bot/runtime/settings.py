@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 import sys
 from datetime import time
@@ -13,6 +14,9 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.domain.addresses import CONTROL, is_plain_address
+
+# What Telegram allows as a webhook's secret_token (setWebhook).
+WEBHOOK_SECRET = re.compile(r"[A-Za-z0-9_-]{1,256}")
 
 
 class SettingsError(Exception):
@@ -146,6 +150,16 @@ class Settings(BaseSettings):
         # `ANKOMST_SECRET_KEY=` in an env file must not mean "sign with the empty key".
         if value is None or (isinstance(value, str) and not value.strip()):
             return None
+        return value
+
+    @field_validator("telegram_webhook_secret")
+    @classmethod
+    def _webhook_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        # Telegram accepts 1-256 characters of A-Z, a-z, 0-9, _ and - as a webhook's
+        # secret_token; anything else is refused by setWebhook, so refuse it at start (the
+        # message never repeats the value: it is a secret).
+        if value is not None and not WEBHOOK_SECRET.fullmatch(value.get_secret_value()):
+            raise ValueError("must be 1-256 characters of A-Z, a-z, 0-9, _ and - (Telegram's rule)")
         return value
 
     @field_validator("secret_key")

@@ -26,6 +26,9 @@ from handlers.telegram import (
 )
 
 WEBHOOK_PATH = "/telegram/webhook"
+# The update types the routers handle (a test checks it against the dispatcher's own answer);
+# Telegram sends no other kind to the webhook.
+ALLOWED_UPDATES = ("message", "callback_query")
 
 
 class SharedRedisStorage(RedisStorage):
@@ -93,3 +96,27 @@ def add_webhook_route(
     ).register(app, path=WEBHOOK_PATH)
     # Start-up hooks (the default command menu) run with the aiohttp app.
     setup_application(app, dispatcher, bot=bot)
+
+
+def webhook_url(settings: Settings) -> str:
+    """Where Telegram posts this service's updates: ANKOMST_PUBLIC_URL + /telegram/webhook."""
+    return settings.public_url + WEBHOOK_PATH
+
+
+async def register_webhook(bot: Bot, settings: Settings) -> str:
+    """Tell Telegram (setWebhook) to post updates to `webhook_url`, sending the secret token
+    (ANKOMST_TELEGRAM_WEBHOOK_SECRET) with each; returns the URL. Calling it again is harmless."""
+    if settings.telegram_webhook_secret is None:
+        raise ValueError("ANKOMST_TELEGRAM_WEBHOOK_SECRET is not set")
+    url = webhook_url(settings)
+    await bot.set_webhook(
+        url,
+        secret_token=settings.telegram_webhook_secret.get_secret_value(),
+        allowed_updates=list(ALLOWED_UPDATES),
+    )
+    return url
+
+
+async def delete_webhook(bot: Bot) -> None:
+    """Tell Telegram to stop posting updates (deleteWebhook), e.g. before going back to polling."""
+    await bot.delete_webhook()

@@ -203,6 +203,9 @@ class FakeTelegramAPI:
         self.calls: list[Call] = []
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.webhook_url = ""
+        # What the last setWebhook asked for besides the URL (the secret Telegram sends back).
+        self.webhook_secret = ""
+        self.webhook_allowed_updates: list[str] | None = None
         self._faults: list[Fault] = []
         self._updates: list[dict[str, Any]] = []
         self._update_ids = itertools.count(1)
@@ -649,12 +652,16 @@ class FakeTelegramAPI:
 
     async def _set_webhook(self, params: dict[str, Any], token: str) -> Any:
         self.webhook_url = str(params.get("url", ""))
+        self.webhook_secret = str(params.get("secret_token", ""))
+        allowed = params.get("allowed_updates")
+        self.webhook_allowed_updates = list(allowed) if allowed is not None else None
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
 
     async def _delete_webhook(self, params: dict[str, Any], token: str) -> Any:
         self.webhook_url = ""
+        self.webhook_secret = ""
         if params.get("drop_pending_updates"):
             self._updates.clear()
         return True
