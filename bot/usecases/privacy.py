@@ -157,7 +157,8 @@ class Retention:
                     moments.append(datetime.fromisoformat(d["resolved_at"]))
         closed = max(moments)
         await self.redis.hsetnx(keys.case(case_id), "closed_at", closed.isoformat())
-        return datetime.fromisoformat(await self.redis.hget(keys.case(case_id), "closed_at"))
+        recorded = await self.redis.hget(keys.case(case_id), "closed_at")
+        return datetime.fromisoformat(recorded) if recorded else closed
 
     async def due(self) -> list[str]:
         """Cases closed at least `retention_days` ago whose personal data are still stored."""
@@ -253,7 +254,7 @@ class Retention:
         ids = await self.redis.smembers(keys.case_deliveries(case_id))
         for ident in ids:
             params = await self.redis.hget(keys.delivery(ident), "params")
-            if _has_personal(params):
+            if params is not None and _has_personal(params):
                 clean = json.dumps(scrub(json.loads(params)), ensure_ascii=False)
                 await self.redis.hset(keys.delivery(ident), "params", clean)
 
