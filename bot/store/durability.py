@@ -194,7 +194,7 @@ async def inspect_store(redis: Redis, *, min_replicas: int) -> StoreCheck:
             problems.append(f"maxmemory-policy is {config['maxmemory-policy']}, not noeviction")
         if sentinel and int(config.get("min-replicas-to-write", 0) or 0) < 1:
             problems.append("min-replicas-to-write is 0 on the master (set 1)")
-    if sentinel:
+    if isinstance(pool, SentinelConnectionPool):  # `sentinel`, spelled so that mypy narrows
         problems.extend(await _sentinel_problems(pool))
     return StoreCheck(cluster=False, problems=tuple(problems))
 
