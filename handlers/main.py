@@ -50,6 +50,16 @@ def make_bot(settings: Settings) -> Bot | None:
     )
 
 
+def _log_if_died(task: asyncio.Task[None]) -> None:
+    """A worker loop should never end by an exception; if one does, say so (and retrieve it,
+    so it is not lost as "Task exception was never retrieved"). /readyz shows it not alive."""
+    if task.cancelled():
+        return
+    error = task.exception()
+    if error is not None:
+        log.error("worker %s ended by an error", task.get_name(), exc_info=error)
+
+
 class Ankomst:
     """The running service: HTTP server, pipeline workers and Telegram, on one event loop."""
 
@@ -204,6 +214,7 @@ class Ankomst:
     ) -> asyncio.Task[None]:
         """Run one loop as a task; at exit ask it to stop, then cancel what has not."""
         task: asyncio.Task[None] = asyncio.create_task(work, name=name)
+        task.add_done_callback(_log_if_died)
 
         async def finish() -> None:
             await stop()

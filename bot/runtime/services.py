@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +30,8 @@ from bot.pipeline.delivery import Deliverer, DeliveryHooks, DeliverySettings
 from bot.pipeline.fanout import FanOut
 from bot.runtime.metrics import Metrics
 from bot.runtime.settings import Settings
-from bot.store import Redis, keys
+from bot.store import Heartbeat, Redis, keys
+from bot.store.faults import DEFAULT_STALE_SECONDS
 from bot.store.durability import Durability
 from bot.store.streams import StreamConsumer
 from bot.store.timers import Scheduler
@@ -51,16 +53,56 @@ class Workers:
     retention: Retention | None = None
     # Further loops an adapter runs (Telegram polling): name -> is it alive.
     extra: dict[str, Callable[[], bool]] = field(default_factory=dict)
+    # A loop that has not taken a turn for this long is stuck (ANKOMST_WORKER_STALE_SECONDS).
+    stale_after: float = DEFAULT_STALE_SECONDS
+
+    def heartbeats(self) -> dict[str, Heartbeat]:
+        """Each loop's heartbeat by name (the loops beat them; nothing else does)."""
+        beats = {f"{c.stream}/{c.group}": c.stats.heartbeat for c in self.consumers}
+        if self.scheduler is not None:
+            beats["scheduler"] = self.scheduler.stats.heartbeat
+        if self.retention is not None:
+            beats["privacy"] = self.retention.stats.heartbeat
+        return beats
 
     def liveness(self) -> dict[str, bool]:
-        """Each worker by name, and whether it is alive."""
-        alive = {f"{c.stream}/{c.group}": c.stats.alive for c in self.consumers}
-        if self.scheduler is not None:
-            alive["scheduler"] = self.scheduler.stats.alive
-        if self.retention is not None:
-            alive["privacy"] = self.retention.stats.alive
+        """Each worker by name, and whether it is alive: its loop runs and has beaten within
+        `stale_after` seconds. A loop that ended (however) or hangs is not alive. A loop that
+        is backing off from a store fault still beats: the store's own check says that."""
+        alive = {name: beat.alive(self.stale_after) for name, beat in self.heartbeats().items()}
         alive.update({name: check() for name, check in self.extra.items()})
         return alive
+
+
+@dataclass
+class StoreWatch:
+    """What /readyz has seen of the store: whether it ever answered, and since when it has not.
+
+    Readiness rides out a short outage (a failover, a restart): a process that has reached the
+    store before stays ready for `grace` seconds after the first failed check, so the pods of
+    a deployment are not all taken out of service together for a hiccup they survive.
+    """
+
+    grace: float = 30.0
+    seen_up: bool = False
+    down_since: float | None = None
+    now: Callable[[], float] = time.monotonic
+
+    def up(self) -> None:
+        """The store answered."""
+        self.seen_up = True
+        self.down_since = None
+
+    def down(self) -> float:
+        """The store did not answer; returns for how long it has not (seconds)."""
+        now = self.now()
+        if self.down_since is None:
+            self.down_since = now
+        return now - self.down_since
+
+    def riding_out(self, down_for: float) -> bool:
+        """Whether an outage of `down_for` seconds still counts as ready."""
+        return self.seen_up and down_for < self.grace
 
 
 @dataclass
@@ -87,6 +129,7 @@ class Services:
     retention: Retention
     workers: Workers
     bot: Bot | None = None
+    store_watch: StoreWatch = field(default_factory=StoreWatch)
 
     @property
     def consumers(self) -> list[StreamConsumer]:
@@ -94,19 +137,28 @@ class Services:
         return self.workers.consumers
 
     async def ready(self) -> tuple[bool, dict[str, Any]]:
-        """Whether the store answers and every worker runs."""
+        """Whether the process can do its work: the store answers (or has been away less than
+        the grace period, `ANKOMST_READY_GRACE_SECONDS`) and every worker loop is alive by its
+        own heartbeat.
+
+        `redis` is what the store answered just now; `redis_down_seconds` how long it has not.
+        """
         checks: dict[str, Any] = {}
+        watch = self.store_watch
         try:
             checks["redis"] = bool(await asyncio.wait_for(self.redis.ping(), 2))
         except Exception as exc:
             checks["redis"] = False
             checks["redis_error"] = type(exc).__name__
+        if checks["redis"]:
+            watch.up()
+            store_ok = True
+        else:
+            down_for = watch.down()
+            checks["redis_down_seconds"] = round(down_for, 1)
+            store_ok = watch.riding_out(down_for)
         checks["workers"] = self.workers.liveness()
-        ok = (
-            checks["redis"] is True
-            and all(checks["workers"].values())
-            and bool(self.workers.consumers)
-        )
+        ok = store_ok and all(checks["workers"].values()) and bool(self.workers.consumers)
         return ok, checks
 
 
@@ -240,7 +292,7 @@ def build_services(
         sweep_seconds=settings.retention_sweep_seconds,
         booking_days=settings.booking_days,
     )
-    workers = Workers()
+    workers = Workers(stale_after=settings.worker_stale_seconds)
     if run_workers:
         name = consumer_name()
         reclaim = settings.claim_seconds * 1000
@@ -338,4 +390,5 @@ def build_services(
         retention=retention,
         workers=workers,
         bot=bot,
+        store_watch=StoreWatch(grace=settings.ready_grace_seconds),
     )

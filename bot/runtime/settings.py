@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     scheduler_poll_seconds: float = Field(default=1.0, gt=0)
     scheduler_lease_seconds: int = Field(default=120, ge=1)
     scheduler_late_seconds: int = Field(default=60, ge=0)
+    # Readiness (/readyz): how long the store may be unreachable before the process says it is
+    # not ready (a Sentinel failover takes ~10 s; every pod would drop out at once), and how
+    # long a worker loop may go without a turn before it counts as stuck (real seconds).
+    ready_grace_seconds: float = Field(default=30.0, ge=0)
+    worker_stale_seconds: float = Field(default=300.0, gt=0)
 
     # Links, codes and claims
     ack_link_days: int = Field(default=30, ge=1)

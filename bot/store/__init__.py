@@ -8,9 +8,16 @@ them from here, so the client library has one door:
   at run time they are redis-py's classes. `Script` is a registered Lua script; `redis_py(client)`
   gives a library that wants redis-py's own type (aiogram's RedisStorage) the same object.
 - `WatchError`: a watched key changed before EXEC (`optimistic` retries on it for you).
-- `RedisConnectionError`, `RedisTimeoutError` (together `STORE_UNAVAILABLE`): the store cannot
-  be reached now; an adapter answers 503, a worker backs off.
+- `store_unavailable(exc)`: the ONE answer to "is this error the store being unable to serve
+  now" — connection faults and timeouts, and the error replies READONLY, NOREPLICAS, MASTERDOWN,
+  LOADING, OOM, MISCONF, NOPERM (`UNAVAILABLE_REPLIES`). An adapter answers 503 with
+  Retry-After (chat: try again in a while); a worker backs off and does not count it against
+  the entry. `RETRY_AFTER_SECONDS` is what callers are told to wait.
+- `RedisConnectionError`, `RedisTimeoutError` (together `STORE_UNAVAILABLE`): the connection
+  faults alone (a subset of what `store_unavailable` accepts).
 - `ResponseError`: the store answered with an error reply.
+- `FaultLog`, `Backoff`, `Heartbeat`, `pause`: how a long-running loop rides out a fault
+  (`bot/store/faults.py`).
 - `optimistic`: the one WATCH / read / decide / MULTI-EXEC loop.
 
 Use cases still issue their commands through the client they are given; moving every command
@@ -26,6 +33,15 @@ from redis.exceptions import ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store.client import Script, redis_py
+from bot.store.faults import (
+    UNAVAILABLE_REPLIES,
+    Backoff,
+    FaultLog,
+    Heartbeat,
+    fault_kind,
+    pause,
+    store_unavailable,
+)
 from bot.store.transaction import optimistic
 
 if TYPE_CHECKING:
@@ -38,7 +54,12 @@ else:
     from redis.asyncio.client import Pipeline
 
 __all__ = [
+    "RETRY_AFTER_SECONDS",
     "STORE_UNAVAILABLE",
+    "UNAVAILABLE_REPLIES",
+    "Backoff",
+    "FaultLog",
+    "Heartbeat",
     "Pipeline",
     "Redis",
     "RedisConnectionError",
@@ -46,9 +67,16 @@ __all__ = [
     "ResponseError",
     "Script",
     "WatchError",
+    "fault_kind",
     "optimistic",
+    "pause",
     "redis_py",
+    "store_unavailable",
 ]
 
 # The errors that mean "the store cannot be reached now" rather than "the request is wrong".
 STORE_UNAVAILABLE: Final = (RedisConnectionError, RedisTimeoutError)
+
+# What a caller refused because the store is unavailable is told to wait before trying again:
+# a Sentinel failover takes about 10 s, a reconnect well under a second.
+RETRY_AFTER_SECONDS: Final = 5

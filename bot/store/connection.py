@@ -19,9 +19,12 @@ from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import client
 from bot.store.embedded import EmbeddedValkey
@@ -33,6 +36,7 @@ __all__ = [
     "Store",
     "StoreSettings",
     "close_redis",
+    "command_retry",
     "open_store",
     "parse_sentinel_url",
     "redis_from_url",
@@ -43,10 +47,29 @@ POOL_WAIT_SECONDS = 10.0  # how long a command waits for a free connection befor
 SOCKET_TIMEOUT = 30.0  # seconds a single read may take before the connection is given up
 MAX_BLOCK_MS = 20_000  # longest safe BLOCK for XREADGROUP etc.: well below SOCKET_TIMEOUT
 SOCKET_CONNECT_TIMEOUT = 5.0
-# A connection idle this long is PINGed before use, so one cut by a firewall or a failover
-# is noticed before a command is lost on it.
-HEALTH_CHECK_INTERVAL = 15.0
+# A connection idle this long is PINGed before use, so one cut by a firewall, a failover or a
+# restart of the server is found (and replaced) before a command is sent on it. Short, because
+# after a restart every pooled connection is dead and a burst would otherwise meet them; the
+# PING costs one round trip on a connection that has been idle a second anyway.
+HEALTH_CHECK_INTERVAL = 1.0
+# A command (or a health-check PING) that meets a dead connection is sent once more on a fresh
+# one, after a short jittered pause, so a request is not failed for a connection that died
+# while it sat in the pool: once the store answers, requests succeed. One retry only: a
+# command whose reply was lost may have run, so a retry can repeat it (writes that matter are
+# idempotent: registrations by external_ref, deliveries by their id, timers by theirs).
+COMMAND_RETRIES = 1
+RETRY_BACKOFF_BASE = 0.02
+RETRY_BACKOFF_CAP = 0.5
 DEFAULT_SENTINEL_PORT = 26379
+
+
+def command_retry() -> Retry:
+    """The retry every connection of the store's clients uses (see `COMMAND_RETRIES`)."""
+    return Retry(
+        ExponentialWithJitterBackoff(base=RETRY_BACKOFF_BASE, cap=RETRY_BACKOFF_CAP),
+        COMMAND_RETRIES,
+        supported_errors=(RedisConnectionError, RedisTimeoutError),
+    )
 
 
 def _client_options(tcp: bool) -> dict[str, Any]:
@@ -55,6 +78,8 @@ def _client_options(tcp: bool) -> dict[str, Any]:
         "socket_timeout": SOCKET_TIMEOUT,
         "socket_connect_timeout": SOCKET_CONNECT_TIMEOUT,
         "health_check_interval": HEALTH_CHECK_INTERVAL,
+        "retry": command_retry(),
+        "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
     if tcp:
         # Keepalive only exists for TCP; unix-socket connections refuse the option.
@@ -171,7 +196,9 @@ def _redis_py_from_url(url: str) -> Redis:
     if url.startswith("redis+sentinel://"):
         target = parse_sentinel_url(url)
         options = _client_options(tcp=True)
-        sentinel_options = {k: v for k, v in options.items() if k.startswith("socket_")}
+        sentinel_options: dict[str, Any] = {
+            k: v for k, v in options.items() if k.startswith("socket_")
+        }
         if target.sentinel_password is not None:
             sentinel_options["password"] = target.sentinel_password
         sentinel = Sentinel(

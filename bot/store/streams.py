@@ -14,11 +14,10 @@ handled before `run()` returns, or stays unread for the next consumer; none is l
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -27,6 +26,14 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import keys
 from bot.store.client import Redis
+from bot.store.faults import (
+    DEFAULT_STALE_SECONDS,
+    Backoff,
+    FaultLog,
+    Heartbeat,
+    pause,
+    store_unavailable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +49,15 @@ class StreamStats:
     failed: int = 0
     dead_lettered: int = 0
     reclaimed: int = 0
-    alive: bool = False
+    # Rounds of the loop that met a fault (the store unavailable, or an error of our own) and
+    # were backed off; the loop went on after each.
+    faulted_rounds: int = 0
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+
+    @property
+    def alive(self) -> bool:
+        """The loop runs and has taken a turn lately (readiness asks with its own window)."""
+        return self.heartbeat.alive(DEFAULT_STALE_SECONDS)
 
 
 async def ensure_group(redis: Redis, stream: str, group: str) -> None:
@@ -93,40 +108,56 @@ class StreamConsumer:
         self._reader_id: int | None = None
         # While a burst runs: the ids of entries finished (acknowledged or dead-lettered).
         self._burst_finished: set[str] | None = None
+        # Faults of the loop (reads, reclaims) and of handling entries (mostly writes) are
+        # logged apart: under OOM reads still work while writes fail, and one must not mark
+        # the other's fault as over.
+        self._faults = FaultLog(log, f"stream {stream} group {group}")
+        self._entry_faults = FaultLog(log, f"stream {stream} group {group} handling entries")
 
     async def run(self) -> None:
-        """Consume until stopped; survives lost connections by waiting and trying again."""
+        """Consume until stopped. No fault ends it: a lost connection or an error reply from
+        the store (READONLY, NOREPLICAS, OOM, a lost group…) is logged once, backed off
+        (exponential, jittered, at most 10 s) and tried again."""
+        heartbeat = self.stats.heartbeat
+        heartbeat.start()
         try:
             await self._run()
         finally:
-            self.stats.alive = False
-            if self._reader is not None:
-                reader, self._reader = self._reader, None
-                await reader.aclose()  # gives its connection back to the pool
+            heartbeat.stop()
+            await self._drop_reader()
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
 
     async def _run(self) -> None:
-        backoff = 0.5
+        backoff = Backoff()
         while not self._stopping.is_set():
             try:
                 await ensure_group(self.redis, self.stream, self.group)
-                self.stats.alive = True
-                await self._loop()
-                backoff = 0.5
-            except ResponseError as exc:
+                await self._loop(backoff)
+            except Exception as exc:
                 # The stream or group is gone (a store restarted without its data, a flush):
-                # make it again instead of letting this worker die. Redis 7.0 tells a blocked
-                # reader "UNBLOCKED the stream key no longer exists"; later servers NOGROUP.
-                if "NOGROUP" not in str(exc) and "UNBLOCKED" not in str(exc):
-                    raise
-                log.warning("stream %s: consumer group lost; creating it again", self.stream)
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self.stats.alive = False
-                log.warning("stream %s: store unreachable (%s); retrying", self.stream, exc)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), backoff)
-                backoff = min(backoff * 2, 10.0)
+                # make it again at once. Redis 7.0 tells a blocked reader "UNBLOCKED the stream
+                # key no longer exists"; later servers NOGROUP.
+                if isinstance(exc, ResponseError) and (
+                    "NOGROUP" in str(exc) or "UNBLOCKED" in str(exc)
+                ):
+                    log.warning("stream %s: consumer group lost; creating it again", self.stream)
+                    continue
+                # Anything else (the store unreachable or refusing, or a fault of our own):
+                # this worker must not end. Said once per distinct fault, then backed off.
+                self.stats.faulted_rounds += 1
+                self._faults.fault(exc)
+                await self._drop_reader()
+                await pause(self._stopping, backoff.next(), self.stats.heartbeat)
+
+    async def _drop_reader(self) -> None:
+        """Give the blocking read's connection back; the next read takes a fresh one."""
+        if self._reader is not None:
+            reader, self._reader = self._reader, None
+            try:
+                await reader.aclose()
+            except Exception:  # a dead connection may fail to close; it is gone anyway
+                log.debug("stream %s: closing the reader failed", self.stream, exc_info=True)
 
     async def stop(self) -> None:
         """Finish what is in hand and stop reading; a blocked read returns at once."""
@@ -198,13 +229,17 @@ class StreamConsumer:
             await asyncio.gather(*self._running, return_exceptions=True)
         return read
 
-    async def _loop(self) -> None:
+    async def _loop(self, backoff: Backoff) -> None:
         await self.reclaim()
         reclaim_every = max(self.reclaim_after_ms / 2000, 0.5)
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + reclaim_every
         while not self._stopping.is_set():
+            self.stats.heartbeat.beat()
             response = await self._read_new()
+            # A read went through: whatever fault there was is over.
+            self._faults.ok()
+            backoff.reset()
             for _stream, entries in response or []:
                 for entry_id, fields in entries:
                     await self._dispatch(entry_id, fields)
@@ -272,24 +307,37 @@ class StreamConsumer:
         try:
             done = await self.handler(entry_id, fields)
             if done:
-                await self.redis.xack(self.stream, self.group, entry_id)
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xack(self.stream, self.group, entry_id)
+                    # Its count of earlier failures (if any) is done with, as the entry is.
+                    pipe.hdel(keys.stream_failures(self.stream), entry_id)
+                    await pipe.execute()
+                self._entry_faults.ok()
                 self.stats.handled += 1
                 if self._burst_finished is not None:
                     self._burst_finished.add(entry_id)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
-            # The store went away: the entry stays pending and is taken again later.
-            log.warning("stream %s entry %s: store unreachable (%s)", self.stream, entry_id, exc)
         except Exception as exc:
+            if store_unavailable(exc):
+                # Not the entry's fault: it stays pending and is taken again later, and it
+                # does not count towards the dead-letter limit. The loop logs the fault once.
+                self._entry_faults.fault(exc)
+                return
             self.stats.failed += 1
             log.exception("stream %s entry %s failed", self.stream, entry_id)
-            await self._count_failure(entry_id, fields, f"{type(exc).__name__}: {exc}")
+            try:
+                await self._count_failure(entry_id, fields, f"{type(exc).__name__}: {exc}")
+            except Exception as count_exc:  # the store went away meanwhile
+                self._entry_faults.fault(count_exc)
         finally:
             self._in_flight.discard(entry_id)
             self._slots.release()
 
     async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
         failures_key = keys.stream_failures(self.stream)
-        count = await self.redis.hincrby(failures_key, entry_id, 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(failures_key, entry_id, 1)
+            pipe.expire(failures_key, keys.FAILURES_TTL)
+            count, _ = await pipe.execute()
         if count < self.max_failures:
             return
         async with self.redis.pipeline(transaction=True) as pipe:

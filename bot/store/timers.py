@@ -23,7 +23,6 @@ real time.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import secrets
@@ -32,12 +31,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-
 from bot.domain.clock import Clock
 from bot.store import keys
 from bot.store.client import Redis
+from bot.store.faults import (
+    DEFAULT_STALE_SECONDS,
+    Backoff,
+    FaultLog,
+    Heartbeat,
+    pause,
+    store_unavailable,
+)
 from bot.store.scripts import register
 
 log = logging.getLogger(__name__)
@@ -121,7 +125,12 @@ class SchedulerStats:
     fired: int = 0
     late: int = 0
     failed: int = 0
-    alive: bool = False
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+
+    @property
+    def alive(self) -> bool:
+        """The loop runs and has taken a turn lately (readiness asks with its own window)."""
+        return self.heartbeat.alive(DEFAULT_STALE_SECONDS)
 
 
 class Scheduler:
@@ -290,9 +299,11 @@ class Scheduler:
             )
         try:
             await handler(timer)
-        except (RedisConnectionError, RedisTimeoutError):
-            raise  # the store went away: the lease runs out and the timer is tried again
-        except Exception:
+        except Exception as exc:
+            if store_unavailable(exc):
+                # Not the timer's fault: no attempt is used up; the lease runs out and the
+                # timer is tried again once the store takes writes.
+                raise
             self.stats.failed += 1
             if attempt >= self.max_attempts:
                 log.exception("timer %s failed %s times; given up", timer_id, attempt)
@@ -309,24 +320,28 @@ class Scheduler:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Fire due timers every `poll_seconds` until stopped; survives a lost store."""
-        backoff = self.poll_seconds
-        while not self._stopping.is_set():
-            wait = self.poll_seconds
-            try:
-                self.stats.alive = True
-                await self.run_due()
-                backoff = self.poll_seconds
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self.stats.alive = False
-                log.warning("scheduler: store unreachable (%s); retrying", exc)
-                backoff = min(backoff * 2, 10.0)
-                wait = backoff
-            except Exception:
-                log.exception("scheduler: unexpected error; going on")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
-        self.stats.alive = False
+        """Fire due timers every `poll_seconds` until stopped. No fault ends it: a lost or
+        refusing store (or an error of our own) is logged once per distinct fault, backed off
+        (exponential, jittered, at most 10 s) and tried again."""
+        faults = FaultLog(log, "scheduler")
+        backoff = Backoff()
+        heartbeat = self.stats.heartbeat
+        heartbeat.start()
+        try:
+            while not self._stopping.is_set():
+                heartbeat.beat()
+                try:
+                    await self.run_due()
+                except Exception as exc:
+                    faults.fault(exc)
+                    wait = backoff.next()
+                else:
+                    faults.ok()
+                    backoff.reset()
+                    wait = self.poll_seconds
+                await pause(self._stopping, wait, heartbeat)
+        finally:
+            heartbeat.stop()
 
     async def stop(self) -> None:
         """Stop after the current round."""

@@ -20,11 +20,10 @@ settings keep no longer than the retention time (handlers/telegram/__init__.py).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +31,8 @@ from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.domain.personal import PERSONAL_KEYS
-from bot.store import Redis, RedisConnectionError, RedisTimeoutError, WatchError, keys
+from bot.store import Redis, WatchError, keys
+from bot.store.faults import DEFAULT_STALE_SECONDS, Backoff, FaultLog, Heartbeat, pause
 from bot.store.timers import timers_of_case
 from bot.store.trim import trim_stream, trim_streams, unfinished_entries
 from bot.usecases.report import case_statistics, freeze_statistics
@@ -107,7 +107,12 @@ class RetentionStats:
 
     erased: int = 0
     sweeps: int = 0
-    alive: bool = False
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+
+    @property
+    def alive(self) -> bool:
+        """The loop runs and has taken a turn lately (readiness asks with its own window)."""
+        return self.heartbeat.alive(DEFAULT_STALE_SECONDS)
 
 
 class Retention:
@@ -322,21 +327,28 @@ class Retention:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sweep every `sweep_seconds` until stopped; survives a lost store."""
-        while not self._stopping.is_set():
-            wait = self.sweep_seconds
-            try:
-                self.stats.alive = True
-                await self.sweep()
-            except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
-                self.stats.alive = False
-                log.warning("privacy sweep: store unreachable (%s); retrying", exc)
-                wait = min(self.sweep_seconds, 10.0)
-            except Exception:
-                log.exception("privacy sweep: unexpected error; going on")
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), wait)
-        self.stats.alive = False
+        """Sweep every `sweep_seconds` until stopped. No fault ends it: a lost or refusing
+        store (or an error of our own) is logged once per distinct fault, backed off
+        (exponential, jittered, at most 10 s) and tried again."""
+        faults = FaultLog(log, "privacy sweep")
+        backoff = Backoff()
+        heartbeat = self.stats.heartbeat
+        heartbeat.start()
+        try:
+            while not self._stopping.is_set():
+                heartbeat.beat()
+                try:
+                    await self.sweep()
+                except Exception as exc:
+                    faults.fault(exc)
+                    wait = min(backoff.next(), self.sweep_seconds)
+                else:
+                    faults.ok()
+                    backoff.reset()
+                    wait = self.sweep_seconds
+                await pause(self._stopping, wait, heartbeat)
+        finally:
+            heartbeat.stop()
 
     async def stop(self) -> None:
         """Stop after the current round."""

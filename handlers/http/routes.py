@@ -13,7 +13,7 @@ from bot.domain.arrival import ArrivalIn, ArrivalPatch, CancelIn, InvalidInput, 
 from bot.domain.calendar import local_today
 from bot.domain.case import Case
 from bot.runtime.services import Services
-from bot.store import RedisConnectionError, RedisTimeoutError
+from bot.store import RETRY_AFTER_SECONDS, FaultLog, store_unavailable
 from bot.usecases.access import Actor, LinkExpired
 from bot.usecases.audit import record_read, record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
@@ -29,6 +29,9 @@ log = logging.getLogger(__name__)
 SERVICES = web.AppKey("services", Services)
 ACTOR = web.RequestKey("actor", Actor)
 MAX_BODY = 64 * 1024
+# No request of the API nests deeper than a few levels; anything deeper is refused before any
+# code walks it (recursive code would fail on it with RecursionError, a 500).
+MAX_JSON_DEPTH = 32
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -59,22 +62,31 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem(409, "Konflikt", str(exc))
     except CaseNotFound:
         return problem(404, "Hittades inte", "Det finns inget sådant ärende.")
-    except (RedisConnectionError, RedisTimeoutError, ConnectionError):
-        log.warning("store unreachable while answering %s %s", request.method, request.path)
-        return problem(
-            503,
-            "Tjänsten är tillfälligt otillgänglig",
-            "Uppgifterna kunde inte sparas just nu. Försök igen om en stund.",
-        )
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "För stor förfrågan", f"Högst {MAX_BODY // 1024} KiB.")
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         return problem(exc.status, exc.reason, exc.text or "")
-    except Exception:
+    except Exception as exc:
+        if store_unavailable(exc):
+            # The store cannot serve now (unreachable, failing over, full, read-only…): the
+            # request was fine and may be sent again. Logged once per fault, not per request.
+            _store_faults.fault(exc)
+            response = problem(
+                503,
+                "Tjänsten är tillfälligt otillgänglig",
+                "Uppgifterna kunde inte sparas just nu. Försök igen om en stund.",
+            )
+            response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+            return response
         log.exception("unexpected error in %s %s", request.method, request.path)
         return problem(500, "Internt fel", "Något gick fel hos oss. Felet är loggat.")
+
+
+# One log line per store fault the API meets (and again when it changes or every minute it
+# lasts), not one per refused request.
+_store_faults = FaultLog(log, "HTTP API", repeat_after=60.0)
 
 
 @web.middleware
@@ -105,9 +117,33 @@ async def read_json(request: web.Request) -> Any:
     if not raw:
         return {}
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        # ValueError: not JSON, not UTF-8 (both are ValueErrors), or an integer longer than
+        # Python converts (4,300 digits); RecursionError: nested deeper than the parser goes.
         raise InvalidInput([{"field": "body", "message": "ska vara giltig JSON"}]) from None
+    if _depth_over(data, MAX_JSON_DEPTH):
+        raise InvalidInput(
+            [{"field": "body", "message": f"får vara nästlad högst {MAX_JSON_DEPTH} nivåer"}]
+        )
+    return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether `data` nests lists/objects deeper than `limit` (walked without recursion)."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def actor_of(request: web.Request) -> Actor:

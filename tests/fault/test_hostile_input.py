@@ -41,6 +41,24 @@ NASTY_TEXT = st.text(max_size=300) | st.sampled_from(
     ]
 )
 FIELD_VALUES = NASTY_TEXT | JSON
+
+# Bodies that break a naive JSON reader: nesting past the parser's recursion limit (or past
+# what later code can walk), and integers longer than Python converts (4,300 digits).
+DEEP_ARRAYS = st.integers(33, 30_000).map(lambda n: "[" * n + "]" * n)
+DEEP_OBJECTS = st.integers(33, 10_000).map(lambda n: '{"a":' * n + "1" + "}" * n)
+LONG_INTEGERS = st.integers(4_301, 20_000).map(lambda n: '{"children":[{"age": ' + "9" * n + "}]}")
+HOSTILE_BODIES = DEEP_ARRAYS | DEEP_OBJECTS | LONG_INTEGERS
+# Every endpoint that reads a JSON body ({case} and {disagreement} are filled in per test).
+JSON_ENDPOINTS = [
+    ("POST", "/api/v1/arrivals"),
+    ("PATCH", "/api/v1/arrivals/{case}"),
+    ("POST", "/api/v1/arrivals/{case}/cancel"),
+    ("POST", "/api/v1/arrivals/{case}/health-booking"),
+    ("POST", "/api/v1/arrivals/{case}/clearance"),
+    ("POST", "/api/v1/arrivals/{case}/disagreements"),
+    ("POST", "/api/v1/disagreements/{disagreement}/escalate"),
+    ("POST", "/api/v1/disagreements/{disagreement}/resolve"),
+]
 ARRIVAL_FIELDS = list(arrival())
 
 
@@ -186,6 +204,63 @@ def test_tokens_and_button_macs_are_compared_in_constant_time() -> None:
     # API tokens are looked up by their SHA-256: no stored secret is compared byte by byte.
     assert "_sha256(token)" in inspect.getsource(access.ApiTokens.actor)
     assert "compare_digest" in inspect.getsource(access.Signer.check_button)
+
+
+def hostile_target(api: Api) -> dict[str, str]:
+    """A case (and a disagreement on it) for the endpoints that need one; made once."""
+    if not hasattr(api, "target"):
+        status, _, text = api.request(
+            "POST", "/api/v1/arrivals", arrival(external_ref="MIG-2026-777777")
+        )
+        assert status in (200, 201), text
+        case_id = json.loads(text)["id"]
+        status, _, text = api.request(
+            "POST",
+            f"/api/v1/arrivals/{case_id}/disagreements",
+            {"text": "Skolan har inte fått beskedet."},
+        )
+        ident = json.loads(text).get("id", "none") if status == 201 else "none"
+        api.target = {"case": case_id, "disagreement": ident}  # type: ignore[attr-defined]
+    return api.target  # type: ignore[attr-defined,no-any-return]
+
+
+def refused_as_bad_input(status: int, content_type: str, text: str) -> None:
+    assert status in (400, 422), (status, text[:300])
+    sound(status, content_type, text)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 30_000 + "]" * 30_000,
+        '{"a":' * 10_000 + "1" + "}" * 10_000,
+        '{"children":[{"age": ' + "9" * 5_000 + "}]}",
+        "[" * 900 + "]" * 900,  # parses, but deeper than any request may be
+    ],
+    ids=["30000-brackets", "objects-10000-deep", "5000-digit-integer", "900-deep"],
+)
+@pytest.mark.parametrize(("method", "path"), JSON_ENDPOINTS)
+def test_hostile_json_is_refused_as_bad_input_on_every_endpoint(
+    api: Api, method: str, path: str, body: str
+) -> None:
+    target = hostile_target(api)
+    before = api.cases()
+    raw = body.encode()
+    assert len(raw) <= 64 * 1024  # under the size limit: the parser itself must cope
+    refused_as_bad_input(*api.request(method, path.format(**target), raw=raw))
+    assert api.cases() == before
+
+
+@BOUNDED
+@given(body=HOSTILE_BODIES, endpoint=st.sampled_from(JSON_ENDPOINTS))
+def test_generated_hostile_json_is_never_a_500(
+    api: Api, body: str, endpoint: tuple[str, str]
+) -> None:
+    method, path = endpoint
+    target = hostile_target(api)
+    before = api.cases()
+    refused_as_bad_input(*api.request(method, path.format(**target), raw=body.encode()))
+    assert api.cases() == before
 
 
 async def test_a_webhook_call_without_the_right_secret_is_401(

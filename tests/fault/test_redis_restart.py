@@ -23,7 +23,11 @@ async def test_what_got_a_201_survives_a_restart_and_nothing_unwritten_gets_a_20
         valkey = EmbeddedValkey(Path(short))
         await asyncio.to_thread(valkey.start)
         try:
-            async with running_world(valkey.url, tmp_path, claim_seconds=2) as world:
+            # Readiness rides out an outage shorter than its grace (test_store_errors.py); a
+            # grace of 1 s here lets this test see it drop while the store stays away.
+            async with running_world(
+                valkey.url, tmp_path, claim_seconds=2, ready_grace_seconds=1
+            ) as world:
                 first = await world.register(arrival())
                 await world.settled(first["id"])
                 # A second one still being sent when the store goes away.
