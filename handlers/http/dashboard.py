@@ -25,6 +25,15 @@ from bot.usecases.audit import record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Forbidden
 from bot.usecases.sessions import COOKIE, DashboardSession
 from bot.usecases.views import case_view_for
+from handlers.http.forms import (
+    STALE_FORM,
+    current_session,
+    html,
+    refused,
+    require_csrf,
+    see_other,
+    services_of,
+)
 from messages.dashboard import (
     BoardPage,
     CasePage,
@@ -55,35 +64,10 @@ _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}$")
 # the set keeps the tasks alive until done.
 _mailing: set[asyncio.Task[None]] = set()
 
-_HEADERS = {
-    "Cache-Control": "no-store",
-    "Referrer-Policy": "no-referrer",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "X-Robots-Tag": "noindex",
-    "Content-Security-Policy": (
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    ),
-}
-
-
-def _services(request: web.Request) -> Services:
-    from handlers.http.routes import SERVICES
-
-    return request.app[SERVICES]
-
-
-def _html(text: str, status: int = 200) -> web.Response:
-    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
-    response.headers.update(_HEADERS)
-    return response
-
-
-def _see_other(location: str) -> web.Response:
-    response = web.Response(status=303, headers={"Location": location})
-    response.headers.update(_HEADERS)
-    return response
+_services = services_of
+_html = html
+_see_other = see_other
+_refused = refused
 
 
 def _login_url(services: Services, token: str) -> str:
@@ -97,8 +81,7 @@ def _name(services: Services, org_id: str | None) -> str:
     return org.name if org else org_id
 
 
-async def _session(request: web.Request) -> DashboardSession | None:
-    return await _services(request).dashboard.read(request.cookies.get(COOKIE))
+_session = current_session
 
 
 def _viewer(services: Services, session: DashboardSession) -> Viewer:
@@ -129,10 +112,6 @@ def _not_found(services: Services, session: DashboardSession | None) -> web.Resp
         ),
         404,
     )
-
-
-def _refused(text: str, status: int = 403) -> web.Response:
-    return _html(render_error_page(ErrorPage(title="Inte tillåtet", text=text)), status)
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -355,12 +334,7 @@ def _booking_text(booking: dict[str, Any] | None) -> str | None:
 async def acknowledge(request: web.Request) -> web.Response:
     """POST /dashboard/cases/{case_id}/ack: the acknowledge button (form token required)."""
     services = _services(request)
-    session = await _session(request)
-    if session is None:
-        return _see_other("/dashboard/login")
-    form = await request.post()
-    if not session.csrf_ok(str(form.get("csrf", ""))):
-        return _refused("Formuläret gäller inte längre. Ladda om sidan och försök igen.")
+    session, form = await require_csrf(request)
     case = await _visible_case(services, session, request.match_info["case_id"])
     if case is None:
         return _not_found(services, session)
@@ -467,7 +441,7 @@ async def logout(request: web.Request) -> web.Response:
     if session is not None:
         form = await request.post()
         if not session.csrf_ok(str(form.get("csrf", ""))):
-            return _refused("Formuläret gäller inte längre. Ladda om sidan och försök igen.")
+            return _refused(STALE_FORM)
         await services.dashboard.close(session)
     response = _see_other("/dashboard/login?ut=1")
     response.del_cookie(COOKIE, path="/dashboard")
