@@ -288,7 +288,10 @@ def _relay_outcome(exc: BaseException) -> _Outcome:
     at once may help (a refused connection may; a refused password or certificate will not)."""
     chain = _chain(exc)
     text = str(exc) or type(exc).__name__
-    code = exc.code if isinstance(exc, aiosmtplib.SMTPResponseException) else None
+    code = None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        code = exc.code
+        text = f"{exc.code} {exc.message}"
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
         return _Outcome(False, False, code, f"login refused: {text}", PASSWORD_SETTINGS, False)
     if any(isinstance(e, ssl.SSLCertVerificationError) for e in chain):

@@ -258,7 +258,8 @@ class SmtpSink:
         )
         if not ok:
             self.logins_refused += 1
-        return AuthResult(success=ok)
+        # handled=False: aiosmtpd answers 535 itself (True would mean we had answered).
+        return AuthResult(success=ok, handled=False)
 
     def _opened(self, session: _SinkSession) -> int:
         self.connections_opened += 1
