@@ -89,11 +89,40 @@ class CaseRow:
     status: str
     version: int
     recipients: tuple[RecipientRow, ...]
+    # The health centre's booking, where the viewer may see it: None when not shown.
+    booked: bool | None = None
+    booking_overdue: bool = False
 
     @property
     def overdue(self) -> bool:
-        """Whether any recipient is late acknowledging."""
-        return any(r.overdue for r in self.recipients)
+        """Whether any recipient is late acknowledging, or the booking is late."""
+        return self.booking_overdue or any(r.overdue for r in self.recipients)
+
+    @property
+    def waits_on_viewer(self) -> bool:
+        """Whether the viewer's organisation is a recipient that has not acknowledged."""
+        return any(r.is_viewer and r.acknowledged_at is None for r in self.recipients)
+
+    @property
+    def summary(self) -> str:
+        """The case in one line: "2 av 3 har bekräftat · hälsocentralen har inte bokat"."""
+        if self.status == "cancelled":
+            return "Inställt"
+        parts = []
+        if self.overdue:
+            parts.append("Försenat")
+        if self.waits_on_viewer:
+            parts.append("Väntar på er bekräftelse")
+        done = sum(1 for r in self.recipients if r.acknowledged_at is not None)
+        parts.append(f"{done} av {len(self.recipients)} har bekräftat")
+        if self.booked is not None:
+            if self.booked:
+                parts.append("hälsocentralen har bokat")
+            elif self.booking_overdue:
+                parts.append("hälsocentralen har inte bokat i tid")
+            else:
+                parts.append("hälsocentralen har inte bokat")
+        return " · ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -129,6 +158,9 @@ class DisagreementRow:
     text: str
     status: str
     raised_at: datetime
+    decision: str | None = None
+    resolved_by: str | None = None
+    resolved_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -141,6 +173,8 @@ class HistoryRow:
     via: str
     version: int
     organisation: str | None = None
+    changes: tuple[tuple[str, str, str], ...] = ()  # (field label, old, new)
+    reason: str | None = None
 
 
 @dataclass(frozen=True)
@@ -150,6 +184,7 @@ class Viewer:
     organisation: str
     scope: str  # what the board shows, in words
     csrf: str
+    may_register: bool = False  # a reception unit: the form at /dashboard/ny is offered
 
 
 @dataclass(frozen=True)
@@ -162,6 +197,16 @@ class BoardPage:
     deadlines: tuple[DeadlineRow, ...]
     escalations: tuple[EscalationRow, ...]
     disagreements: tuple[DisagreementRow, ...]
+    show: str = "oppna"  # the filter: "oppna" | "forsenade" | "mina" | "alla"
+    notice: str | None = None
+
+
+BOARD_FILTERS: tuple[tuple[str, str], ...] = (
+    ("oppna", "Öppna"),
+    ("forsenade", "Försenade"),
+    ("mina", "Väntar på oss"),
+    ("alla", "Alla"),
+)
 
 
 @dataclass(frozen=True)
@@ -179,13 +224,53 @@ class CasePage:
     history: tuple[HistoryRow, ...]
     ack_version: int | None = None  # set when the viewer may acknowledge this version here
     notice: str | None = None  # one line of feedback after a POST
+    may_change: bool = False  # the registering reception unit: change the date, cancel
+    errors: dict[str, str] | None = None  # form field id -> Swedish error (date, cancel)
+    values: dict[str, str] | None = None  # what was typed into those forms
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One checkbox or option: its value, its label, and whether it is ticked."""
+
+    value: str
+    label: str
+    checked: bool = False
+
+
+@dataclass(frozen=True)
+class RegisterForm:
+    """The registration form: what was typed, the errors beside each field, the choices."""
+
+    viewer: Viewer
+    municipality: str
+    nonce: str
+    values: dict[str, str]
+    languages: tuple[Choice, ...]
+    recipients: tuple[Choice, ...]
+    errors: dict[str, str]  # field id -> Swedish error
+    min_date: str = ""
+    max_date: str = ""
+    notice: str | None = None
+
+
+@dataclass(frozen=True)
+class RegisterSummary:
+    """The summary to confirm: the facts, who is told, and the form carried on hidden."""
+
+    viewer: Viewer
+    municipality: str
+    facts: tuple[tuple[str, str], ...]
+    recipients: tuple[str, ...]
+    hidden: tuple[tuple[str, str], ...]  # every field of the form, to post again
+    error: str | None = None
 
 
 @dataclass(frozen=True)
 class LoginPage:
     """The sign-in pages: the e-mail form, "link sent", the confirm button, or a refusal."""
 
-    state: str  # "form" | "sent" | "confirm" | "invalid" | "signed_out"
+    state: str  # "form" | "sent" | "confirm" | "invalid" | "signed_out" | "limited"
     post_url: str | None = None
     organisation: str | None = None
     minutes: int = 15
@@ -251,7 +336,13 @@ def describe_facts(facts: dict[str, Any]) -> list[tuple[str, str]]:
 
 def render_board(page: BoardPage) -> str:
     """The board page (HTML)."""
-    return _env.get_template("board.html").render(page=page, title="Statustavla")
+    labels = dict(BOARD_FILTERS)
+    show_label = {"oppna": "Öppna ärenden", "forsenade": "Försenade ärenden"}.get(
+        page.show, labels.get(page.show, "Ärenden")
+    )
+    return _env.get_template("board.html").render(
+        page=page, title="Statustavla", filters=BOARD_FILTERS, show_label=show_label
+    )
 
 
 def render_case_page(page: CasePage) -> str:
@@ -264,6 +355,39 @@ def render_case_page(page: CasePage) -> str:
 def render_login_page(page: LoginPage) -> str:
     """A sign-in page (HTML)."""
     return _env.get_template("login.html").render(page=page, title="Logga in")
+
+
+def render_register_form(page: RegisterForm) -> str:
+    """The registration form, with its errors (HTML)."""
+    title = "Ny ankomst" + (" – fel i formuläret" if page.errors else "")
+    return _env.get_template("register.html").render(page=page, title=title, labels=FORM_LABELS)
+
+
+def render_register_summary(page: RegisterSummary) -> str:
+    """The summary to confirm before anything is registered (HTML)."""
+    return _env.get_template("register_summary.html").render(
+        page=page, title="Kontrollera och skicka"
+    )
+
+
+def render_statement() -> str:
+    """The accessibility statement (DIGG's model), in Swedish (HTML)."""
+    return _env.get_template("statement.html").render(title="Tillgänglighetsredogörelse")
+
+
+# The registration form's fields, by id, as the error summary names them.
+FORM_LABELS = {
+    "external_ref": "Migrationsverkets ärendenummer",
+    "arrival_date": "Ankomstdag",
+    "ages": "Barnens åldrar",
+    "languages": "Språk",
+    "interpreter_needed": "Tolk",
+    "unaccompanied": "Ensamkommande",
+    "details": "Övrigt",
+    "recipients": "Mottagare",
+    "form": "Formuläret",
+    "reason": "Skäl",
+}
 
 
 def render_error_page(page: ErrorPage) -> str:

@@ -175,6 +175,46 @@ def dashboard_login_mail(address_hash: str) -> str:
     return f"{PREFIX}:dashboard:mailed:{address_hash}"
 
 
+def dashboard_login_attempts(kind: str, subject_hash: str) -> str:
+    """Counter with a TTL: sign-in-by-mail requests in the current window, per address
+    (`kind` "address") or per client IP (`kind` "client"), each by hash."""
+    return f"{PREFIX}:dashboard:attempts:{kind}:{subject_hash}"
+
+
+def notice_draft(draft_id: str) -> str:
+    """Hash field -> value: a draft arrival (from a Migrationsverket notice) that the
+    registration form at /dashboard/ny?draft=ID is filled in from."""
+    return f"{PREFIX}:draft:{draft_id}"
+
+
+def notice_drafts(org_id: str) -> str:
+    """Sorted set: the drafts of a reception unit, by when their notice came (epoch s)."""
+    return f"{PREFIX}:drafts:{org_id}"
+
+
+def notice_draft_history(draft_id: str) -> str:
+    """List of JSON entries: who made, confirmed or discarded a draft, when, and why."""
+    return f"{PREFIX}:draft:{draft_id}:history"
+
+
+def mailbox_claim(mailbox: str, token: str) -> str:
+    """String with a TTL: the `serve` process now taking a mailbox message (`token` is
+    "uid:{uidvalidity}:{uid}" or "mid:{hash of the Message-ID}"); gone after `MAILBOX_CLAIM_TTL`
+    if that process dies, so another takes the message."""
+    return f"{PREFIX}:mailbox:{mailbox}:claim:{token}"
+
+
+def mailbox_done(mailbox: str, token: str) -> str:
+    """String with a TTL: a mailbox message already made into a draft (by UID or Message-ID
+    hash), so no process takes it again while it is still in the folder."""
+    return f"{PREFIX}:mailbox:{mailbox}:done:{token}"
+
+
+MAILBOX_CLAIM_TTL = 300  # bookkeeping: longer than reading and storing one message
+MAILBOX_DONE_TTL = 30 * 86400  # bookkeeping: a message left in the inbox is not taken again
+
+
+
 # Telegram chat dialogues (aiogram's FSM storage, built in handlers/telegram): under the
 # service's prefix, "ankomst:fsm:<bot>:<chat>:<user>:state|data|lock", each with the TTL of
 # ANKOMST_CHAT_STATE_HOURS (the lock: aiogram's own timeout).

@@ -117,6 +117,34 @@ class DashboardAccess:
         key = keys.dashboard_login_mail(_sha256(address.strip().lower()))
         return bool(await self._redis.set(key, "1", ex=seconds, nx=True))
 
+    async def login_attempt_allowed(
+        self,
+        address: str,
+        client: str,
+        *,
+        per_address: int = 5,
+        per_client: int = 20,
+        window_seconds: int = 15 * 60,
+    ) -> bool:
+        """Count a request of the sign-in-by-mail form against its address and its client
+        (both by hash, counters with a TTL); False once either is over its limit in the window.
+        Counted whether or not the address is in the directory, so a refusal reveals nothing."""
+        counters = (
+            (
+                keys.dashboard_login_attempts("address", _sha256(address.strip().lower())),
+                per_address,
+            ),
+            (keys.dashboard_login_attempts("client", _sha256(client)), per_client),
+        )
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for key, _ in counters:
+                pipe.execute_command("INCR", key)
+                # The window starts with its first request and is not prolonged by later ones.
+                pipe.execute_command("EXPIRE", key, window_seconds, "NX")
+            answers = await pipe.execute()
+        counts = answers[0::2]
+        return all(int(count) <= limit for count, (_, limit) in zip(counts, counters, strict=True))
+
     # -- sessions ------------------------------------------------------------------------------
 
     async def open(self, claim: LoginClaim) -> tuple[DashboardSession, str]:
