@@ -1,7 +1,11 @@
 """Each role sees only what it must, on every surface (issue 13, item 1): after a booking and a
 clearance that says "must wait", the school and the preschool learn *that* start must wait —
 never the clearance's fields, never the booked time or the interpreter — through the API, the
-board and chat alike; the health centre and the reception unit see both.
+board, chat and mail alike; the health centre and the reception unit see both. Social services
+and management see the case and what concerns them, nothing of the health centre's reports; a
+disagreement's text reaches by mail only the parties of its case and the managements it is
+referred to (chat carries no free text in the default `minimal` mode). The follow-up report is
+anonymous: no case reference, initials or free text of any case.
 
 Table-driven: one row per role, one test per surface, the same expectations for all surfaces.
 """
@@ -11,18 +15,24 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import date
+from email.message import EmailMessage
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from bot.usecases.report import build_report
 from tests.support.world import CHATS, World, arrival, eventually, running_world
 
 RECEPTION = "ostersund-mottagning"
 HC = "hc-lugnvik"
 SCHOOL = "ostersund-skola"
 PRESCHOOL = "ostersund-forskola"
+SOCIAL = "ostersund-socialtjanst"
 MANAGEMENT = "ostersund-ledning"
+# The health centre's supervisor: a management a disagreement on its case is referred to.
+REGION = "region-primarvard"
 
 BOOKED = {"at": "2026-12-09T09:30", "interpreter_booked": True}
 CLEARANCE = {"all_results_received": True, "start_obstacle": True}
@@ -30,6 +40,21 @@ CLEARANCE = {"all_results_received": True, "start_obstacle": True}
 BOOKING_TRACES = ("2026-12-09T09:30", "interpreter_booked", "booked_for")
 BOOKING_WORDS = ("9 december 2026 kl. 09.30", "tolk bokad")
 CLEARANCE_TRACES = ("all_results_received", "start_obstacle")
+# How the booking reads in a mail (the .ics included) and in a chat message.
+BOOKING_MAIL_TRACES = (
+    *BOOKING_WORDS,
+    "09.30",
+    "09:30",
+    "Tolk: bokad",
+    "Hälsosamtal",
+    "hälsosamtal",
+    "halsosamtal.ics",
+    "text/calendar",
+    "BEGIN:VCALENDAR",
+)
+# Free texts of two disagreements (recognisable, so a leak is found wherever it goes).
+DISPUTE_ESCALATED = "Oenighet-ETT om tolkbehovet vid skolstarten"
+DISPUTE_AMONG_PARTIES = "Oenighet-TVÅ om förskoleplatsens startdag"
 
 
 @dataclass(frozen=True)
@@ -39,13 +64,15 @@ class Role:
     org_id: str
     sees_health: bool  # the booking and the clearance record
     may_list: bool  # the API's case list
+    told_start: bool = False  # told whether start may go ahead ("Start får vänta")
 
 
 ROLES = (
-    Role(RECEPTION, sees_health=True, may_list=True),
+    Role(RECEPTION, sees_health=True, may_list=True, told_start=True),
     Role(HC, sees_health=True, may_list=False),
-    Role(SCHOOL, sees_health=False, may_list=False),
-    Role(PRESCHOOL, sees_health=False, may_list=False),
+    Role(SCHOOL, sees_health=False, may_list=False, told_start=True),
+    Role(PRESCHOOL, sees_health=False, may_list=False, told_start=True),
+    Role(SOCIAL, sees_health=False, may_list=False),
     Role(MANAGEMENT, sees_health=False, may_list=True),
 )
 IN_CHAT = tuple(r for r in ROLES if r.org_id in CHATS)
@@ -61,9 +88,10 @@ class Booked:
 
 @pytest.fixture
 async def booked(redis_url: str, redis: object, tmp_path: Path) -> AsyncIterator[Booked]:
-    """One case with a booked health conversation and a clearance that says "must wait"."""
+    """One case with a booked health conversation and a clearance that says "must wait"; social
+    services are on it too (as for an unaccompanied child)."""
     async with running_world(redis_url, tmp_path) as world:
-        answer = await world.register(arrival())
+        answer = await world.register(arrival(recipients=[HC, PRESCHOOL, SCHOOL, SOCIAL]))
         await world.settled(answer["id"])
         path = f"/api/v1/arrivals/{answer['id']}"
         status, _ = await world.call("POST", f"{path}/health-booking", HC, BOOKED)
@@ -247,3 +275,150 @@ async def test_chat_turns_the_cores_refusals_into_swedish_replies(booked: Booked
 
 async def _has(world: World, chat: int, words: str) -> bool:
     return any(words in (c.text or "") for c in world.telegram.sent_to(chat))
+
+
+# -- mail, and every chat message ----------------------------------------------------------------
+
+# Who reads each disagreement's text by mail: the parties of its case (the one who raised it
+# learns of it again only when it is referred upwards) and the managements it is referred to.
+DISPUTE_READERS = {
+    DISPUTE_ESCALATED: {RECEPTION, HC, SCHOOL, PRESCHOOL, SOCIAL, MANAGEMENT, REGION},
+    DISPUTE_AMONG_PARTIES: {RECEPTION, HC, PRESCHOOL},
+}
+
+
+@dataclass
+class Told:
+    """Everything each organisation was sent, after the case's booking, clearance and two
+    disagreements: one referred to management, one (on a second case, without social services)
+    among its parties."""
+
+    booked: Booked
+    second_reference: str
+    mails: dict[str, str]  # organisation -> every mail it got, subjects, bodies and files
+    chats: dict[str, str]  # organisation -> every message and button sent to its chat
+
+
+def mail_text(message: EmailMessage) -> str:
+    """A received mail as one text: its subject, every text part and every file (decoded)."""
+    out = [str(message["Subject"])]
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        out.append(part.get_content_type())
+        if part.get_filename():
+            out.append(part.get_filename() or "")
+        content = part.get_content()
+        out.append(content if isinstance(content, str) else content.decode("utf-8", "replace"))
+    return "\n".join(out)
+
+
+async def supervisor_call(world: World, org_id: str, path: str) -> tuple[int, object]:
+    token = await world.token(org_id, "supervisor")
+    return await world.call("POST", path, None, {}, headers={"Authorization": f"Bearer {token}"})
+
+
+@pytest.fixture
+async def told(booked: Booked) -> Told:
+    world = booked.world
+    # The health centre and the school disagree; the health centre's supervisor refers it up.
+    status, raised = await world.call(
+        "POST",
+        f"/api/v1/arrivals/{booked.case_id}/disagreements",
+        HC,
+        {"text": DISPUTE_ESCALATED},
+    )
+    assert status == 201, raised
+    status, escalated = await supervisor_call(
+        world, HC, f"/api/v1/disagreements/{raised['id']}/escalate"
+    )
+    assert status == 200, escalated
+    # A second case of the same municipality, without social services: its disagreement
+    # stays among its parties.
+    second = await world.register(arrival(external_ref="MIG-2026-654321"))
+    await world.settled(second["id"])
+    status, raised = await world.call(
+        "POST",
+        f"/api/v1/arrivals/{second['id']}/disagreements",
+        SCHOOL,
+        {"text": DISPUTE_AMONG_PARTIES},
+    )
+    assert status == 201, raised
+    await world.drain()
+    directory = world.services.directory
+    mails = {
+        org.id: "\n\n".join(mail_text(m) for m in world.mails_to(org.email))
+        for org in directory.organisations.values()
+        if org.email
+    }
+    chats = {
+        org_id: "\n\n".join(
+            (c.text or "") + json.dumps(c.params.get("reply_markup") or {}, ensure_ascii=False)
+            for c in world.telegram.sent_to(chat)
+        )
+        for org_id, chat in CHATS.items()
+    }
+    return Told(booked, second["reference"], mails, chats)
+
+
+@pytest.mark.parametrize("role", ROLES, ids=ids)
+async def test_mail_and_chat(told: Told, role: Role) -> None:
+    mails, chat = told.mails[role.org_id], told.chats.get(role.org_id, "")
+    assert told.booked.reference in mails  # it is on the case: its arrival mail at least
+    if not role.sees_health:
+        for trace in (*BOOKING_TRACES, *BOOKING_MAIL_TRACES, *CLEARANCE_TRACES):
+            assert trace not in mails, (role.org_id, "mail", trace)
+            assert trace not in chat, (role.org_id, "chat", trace)
+    # Whether start may go ahead is told to the reception unit, the school and the preschool:
+    # "start får vänta", and nothing of why.
+    assert ("Start får vänta" in mails) is role.told_start, role.org_id
+    for trace in CLEARANCE_TRACES:
+        assert trace not in mails and trace not in chat, (role.org_id, trace)
+    for text, readers in DISPUTE_READERS.items():
+        assert (text in mails) is (role.org_id in readers), (role.org_id, text)
+        assert text not in chat, (role.org_id, "chat carries no free text in minimal mode")
+
+
+async def test_a_disagreements_text_reaches_no_one_else(told: Told) -> None:
+    for text, readers in DISPUTE_READERS.items():
+        assert {org for org, mails in told.mails.items() if text in mails} == readers, text
+    # Nothing of either case reached an organisation on neither case nor referred to.
+    concerned = set().union(*DISPUTE_READERS.values())
+    for org_id, mails in told.mails.items():
+        if org_id not in concerned:
+            assert mails == "", org_id
+    # The booking reached the reception unit only (the health centre made it).
+    booked = {org for org, mails in told.mails.items() if "halsosamtal.ics" in mails}
+    assert booked == {RECEPTION}
+
+
+async def test_the_report_is_anonymous(told: Told) -> None:
+    world = told.booked.world
+    services = world.services
+    report = await build_report(
+        services.redis,
+        services.directory,
+        services.calendar,
+        date(2026, 1, 1),
+        date(2026, 12, 31),
+        now=world.clock.now(),
+    )
+    assert report["cases"] == 2
+    text = json.dumps(report, ensure_ascii=False)
+    case = await services.cases.store.get(told.booked.case_id)
+    for trace in (
+        told.booked.reference,
+        told.second_reference,
+        told.booked.case_id,
+        case.external_ref or "",
+        "MIG-2026",
+        "A.K.",
+        "initials",
+        str(case.facts["details"]),
+        "Storgatan",
+        DISPUTE_ESCALATED,
+        DISPUTE_AMONG_PARTIES,
+        *BOOKING_TRACES,
+        *CLEARANCE_TRACES,
+    ):
+        assert trace and trace not in text, trace
