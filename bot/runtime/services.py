@@ -15,9 +15,11 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot
+from prometheus_client import Gauge
 
 from bot.channels.email import EmailSender
 from bot.channels.telegram import TelegramSender
@@ -129,6 +131,9 @@ class Services:
     retention: Retention
     workers: Workers
     bot: Bot | None = None
+    # Whether the e-mail relay works as last seen (connect, TLS, login); shown, never blocking:
+    # mail waits for the relay, and the API must keep taking arrivals meanwhile.
+    smtp_up: Callable[[], bool] | None = None
     store_watch: StoreWatch = field(default_factory=StoreWatch)
 
     @property
@@ -158,6 +163,8 @@ class Services:
             checks["redis_down_seconds"] = round(down_for, 1)
             store_ok = watch.riding_out(down_for)
         checks["workers"] = self.workers.liveness()
+        if self.smtp_up is not None:
+            checks["smtp"] = self.smtp_up()
         ok = store_ok and all(checks["workers"].values()) and bool(self.workers.consumers)
         return ok, checks
 
@@ -190,6 +197,7 @@ def email_sender(
         password=password.get_secret_value() if password is not None else None,
         starttls=settings.smtp_starttls,
         use_tls=settings.smtp_tls,
+        ca_file=str(settings.smtp_ca_file) if settings.smtp_ca_file is not None else None,
         pool_size=settings.smtp_pool_size,
         timeout=settings.smtp_timeout,
         max_attempts=settings.send_attempts,
@@ -256,12 +264,25 @@ def build_services(
             chat_details=settings.chat_details,
             booking_days=settings.booking_days,
             claim_ms=settings.claim_seconds * 1000,
+            max_attempts=settings.delivery_max_attempts,
+            max_age=timedelta(hours=settings.delivery_max_hours),
         ),
         email,
         telegram,
         delivery_hooks,
     )
     deliverer.on_outcome = metrics.count_delivery
+
+    def smtp_up() -> bool:
+        # Follows the deliverer's sender, whichever it is now.
+        return deliverer.email is None or deliverer.email.relay_up
+
+    Gauge(
+        "ankomst_smtp_relay_up",
+        "1 while the e-mail relay can be reached, secured and logged in to, as last seen; 0 "
+        "while mail waits for it (the log names the setting to check).",
+        registry=metrics.registry,
+    ).set_function(lambda: float(smtp_up()))
     scheduler = Scheduler(
         redis,
         clock,
@@ -390,5 +411,6 @@ def build_services(
         retention=retention,
         workers=workers,
         bot=bot,
+        smtp_up=smtp_up,
         store_watch=StoreWatch(grace=settings.ready_grace_seconds),
     )

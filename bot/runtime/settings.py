@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import ssl
 import sys
 from datetime import time
 from pathlib import Path
@@ -51,6 +52,8 @@ class Settings(BaseSettings):
     smtp_from: str = "Ankomst <ankomst@localhost.localdomain>"
     smtp_pool_size: int = Field(default=4, ge=1, le=64)
     smtp_timeout: float = Field(default=30.0, gt=0)
+    # A PEM file of CA certificates trusted for the relay's TLS besides the system's.
+    smtp_ca_file: Path | None = None
 
     telegram_token: SecretStr | None = None
     telegram_api_url: str = "https://api.telegram.org"
@@ -99,6 +102,12 @@ class Settings(BaseSettings):
     send_attempts: int = Field(default=6, ge=1)
     retry_base_seconds: float = Field(default=1.0, gt=0)
     retry_cap_seconds: float = Field(default=60.0, gt=0)
+    # A delivery still failing transiently is given up (failed, reported, dead-lettered) after
+    # this many attempts (the relay's own failures not counted) or at this age, whichever comes
+    # first. Two hours: a notice registered during office hours is then reported as failed while
+    # the reception unit can still reach the recipient by phone the same working day.
+    delivery_max_attempts: int = Field(default=30, ge=1)
+    delivery_max_hours: float = Field(default=2.0, gt=0)
 
     # Privacy: personal fields are erased this many days after a case closed; the sweep that
     # looks for such cases runs this often (real seconds).
@@ -140,6 +149,17 @@ class Settings(BaseSettings):
         address = value.rsplit("<", 1)[-1].rstrip(">").strip()
         if CONTROL.search(value) or not is_plain_address(address):
             raise ValueError("must be an e-mail address, optionally with a display name")
+        return value
+
+    @field_validator("smtp_ca_file", mode="before")
+    @classmethod
+    def _ca_file(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"not a readable PEM file of CA certificates ({exc})") from None
         return value
 
     @field_validator("smtp_host", "smtp_username")

@@ -18,8 +18,13 @@ SENDER_GROUP = "senders"
 
 
 def stream_failures(stream: str) -> str:
-    """Hash entry id -> how many times handling it has failed (a consumer's poison count)."""
+    """Hash entry id -> how many times handling it has failed (a consumer's poison count).
+    A field goes when its entry is acknowledged or dead-lettered; the hash expires
+    `FAILURES_TTL` seconds after its last failure, so nothing is left behind for good."""
     return f"{PREFIX}:failures:{stream}"
+
+
+FAILURES_TTL = 7 * 86400  # bookkeeping: long beyond any entry's retries (claim time × 5)
 
 
 DEAD_LETTER = f"{PREFIX}:deadletter"
