@@ -198,7 +198,12 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
     from bot.runtime.directory_file import load_directory
     from bot.store.connection import open_store
     from bot.usecases.report import build_report
-    from messages.report import render_report_csv, render_report_html, render_report_json
+    from messages.report import (
+        render_report_csv,
+        render_report_csv_sv,
+        render_report_html,
+        render_report_json,
+    )
 
     if args.to < args.from_:
         return _fail("--to is before --from")
@@ -218,10 +223,16 @@ async def _report(settings: Settings, args: argparse.Namespace) -> int:
             # A booking not yet reported is late only once its last day has passed by now,
             # not by the end of the period asked for.
             now=SystemClock().now(),
+            per_month=args.per_month or args.by == "month",
         )
     finally:
         await store.close()
-    render = {"csv": render_report_csv, "html": render_report_html, "json": render_report_json}
+    render = {
+        "csv": render_report_csv,
+        "csv-sv": render_report_csv_sv,
+        "html": render_report_html,
+        "json": render_report_json,
+    }
     _write(render[args.format](report), args.output)
     return 0
 
@@ -313,7 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="follow-up statistics (yearly follow-up, §10)")
     report.add_argument("--from", dest="from_", type=_date, required=True, metavar="DATE")
     report.add_argument("--to", type=_date, required=True, metavar="DATE")
-    report.add_argument("--format", choices=("csv", "html", "json"), default="csv")
+    report.add_argument("--format", choices=("csv", "csv-sv", "html", "json"), default="csv")
+    report.add_argument(
+        "--per-month", action="store_true", help="one row per month, municipality and kind"
+    )
+    report.add_argument("--by", choices=("month",), help="--by month is --per-month")
     report.add_argument("--output", type=Path, metavar="FILE", help="write here, not stdout")
     audit = sub.add_parser("audit", help="the audit trail")
     audit_sub = audit.add_subparsers(dest="audit_command", required=True)

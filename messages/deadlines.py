@@ -8,6 +8,27 @@ from datetime import date, time, timedelta
 from messages.dates import swedish_date
 
 _NUMBER_WORDS = ("noll", "en", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio", "tio")
+_ORDINALS = (
+    "nollte",
+    "första",
+    "andra",
+    "tredje",
+    "fjärde",
+    "femte",
+    "sjätte",
+    "sjunde",
+    "åttonde",
+    "nionde",
+    "tionde",
+)
+
+# The one working-day counting rule (bot/domain/deadline_rules.py) as a reader is told it:
+# the deadlines, the messages and the follow-up report all say and count it this way.
+WORKING_DAY_RULE = (
+    "Arbetsdagar räknas från dagen efter den dag beskedet kom: den dagen räknas inte, och inte "
+    "heller helger, helgdagar, midsommarafton, julafton och nyårsafton. En frist på fem "
+    "arbetsdagar löper ut när kontoret stänger den femte arbetsdagen."
+)
 
 
 def count(n: float, singular: str, plural: str) -> str:
@@ -17,6 +38,11 @@ def count(n: float, singular: str, plural: str) -> str:
         word = _NUMBER_WORDS[whole] if 0 <= whole < len(_NUMBER_WORDS) else str(whole)
         return f"{word} {singular if whole == 1 else plural}"
     return f"{f'{n:g}'.replace('.', ',')} {plural}"
+
+
+def ordinal(n: int) -> str:
+    """ "tredje", "femte"; "12:e" beyond ten."""
+    return _ORDINALS[n] if 0 <= n < len(_ORDINALS) else f"{n}:e"
 
 
 def clock_time(t: time) -> str:
@@ -46,10 +72,11 @@ def ack_basis(reminder_hours: float, escalation_at: time) -> str:
 
 
 def booking_basis(days: int) -> str:
-    """What the health centre's booking deadline rests on."""
+    """What the health centre's booking deadline rests on, with how the days are counted."""
     return (
         "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom "
-        f"{count(days, 'arbetsdag', 'arbetsdagar')}."
+        f"{count(days, 'arbetsdag', 'arbetsdagar')} från att den fick besked (dagen för "
+        "beskedet räknas inte)."
     )
 
 

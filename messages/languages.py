@@ -54,3 +54,20 @@ def language_name(code: str) -> str:
 def language_list(codes: Iterable[str]) -> str:
     """Swedish names of the languages, comma-separated: "arabiska, dari"."""
     return ", ".join(language_name(code) for code in codes)
+
+
+@lru_cache(maxsize=1)
+def _canonical_codes() -> dict[str, str]:
+    """Every code to the shortest code of the same language (by its Swedish name): ISO 639-1
+    where there is one (`ara` → `ar`), else 639-2/-3."""
+    shortest: dict[str, str] = {}
+    for code, name in sorted(_swedish_names().items(), key=lambda kv: (len(kv[0]), kv[0])):
+        shortest.setdefault(name, code)
+    return {code: shortest[name] for code, name in _swedish_names().items()}
+
+
+def canonical_language(code: str) -> str:
+    """One code per language: the ISO 639-1 and -2/-3 codes of the same language give the same
+    code (`ar`, `ara` → `ar`); an unknown code is returned lowercased."""
+    key = code.strip().lower()
+    return _canonical_codes().get(key, key)

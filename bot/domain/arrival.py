@@ -17,7 +17,7 @@ from pydantic import (
     field_validator,
 )
 
-from messages.languages import is_language_code
+from messages.languages import canonical_language, is_language_code
 
 # A Swedish personal identity or co-ordination number: YYMMDD-NNNN, YYYYMMDDNNNN, with - or +.
 _PERSONNUMMER = re.compile(r"(?<!\d)(?:19|20)?\d{2}[01]\d[0-9]\d[-+ ]?\d{4}(?!\d)")
@@ -106,14 +106,21 @@ def _check_date(value: date, info: ValidationInfo) -> date:
 
 
 def _check_languages(value: list[str]) -> list[str]:
-    cleaned: list[str] = []
+    # Every bad code is named at once; the 639-1 and 639-2/-3 codes of one language (`ar`,
+    # `ara`) are one language, stored once as given first.
+    bad = [code.strip() for code in value if not is_language_code(code)]
+    if bad:
+        named = ", ".join(repr(code) for code in bad)
+        raise ValueError(
+            f"{named} är ingen ISO 639-kod för ett språk"
+            if len(bad) == 1
+            else f"{named} är inga ISO 639-koder för språk"
+        )
+    cleaned: dict[str, str] = {}
     for code in value:
         code = code.strip().lower()
-        if not is_language_code(code):
-            raise ValueError(f"{code!r} är ingen ISO 639-kod för ett språk")
-        if code not in cleaned:
-            cleaned.append(code)
-    return cleaned
+        cleaned.setdefault(canonical_language(code), code)
+    return list(cleaned.values())
 
 
 LanguageList = Annotated[
@@ -270,18 +277,34 @@ def _message(item: Any) -> str:
     kind = item.get("type", "")
     ctx = item.get("ctx") or {}
     if kind == "value_error":
-        return str(ctx.get("error", item.get("msg", "ogiltigt värde")))
+        return str(ctx.get("error", item.get("msg", "har ett värde som inte går att använda")))
     if kind in ("greater_than_equal", "greater_than"):
         return f"får inte vara mindre än {ctx.get('ge', ctx.get('gt'))}"
     if kind in ("less_than_equal", "less_than"):
         return f"får inte vara större än {ctx.get('le', ctx.get('lt'))}"
+    field = next((part for part in reversed(item.get("loc", ())) if isinstance(part, str)), "")
     if kind == "too_short":
-        return f"ska ha minst {ctx.get('min_length')}"
+        return f"ska ha minst {_counted(ctx.get('min_length'), field)}"
     if kind == "too_long":
-        return f"får ha högst {ctx.get('max_length')}"
+        return f"får ha högst {_counted(ctx.get('max_length'), field)}"
     if kind == "string_too_long":
         return f"får vara högst {ctx.get('max_length')} tecken"
-    return _MESSAGES.get(kind, "ogiltigt värde")
+    if kind == "string_too_short":
+        return "får inte vara tom" if ctx.get("min_length") == 1 else "är för kort"
+    return _MESSAGES.get(kind, "har ett värde som inte går att använda")
+
+
+# What a list field holds, as (one, several), so a length limit reads "minst ett barn".
+_LIST_NOUNS = {
+    "children": ("ett barn", "barn"),
+    "languages": ("ett språk", "språk"),
+    "recipients": ("en mottagare", "mottagare"),
+}
+
+
+def _counted(n: object, field: str) -> str:
+    one, several = _LIST_NOUNS.get(field, ("en uppgift", "uppgifter"))
+    return one if n == 1 else f"{n} {several}"
 
 
 def field_errors(error: ValidationError) -> list[dict[str, str]]:

@@ -138,8 +138,8 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
             data_dir=tmp_path,
         )
         header, *lines = as_csv.stdout.splitlines()
-        assert header.startswith("municipality,kind,arrivals,notified_same_day_share")
-        assert any(line.startswith("ostersund,alla,1,1.0,") for line in lines)
+        assert header.startswith("municipality,kind,arrivals,cancelled,children_0,")
+        assert any(line.startswith("ostersund,alla,1,0,") for line in lines)
         out = tmp_path / "uppfoljning.html"
         as_html = await cli(
             "report",
@@ -173,7 +173,12 @@ async def test_the_follow_up_counts_a_case_that_went_the_whole_routine(
             redis_url=redis_url,
             data_dir=tmp_path,
         )
-        assert json.loads(empty.stdout)["rows"] == []
+        # Every municipality of the directory is listed all the same, with zeros.
+        empty_rows = json.loads(empty.stdout)["rows"]
+        assert [r["municipality"] for r in empty_rows] == sorted(
+            world.services.directory.municipalities
+        )
+        assert all(r["arrivals"] == 0 and r["kind"] == "alla" for r in empty_rows)
 
         trail = tmp_path / "audit.jsonl"
         exported = await cli(
