@@ -76,8 +76,10 @@ class ArrivalNotice:
     needs_ack: bool  # False for the reception unit's own copy
     ack_url: str | None = None  # e-mail acknowledge link (PUBLIC_URL/a/{token})
     booking_deadline: date | None = None  # health centre: last day to book
+    booking_url: str | None = None  # health centre, e-mail: signed link to its booking form
     changes: tuple[Change, ...] = ()
     cancel_reason: str | None = None
+    today: date | None = None  # the local date it is sent: a past arrival date reads "kom"
 
 
 @dataclass(frozen=True)

@@ -169,6 +169,7 @@ def _arrival_context(notice: ArrivalNotice) -> dict[str, Any]:
         "reception_unit": notice.reception_unit,
         "needs_ack": notice.needs_ack,
         "ack_url": _checked_url(notice.ack_url, "ack_url"),
+        "booking_url": _checked_url(notice.booking_url, "booking_url"),
         "booking_deadline": (
             swedish_date(notice.booking_deadline) if notice.booking_deadline else None
         ),
@@ -308,8 +309,9 @@ def render_case_notice(n: CaseNotice, chat_details: ChatDetails = "full") -> Ren
     if clashes:
         raise ValueError(f"facts may not override {', '.join(clashes)}")
     facts = {key: _notice_value(value, zone) for key, value in n.facts.items() if key != "zone"}
-    if "ack_url" in facts:
-        facts["ack_url"] = _checked_url(str(facts["ack_url"]), "ack_url")
+    for url in ("ack_url", "case_url"):
+        if url in facts:
+            facts[url] = _checked_url(str(facts[url]), url)
     context: dict[str, Any] = {
         **facts,
         "topic_module": module,
@@ -328,7 +330,7 @@ def render_case_notice(n: CaseNotice, chat_details: ChatDetails = "full") -> Ren
         for key, value in n.facts.items()
         if isinstance(value, str)
         and facts.get(key) == value
-        and key != "ack_url"
+        and key not in ("ack_url", "case_url")
         and key not in left_out
     ]
 

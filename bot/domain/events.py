@@ -58,6 +58,16 @@ class Topic(StrEnum):
     DISAGREEMENT_RAISED = "disagreement_raised"
     DISAGREEMENT_ESCALATED = "disagreement_escalated"
     DISAGREEMENT_RESOLVED = "disagreement_resolved"
+    # One message per organisation listing every case escalated to it at one instant
+    # (suffix: that instant, epoch seconds); anchored on one of the cases for delivery.
+    ESCALATION_DIGEST = "escalation_digest"
+
+    # A notice from Migrationsverket became a draft: the reception unit reviews and sends it.
+    # Its deliveries are about a draft, not a case (`DRAFT_TOPICS`).
+    NOTICE_DRAFT = "notice_draft"
+    # A draft still not confirmed at the same-day alert time (reception unit), or at office end
+    # (its supervisor too).
+    NOTICE_DRAFT_ALERT = "notice_draft_alert"
 
     def at(self, suffix: object) -> DeliveryTopic:
         """This topic with a suffix: `Topic.HEALTH_BOOKING.at(2)` is "health_booking/2"."""

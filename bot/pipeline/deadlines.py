@@ -17,6 +17,14 @@ A timer that fires re-checks the case and, if the deadline still stands, puts on
 on the stream (the fan-out makes a delivery per channel) and a line in the case's history, both
 at most once per timer (a marker in the case's markers hash is set in the same script).
 
+Escalations go out as a digest: when an escalation (acknowledgement or booking) is scheduled,
+the case is enlisted in the digest of each organisation to be told (the supervisor, the
+reception unit) for that instant (`keys.escalation_digest`), and one digest timer per
+(organisation, instant) is made. It fires once and sends that organisation ONE message listing
+every enlisted case still overdue at that moment. The per-case escalation timer still writes
+the case's history line, but sends nothing to an organisation whose digest holds the case (a
+case enlisted before digests existed is still told on its own).
+
 When each deadline falls is not decided here: the time rules are pure functions in
 `bot.domain.deadline_rules` (which also states the one working-day counting rule), and where a
 recipient stands is `bot.domain.progress`. This module turns events into timers at those
@@ -43,6 +51,7 @@ from bot.domain.case import Case, CaseNotFound, history_entry, notice_event
 from bot.domain.clock import Clock
 from bot.domain.deadline_rules import DeadlineRules
 from bot.domain.directory import Directory
+from bot.domain.events import Topic
 from bot.domain.progress import Reach, arrival_messages, everyone_reached_at, progress
 from bot.pipeline.fanout import FanOut
 from bot.store import Redis, keys
@@ -63,6 +72,11 @@ BOOKING_ESCALATION: Final = "booking_escalation"
 SAME_DAY_CHECK: Final = "same_day_check"
 SAME_DAY_CLOSE: Final = "same_day_close"  # records "not the same working day" if still unmet
 DISAGREEMENT_ESCALATION: Final = "disagreement_escalation"  # §7: unresolved too long goes up
+# One message per (organisation, instant) listing every case escalated to it then.
+ESCALATION_DIGEST: Final = "escalation_digest"
+# The `case` a digest timer is filed under: it belongs to no one case, so no case's
+# cancellation stops it and no case view lists it; fired ids leave this index.
+DIGEST_TIMERS: Final = "digests"
 ACK_KINDS: Final = (ACK_REMINDER, ACK_ESCALATION)
 BOOKING_KINDS: Final = (BOOKING_REMINDER, BOOKING_ESCALATION)
 
@@ -115,6 +129,7 @@ class Deadlines:
         self.disagreements = disagreements
         self.cases = CaseStore(redis)
         self._emit = register(redis, "deadline_emit")
+        self._emit_digest = register(redis, "digest_emit")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)
         scheduler.on(BOOKING_REMINDER, self._fire_booking)
@@ -122,6 +137,7 @@ class Deadlines:
         scheduler.on(SAME_DAY_CHECK, self._fire_same_day_check)
         scheduler.on(SAME_DAY_CLOSE, self._fire_same_day_close)
         scheduler.on(DISAGREEMENT_ESCALATION, self._fire_disagreement)
+        scheduler.on(ESCALATION_DIGEST, self._fire_digest)
 
     # -- names -------------------------------------------------------------------------------
 
@@ -236,6 +252,14 @@ class Deadlines:
                     ),
                 },
             )
+            await self._enlist(
+                case,
+                ACK_ESCALATION,
+                org_id,
+                escalation_due,
+                self._escalated_to(case, org_id),
+                {"version": version, "told_at": at.isoformat()},
+            )
         day, check_due = self.same_day_due(at)
         await self.scheduler.schedule(
             timer_id(SAME_DAY_CHECK, case_id, version),
@@ -303,7 +327,7 @@ class Deadlines:
         )
 
     async def cancel_case(self, case_id: str) -> None:
-        """The arrival is cancelled: nothing more is chased."""
+        """The arrival is cancelled: nothing more is chased (a digest leaves the case out)."""
         await self._cancel_where(case_id, lambda t: True)
 
     async def booking_reported(self, case_id: str, org_id: str | None = None) -> int:
@@ -395,6 +419,14 @@ class Deadlines:
                 ),
             },
         )
+        await self._enlist(
+            case,
+            BOOKING_ESCALATION,
+            org_id,
+            escalation_due,
+            self._escalated_to(case, org_id),
+            {"version": case.version, "deadline": last_day.isoformat()},
+        )
 
     async def record_notified(self, case: Case, *, closing: bool = False) -> bool:
         """Record, once, when every recipient had been reached and whether that was within
@@ -447,7 +479,42 @@ class Deadlines:
         if f"{version}:{org_id}" in await self.cases.acks(case.id):
             return
         told_at = datetime.fromisoformat(str(timer.payload["told_at"]))
-        # Waiting is counted from when the arrival message reached it, else from the telling.
+        sent_at, waited = await self._ack_waiting(case, version, org_id, told_at)
+        params = {
+            "organisation": self._name(org_id),
+            "sent_at": sent_at.isoformat(),
+            "waited": waited,
+            "basis": words.ack_basis(
+                self.settings.ack_reminder_hours, self.settings.ack_escalation_at
+            ),
+        }
+        told: list[str] | None = None
+        if timer.kind == ACK_REMINDER:
+            notices = [Notice(f"ack_reminder/{org_id}", (org_id,), params)]
+        else:
+            notices = []
+            supervisor = self._supervisor(org_id)
+            if supervisor is None:
+                log.warning("case %s: %s has no supervisor to escalate to", case.id, org_id)
+            # Each organisation is told in its digest for this instant; on its own only if
+            # the case was not enlisted there (scheduled before digests existed).
+            in_digest = await self._in_digests(timer, org_id, version)
+            if supervisor is not None and supervisor not in in_digest:
+                notices.append(Notice(f"ack_escalation/{org_id}", (supervisor,), params))
+            if case.reception_unit not in in_digest:
+                notices.append(
+                    Notice(f"ack_overdue_reception/{org_id}", (case.reception_unit,), params)
+                )
+            told = self._escalated_to(case, org_id)
+        await self._notify(
+            case, version, timer.id, timer.kind, notices, organisation=org_id, told=told
+        )
+
+    async def _ack_waiting(
+        self, case: Case, version: int, org_id: str, told_at: datetime
+    ) -> tuple[datetime, str]:
+        """Since when `org_id` has had the arrival message (its first sent message, else the
+        telling), and how long that is in working time, in words."""
         reached = progress(
             version=version,
             cancelled=False,
@@ -455,29 +522,8 @@ class Deadlines:
             acknowledged_at=None,
         )
         sent_at = reached.first_sent_at or told_at
-        params = {
-            "organisation": self._name(org_id),
-            "sent_at": sent_at.isoformat(),
-            "waited": words.working_time(
-                self.calendar.working_time_between(sent_at, self.clock.now())
-            ),
-            "basis": words.ack_basis(
-                self.settings.ack_reminder_hours, self.settings.ack_escalation_at
-            ),
-        }
-        if timer.kind == ACK_REMINDER:
-            notices = [Notice(f"ack_reminder/{org_id}", (org_id,), params)]
-        else:
-            notices = []
-            supervisor = self._supervisor(org_id)
-            if supervisor is not None:
-                notices.append(Notice(f"ack_escalation/{org_id}", (supervisor,), params))
-            else:
-                log.warning("case %s: %s has no supervisor to escalate to", case.id, org_id)
-            notices.append(
-                Notice(f"ack_overdue_reception/{org_id}", (case.reception_unit,), params)
-            )
-        await self._notify(case, version, timer.id, timer.kind, notices, organisation=org_id)
+        waited = words.working_time(self.calendar.working_time_between(sent_at, self.clock.now()))
+        return sent_at, waited
 
     async def _fire_booking(self, timer: Timer) -> None:
         org_id = str(timer.payload["organisation"])
@@ -504,17 +550,20 @@ class Deadlines:
             "informed_at": informed.isoformat(),
             "deadline": str(timer.payload["deadline"]),
             "waited": words.count(days, "arbetsdag", "arbetsdagar"),
+            "working_day": days,  # the reminder comes as this working day begins
             "basis": words.booking_basis(self.settings.booking_days),
         }
+        told: list[str] | None = None
         if timer.kind == BOOKING_REMINDER:
             notices = [Notice(f"booking_reminder/{org_id}", (org_id,), params)]
         else:
-            supervisor = self._supervisor(org_id)
-            told = (
-                (case.reception_unit,) if supervisor is None else (supervisor, case.reception_unit)
-            )
-            notices = [Notice(f"booking_escalation/{org_id}", told, params)]
-        await self._notify(case, case.version, timer.id, timer.kind, notices, organisation=org_id)
+            told = self._escalated_to(case, org_id)
+            in_digest = await self._in_digests(timer, org_id, None)
+            alone = tuple(o for o in told if o not in in_digest)
+            notices = [Notice(f"booking_escalation/{org_id}", alone, params)] if alone else []
+        await self._notify(
+            case, case.version, timer.id, timer.kind, notices, organisation=org_id, told=told
+        )
 
     async def _fire_same_day_check(self, timer: Timer) -> None:
         version = int(timer.payload["version"])
@@ -586,8 +635,10 @@ class Deadlines:
         notices: list[Notice],
         *,
         organisation: str | None,
+        told: list[str] | None = None,
     ) -> bool:
-        """Queue `notices` and write the history line, once per `marker`."""
+        """Queue `notices` and write the history line, once per `marker`; the line names
+        `told` (who is told, in a digest or here), else the notices' organisations."""
         now = self.clock.now()
         events = [
             [
@@ -599,10 +650,145 @@ class Deadlines:
             ]
             for n in notices
         ]
-        told = sorted({o for n in notices for o in n.orgs})
-        entry = history_entry(what, SYSTEM, now, version, organisation=organisation, told=told)
+        named = sorted(set(told) if told is not None else {o for n in notices for o in n.orgs})
+        entry = history_entry(what, SYSTEM, now, version, organisation=organisation, told=named)
         done = await self._emit(
             keys=[keys.case_markers(case.id), keys.case_history(case.id), keys.EVENTS],
             args=[f"notice:{marker}", now.isoformat(), entry, json.dumps(events)],
         )
         return bool(done)
+
+    # -- escalation digests ---------------------------------------------------------------
+
+    def _escalated_to(self, case: Case, org_id: str) -> list[str]:
+        """Who is told when `org_id` is escalated on `case`: its supervisor, the reception unit."""
+        supervisor = self._supervisor(org_id)
+        return list(dict.fromkeys([*([supervisor] if supervisor else []), case.reception_unit]))
+
+    @staticmethod
+    def _member(kind: str, case_id: str, org_id: str, version: int | None) -> str:
+        # Booking escalations are not per version: one per health centre and case.
+        return f"{kind}|{case_id}|{org_id}|{'' if version is None else version}"
+
+    async def _enlist(
+        self,
+        case: Case,
+        kind: str,
+        org_id: str,
+        due: datetime,
+        targets: list[str],
+        facts: Mapping[str, object],
+    ) -> None:
+        """Put `org_id`'s escalation on `case` in each target's digest for `due`, and make
+        that digest's timer (once: its id is the organisation and the instant)."""
+        stamp = int(due.timestamp())
+        version = int(str(facts["version"])) if kind == ACK_ESCALATION else None
+        member = self._member(kind, case.id, org_id, version)
+        entry = json.dumps({"kind": kind, "case": case.id, "organisation": org_id, **facts})
+        for target in targets:
+            digest = keys.escalation_digest(target, stamp)
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hsetnx(digest, member, entry)
+                ttl = stamp + keys.DIGEST_TTL - int(self.clock.now().timestamp())
+                pipe.expire(digest, max(ttl, keys.DIGEST_TTL))
+                await pipe.execute()
+            await self.scheduler.schedule(
+                timer_id(ESCALATION_DIGEST, target, stamp),
+                ESCALATION_DIGEST,
+                DIGEST_TIMERS,
+                due,
+                {"organisation": target, "stamp": stamp},
+            )
+
+    async def _in_digests(self, timer: Timer, org_id: str, version: int | None) -> set[str]:
+        """The organisations whose digest for this escalation's instant lists it."""
+        case = await self.cases.get(timer.case)
+        stamp = int(timer.due_at.timestamp())
+        member = self._member(timer.kind, case.id, org_id, version)
+        found = set()
+        for target in self._escalated_to(case, org_id):
+            if await self.redis.hexists(keys.escalation_digest(target, stamp), member):
+                found.add(target)
+        return found
+
+    async def _still_overdue(self, entry: Mapping[str, str]) -> tuple[Case, dict[str, str]] | None:
+        """The case and what is overdue on it, if the enlisted escalation still stands."""
+        org_id = str(entry["organisation"])
+        try:
+            case = await self.cases.get(str(entry["case"]))
+        except CaseNotFound:
+            return None
+        if case.status == "cancelled" or org_id not in case.recipients:
+            return None
+        name = self._name(org_id)
+        if entry["kind"] == ACK_ESCALATION:
+            version = int(entry["version"])
+            if case.version != version or f"{version}:{org_id}" in await self.cases.acks(case.id):
+                return None
+            told_at = datetime.fromisoformat(str(entry["told_at"]))
+            sent_at, waited = await self._ack_waiting(case, version, org_id, told_at)
+            return case, {
+                "kind": "ack",
+                "organisation": name,
+                "sent_at": sent_at.isoformat(),
+                "waited": waited,
+            }
+        if await self.redis.hexists(
+            keys.case_markers(case.id), keys.booking_reported_marker(org_id)
+        ) or await self.redis.hexists(keys.case(case.id), "booking"):
+            return None
+        return case, {"kind": "booking", "organisation": name, "deadline": entry["deadline"]}
+
+    async def _fire_digest(self, timer: Timer) -> None:
+        """One message to one organisation listing every case escalated to it now and still
+        overdue: reference, arrival date, who has not acknowledged or booked (nothing else)."""
+        org_id = str(timer.payload["organisation"])
+        stamp = int(str(timer.payload["stamp"]))
+        digest = keys.escalation_digest(org_id, stamp)
+        await self.redis.srem(keys.case_timers(DIGEST_TIMERS), timer.id)
+        stored = await self.redis.hgetall(digest)
+        if "sent" in stored:
+            return
+        listed: dict[str, tuple[Case, list[dict[str, str]]]] = {}
+        for member in sorted(stored):
+            if member == "sent":
+                continue
+            found = await self._still_overdue(json.loads(stored[member]))
+            if found is not None:
+                case, item = found
+                listed.setdefault(case.id, (case, []))[1].append(item)
+        if not listed:
+            return
+        rows = sorted(listed.values(), key=lambda r: (r[0].arrival_date, r[0].reference))
+        anchor = rows[0][0]
+        now = self.clock.now()
+        params = {
+            "organisation": self._name(org_id),
+            "basis_ack": words.ack_basis(
+                self.settings.ack_reminder_hours, self.settings.ack_escalation_at
+            ),
+            "basis_booking": words.booking_basis(self.settings.booking_days),
+            "cases": [
+                {
+                    "id": case.id,
+                    "reference": case.reference,
+                    "municipality": case.municipality,
+                    "arrival_date": case.arrival_date.isoformat(),
+                    "overdue": items,
+                }
+                for case, items in rows
+            ],
+        }
+        event = notice_event(
+            anchor.id,
+            anchor.version,
+            SYSTEM,
+            now,
+            Topic.ESCALATION_DIGEST.at(stamp),
+            [org_id],
+            params,
+        )
+        await self._emit_digest(
+            keys=[digest, keys.EVENTS],
+            args=[now.isoformat(), *(x for pair in event.items() for x in pair)],
+        )

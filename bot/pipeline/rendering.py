@@ -27,7 +27,30 @@ from bot.store import keys
 from bot.store.cases import CaseStore
 from bot.usecases.access import ChatLinks, Signer
 from messages import models as m
+from messages.digest import (
+    DigestCase,
+    EscalationDigest,
+    NotAcknowledged,
+    NotBooked,
+    render_digest,
+)
 from messages.render import render_all_acknowledged, render_arrival, render_case_notice
+
+# Notices whose e-mail links to the case on the board (a signed deep link, bound to the case
+# and the recipient); the health centre's booking reminder leads to its booking form instead.
+CASE_LINKED: frozenset[Topic] = frozenset(
+    {
+        Topic.ACK_REMINDER,
+        Topic.ACK_ESCALATION,
+        Topic.ACK_OVERDUE_RECEPTION,
+        Topic.BOOKING_REMINDER,
+        Topic.BOOKING_ESCALATION,
+        Topic.SAME_DAY_ALERT,
+        Topic.DISAGREEMENT_RAISED,
+        Topic.DISAGREEMENT_ESCALATED,
+        Topic.DISAGREEMENT_RESOLVED,
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -78,6 +101,9 @@ def thread_ids(d: Delivery, from_domain: str) -> tuple[str, str]:
     arrival message starts the thread, everything after answers it."""
     digest = hashlib.sha256(d.id.encode()).hexdigest()[:16]
     root = f"<{d.case}.{d.org}@{from_domain}>"
+    if d.topic.kind is Topic.ESCALATION_DIGEST:
+        # A digest lists several cases: it belongs to no one case's thread.
+        return f"<digest.{digest}@{from_domain}>", f"<digest.{digest}@{from_domain}>"
     own = root if d.version == 1 and d.topic.kind is Topic.NOTICE and not d.topic.suffix else None
     return own or f"<{d.case}.{digest}@{from_domain}>", root
 
@@ -129,6 +155,48 @@ class MessageRenderer:
         token = self.signer.ack_token(case.id, d.version, d.org)
         return f"{self.settings.public_url}/a/{token}"
 
+    def deep_link(self, case_id: str, org_id: str, target: str = "case") -> str:
+        """A signed link from a mail to the board: the case page, or the health centre's
+        booking form (`target` "booking"); bound to case and organisation, expiring."""
+        token = self.signer.deep_link_token(case_id, org_id, target)
+        return f"{self.settings.public_url}/dashboard/l/{token}"
+
+    def _digest(self, d: Delivery) -> m.Rendered:
+        email = d.channel_kind is ChannelKind.EMAIL
+        cases = []
+        for c in d.params.get("cases", []):
+            municipality = self.directory.municipalities.get(str(c["municipality"]))
+            items = list(c.get("overdue", []))
+            cases.append(
+                DigestCase(
+                    reference=str(c["reference"]),
+                    municipality=municipality.name if municipality else str(c["municipality"]),
+                    arrival_date=date.fromisoformat(str(c["arrival_date"])),
+                    url=self.deep_link(str(c["id"]), d.org) if email else None,
+                    not_acknowledged=tuple(
+                        NotAcknowledged(
+                            str(i["organisation"]),
+                            datetime.fromisoformat(str(i["sent_at"])),
+                            str(i["waited"]),
+                        )
+                        for i in items
+                        if i.get("kind") == "ack"
+                    ),
+                    not_booked=tuple(
+                        NotBooked(str(i["organisation"]), date.fromisoformat(str(i["deadline"])))
+                        for i in items
+                        if i.get("kind") == "booking"
+                    ),
+                )
+            )
+        digest = EscalationDigest(
+            recipient=contact(self.directory.organisation(d.org)),
+            cases=tuple(cases),
+            basis_ack=str(d.params.get("basis_ack", "")),
+            basis_booking=str(d.params.get("basis_booking", "")),
+        )
+        return render_digest(digest, self.calendar.zone)
+
     async def render(self, d: Delivery, case: Case, version: Version) -> tuple[m.Rendered, bool]:
         """The message for a delivery (of `version` of `case`), and whether it asks for an
         acknowledgement."""
@@ -136,11 +204,21 @@ class MessageRenderer:
         topic = d.topic.kind
         municipality = self.directory.municipalities[case.municipality].name
         arrival_date = date.fromisoformat(version.facts["arrival_date"])
+        if topic is Topic.ESCALATION_DIGEST:
+            return self._digest(d), False
         if topic is Topic.NOTICE:
             needs_ack = not d.is_copy and version.kind != "cancelled"
             ack_url = None
             if needs_ack and d.channel_kind is ChannelKind.EMAIL:
                 ack_url = self._ack_url(case, d)
+            booking_url = None
+            if (
+                org.kind == "health_centre"
+                and not d.is_copy
+                and version.kind != "cancelled"
+                and d.channel_kind is ChannelKind.EMAIL
+            ):
+                booking_url = self.deep_link(case.id, d.org, "booking")
             deadline = None
             if org.kind == "health_centre":
                 # Counted from when the health centre was first told (bot/pipeline/deadlines.py
@@ -160,6 +238,7 @@ class MessageRenderer:
                 needs_ack=needs_ack,
                 ack_url=ack_url,
                 booking_deadline=deadline,
+                booking_url=booking_url,
                 changes=tuple(
                     m.Change(c["field"], _value(c["field"], c["old"]), _value(c["field"], c["new"]))
                     for c in version.changes
@@ -193,6 +272,9 @@ class MessageRenderer:
         if topic is Topic.ACK_REMINDER and d.channel_kind is ChannelKind.EMAIL:
             # The reminder by e-mail carries the acknowledge link of the version it is about.
             facts["ack_url"] = self._ack_url(case, d)
+        if topic in CASE_LINKED and d.channel_kind is ChannelKind.EMAIL:
+            booking = topic is Topic.BOOKING_REMINDER and org.kind == "health_centre"
+            facts["case_url"] = self.deep_link(case.id, d.org, "booking" if booking else "case")
         for name, value in list(facts.items()):
             if isinstance(value, str) and name.endswith("_at"):
                 facts[name] = datetime.fromisoformat(value)

@@ -269,6 +269,26 @@ def deadline_member(case_id: str, org_id: str) -> str:
     return f"{case_id}|{org_id}"
 
 
+def escalation_digest(org_id: str, stamp: int) -> str:
+    """Hash: the escalations one organisation is told of at one instant (epoch seconds), field
+    "{kind}|{case}|{org}|{version}" -> JSON; field "sent" once the digest went out
+    (bot/pipeline/deadlines.py). Bookkeeping: expires `DIGEST_TTL` after that instant."""
+    return f"{PREFIX}:digest:{org_id}:{stamp}"
+
+
+DIGEST_TTL = 14 * 86400  # bookkeeping: well past a digest's instant and any late firing
+
+
+def timer(timer_id: str) -> str:
+    """Hash with a timer's payload."""
+    return f"{PREFIX}:timer:{timer_id}"
+
+
+def case_timers(case_id: str) -> str:
+    """Set of timer ids made for a case (pending, fired or cancelled)."""
+    return f"{PREFIX}:case:{case_id}:timers"
+
+
 # Follow-up statistics, privacy and audit (kept when personal data are erased)
 STATS_CASES = f"{PREFIX}:stats:cases"  # sorted set: case id by registration time (epoch s)
 ERASED_CASES = f"{PREFIX}:cases:erased"  # set: cases whose personal fields are erased

@@ -25,6 +25,7 @@ __all__ = [
     "ApiTokens",
     "ChatLink",
     "ChatLinks",
+    "DeepLink",
     "LinkExpired",
     "Role",
     "Signer",
@@ -337,6 +338,15 @@ class AckClaim:
     org_id: str | None = None
 
 
+@dataclass(frozen=True)
+class DeepLink:
+    """What a signed link from a mail into the board stands for."""
+
+    case_id: str
+    org_id: str
+    target: str  # "case" | "booking"
+
+
 class LinkExpired(Exception):
     """A signed link was genuine but is too old."""
 
@@ -360,6 +370,9 @@ class Signer:
         self._links = URLSafeTimedSerializer(
             secret, salt="ankomst.ack-link", signer=_clock_signer(clock)
         )
+        self._deep_links = URLSafeTimedSerializer(
+            secret, salt="ankomst.deep-link", signer=_clock_signer(clock)
+        )
 
     def ack_token(self, case_id: str, version: int, org_id: str) -> str:
         """A token for PUBLIC_URL/a/{token}, bound to case, version and organisation."""
@@ -382,6 +395,28 @@ class Signer:
         ):
             return None
         return AckClaim(case_id=data[0], version=data[1], org_id=data[2])
+
+    def deep_link_token(self, case_id: str, org_id: str, target: str) -> str:
+        """A token for PUBLIC_URL/dashboard/l/{token}: a link in a mail to one page of one case
+        (`target`: "case" or "booking"), bound to case and organisation, expiring like an ack
+        link. It only leads there; every action still needs a signed-in session."""
+        return self._deep_links.dumps([case_id, org_id, target])
+
+    def read_deep_link(self, token: str) -> DeepLink | None:
+        """The claim in a genuine deep-link token; None if forged; LinkExpired if too old."""
+        try:
+            data = self._deep_links.loads(token, max_age=self._max_age)
+        except SignatureExpired as exc:
+            raise LinkExpired from exc
+        except BadSignature:
+            return None
+        if (
+            not isinstance(data, list)
+            or len(data) != 3
+            or not all(isinstance(x, str) for x in data)
+        ):
+            return None
+        return DeepLink(case_id=data[0], org_id=data[1], target=data[2])
 
     def button_signature(self, action: str, case_id: str, version: int) -> str:
         """A short MAC for callback data: 16 characters of HMAC-SHA256."""

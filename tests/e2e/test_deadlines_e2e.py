@@ -156,11 +156,12 @@ async def test_a_case_registered_before_christmas_escalates_on_the_monday_after(
         assert len(chats(world, SUPERVISOR_CHAT, "Hälsocentralen Lugnvik har inte bekräftat")) == 1
         [to_municipality] = mails(world, MUNICIPAL_SUPERVISOR, NOT_ACKED)
         assert "förskolan" in str(to_municipality["Subject"])
-        overdue = mails(world, RECEPTION, NOT_ACKED)
-        assert sorted(str(m["Subject"]).split(",")[0] for m in overdue) == [
-            "Ej bekräftat: Hälsocentralen Lugnvik",
-            "Ej bekräftat: Östersunds kommun",
-        ]
+        # The reception unit gets ONE digest for 10:00 naming both (not one mail per recipient).
+        [overdue] = mails(world, RECEPTION, NOT_ACKED)
+        assert str(overdue["Subject"]).startswith("Ej bekräftat: Hälsocentralen Lugnvik, Östersund")
+        assert reference in str(overdue["Subject"])
+        assert "Hälsocentralen Lugnvik har inte bekräftat" in text_of(overdue)
+        assert "förskolan" in text_of(overdue) and "/dashboard/l/" in text_of(overdue)
         assert all("Lugnviksskolan" not in str(m["Subject"]) for m in world.smtp.messages)
 
         # Firing again changes nothing; the acknowledgement deadlines are gone from the view.
@@ -267,7 +268,10 @@ async def test_an_acknowledgement_cancels_what_is_pending(
         assert mails(world, HC, REMINDER) == []
         assert mails(world, HC_SUPERVISOR, NOT_ACKED) == []
         assert len(mails(world, SCHOOL, REMINDER)) == 1  # the others are still chased
-        assert len(mails(world, MUNICIPAL_SUPERVISOR, NOT_ACKED)) == 2
+        # School and preschool share a supervisor: one digest names both (it was two mails).
+        [digest] = mails(world, MUNICIPAL_SUPERVISOR, NOT_ACKED)
+        assert "Lugnviksskolan har inte bekräftat" in text_of(digest)
+        assert "förskolan" in text_of(digest)
 
 
 async def test_a_date_change_restarts_the_clock(
@@ -552,3 +556,74 @@ async def test_the_same_working_day_and_its_check(
     world: World, registered: datetime, day: date, check: datetime
 ) -> None:
     assert world.services.deadlines.same_day_due(registered) == (day, check)
+
+
+# --- escalations as a digest ----------------------------------------------------------------
+
+
+async def test_three_overdue_cases_give_one_digest_per_organisation(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """Three cases told the same day, none acknowledged: at 10:00 the next working day the
+    reception unit gets ONE mail listing all three, and so does each supervisor; each case
+    still records its own escalations in its history."""
+    async with running_world(redis_url, tmp_path) as world:
+        references = []
+        ids = []
+        for n in range(3):
+            answer = await world.register(arrival(external_ref=f"MIG-2026-99900{n}"))
+            ids.append(answer["id"])
+            references.append(answer["reference"])
+        for case_id in ids:
+            await world.settled(case_id)
+        # Registered Wednesday 25 November 09:00: escalation Thursday 26 November at 10:00.
+        world.clock.set(local(2026, 11, 26, 9, 59))
+        await world.tick()
+        assert mails(world, RECEPTION, NOT_ACKED) == []
+        world.clock.set(local(2026, 11, 26, 10))
+        await world.tick()
+        await world.drain()
+
+        for org in (RECEPTION, HC_SUPERVISOR, MUNICIPAL_SUPERVISOR):
+            [digest] = mails(world, org, NOT_ACKED)
+            assert str(digest["Subject"]) == "Ej bekräftat: 3 ärenden", org
+            text = text_of(digest)
+            assert "3 ärenden har passerat en tidsgräns" in text
+            for reference in references:
+                assert reference in text
+            assert text.count("/dashboard/l/") == 3  # a link to each case
+            assert "fredag 27 november 2026" in text  # the arrival date
+            assert "Familj" not in text and "A.K." not in text  # nothing private
+        reception = text_of(mails(world, RECEPTION, NOT_ACKED)[0])
+        assert reception.count("Hälsocentralen Lugnvik har inte bekräftat") == 3
+        assert reception.count("Lugnviksskolan har inte bekräftat") == 3
+        # The region's supervisor hears only of its own health centre.
+        region = text_of(mails(world, HC_SUPERVISOR, NOT_ACKED)[0])
+        assert "Lugnviksskolan" not in region
+        # One chat message too, not three.
+        assert len(chats(world, CHATS[RECEPTION], "Försenade ärenden")) == 1
+
+        # Firing again sends nothing more; each case's history keeps its escalations.
+        await world.tick()
+        await world.drain()
+        assert len(mails(world, RECEPTION, NOT_ACKED)) == 1
+        for case_id in ids:
+            what = [h["what"] for h in (await world.case(case_id))["history"]]
+            assert what.count("ack_escalation") == 3
+
+
+async def test_a_case_acknowledged_before_the_digest_is_left_out(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path) as world:
+        first = await world.register(arrival(external_ref="MIG-2026-999100"))
+        second = await world.register(arrival(external_ref="MIG-2026-999101"))
+        for case_id in (first["id"], second["id"]):
+            await world.settled(case_id)
+        await acknowledge(world, second["id"], HC, SCHOOL, PRESCHOOL)
+        world.clock.set(local(2026, 11, 26, 10))
+        await world.tick()
+        await world.drain()
+        [digest] = mails(world, RECEPTION, NOT_ACKED)
+        assert first["reference"] in str(digest["Subject"])
+        assert second["reference"] not in text_of(digest)

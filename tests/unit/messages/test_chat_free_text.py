@@ -39,6 +39,8 @@ NOT_TYPED = frozenset(
         "email",
         "phone",
         "ack_url",
+        "booking_url",  # signed links into the board, made by Ankomst
+        "case_url",
         "topic",
         "field",
         "languages",
