@@ -65,8 +65,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     except web.HTTPRequestEntityTooLarge:
         return problem(413, "För stor förfrågan", f"Högst {MAX_BODY // 1024} KiB.")
     except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
+        if exc.status < 400 or exc.content_type == "text/html":
+            raise  # redirects, and the board's Swedish pages (handlers/http/forms.py)
         return problem(exc.status, exc.reason, exc.text or "")
     except Exception as exc:
         if store_unavailable(exc):
@@ -400,6 +400,7 @@ async def ack_link(request: web.Request) -> web.Response:
             version=claim.version,
             organisation=org.name if org else None,
             post_url=post_url,
+            arrival_date=case.arrival_date,
         )
 
     if request.method != "POST":
@@ -455,7 +456,7 @@ def build_web_app(services: Services) -> web.Application:
     app.router.add_get("/api/v1/disagreements/{disagreement_id}", get_disagreement)
     app.router.add_post("/api/v1/disagreements/{disagreement_id}/escalate", escalate_disagreement)
     app.router.add_post("/api/v1/disagreements/{disagreement_id}/resolve", resolve_disagreement)
-    app.router.add_route("GET", "/a/{token}", ack_link)
+    app.router.add_get("/a/{token}", ack_link)  # and HEAD, answered as GET without a body
     app.router.add_route("POST", "/a/{token}", ack_link)
     add_dashboard_routes(app)
     return app

@@ -310,3 +310,186 @@ async def test_the_board_shows_deadlines_and_escalations(world: World) -> None:
         _, page, _ = await get(client, world.base + "/dashboard")
         assert "Eskalerat: inte bekräftat i tid" in page
         assert "Försenad" in page
+
+
+RECEPTION = "ostersund-mottagning"
+
+
+def form_body(csrf: str, **overrides: Any) -> dict[str, Any]:
+    """The registration form as a browser posts it (a valid one unless overridden)."""
+    body: dict[str, Any] = {
+        "csrf": csrf,
+        "nonce": "0123456789abcdef",
+        "ref_mode": "none",
+        "external_ref": "",
+        "arrival_date": "2026-12-07",
+        "ages": "9, 4",
+        "lang": "ar",
+        "other_languages": "",
+        "interpreter_needed": "ja",
+        "unaccompanied": "nej",
+        "details": "Rad ett\nRad två",
+        "mottagare": "standard",
+    }
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+async def post(
+    client: aiohttp.ClientSession, url: str, data: dict[str, Any]
+) -> tuple[int, str, Any]:
+    async with client.post(url, data=data, allow_redirects=False) as response:
+        return response.status, await response.text(), response.headers
+
+
+async def test_the_registration_form_shows_each_error_beside_its_field_and_keeps_the_values(
+    world: World,
+) -> None:
+    async with await signed_in(world, RECEPTION) as client:
+        status, page, _ = await get(client, world.base + "/dashboard/ny")
+        assert status == 200 and "Ny ankomst" in page
+        csrf = csrf_of(page)
+        status, page, _ = await post(
+            client,
+            world.base + "/dashboard/ny",
+            form_body(
+                csrf,
+                arrival_date="2020-01-01",
+                ages="9, tjugo",
+                lang=None,
+                other_languages="",
+                interpreter_needed=None,
+                details="Ring 19121212-1212",
+            ),
+        )
+        assert status == 400
+        # Each error beside its field, linked by aria-describedby, listed in the summary.
+        for field in ("arrival_date", "ages", "languages", "interpreter_needed", "details"):
+            assert f'id="{field}-fel"' in page, field
+            assert f'href="#{field}"' in page, field
+        assert 'aria-describedby="arrival_date-tips arrival_date-fel"' in page
+        assert "bakåt i tiden" in page and "person- eller samordningsnummer" in page
+        assert "Välj ja eller nej." in page
+        # What was typed is kept.
+        assert 'value="9, tjugo"' in page and ">Ring 19121212-1212</textarea>" in page
+    assert not await world.services.cases.store.ids(open_only=False, municipality=None, org=None)
+
+
+async def test_the_summary_confirms_and_a_double_submit_registers_once(world: World) -> None:
+    async with await signed_in(world, RECEPTION) as client:
+        _, page, _ = await get(client, world.base + "/dashboard/ny")
+        csrf = csrf_of(page)
+        status, page, _ = await post(client, world.base + "/dashboard/ny", form_body(csrf))
+        assert status == 200 and "Kontrollera och skicka" in page
+        assert "Hälsocentralen" in page or "Lugnvik" in page
+        assert not await world.services.cases.store.ids(
+            open_only=False, municipality=None, org=None
+        )
+        answers = [
+            await post(client, world.base + "/dashboard/ny/bekrafta", form_body(csrf))
+            for _ in range(2)
+        ]
+        assert [a[0] for a in answers] == [303, 303]
+        assert answers[0][2]["Location"] == answers[1][2]["Location"]
+        ids = await world.services.cases.store.ids(open_only=False, municipality=None, org=None)
+        assert len(ids) == 1
+        case = await world.services.cases.store.get(ids[0])
+        assert case.facts["details"] == "Rad ett\nRad två"
+        assert case.facts["languages"] == ["ar"]
+        status, page, _ = await get(client, world.base + answers[0][2]["Location"])
+        assert "Ankomsten är registrerad" in page
+        assert "Ändra datum" in page and "Ställ in ankomsten" in page
+
+
+async def test_a_post_without_or_with_another_sessions_token_is_refused_and_changes_nothing(
+    world: World,
+) -> None:
+    case = await registered(world)
+    other = await signed_in(world, SCHOOL)
+    async with other, await signed_in(world, RECEPTION) as client:
+        _, school_page, _ = await get(other, f"{world.base}/dashboard/cases/{case['id']}")
+        foreign = csrf_of(school_page)
+        attempts = [
+            ("/dashboard/ny/bekrafta", form_body("")),
+            ("/dashboard/ny/bekrafta", form_body(foreign)),
+            (f"/dashboard/cases/{case['id']}/installd", {"reason": "Flyttar", "csrf": foreign}),
+            (f"/dashboard/cases/{case['id']}/datum", {"arrival_date": "2026-12-09"}),
+            (f"/dashboard/cases/{case['id']}/ack", {"version": "1", "csrf": foreign}),
+        ]
+        for path, data in attempts:
+            status, page, _ = await post(client, world.base + path, data)
+            assert status == 403, path
+            assert "Formuläret gäller inte längre" in page and 'lang="sv"' in page
+    ids = await world.services.cases.store.ids(open_only=False, municipality=None, org=None)
+    assert ids == [case["id"]]
+    stored = await world.services.cases.store.get(case["id"])
+    assert stored.version == 1 and stored.status != "cancelled"
+
+
+async def test_date_change_and_cancel_use_the_core_rules(world: World) -> None:
+    case = await registered(world)
+    async with await signed_in(world, SCHOOL) as school:
+        _, page, _ = await get(school, f"{world.base}/dashboard/cases/{case['id']}")
+        assert "Ställ in ankomsten" not in page  # only the reception unit
+        status, page, _ = await post(
+            school,
+            f"{world.base}/dashboard/cases/{case['id']}/installd",
+            {"reason": "x", "csrf": csrf_of(page)},
+        )
+        assert status == 403 and "mottagningsenheten" in page
+    async with await signed_in(world, RECEPTION) as client:
+        _, page, _ = await get(client, f"{world.base}/dashboard/cases/{case['id']}")
+        csrf = csrf_of(page)
+        url = f"{world.base}/dashboard/cases/{case['id']}"
+        status, page, _ = await post(client, url + "/installd", {"csrf": csrf, "reason": " "})
+        assert status == 400 and 'id="reason-fel"' in page and "Ange varför" in page
+        status, page, headers = await post(
+            client, url + "/datum", {"csrf": csrf, "arrival_date": "2026-12-09"}
+        )
+        assert status == 303, page
+        _, page, _ = await get(client, world.base + headers["Location"])
+        assert "Det nya datumet är sparat" in page
+        assert "→" in page and "9 december 2026" in page  # the history says old → new
+        status, _, _ = await post(
+            client, url + "/installd", {"csrf": csrf, "reason": "Familjen\nflyttar"}
+        )
+        assert status == 303
+    stored = await world.services.cases.store.get(case["id"])
+    assert stored.status == "cancelled" and stored.version == 3
+
+
+async def test_a_draft_prefills_the_form(world: World) -> None:
+    from bot.store import keys
+
+    await world.services.redis.hset(
+        keys.notice_draft("d1"),
+        mapping={"arrival_date": "2026-12-08", "ages": "7", "languages": "so,kmr"},
+    )
+    async with await signed_in(world, RECEPTION) as client:
+        _, page, _ = await get(client, world.base + "/dashboard/ny?draft=d1")
+        assert 'value="2026-12-08"' in page and 'value="7"' in page
+        assert 'value="so" checked' in page and 'value="kmr"' in page
+        _, page, _ = await get(client, world.base + "/dashboard/ny?draft=saknas")
+        assert "Utkastet finns inte längre" in page and 'value="2026-12-08"' not in page
+
+
+async def test_the_sign_in_form_is_limited_per_address_and_per_client(world: World) -> None:
+    async with browser() as client:
+        answers = [
+            await post(client, world.base + "/dashboard/login", {"email": "x@example.se"})
+            for _ in range(6)
+        ]
+        assert [a[0] for a in answers] == [200] * 5 + [429]
+        assert "För många försök" in answers[5][1]
+        # Other addresses from the same client count against the client's limit (20 in the
+        # window; the six above are counted too).
+        statuses = [
+            (await post(client, world.base + "/dashboard/login", {"email": f"a{i}@example.se"}))[0]
+            for i in range(16)
+        ]
+        assert statuses[-1] == 429 and statuses.count(200) == 14
+    ttls = [
+        await world.services.redis.ttl(key)
+        async for key in world.services.redis.scan_iter("ankomst:dashboard:attempts:*")
+    ]
+    assert ttls and all(0 < t <= 15 * 60 for t in ttls)
