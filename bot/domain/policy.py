@@ -20,6 +20,7 @@ from messages.models import OrgKind
 
 __all__ = [
     "BOOKING_DETAILS",
+    "GUARDED_NOTICES",
     "SIGHTS",
     "CaseScope",
     "Forbidden",
@@ -104,6 +105,13 @@ _BOOKING_TOPIC: Final = Topic.HEALTH_BOOKING
 # The kinds told whether start may go ahead (routine step 8).
 _STARTING: Final[tuple[OrgKind, ...]] = ("school", "preschool")
 _LISTING: Final[tuple[OrgKind, ...]] = ("reception_unit", "management")
+# Notices that carry a guarded part or another organisation's free text; whoever plans one,
+# the fan-out asks `Policy.may_be_told` for each organisation before it is sent.
+_BOOKING_NOTICES: Final = frozenset({Topic.HEALTH_BOOKING, Topic.BOOKING_BEFORE_ARRIVAL})
+_DISAGREEMENT_NOTICES: Final = frozenset(
+    {Topic.DISAGREEMENT_RAISED, Topic.DISAGREEMENT_ESCALATED, Topic.DISAGREEMENT_RESOLVED}
+)
+GUARDED_NOTICES: Final = _BOOKING_NOTICES | _DISAGREEMENT_NOTICES | {Topic.CLEARANCE}
 
 
 @dataclass(frozen=True)
@@ -187,9 +195,14 @@ class Policy:
 
     # -- the health centre ------------------------------------------------------------------
 
+    def may_report_health(self, org_id: str, case: CaseParties) -> bool:
+        """Booking and clearance: only the health centre on the case reports them (and only
+        its chat gets the booking button)."""
+        return self._is(org_id, "health_centre") and org_id in case.recipients
+
     def require_health_centre(self, who: Acting, case: CaseParties) -> None:
-        """Booking and clearance: only the health centre on the case reports them."""
-        if not self._is(who.org_id, "health_centre") or who.org_id not in case.recipients:
+        """`may_report_health`, or Forbidden."""
+        if not self.may_report_health(who.org_id, case):
             raise Forbidden(Refusal.HEALTH_CENTRE)
 
     def told_of_start(self, case: CaseParties) -> list[str]:
@@ -252,6 +265,25 @@ class Policy:
             raise Forbidden(Refusal.ESCALATE_PARTY)
         if who.role != "supervisor":
             raise Forbidden(Refusal.ESCALATE_SUPERVISOR)
+
+    # -- who is told -----------------------------------------------------------------------
+
+    def may_be_told(
+        self, org_id: str, case: CaseParties, topic: Topic, referred_to: Iterable[str] = ()
+    ) -> bool:
+        """Whether a notice of `topic` on `case` may reach `org_id`, whoever planned it (the
+        fan-out asks for every organisation before a delivery is made): the booking, and a
+        booking the arrival has moved past, only those who see the booking; whether start may
+        go ahead, those told of it and those who see the clearance; a disagreement's notices
+        (they carry its text and decision) those who may see the disagreement. Any other
+        notice is not limited here."""
+        if topic in _BOOKING_NOTICES:
+            return Sight.BOOKING in self.sight(org_id, case)
+        if topic is Topic.CLEARANCE:
+            return org_id in self.told_of_start(case) or Sight.CLEARANCE in self.sight(org_id, case)
+        if topic in _DISAGREEMENT_NOTICES:
+            return self.may_see_disagreement(org_id, case, referred_to)
+        return True
 
     def require_resolve(
         self, who: Acting, case: CaseParties, referred_to: Iterable[str] = ()

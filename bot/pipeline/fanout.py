@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from bot.domain.case import CaseNotFound
 from bot.domain.clock import Clock
 from bot.domain.delivery import delivery_id
 from bot.domain.directory import Directory
@@ -26,6 +27,7 @@ from bot.domain.events import (
     chat_of,
     telegram_channel,
 )
+from bot.domain.policy import GUARDED_NOTICES, Policy
 from bot.store import Redis, keys
 from bot.store.cases import CaseStore
 from bot.store.deliveries import DeliveryStore
@@ -84,6 +86,7 @@ class FanOut:
         self.clock = clock
         self.cases = CaseStore(redis)
         self.deliveries = DeliveryStore(redis)
+        self.policy = Policy(directory)
 
     async def channels(self, org_id: str) -> list[str]:
         """Every channel an organisation has: its e-mail, and each linked chat."""
@@ -139,6 +142,31 @@ class FanOut:
         values = await self.redis.hmget(keys.disagreement(topic.suffix), list(names))
         return {name: value for name, value in zip(names, values, strict=True) if value is not None}
 
+    async def told(self, case_id: str, topic: DeliveryTopic, orgs: list[str]) -> list[str]:
+        """`orgs` as far as the policy lets a notice of `topic` reach them
+        (`Policy.may_be_told`): whoever planned the notice, a booking, a clearance or a
+        disagreement's text goes to no one the policy keeps it from. One left out is a bug of
+        the planner, so it is logged (organisation ids only)."""
+        if topic.kind not in GUARDED_NOTICES:
+            return orgs
+        try:
+            case = await self.cases.get(case_id)
+        except CaseNotFound:
+            return []  # nothing to tell of a case that is gone
+        referred: list[str] = []
+        if topic.kind in RECORD_TEXTS and topic.suffix:
+            raw = await self.redis.hget(keys.disagreement(topic.suffix), "referred_to")
+            referred = json.loads(raw) if raw else []
+        allowed = [o for o in orgs if self.policy.may_be_told(o, case, topic.kind, referred)]
+        if len(allowed) < len(orgs):
+            log.warning(
+                "notice %s of case %s not sent to %s: the policy keeps it from them",
+                topic.kind,
+                case_id,
+                sorted(set(orgs) - set(allowed)),
+            )
+        return allowed
+
     async def handle(self, entry_id: str, event: dict[str, str]) -> bool:
         """Consumer-group handler for the event stream."""
         try:
@@ -181,8 +209,9 @@ class FanOut:
             await self.create(case_id, version, planned)
         elif kind is EventType.NOTICE:
             # A status message decided elsewhere (scheduler, reports): deliver as planned.
-            orgs = json.loads(event.get("orgs", "[]"))
+            topic = DeliveryTopic.parse(event["topic"])
+            orgs = await self.told(case_id, topic, json.loads(event.get("orgs", "[]")))
             params = json.loads(event.get("params", "{}"))
-            params.update(await self.record_texts(DeliveryTopic.parse(event["topic"])))
+            params.update(await self.record_texts(topic))
             await self.create(case_id, version, await self.plan(orgs, event["topic"], params))
         return True

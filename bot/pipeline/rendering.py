@@ -16,12 +16,14 @@ import icalendar
 from aiogram.types import InlineKeyboardMarkup
 
 from bot.channels.email import Attachment
+from bot.domain.actor import Actor
 from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.case import Case, Version
 from bot.domain.clock import Clock
 from bot.domain.delivery import Delivery
 from bot.domain.directory import Directory, Organisation
 from bot.domain.events import ChannelKind, Topic
+from bot.domain.policy import Policy
 from bot.pipeline.buttons import ack_row, booking_row, escalate_row, keyboard
 from bot.store import keys
 from bot.store.cases import CaseStore
@@ -292,16 +294,23 @@ class MessageRenderer:
     async def buttons(
         self, d: Delivery, case: Case, chat_id: int, needs_ack: bool
     ) -> InlineKeyboardMarkup | None:
-        """The buttons under a chat message: Mottaget; the health centre's Boka; Eskalera for
-        a supervisor's chat on a disagreement."""
+        """The buttons under a chat message: Mottaget; Boka where the policy lets the
+        organisation report the booking (the health centre on the case); Eskalera where it lets
+        the chat's person escalate (a supervisor of a party)."""
         rows = []
         if needs_ack:
             rows.append(ack_row(self.signer, case.id, d.version))
-        org = self.directory.organisation(d.org)
-        if d.is_arrival_notice and org.kind == "health_centre" and case.status != "cancelled":
+        policy = Policy(self.directory)
+        if (
+            d.is_arrival_notice
+            and case.status != "cancelled"
+            and policy.may_report_health(d.org, case)
+        ):
             rows.append(booking_row(self.signer, case.id))
         if d.topic.kind is Topic.DISAGREEMENT_RAISED and d.topic.suffix:
             link = await self.chats.link_of(chat_id)
-            if link is not None and link.role == "supervisor":
+            if link is not None and policy.may_escalate(
+                Actor(org_id=link.org_id, role=link.role, via="telegram"), case
+            ):
                 rows.append(escalate_row(self.signer, d.topic.suffix))
         return keyboard(rows)

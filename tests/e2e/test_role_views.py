@@ -22,7 +22,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from bot.domain.actor import SYSTEM
+from bot.domain.case import notice_event
+from bot.domain.events import DeliveryTopic, Topic
+from bot.store import keys
 from bot.usecases.report import build_report
+from bot.usecases.views import deliveries
 from tests.support.world import CHATS, World, arrival, eventually, running_world
 
 RECEPTION = "ostersund-mottagning"
@@ -287,6 +292,10 @@ DISPUTE_READERS = {
 }
 
 
+# Chats of supervisors, linked where a test needs them: a party's and a non-party's.
+SUPERVISOR_CHATS = {SCHOOL: 2003, MANAGEMENT: 2006}
+
+
 @dataclass
 class Told:
     """Everything each organisation was sent, after the case's booking, clearance and two
@@ -377,6 +386,10 @@ async def test_mail_and_chat(told: Told, role: Role) -> None:
     for text, readers in DISPUTE_READERS.items():
         assert (text in mails) is (role.org_id in readers), (role.org_id, text)
         assert text not in chat, (role.org_id, "chat carries no free text in minimal mode")
+    # Buttons as the policy allows: Boka for the health centre on the case; Eskalera in no
+    # member's chat.
+    assert ('"Boka hälsosamtal"' in chat) is (role.org_id == HC), role.org_id
+    assert '"Eskalera"' not in chat, role.org_id
 
 
 async def test_a_disagreements_text_reaches_no_one_else(told: Told) -> None:
@@ -390,6 +403,56 @@ async def test_a_disagreements_text_reaches_no_one_else(told: Told) -> None:
     # The booking reached the reception unit only (the health centre made it).
     booked = {org for org, mails in told.mails.items() if "halsosamtal.ics" in mails}
     assert booked == {RECEPTION}
+
+
+async def test_the_fan_out_asks_the_policy_whoever_planned_a_notice(booked: Booked) -> None:
+    """A planner that names too many organisations (a bug) still tells no one the policy keeps
+    a notice from: the fan-out asks `Policy.may_be_told` for every organisation."""
+    world = booked.world
+    # Supervisors' chats: the school's (a party) and management's (not a party).
+    for org_id, chat in SUPERVISOR_CHATS.items():
+        await world.link_chat(org_id, chat, "supervisor")
+    status, raised = await world.call(
+        "POST",
+        f"/api/v1/arrivals/{booked.case_id}/disagreements",
+        HC,
+        {"text": DISPUTE_ESCALATED},
+    )
+    assert status == 201, raised
+    everyone = [RECEPTION, HC, SCHOOL, PRESCHOOL, SOCIAL, MANAGEMENT, "berg-skola", "hc-hede"]
+    planned: dict[DeliveryTopic, tuple[dict[str, object], set[str]]] = {
+        Topic.HEALTH_BOOKING.at(9): (
+            {"organisation": "Hälsocentralen Lugnvik", "booked_at": "2026-12-09T09:30:00+01:00"},
+            {RECEPTION, HC},
+        ),
+        Topic.CLEARANCE.at(9): (
+            {"organisation": "Hälsocentralen Lugnvik", "may_start": False},
+            {RECEPTION, HC, SCHOOL, PRESCHOOL},
+        ),
+        # Management of the parties may see it (it may have to decide); no one off the case.
+        Topic.DISAGREEMENT_RAISED.at(raised["id"]): (
+            {"raised_by": "Hälsocentralen Lugnvik"},
+            {RECEPTION, HC, SCHOOL, PRESCHOOL, SOCIAL, MANAGEMENT},
+        ),
+    }
+    now = world.clock.now()
+    for topic, (params, _) in planned.items():
+        event = notice_event(booked.case_id, 1, SYSTEM, now, topic, everyone, params)
+        await world.services.redis.xadd(keys.EVENTS, event)
+    await world.drain()
+    rows = await deliveries(world.services.redis, booked.case_id)
+    for topic, (_, allowed) in planned.items():
+        assert {r["org"] for r in rows if r["topic"] == str(topic)} == allowed, topic
+    school_mail = "\n".join(mail_text(m) for m in world.mails_to("skola@ostersund.example.se"))
+    assert "Oenighet-ETT" in school_mail and "kl. 09.30" not in school_mail
+    # Eskalera only where the policy lets the chat's person escalate: a party's supervisor.
+    for org_id, chat in SUPERVISOR_CHATS.items():
+        sent = world.telegram.sent_to(chat)
+        told = [c for c in sent if "Oenighet" in (c.text or "") or "oenighet" in (c.text or "")]
+        assert told, org_id  # both were told of the disagreement
+        assert any("Eskalera" in json.dumps(c.params.get("reply_markup") or {}) for c in told) is (
+            org_id == SCHOOL
+        ), org_id
 
 
 async def test_the_report_is_anonymous(told: Told) -> None:
