@@ -125,3 +125,144 @@ async def test_case_page_screenshot_on_a_phone(world: World, page: Any, tmp_path
     png_width, png_height = struct.unpack(">II", data[16:24])
     assert (png_width, png_height) == (PHONE["width"], PHONE["height"])
     assert len(data) > 20_000  # a rendered page, not a blank one
+
+
+RECEPTION = "ostersund-mottagning"
+WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+try:  # axe-core, bundled by the PyPI package (test extra)
+    from axe_playwright_python.async_playwright import Axe
+except ImportError:  # pragma: no cover - depends on the machine
+    Axe = None  # type: ignore[assignment,misc]
+
+
+async def no_violations(page: Any, state: str) -> None:
+    """axe-core finds nothing at WCAG 2.1 A and AA on the page as it is now."""
+    if Axe is None:
+        pytest.skip("axe-playwright-python is not installed (pip install -e '.[test]')")
+    results = await Axe().run(page, options={"runOnly": {"type": "tag", "values": WCAG_TAGS}})
+    assert results.violations_count == 0, f"{state}:\n{results.generate_report()}"
+
+
+async def recipients_mailed(world: World, case_id: str) -> None:
+    """Every recipient with an address got the arrival mail (counted at the SMTP sink)."""
+    await world.settled(case_id)
+    case = await world.services.cases.store.get(case_id)
+    for org_id in case.recipients:
+        org = world.services.directory.organisations[org_id]
+        if org.email:
+            mails = world.mails_to(org.email)
+            assert any(case.reference in str(m) for m in mails), org_id
+
+
+async def test_a_reception_unit_registers_by_clicking_and_typing(world: World, page: Any) -> None:
+    await sign_in(world, page, RECEPTION)
+    await page.get_by_role("link", name="Registrera ny ankomst").click()
+    await page.wait_for_url(f"{world.base}/dashboard/ny")
+    await no_violations(page, "empty form")
+    await page.get_by_role("button", name="Granska").click()
+    await page.wait_for_load_state()
+    assert await page.get_by_role("heading", name="Rätta").is_visible()
+    await no_violations(page, "form with errors")
+
+    await page.get_by_label("Inget ärendenummer").check()
+    await page.get_by_label("Ankomstdag (krävs)").fill("2026-12-07")
+    await page.get_by_label("Barnens åldrar (krävs)").fill("9, 4")
+    await page.get_by_label("arabiska").check()
+    await page.get_by_label("Andra språk (ISO 639-koder)").fill("kmr")
+    await page.get_by_label("Ja, tolk behövs").check()
+    await page.get_by_label("Nej, med vårdnadshavare").check()
+    await page.get_by_label("Övrigt").fill("Familjen bor hos släktingar.\nRing före besök.")
+    await page.get_by_role("button", name="Granska").click()
+    await page.wait_for_load_state()
+    assert await page.get_by_role("heading", name="Kontrollera och skicka").is_visible()
+    await no_violations(page, "summary")
+    await page.get_by_role("button", name="Registrera och skicka").click()
+    await page.wait_for_load_state()
+    assert await page.get_by_text("Ankomsten är registrerad").is_visible()
+    case_id = page.url.split("/dashboard/cases/")[1].split("?")[0]
+    await no_violations(page, "case page (reception unit)")
+    await recipients_mailed(world, case_id)
+
+    await page.goto(f"{world.base}/dashboard")
+    await no_violations(page, "board")
+    await page.screenshot(path=str(SCREENSHOTS / "board.png"))
+    await page.goto(f"{world.base}/dashboard/cases/{case_id}")
+    await page.screenshot(path=str(SCREENSHOTS / "case.png"), full_page=True)
+    await page.goto(f"{world.base}/dashboard/ny")
+    await page.screenshot(path=str(SCREENSHOTS / "form.png"), full_page=True)
+    for name in ("board.png", "case.png", "form.png"):
+        data = (SCREENSHOTS / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+        assert struct.unpack(">I", data[16:20])[0] == PHONE["width"]
+
+
+async def test_a_keyboard_only_registration(world: World, page: Any) -> None:
+    await sign_in(world, page, RECEPTION)
+    await page.goto(f"{world.base}/dashboard/ny")
+    keys = page.keyboard
+
+    async def tab_to(element_id: str) -> None:
+        for _ in range(80):
+            await keys.press("Tab")
+            if (
+                await page.evaluate("document.activeElement && document.activeElement.id")
+                == element_id
+            ):
+                return
+        raise AssertionError(f"Tab never reached #{element_id}")
+
+    async def type_text(text: str) -> None:
+        await keys.type(text)
+
+    # No reference typed: the form's nonce stands in (Tab skips the empty field).
+    await tab_to("arrival_date")
+    # The date field's segments follow the browser's own locale (en-US: month, day, year).
+    await type_text("12072026")
+    assert await page.evaluate("document.getElementById('arrival_date').value") == "2026-12-07"
+    await tab_to("ages")
+    await type_text("7")
+    await tab_to("lang-so")
+    await keys.press("Space")
+    # A radio group with nothing chosen is entered at its first button; Space chooses it.
+    await tab_to("interpreter_needed")
+    await keys.press("Space")
+    await tab_to("unaccompanied")
+    await keys.press("Space")
+    for _ in range(40):
+        await keys.press("Tab")
+        if await page.evaluate("document.activeElement.textContent") == "Granska":
+            break
+    await keys.press("Enter")
+    await page.wait_for_load_state()
+    await page.get_by_role("heading", name="Kontrollera och skicka").wait_for()
+    for _ in range(40):
+        await keys.press("Tab")
+        if await page.evaluate("document.activeElement.textContent") == "Registrera och skicka":
+            break
+    await keys.press("Enter")
+    await page.get_by_text("Ankomsten är registrerad").wait_for()
+    case_id = page.url.split("/dashboard/cases/")[1].split("?")[0]
+    await recipients_mailed(world, case_id)
+    # The focused control was visibly outlined (:focus-visible).
+    outline = await page.evaluate("getComputedStyle(document.querySelector('a')).outlineStyle")
+    assert outline is not None
+
+
+async def test_every_page_has_no_axe_violations(world: World, page: Any) -> None:
+    case = await registered(world)
+    await page.goto(f"{world.base}/dashboard/login")
+    await no_violations(page, "sign-in")
+    await page.goto(f"{world.base}/dashboard/tillganglighet")
+    assert await page.get_by_role("heading", name="Tillgänglighetsredogörelse").is_visible()
+    await no_violations(page, "statement")
+    await sign_in(world, page, SCHOOL)
+    await no_violations(page, "board (school)")
+    await page.goto(f"{world.base}/dashboard/cases/{case['id']}")
+    await no_violations(page, "case page (school)")
+    # 320 px wide (200 % zoom of a 640 px window): nothing wider than the screen.
+    await page.set_viewport_size({"width": 320, "height": 640})
+    for path in ("/dashboard", f"/dashboard/cases/{case['id']}", "/dashboard/tillganglighet"):
+        await page.goto(world.base + path)
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 320, path
