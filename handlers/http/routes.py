@@ -403,7 +403,10 @@ async def ack_link(request: web.Request) -> web.Response:
             arrival_date=case.arrival_date,
         )
 
+    actor = Actor(org_id=claim.org_id, via="link", who="e-postlänk")
     if request.method != "POST":
+        # The page shows the case (reference, arrival date): a read, in the audit trail.
+        await record_read(services.redis, actor, case.id, "email-link", services.clock.now())
         if case.status == "cancelled":
             return _page(page("cancelled"))
         if claim.version != case.version:
@@ -412,7 +415,6 @@ async def ack_link(request: web.Request) -> web.Response:
         if f"{claim.version}:{claim.org_id}" in acks:
             return _page(page("already"))
         return _page(page("confirm", f"/a/{token}"))
-    actor = Actor(org_id=claim.org_id, via="link", who="e-postlänk")
     outcome, case = await services.cases.acknowledge(case.id, claim.org_id, actor, claim.version)
     state = _LINK_STATES[outcome]
     return _page(page(state), 200 if state in ("done", "already") else 409)

@@ -7,6 +7,7 @@ from aiogram.types import CallbackQuery
 
 from bot.pipeline.buttons import AckButton
 from bot.runtime.services import Services
+from bot.usecases.audit import record_refused
 from handlers.telegram.common import Acting, Linked
 from messages import chat
 
@@ -23,6 +24,17 @@ async def acknowledge(
     outcome, case = await services.cases.acknowledge(
         callback_data.case, who.org.id, who.actor, callback_data.version
     )
+    if outcome == "not_recipient" and query.message is not None:
+        # A button forwarded to a chat of an organisation not on the case: a refused read.
+        await record_refused(
+            services.redis,
+            who.actor,
+            case.id,
+            "telegram:button",
+            services.clock.now(),
+            "forbidden",
+            chat_id=query.message.chat.id,
+        )
     await query.answer(
         chat.ack_reply(outcome, case.reference, who.org.name), show_alert=outcome != "recorded"
     )

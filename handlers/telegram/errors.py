@@ -5,6 +5,10 @@ rise; this router's error handler answers them: a button press with an alert (a 
 chat message too, as it may need several lines), a typed message with a reply. A refusal ends
 the dialogue the chat was in; a validation error leaves it open, so the person can try again.
 
+A refusal that names a case (a case button pressed in a chat whose organisation may not use
+it, `/andra`, `/stall_in` or `/oenighet` of a case the chat may not touch) is a refused read:
+the audit trail keeps who tried which case from which chat (`audit_refused`).
+
 A store that cannot serve now (`bot.store.store_unavailable`: unreachable, failing over, full,
 read-only…) is not the person's fault either: they are told to try again in a while, and the
 dialogue stays as it was.
@@ -23,14 +27,19 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import ErrorEvent, Message
 
 from bot.domain.arrival import InvalidInput
+from bot.pipeline.buttons import AckButton, Action, CaseAction
+from bot.runtime.services import Services
 from bot.store import FaultLog, store_unavailable
+from bot.usecases.audit import case_id_for, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
-from handlers.telegram.common import invalid_text
+from handlers.telegram.common import acting, invalid_text
 from messages import chat
 
 NOT_FOUND = "Det finns inget sådant ärende."
 TRY_AGAIN = "Rätta och skicka igen, eller avbryt med /avbryt."
 STORE_BUSY = "Tjänsten kan inte spara just nu, försök igen om en stund."
+# The commands that name a case by its reference: refused, they are refused reads.
+CASE_COMMANDS = ("/andra", "/stall_in", "/oenighet")
 
 log = logging.getLogger(__name__)
 # One log line per store fault chat meets (again when it changes or every minute it lasts).
@@ -46,11 +55,70 @@ def reply_text(error: Exception, *, button: bool) -> str:
     return escape(str(error))
 
 
-async def refused(event: ErrorEvent, state: FSMContext | None = None) -> None:
-    """Answer a refusal where it came from."""
+async def refused_target(event: ErrorEvent, services: Services) -> tuple[str, str] | None:
+    """(what was asked for, through what) when the refused update names a case: a case button
+    (the case, or `disagreement:ID` for Eskalera) or a case command's reference (the case id
+    when it names one, else as typed); None otherwise."""
+    query = event.update.callback_query
+    if query is not None:
+        data = query.data or ""
+        if data.startswith(AckButton.__prefix__ + AckButton.__separator__):
+            return AckButton.unpack(data).case, "telegram:button"
+        if data.startswith(CaseAction.__prefix__ + CaseAction.__separator__):
+            action = CaseAction.unpack(data)
+            if action.action is Action.ESCALATE:
+                return f"disagreement:{action.ref}", "telegram:button"
+            return action.ref, "telegram:button"
+        return None
+    message = event.update.message
+    command, _, reference = (message.text or "").partition(" ") if message else ("", "", "")
+    reference = reference.strip()
+    if command.partition("@")[0] not in CASE_COMMANDS or not reference:
+        return None
+    return (await case_id_for(services.redis, reference)) or reference, "telegram"
+
+
+async def audit_refused(event: ErrorEvent, services: Services) -> None:
+    """Write a refusal that names a case to the audit trail as a refused read, with who tried
+    (organisation, role, Telegram user) and the chat. A failure to write it is logged; the
+    person is answered all the same."""
+    query, message = event.update.callback_query, event.update.message
+    chat_id = (
+        query.message.chat.id
+        if query is not None and query.message is not None
+        else (message.chat.id if message is not None else None)
+    )
+    user = query.from_user if query is not None else (message.from_user if message else None)
+    if chat_id is None:
+        return
+    try:
+        target = await refused_target(event, services)
+        who = await acting(services, chat_id, user.id if user else None)
+        if target is None or who is None:
+            return
+        reason = "not_found" if isinstance(event.exception, CaseNotFound) else "forbidden"
+        await record_refused(
+            services.redis,
+            who.actor,
+            target[0],
+            target[1],
+            services.clock.now(),
+            reason,
+            chat_id=chat_id,
+        )
+    except Exception as exc:  # the audit must not keep the person from an answer
+        log.warning("a refused read in chat was not written to the audit trail: %r", exc)
+
+
+async def refused(
+    event: ErrorEvent, state: FSMContext | None = None, services: Services | None = None
+) -> None:
+    """Answer a refusal where it came from (a refused read is audited first)."""
     error = event.exception
     if state is not None and not isinstance(error, InvalidInput):
         await state.clear()
+    if services is not None and isinstance(error, (Forbidden, CaseNotFound)):
+        await audit_refused(event, services)
     query = event.update.callback_query
     if query is not None:
         text = reply_text(error, button=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -271,3 +272,99 @@ async def test_the_trail_is_kept_by_stream_trimming_and_retention(trail: Trail) 
     await world.tick()
     assert trail.case_id in await world.services.retention.sweep()
     assert await redis.xrange(keys.AUDIT) == before
+
+
+# -- refused reads in chat, and the e-mail acknowledge page ------------------------------------
+
+SOCIAL = "ostersund-socialtjanst"  # not on the case (the children came with their family)
+OTHER_RECEPTION = "berg-mottagning"
+OTHER_RECEPTION_CHAT = 2101
+
+
+def button(world: World, chat: int, reference: str, text: str) -> str:
+    """The callback data of the button `text` under the message about `reference` in `chat`."""
+    for call in world.telegram.sent_to(chat):
+        if reference not in (call.text or ""):
+            continue
+        markup = call.params.get("reply_markup") or {}
+        for row in markup.get("inline_keyboard", []):
+            for b in row:
+                if b["text"].startswith(text):
+                    return str(b["callback_data"])
+    raise AssertionError(f"no {text!r} button in chat {chat}")
+
+
+async def pressed(world: World, chat: int, data: str) -> str:
+    """Press a button in `chat`; the answer's text."""
+    before = len(world.telegram.calls_to("answerCallbackQuery"))
+    world.telegram.push_update(world.telegram.callback_update(chat, data))
+
+    async def answered() -> bool:
+        return len(world.telegram.calls_to("answerCallbackQuery")) > before
+
+    await eventually(answered, 10.0, f"the press in chat {chat} to be answered")
+    return str(world.telegram.calls_to("answerCallbackQuery")[-1].params.get("text", ""))
+
+
+async def said(world: World, chat: int, text: str) -> str:
+    """Say `text` in `chat`; the reply."""
+    before = len(world.telegram.sent_to(chat))
+    world.telegram.push_update(world.telegram.message_update(chat, text))
+
+    async def replied() -> bool:
+        return len(world.telegram.sent_to(chat)) > before
+
+    await eventually(replied, 10.0, f"a reply to {text!r} in chat {chat}")
+    return world.telegram.sent_to(chat)[before].text or ""
+
+
+async def test_refused_reads_in_chat_are_logged_as_refused(trail: Trail) -> None:
+    world = trail.world
+    await world.link_chat(OTHER_RECEPTION, OTHER_RECEPTION_CHAT)
+    # Case buttons forwarded to a chat of an organisation that may not use them.
+    book = button(world, CHATS[HC], trail.reference, "Boka")
+    assert (await pressed(world, CHATS[SCHOOL], book)).startswith("Bara hälsocentralen")
+    ack = button(world, CHATS[SCHOOL], trail.reference, "Mottaget")
+    await pressed(world, CHATS[SOCIAL], ack)
+    # A case command from a chat that is not the case's reception unit.
+    assert "Bara kommunens" in await said(world, CHATS[SCHOOL], f"/andra {trail.reference}")
+    reply = await said(world, OTHER_RECEPTION_CHAT, f"/stall_in {trail.reference}")
+    assert "mottagningsenhet" in reply
+    everything = await rows(world)
+    refused = [r for r in everything if r["kind"] == "refused"]
+    assert [(r["by"], r["case"], r["via"], r["reason"], r["chat"]) for r in refused] == [
+        (SCHOOL, trail.case_id, "telegram:button", "forbidden", str(CHATS[SCHOOL])),
+        (SOCIAL, trail.case_id, "telegram:button", "forbidden", str(CHATS[SOCIAL])),
+        (SCHOOL, trail.case_id, "telegram", "forbidden", str(CHATS[SCHOOL])),
+        (OTHER_RECEPTION, trail.case_id, "telegram", "forbidden", str(OTHER_RECEPTION_CHAT)),
+    ]
+    assert all(r["who"].startswith("tg-user:") and r["role"] == "member" for r in refused)
+    assert not [r for r in everything if r["kind"] == "read"]  # a refusal is never a read
+    # Nothing was done: the school's acknowledgement still waits, the case is as it was.
+    case = await world.services.cases.store.get(trail.case_id)
+    assert (case.version, case.status) == (1, "open")
+    assert f"1:{SOCIAL}" not in await world.services.cases.store.acks(trail.case_id)
+
+
+async def test_the_email_acknowledge_page_is_a_read(trail: Trail) -> None:
+    world = trail.world
+    (mail,) = world.mails_to("skola@ostersund.example.se")
+    body = mail.get_body(preferencelist=("plain",))
+    assert body is not None
+    link = re.search(r"(/a/\S+)", str(body.get_content()))
+    assert link is not None
+    world.clock.advance(timedelta(minutes=3))
+    status, page = await world.call("GET", link.group(1))
+    assert status == 200 and trail.reference in page
+    (read,) = [r for r in await rows(world) if r["kind"] == "read"]
+    assert (read["by"], read["case"], read["via"], read["what"]) == (
+        SCHOOL,
+        trail.case_id,
+        "email-link",
+        "read",
+    )
+    assert read["at"] == world.clock.now().isoformat()
+    # A page that cannot be read (a forged link) is no read of any case.
+    status, _ = await world.call("GET", "/a/forged-token")
+    assert status == 404
+    assert len([r for r in await rows(world) if r["kind"] == "read"]) == 1
