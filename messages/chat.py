@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
+from zoneinfo import ZoneInfo
 
 from markupsafe import escape
 
+from messages.dates import STOCKHOLM, day_and_month
 from messages.models import OrgKind
 
 NOT_LINKED = "Den här chatten är inte kopplad till någon organisation."
@@ -149,6 +152,16 @@ def ack_reply(outcome: str, reference: str, organisation: str) -> str:
 def plain_text(text: str, limit: int = CALLBACK_ANSWER_LIMIT) -> str:
     """One of these replies as plain text, e.g. for a callback answer (at most 200 characters)."""
     return _cut(html.unescape(_TAG.sub("", text)), limit)
+
+
+def acknowledged_stamp(organisation: str, at: datetime, zone: ZoneInfo = STOCKHOLM) -> str:
+    """The line a Mottaget button leaves in place of itself, in Telegram HTML (escaped), so
+    everyone in the chat sees it is done: "Mottaget av Lugnviksskolan 2 december kl. 09.14"."""
+    local = at.astimezone(zone)
+    return (
+        f"✅ <b>Mottaget</b> av {escape(organisation)} {day_and_month(local.date())} "
+        f"kl. {local:%H.%M}"
+    )
 
 
 def _cut(text: str, limit: int) -> str:

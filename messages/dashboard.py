@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -17,6 +17,9 @@ from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescap
 from messages.dates import STOCKHOLM, swedish_date
 from messages.languages import language_list
 from messages.values import children_summary, yes_no
+
+if TYPE_CHECKING:
+    from messages.workplace import WorkplaceActions
 
 WEEKDAYS = ("mån", "tis", "ons", "tor", "fre", "lör", "sön")
 
@@ -227,6 +230,8 @@ class CasePage:
     may_change: bool = False  # the registering reception unit: change the date, cancel
     errors: dict[str, str] | None = None  # form field id -> Swedish error (date, cancel)
     values: dict[str, str] | None = None  # what was typed into those forms
+    # What the viewer may do here besides (workplace_actions.html): set by the workplace.
+    actions: WorkplaceActions | None = None
 
 
 @dataclass(frozen=True)
@@ -273,6 +278,7 @@ class LoginPage:
     state: str  # "form" | "sent" | "confirm" | "invalid" | "signed_out" | "limited"
     post_url: str | None = None
     organisation: str | None = None
+    next: str | None = None  # a board page to go to once signed in (a link from a mail)
     minutes: int = 15
 
 

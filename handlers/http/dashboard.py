@@ -13,6 +13,7 @@ import re
 import secrets
 from datetime import date, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -46,6 +47,7 @@ from handlers.http.forms import (
     see_other,
     services_of,
 )
+from handlers.http.workplace import case_actions, safe_next
 from messages.dashboard import (
     BoardPage,
     CasePage,
@@ -419,6 +421,7 @@ async def _render_case(
         may_change=_may_change(services, session, case),
         errors=errors,
         values=values,
+        actions=await case_actions(services, session, case),
     )
     return render_case_page(page)
 
@@ -493,7 +496,9 @@ async def acknowledge(request: web.Request) -> web.Response:
 async def login_form(request: web.Request) -> web.Response:
     """GET /dashboard/login: the e-mail form."""
     state = "signed_out" if request.query.get("ut") == "1" else "form"
-    return _html(render_login_page(LoginPage(state=state)))
+    return _html(
+        render_login_page(LoginPage(state=state, next=safe_next(request.query.get("next"))))
+    )
 
 
 async def login_by_email(request: web.Request) -> web.Response:
@@ -516,13 +521,16 @@ async def login_by_email(request: web.Request) -> web.Response:
             if o.email and o.email.strip().lower() == address
         ]
         if orgs and await services.dashboard.mail_allowed(address):
-            task = asyncio.create_task(_mail_links(services, address, [o.id for o in orgs]))
+            after = safe_next(request.query.get("next"))
+            task = asyncio.create_task(_mail_links(services, address, [o.id for o in orgs], after))
             _mailing.add(task)
             task.add_done_callback(_mailing.discard)
     return _html(render_login_page(LoginPage(state="sent", minutes=minutes)))
 
 
-async def _mail_links(services: Services, address: str, org_ids: list[str]) -> None:
+async def _mail_links(
+    services: Services, address: str, org_ids: list[str], after: str | None = None
+) -> None:
     sender = services.deliverer.email
     if sender is None:
         log.warning("dashboard sign-in: e-mail is not configured")
@@ -531,7 +539,8 @@ async def _mail_links(services: Services, address: str, org_ids: list[str]) -> N
     for org_id in org_ids:
         try:
             token = await services.dashboard.create_login(org_id, "member", "e-postlänk")
-            mail = render_login_mail(_name(services, org_id), _login_url(services, token), minutes)
+            url = _login_url(services, token) + (f"?next={quote(after, safe='/')}" if after else "")
+            mail = render_login_mail(_name(services, org_id), url, minutes)
             result = await sender.send(
                 OutgoingMail(
                     to=address,
@@ -557,9 +566,11 @@ async def login_link(request: web.Request) -> web.Response:
         claim = await services.dashboard.peek_login(token)
         if claim is None:
             return _html(render_login_page(invalid), 410)
+        after = safe_next(request.query.get("next"))
         page = LoginPage(
             state="confirm",
-            post_url=f"/dashboard/login/{token}",
+            post_url=f"/dashboard/login/{token}"
+            + (f"?next={quote(after, safe='/')}" if after else ""),
             organisation=_name(services, claim.org_id),
             minutes=minutes,
         )
@@ -568,7 +579,8 @@ async def login_link(request: web.Request) -> web.Response:
     if claim is None or claim.org_id not in services.directory.organisations:
         return _html(render_login_page(invalid), 410)
     _, cookie = await services.dashboard.open(claim)
-    response = _see_other("/dashboard")
+    # A link from a mail (handlers/http/workplace.py) leads on to where it pointed.
+    response = _see_other(safe_next(request.query.get("next")) or "/dashboard")
     response.set_cookie(
         COOKIE,
         cookie,

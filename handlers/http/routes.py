@@ -21,6 +21,7 @@ from bot.usecases.disagreements import DecisionIn, DisagreementIn
 from bot.usecases.healthcare import BookingIn, ClearanceIn
 from bot.usecases.views import case_view, case_view_for, dumps, summary
 from handlers.http.dashboard import add_dashboard_routes
+from handlers.http.workplace import add_workplace_routes
 from messages.models import AckPage, AckPageState
 from messages.render import render_ack_page
 
@@ -461,4 +462,5 @@ def build_web_app(services: Services) -> web.Application:
     app.router.add_get("/a/{token}", ack_link)  # and HEAD, answered as GET without a body
     app.router.add_route("POST", "/a/{token}", ack_link)
     add_dashboard_routes(app)
+    add_workplace_routes(app)
     return app
