@@ -166,3 +166,17 @@ def acknowledged_stamp(organisation: str, at: datetime, zone: ZoneInfo = STOCKHO
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def date_example(today: date) -> str:
+    """How to type a date, with an example computed from `today` (three days on), so the
+    example is never in the past: "2026-12-05 eller 5/12"."""
+    day = today + timedelta(days=3)
+    return f"{day.isoformat()} eller {day.day}/{day.month}"
+
+
+def datetime_example(today: date) -> str:
+    """How to type a day and time, with an example three days after `today` (HTML):
+    "<code>2026-12-05 09:30</code> eller <code>5/12 9.30</code>"."""
+    day = today + timedelta(days=3)
+    return f"<code>{day.isoformat()} 09:30</code> eller <code>{day.day}/{day.month} 9.30</code>"

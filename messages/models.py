@@ -120,3 +120,4 @@ class AckPage:
     organisation: str | None = None
     version: int | None = None
     post_url: str | None = None  # where the confirm button POSTs
+    arrival_date: date | None = None

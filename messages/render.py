@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from jinja2 import Environment, PackageLoader, StrictUndefined, TemplateNotFound
 
 from messages.dates import STOCKHOLM, day_and_month, swedish_date, swedish_datetime
+from messages.deadlines import ordinal
 from messages.languages import language_list
 from messages.models import (
     AckPage,
@@ -32,6 +33,7 @@ from messages.values import (
     FREE_TEXT_FIELDS,
     FREE_TEXT_POINTER,
     channel_name,
+    child_words,
     children_summary,
     describe_changes,
     field_word,
@@ -75,6 +77,7 @@ def _environment(*, autoescape: bool) -> Environment:
     )
     env.filters["channel_name"] = channel_name
     env.filters["paragraphs"] = _paragraphs
+    env.filters["ordinal"] = ordinal
     return env
 
 
@@ -176,6 +179,12 @@ def _arrival_context(notice: ArrivalNotice) -> dict[str, Any]:
         "changes": changes,
         "changed_words": ", ".join(dict.fromkeys(field_word(c.field) for c in notice.changes)),
         "cancel_reason": (notice.cancel_reason or "").strip(),
+        "arrived": notice.today is not None and facts.arrival_date < notice.today,
+        **child_words(
+            len(facts.children),
+            unaccompanied=facts.unaccompanied,
+            arrived=notice.today is not None and facts.arrival_date < notice.today,
+        ),
         "show_details": True,
         "show_initials": True,
         "pointer": FREE_TEXT_POINTER,
@@ -312,7 +321,13 @@ def render_case_notice(n: CaseNotice, chat_details: ChatDetails = "full") -> Ren
     for url in ("ack_url", "case_url"):
         if url in facts:
             facts[url] = _checked_url(str(facts[url]), url)
+    count = n.facts.get("children_count")
     context: dict[str, Any] = {
+        **child_words(
+            count if isinstance(count, int) else None,
+            unaccompanied=bool(n.facts.get("unaccompanied")),
+            arrived=bool(n.facts.get("arrived")),
+        ),
         **facts,
         "topic_module": module,
         "reference": n.reference,
@@ -363,5 +378,6 @@ def render_ack_page(page: AckPage) -> str:
         "organisation": page.organisation,
         "version": page.version,
         "post_url": _checked_url(page.post_url, "post_url"),
+        "arrival_date": swedish_date(page.arrival_date) if page.arrival_date else None,
     }
     return _render(_markup, "ack_page.html", context, "html") + "\n"

@@ -126,3 +126,31 @@ def describe_changes(changes: Iterable[Change]) -> list[tuple[str, str, str, boo
         )
         for change in changes
     ]
+
+
+_COUNT_WORDS = ("inga", "ett", "två", "tre", "fyra", "fem", "sex", "sju", "åtta", "nio", "tio")
+
+
+def child_words(
+    count: int | None, *, unaccompanied: bool = False, arrived: bool = False
+) -> dict[str, str]:
+    """The words a message about `count` children agrees with (None: not known, read as
+    several): "barnet"/"barnen", "ett barn"/"två ensamkommande barn", "kommer"/"kom", and who
+    to invite — the family, or for an unaccompanied child its god man or residential home."""
+    one = count == 1
+    number = (
+        _COUNT_WORDS[count] if count is not None and 0 <= count < len(_COUNT_WORDS) else str(count)
+    )
+    alone = " ensamkommande" if unaccompanied else ""
+    phrase = f"{number}{alone} barn" if count is not None else f"nyanlända{alone} barn"
+    return {
+        "the_children": "barnet" if one else "barnen",
+        "The_children": "Barnet" if one else "Barnen",
+        "children_phrase": phrase,
+        "Children_phrase": phrase[:1].upper() + phrase[1:],
+        "comes": "kom" if arrived else "kommer",
+        "them": "barnet" if one else "dem",
+        "invite": (
+            "kontakta god man eller boendet (HVB) om" if unaccompanied else "bjud in familjen till"
+        ),
+    }

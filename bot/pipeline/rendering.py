@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import icalendar
 from aiogram.types import InlineKeyboardMarkup
@@ -110,10 +111,18 @@ def thread_ids(d: Delivery, from_domain: str) -> tuple[str, str]:
     return own or f"<{d.case}.{digest}@{from_domain}>", root
 
 
-def booking_ics(d: Delivery, reference: str, from_domain: str, now: datetime) -> Attachment:
+def booking_ics(
+    d: Delivery, reference: str, from_domain: str, now: datetime, zone: ZoneInfo
+) -> Attachment:
     """The booked health conversation as a calendar event (one UID per case, so a new booking
-    updates the event instead of adding one; its SEQUENCE is the booking's number)."""
-    start = datetime.fromisoformat(str(d.params["booked_at"]))
+    updates the event instead of adding one; its SEQUENCE is the booking's number).
+
+    Times are local times of `zone` (ANKOMST_TIMEZONE) with a VTIMEZONE for it built from
+    zoneinfo (RFC 5545 §3.6.5), so every calendar reads the same instant, summer or winter;
+    a time given without an offset is wall time in `zone`.
+    """
+    booked = datetime.fromisoformat(str(d.params["booked_at"]))
+    start = booked.astimezone(zone) if booked.tzinfo else booked.replace(tzinfo=zone)
     calendar = icalendar.Calendar()
     calendar.add("prodid", "-//Ankomst//hälsosamtal//SV")
     calendar.add("version", "2.0")
@@ -121,7 +130,7 @@ def booking_ics(d: Delivery, reference: str, from_domain: str, now: datetime) ->
     event = icalendar.Event()
     event.add("uid", f"health-booking-{d.case}@{from_domain}")
     event.add("sequence", d.topic.sequence)
-    event.add("dtstamp", now)
+    event.add("dtstamp", now.astimezone(UTC))
     event.add("dtstart", start)
     event.add("dtend", start + timedelta(hours=1))
     event.add("summary", f"Hälsosamtal, {reference}")
@@ -129,6 +138,11 @@ def booking_ics(d: Delivery, reference: str, from_domain: str, now: datetime) ->
     interpreter = "Tolk bokad." if d.params.get("interpreter_booked") else "Tolk inte bokad."
     event.add("description", interpreter)
     calendar.add_component(event)
+    # Only the transitions of the booking's year: a short VTIMEZONE (one DTSTART
+    # per change, no long RDATE lists, which some readers — dateutil's, Outlook's — skip).
+    calendar.add_missing_timezones(
+        first_date=date(start.year, 1, 1), last_date=date(start.year, 12, 31)
+    )
     return Attachment("halsosamtal.ics", "text/calendar; method=PUBLISH", calendar.to_ical())
 
 
@@ -152,6 +166,11 @@ class MessageRenderer:
         self.signer = signer
         self.clock = clock
         self.settings = settings
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """ANKOMST_TIMEZONE: every time a message shows is shown in it."""
+        return self.calendar.zone
 
     def _ack_url(self, case: Case, d: Delivery) -> str:
         token = self.signer.ack_token(case.id, d.version, d.org)
@@ -246,6 +265,7 @@ class MessageRenderer:
                     for c in version.changes
                 ),
                 cancel_reason=version.reason or None,
+                today=self.calendar.today(self.clock),
             )
             return render_arrival(notice, self.settings.chat_details), needs_ack
         if topic is Topic.ALL_ACKNOWLEDGED:
@@ -260,7 +280,8 @@ class MessageRenderer:
             )
             return (
                 render_all_acknowledged(
-                    m.AllAcknowledged(case.reference, municipality, arrival_date, d.version, done)
+                    m.AllAcknowledged(case.reference, municipality, arrival_date, d.version, done),
+                    self.zone,
                 ),
                 False,
             )
@@ -280,6 +301,16 @@ class MessageRenderer:
         for name, value in list(facts.items()):
             if isinstance(value, str) and name.endswith("_at"):
                 facts[name] = datetime.fromisoformat(value)
+        # What the wording agrees with: how many children, whether they came alone, whether
+        # the arrival is past; the phone of the organisation a notice is about, if any; times
+        # in ANKOMST_TIMEZONE.
+        facts["zone"] = self.zone
+        facts["children_count"] = len(version.facts.get("children", []))
+        facts["unaccompanied"] = bool(version.facts.get("unaccompanied"))
+        facts["arrived"] = arrival_date < self.calendar.today(self.clock)
+        about = self.directory.organisations.get(d.topic.suffix or "")
+        if about is not None and about.phone:
+            facts["organisation_phone"] = about.phone
         status = m.CaseNotice(
             topic, case.reference, municipality, arrival_date, contact(org), facts
         )
@@ -288,7 +319,11 @@ class MessageRenderer:
     def attachments(self, d: Delivery, case: Case) -> tuple[Attachment, ...]:
         """Files an e-mail carries: the .ics of a booked health conversation."""
         if d.topic.kind is Topic.HEALTH_BOOKING:
-            return (booking_ics(d, case.reference, self.settings.from_domain, self.clock.now()),)
+            return (
+                booking_ics(
+                    d, case.reference, self.settings.from_domain, self.clock.now(), self.zone
+                ),
+            )
         return ()
 
     async def buttons(

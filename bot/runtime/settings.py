@@ -213,6 +213,20 @@ class Settings(BaseSettings):
             raise ValueError("ANKOMST_CHAT_STATE_HOURS must not be longer than the retention time")
         return self
 
+    @model_validator(mode="after")
+    def _public_url_follows_http(self) -> Settings:
+        # Unset, the links in mails point where this service listens: with only
+        # ANKOMST_HTTP_PORT changed they must not still say :8080. A wildcard host is no
+        # address to link to, so those links say 127.0.0.1; port 0 (any free port) keeps 8080.
+        if "public_url" not in self.model_fields_set and self.http_port != 0:
+            host = self.http_host
+            if host in ("", "0.0.0.0", "::", "[::]"):  # noqa: S104 - not a bind, a link's host
+                host = "127.0.0.1"
+            elif ":" in host and not host.startswith("["):
+                host = f"[{host}]"  # an IPv6 address in a URL
+            self.public_url = f"http://{host}:{self.http_port}"
+        return self
+
     @property
     def zone(self) -> ZoneInfo:
         """The time zone deadlines are computed in."""

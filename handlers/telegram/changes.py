@@ -32,6 +32,7 @@ from handlers.telegram.common import (
     parse_date,
     today,
 )
+from messages import chat
 from messages.dates import swedish_date
 
 
@@ -109,7 +110,7 @@ async def typed_new_date(message: Message, state: FSMContext, services: Services
     """A typed new date."""
     day = parse_date(message.text or "", today(services))
     if day is None:
-        await message.answer("Skriv datumet som 2026-11-27 eller 27/11.")
+        await message.answer(f"Skriv datumet som {chat.date_example(today(services))}.")
         return
     await _take_new_date(message, state, services, day)
 

@@ -32,10 +32,12 @@ from bot.runtime.services import Services
 from bot.store import FaultLog, store_unavailable
 from bot.usecases.audit import case_id_for, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
+from bot.usecases.disagreements import DisagreementNotFound
 from handlers.telegram.common import acting, invalid_text
 from messages import chat
 
 NOT_FOUND = "Det finns inget sådant ärende."
+NO_SUCH_DISAGREEMENT = "Det finns ingen sådan oenighet."
 TRY_AGAIN = "Rätta och skicka igen, eller avbryt med /avbryt."
 STORE_BUSY = "Tjänsten kan inte spara just nu, försök igen om en stund."
 # The commands that name a case by its reference: refused, they are refused reads.
@@ -50,6 +52,8 @@ def reply_text(error: Exception, *, button: bool) -> str:
     """What the chat is told (HTML) for one of the core's refusals."""
     if isinstance(error, InvalidInput):
         return invalid_text(error) + "\n" + TRY_AGAIN
+    if isinstance(error, DisagreementNotFound):
+        return chat.BUTTON_INVALID if button else NO_SUCH_DISAGREEMENT
     if isinstance(error, CaseNotFound):
         return chat.BUTTON_INVALID if button else NOT_FOUND
     return escape(str(error))

@@ -57,8 +57,7 @@ async def pressed(
         await state.update_data(case=case.id)
         await query.message.answer(
             f"Bokning för {escape(case.reference)}: skriv dag och tid för hälsosamtalet, "
-            "t.ex. <code>2026-12-01 09:30</code> eller <code>1/12 9.30</code>. "
-            "(/avbryt för att avbryta)"
+            f"t.ex. {chat.datetime_example(today(services))}. (/avbryt för att avbryta)"
         )
         return
     clearance = ClearanceIn(
@@ -77,9 +76,7 @@ async def typed_when(message: Message, state: FSMContext, services: Services) ->
     """The booked time, typed."""
     when = parse_datetime(message.text or "", today(services))
     if when is None:
-        await message.answer(
-            "Skriv dag och tid, t.ex. <code>2026-12-01 09:30</code> eller <code>1/12 9.30</code>."
-        )
+        await message.answer(f"Skriv dag och tid, t.ex. {chat.datetime_example(today(services))}.")
         return
     # The use case's own check of the time, before the next question (InvalidInput rises).
     services.health.check_booking_time(when)
@@ -106,7 +103,7 @@ async def picked_interpreter(
         f"Bokning registrerad för {escape(case.reference)}: "
         f"{swedish_datetime(at, services.settings.zone)}.{replaced} "
         "Mottagningsenheten meddelas.\n\n"
-        "När alla provsvar har kommit: tryck på ett av besked nedan (inga provsvar lämnas ut).",
+        "När alla provsvar har kommit: tryck på ett av beskeden nedan (inga provsvar lämnas ut).",
         reply_markup=InlineKeyboardMarkup(inline_keyboard=clearance_rows(services.signer, case.id)),
     )
 

@@ -34,6 +34,7 @@ from handlers.telegram.common import (
     today,
     yes_no,
 )
+from messages import chat
 from messages.dates import swedish_date
 from messages.languages import COMMON_LANGUAGES, is_language_code, language_list, language_name
 
@@ -106,7 +107,8 @@ async def cancel_dialogue(message: Message, state: FSMContext) -> None:
 async def _ask_date(target: Message, state: FSMContext, services: Services) -> None:
     await state.set_state(Registration.arrival_date)
     await target.answer(
-        "Vilket datum kommer de? Välj nedan eller skriv t.ex. 2026-11-27 eller 27/11.",
+        "Vilket datum kommer de? Välj nedan eller skriv t.ex. "
+        f"{chat.date_example(today(services))}.",
         reply_markup=date_keyboard(today(services)),
     )
 
@@ -149,7 +151,7 @@ async def typed_date(message: Message, state: FSMContext, services: Services) ->
     """Step 2: a typed date."""
     day = parse_date(message.text or "", today(services))
     if day is None:
-        await message.answer("Skriv datumet som 2026-11-27 eller 27/11.")
+        await message.answer(f"Skriv datumet som {chat.date_example(today(services))}.")
         return
     await _take_date(message, state, services, day)
 
@@ -323,7 +325,7 @@ async def confirmed(
     verb = "Registrerat" if created else "Redan registrerat"
     await query.message.answer(
         f"{verb}: <b>{escape(case.reference)}</b>. {escape(names)} meddelas nu. "
-        "Du får besked när alla har bekräftat."
+        "Ni får besked när alla har bekräftat."
     )
 
 

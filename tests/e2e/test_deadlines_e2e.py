@@ -364,7 +364,9 @@ async def test_the_booking_reminder_and_escalation_come_on_their_working_days(
         assert "senast onsdag 2 december 2026" in str(reminder["Subject"])
         text = text_of(reminder)
         assert reference in text
-        assert "inom fem arbetsdagar" in text and "Det har gått tre arbetsdagar" in text
+        # Day 0 (25 Nov, when it was told) is not counted: the reminder comes as day 3 begins.
+        assert "inom fem arbetsdagar" in text and "I dag är den tredje arbetsdagen" in text
+        assert "Det har gått tre arbetsdagar" not in text
         assert "onsdag 25 november 2026 kl. 09.00" in text
         assert len(chats(world, CHATS[HC], "boka hälsosamtal")) == 1
 

@@ -27,10 +27,12 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from redis.asyncio import Redis
 
 from bot.usecases.report import build_report
 from messages.report import render_report_csv_sv, render_report_html
+from tests.e2e.test_dashboard_browser import ARGS, CHROMIUM
 from tests.support.world import STOCKHOLM, World, arrival, running_world
 
 HC, SCHOOL, PRESCHOOL = "hc-lugnvik", "ostersund-skola", "ostersund-forskola"
@@ -302,3 +304,37 @@ async def test_the_follow_up_of_a_fixture_year_matches_the_figures_worked_out_by
         assert "6.5" not in page and "33 %" in page and "6,5" in page
         assert "dagen för beskedet" in page or "den dagen räknas inte" in page
         assert json.loads(json.dumps(report)) == report
+
+        # Opened on a 1,366 px screen, no table or chart is wider; printed on A4 likewise.
+        for made in (report, monthly):
+            path = tmp_path / "uppfoljning.html"
+            path.write_text(render_report_html(made), encoding="utf-8")
+            await fits_screen_and_a4(path)
+
+
+async def fits_screen_and_a4(path: Path) -> None:
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:  # pragma: no cover - depends on the machine
+        pytest.skip("the Python package playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    widest = (
+        "Math.max(document.documentElement.scrollWidth, document.body.scrollWidth,"
+        " ...[...document.querySelectorAll('table, svg')].map("
+        "e => e.getBoundingClientRect().right))"
+    )
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        try:
+            page = await browser.new_page(viewport={"width": 1366, "height": 768})
+            await page.goto(path.as_uri())
+            assert await page.evaluate(widest) <= 1366
+            # A4 landscape less the page margins (12 mm each side) at 96 px per inch.
+            a4 = int((297 - 24) / 25.4 * 96)
+            await page.emulate_media(media="print")
+            await page.set_viewport_size({"width": a4, "height": 700})
+            assert await page.evaluate(widest) <= a4
+            assert (await page.pdf(format="A4", landscape=True))[:4] == b"%PDF"
+        finally:
+            await browser.close()

@@ -202,7 +202,7 @@ def test_reception_unit_copy_needs_no_acknowledgement(
 @pytest.mark.parametrize(
     ("kind", "expected"),
     [
-        ("school", "Förbered skolstarten och bjud in familjen"),
+        ("school", "Förbered skolstarten och kontakta god man eller boendet (HVB)"),
         ("preschool", "först när hälsocentralens provsvar har kommit"),
         ("social_services", "ensamkommande"),
         ("health_centre", "hälsosamtal med provtagning"),

@@ -56,6 +56,17 @@ NOT_TYPED = frozenset(
         "previous_at",
         "interpreter_booked",
         "may_start",
+        # words made by Ankomst that agree with the children (messages.values.child_words),
+        # the working day a booking reminder comes on, the phone of the organisation it is about
+        "the_children",
+        "The_children",
+        "children_phrase",
+        "Children_phrase",
+        "comes",
+        "them",
+        "invite",
+        "working_day",
+        "organisation_phone",
         "channel",
         "error",
         "reason",  # the same-day alert's: which organisations were not reached, and why

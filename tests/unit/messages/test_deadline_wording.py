@@ -41,7 +41,8 @@ def test_the_basis_of_each_deadline_is_stated() -> None:
     )
     assert "1,5 arbetstimmar" in words.ack_basis(1.5, time(9, 30))
     assert words.booking_basis(5) == (
-        "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom fem arbetsdagar."
+        "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom fem arbetsdagar "
+        "från att den fick besked (dagen för beskedet räknas inte)."
     )
 
 
@@ -79,7 +80,11 @@ def test_a_booking_message_follows_the_configured_number_of_days() -> None:
         "deadline": date(2026, 12, 3),
         "basis": words.booking_basis(7),
         "waited": "fyra arbetsdagar",
+        "working_day": 4,
     }
     r = render_case_notice(notice("booking_reminder", facts))
     assert "inom sju arbetsdagar" in r.text and "fem" not in r.text
-    assert "Det har gått fyra arbetsdagar." in r.text
+    # The reminder comes as working day 4 begins (the day told is day 0, not counted): it is
+    # the fourth working day, not four that have passed.
+    assert "I dag är den fjärde arbetsdagen sedan beskedet." in r.text
+    assert "Det har gått" not in r.text

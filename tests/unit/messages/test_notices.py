@@ -15,7 +15,7 @@ from .markup import TELEGRAM_TAGS, telegram_tags, visible
 
 SENT = datetime(2026, 11, 26, 13, 5, tzinfo=UTC)  # 14.05 in Stockholm
 ORG = "Lugnviks hälsocentral"
-BASIS = "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom fem arbetsdagar."
+BASIS = "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom fem arbetsdagar"
 
 # Every topic with facts it needs and words each form of it must carry.
 TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
@@ -67,7 +67,7 @@ TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
     ),
     "clearance": (
         {"organisation": ORG, "may_start": False},
-        ["måste vänta", "Kontakta hälsocentralen", ORG],
+        ["måste vänta", f"Kontakta {ORG} för besked"],
     ),
     "disagreement_raised": (
         {"raised_by": ORG, "text": "Vem bokar tolken?"},
@@ -82,7 +82,7 @@ TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
             "escalated_by": "Lugnviksskolan",
             "managements": ["Östersunds kommun, kommunledningen", "Primärvårdsledningen"],
         },
-        ["Primärvårdsledningen", "Vem bokar tolken?", "av Lugnviksskolan"],
+        ["Primärvårdsledningen", "Vem bokar tolken?", "Lugnviksskolan har lyft en oenighet"],
     ),
     "disagreement_resolved": (
         {"raised_by": ORG, "resolved_by": "Kommunledningen", "decision": "Skolan bokar tolk."},
