@@ -17,7 +17,7 @@ from bot.store import RETRY_AFTER_SECONDS, FaultLog, store_unavailable
 from bot.usecases.access import Actor, LinkExpired
 from bot.usecases.audit import record_read, record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
-from bot.usecases.disagreements import DecisionIn, DisagreementIn
+from bot.usecases.disagreements import DecisionIn, DisagreementIn, DisagreementNotFound
 from bot.usecases.healthcare import BookingIn, ClearanceIn
 from bot.usecases.views import case_view, case_view_for, dumps, summary
 from handlers.http.dashboard import add_dashboard_routes
@@ -61,6 +61,8 @@ async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return problem(403, "Inte tillåtet", str(exc))
     except Conflict as exc:
         return problem(409, "Konflikt", str(exc))
+    except DisagreementNotFound:
+        return problem(404, "Hittades inte", "Det finns ingen sådan oenighet.")
     except CaseNotFound:
         return problem(404, "Hittades inte", "Det finns inget sådant ärende.")
     except web.HTTPRequestEntityTooLarge:
