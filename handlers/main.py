@@ -143,6 +143,8 @@ class Ankomst:
             self._run(stack, workers.scheduler.run(), workers.scheduler.stop, "scheduler")
         if workers.retention is not None:
             self._run(stack, workers.retention.run(), workers.retention.stop, "privacy")
+        if workers.mailbox is not None:
+            self._run(stack, workers.mailbox.run(), workers.mailbox.stop, "mailbox")
 
         app = build_web_app(services)
         if bot is not None:

@@ -74,6 +74,16 @@ class Topic(StrEnum):
         return DeliveryTopic(self, str(suffix))
 
 
+# Topics whose delivery's `case` names a notice draft (`draft_case_id`), not a case.
+DRAFT_TOPICS: Final = frozenset({Topic.NOTICE_DRAFT, Topic.NOTICE_DRAFT_ALERT})
+DRAFT_CASE_PREFIX: Final = "draft-"
+
+
+def draft_case_id(draft_id: str) -> str:
+    """What a notice draft's events and deliveries carry as their `case`."""
+    return f"{DRAFT_CASE_PREFIX}{draft_id}"
+
+
 class UnknownTopic(ValueError):
     """A stored topic names no message Ankomst knows."""
 

@@ -283,10 +283,17 @@ _CASE_NUMBER = re.compile(
 
 
 @lru_cache(maxsize=1)
-def _language_names() -> dict[str, str]:
-    """Folded language name (Swedish from the project's table, and common English names) and
-    every ISO 639 code -> the code the project stores (the shortest, ISO 639-1 first)."""
+def _table() -> dict[str, str]:
+    """messages/languages_sv.json: every ISO 639 code -> its Swedish name."""
     table: dict[str, str] = json.loads(TABLE.read_text(encoding="utf-8"))
+    return table
+
+
+@lru_cache(maxsize=1)
+def _language_names() -> dict[str, str]:
+    """Folded language name (Swedish from the project's table, and common English names) ->
+    the code the project stores (the shortest, ISO 639-1 first)."""
+    table = _table()
     by_name: dict[str, str] = {}
     for code in sorted(table, key=lambda c: (len(c), c)):
         name = fold(table[code])
@@ -299,12 +306,6 @@ def _language_names() -> dict[str, str]:
     return by_name
 
 
-@lru_cache(maxsize=1)
-def _codes() -> frozenset[str]:
-    table: dict[str, str] = json.loads(TABLE.read_text(encoding="utf-8"))
-    return frozenset(table)
-
-
 def language_of(word: str) -> str | None:
     """The ISO 639 code of one written language (a Swedish or English name, or a code)."""
     word = fold(word).strip(" .:;()[]\"'")
@@ -313,8 +314,9 @@ def language_of(word: str) -> str | None:
     names = _language_names()
     if word in names:
         return names[word]
-    if 2 <= len(word) <= 3 and word in _codes():
-        return word
+    if 2 <= len(word) <= 3 and word in _table():
+        # One code per language, as the name table keeps it: "ara" is stored as "ar".
+        return names.get(fold(_table()[word]), word)
     return None
 
 

@@ -36,12 +36,13 @@ from bot.domain.case import Case, CaseNotFound
 from bot.domain.clock import Clock
 from bot.domain.delivery import Delivery
 from bot.domain.directory import Directory
-from bot.domain.events import ChannelKind, DeliveryStatus, EventType
+from bot.domain.events import DRAFT_TOPICS, ChannelKind, DeliveryStatus, EventType
 from bot.pipeline.rendering import MessageRenderer, RenderSettings, thread_ids
 from bot.store import Redis, RedisConnectionError, RedisTimeoutError, keys
 from bot.store.cases import CaseStore
 from bot.store.deliveries import DeliveryStore
 from bot.usecases.access import ChatLinks, Signer
+from bot.usecases.notices import draft_as_case
 from messages import models as m
 
 log = logging.getLogger(__name__)
@@ -269,7 +270,10 @@ class Deliverer:
     ) -> bool:
         token = lease.token
         try:
-            case, version = await self.cases.with_version(d.case, d.version)
+            if d.topic.kind in DRAFT_TOPICS:  # about a notice draft, not yet a case
+                case, version = await draft_as_case(self.redis, d.case)
+            else:
+                case, version = await self.cases.with_version(d.case, d.version)
         except CaseNotFound:
             await self.deliveries.finish(
                 d.id, {"status": DeliveryStatus.FAILED, "error": "case not found"}, token=token

@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any
 
 from aiogram import Bot
-from prometheus_client import Gauge
+from prometheus_client import Counter, Gauge
 
 from bot.channels.email import EmailSender
 from bot.channels.telegram import TelegramSender
@@ -30,8 +30,9 @@ from bot.pipeline.deadletters import DeadLetterAlarm
 from bot.pipeline.deadlines import Deadlines, DeadlineSettings
 from bot.pipeline.delivery import Deliverer, DeliveryHooks, DeliverySettings
 from bot.pipeline.fanout import FanOut
+from bot.pipeline.mailbox import MailboxConfig, MailboxListener, Outcome
 from bot.runtime.metrics import Metrics
-from bot.runtime.settings import Settings
+from bot.runtime.settings import Settings, SettingsError
 from bot.store import Heartbeat, Redis, keys
 from bot.store.faults import DEFAULT_STALE_SECONDS
 from bot.store.durability import Durability
@@ -42,6 +43,7 @@ from bot.usecases.cases import CaseService
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.healthcare import HealthCentre
 from bot.usecases.intake import INTAKE_GROUP, Intake
+from bot.usecases.notices import DraftLinks, NoticeDrafts
 from bot.usecases.privacy import Retention, note_personal_entries
 from bot.usecases.sessions import DashboardAccess
 
@@ -53,6 +55,7 @@ class Workers:
     consumers: list[StreamConsumer] = field(default_factory=list)
     scheduler: Scheduler | None = None
     retention: Retention | None = None
+    mailbox: MailboxListener | None = None  # the watched mailbox (ANKOMST_IMAP_URL), if any
     # Further loops an adapter runs (Telegram polling): name -> is it alive.
     extra: dict[str, Callable[[], bool]] = field(default_factory=dict)
     # A loop that has not taken a turn for this long is stuck (ANKOMST_WORKER_STALE_SECONDS).
@@ -65,6 +68,8 @@ class Workers:
             beats["scheduler"] = self.scheduler.stats.heartbeat
         if self.retention is not None:
             beats["privacy"] = self.retention.stats.heartbeat
+        if self.mailbox is not None:
+            beats["mailbox"] = self.mailbox.stats.heartbeat
         return beats
 
     def liveness(self) -> dict[str, bool]:
@@ -130,6 +135,7 @@ class Services:
     metrics: Metrics
     retention: Retention
     workers: Workers
+    drafts: NoticeDrafts
     bot: Bot | None = None
     # Whether the e-mail relay works as last seen (connect, TLS, login); shown, never blocking:
     # mail waits for the relay, and the API must keep taking arrivals meanwhile.
@@ -217,6 +223,33 @@ def deadline_settings(settings: Settings) -> DeadlineSettings:
         same_day_grace_minutes=settings.same_day_grace_minutes,
         disagreement_days=settings.disagreement_days,
     )
+
+
+def mailbox_listener(
+    settings: Settings, drafts: NoticeDrafts, redis: Redis, clock: Clock, metrics: Metrics
+) -> MailboxListener | None:
+    """The listener of ANKOMST_IMAP_URL, or None when no mailbox is watched."""
+    if settings.imap_url is None or not settings.imap_reception_unit:
+        return None
+    config = MailboxConfig.from_url(
+        settings.imap_url.get_secret_value(),
+        reception_unit=settings.imap_reception_unit,
+        ca_file=settings.imap_ca_file,
+        delete_processed=settings.imap_delete_processed,
+        poll_seconds=settings.imap_poll_seconds,
+    )
+    counted = Counter(
+        "ankomst_mailbox_messages",
+        "Messages of the watched mailbox taken by this process, by outcome: drafted, "
+        "duplicate (already a draft), failed (left in the mailbox, reason in the log).",
+        ["outcome"],
+        registry=metrics.registry,
+    )
+
+    def count(outcome: Outcome) -> None:
+        counted.labels(outcome).inc()
+
+    return MailboxListener(config, drafts, redis, clock, settings.secret(), count)
 
 
 def consumer_name() -> str:
@@ -313,6 +346,25 @@ def build_services(
         sweep_seconds=settings.retention_sweep_seconds,
         booking_days=settings.booking_days,
     )
+    drafts = NoticeDrafts(
+        redis,
+        cases,
+        directory,
+        clock,
+        calendar,
+        deadline_settings(settings),
+        DraftLinks(settings.public_url),
+        scheduler,
+    )
+    drafts.watch(scheduler)
+    if settings.imap_reception_unit and (
+        directory.organisations.get(settings.imap_reception_unit) is None
+        or directory.organisations[settings.imap_reception_unit].kind != "reception_unit"
+    ):
+        raise SettingsError(
+            "ANKOMST_IMAP_RECEPTION_UNIT names no reception unit of the directory: "
+            f"{settings.imap_reception_unit!r}"
+        )
     workers = Workers(stale_after=settings.worker_stale_seconds)
     if run_workers:
         name = consumer_name()
@@ -383,6 +435,7 @@ def build_services(
         )
         workers.scheduler = scheduler
         workers.retention = retention
+        workers.mailbox = mailbox_listener(settings, drafts, redis, clock, metrics)
         metrics.consumers = workers.consumers
     return Services(
         settings=settings,
@@ -410,6 +463,7 @@ def build_services(
         metrics=metrics,
         retention=retention,
         workers=workers,
+        drafts=drafts,
         bot=bot,
         smtp_up=smtp_up,
         store_watch=StoreWatch(grace=settings.ready_grace_seconds),

@@ -43,6 +43,14 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8080"
     secret_key: SecretStr | None = None
 
+    # The mailbox of Migrationsverket's notices (bot/pipeline/mailbox.py); unset: none watched.
+    # A secret, since it carries the password: never logged, never shown in an error.
+    imap_url: SecretStr | None = None
+    imap_reception_unit: str | None = None  # the reception unit its notices are drafts for
+    imap_ca_file: Path | None = None  # a PEM file of CA certificates trusted for its TLS
+    imap_delete_processed: bool = False  # delete a notice once drafted instead of moving it
+    imap_poll_seconds: float = Field(default=60.0, gt=0)  # without IDLE: how often to look
+
     smtp_host: str | None = None
     smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_username: str | None = None
@@ -195,6 +203,45 @@ class Settings(BaseSettings):
                 "must be at least 16 characters (generate one with secrets.token_urlsafe)"
             )
         return value
+
+    @field_validator("imap_url", mode="before")
+    @classmethod
+    def _imap_url(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        from bot.pipeline.mailbox import MailboxConfig, MailboxSettingError
+
+        text = value.get_secret_value() if isinstance(value, SecretStr) else str(value)
+        try:
+            MailboxConfig.from_url(text)
+        except MailboxSettingError as exc:
+            raise ValueError(str(exc)) from None  # the reason only: the URL holds a password
+        return value
+
+    @field_validator("imap_ca_file", mode="before")
+    @classmethod
+    def _imap_ca_file(cls, value: object) -> object:
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return None
+        try:
+            ssl.create_default_context(cafile=str(value))
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"not a readable PEM file of CA certificates ({exc})") from None
+        return value
+
+    @field_validator("imap_reception_unit", mode="before")
+    @classmethod
+    def _imap_unit(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _mailbox_owner(self) -> Settings:
+        if self.imap_url is not None and not self.imap_reception_unit:
+            raise ValueError(
+                "ANKOMST_IMAP_RECEPTION_UNIT must name the reception unit that owns "
+                "ANKOMST_IMAP_URL"
+            )
+        return self
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:

@@ -159,7 +159,7 @@ async def test_clearance_reaches_school_and_preschool_as_yes_or_no_only(world: W
     await world.drain()
     for org in (SCHOOL, PRESCHOOL, RECEPTION):
         text = text_of(world.mails_to(ADDRESS[org])[-1])
-        assert "måste vänta" in text and "Kontakta hälsocentralen" in text
+        assert "måste vänta" in text and "Kontakta Hälsocentralen Lugnvik" in text
     assert world.mails_to(ADDRESS[HC])[-1]["Subject"] == world.mails_to(ADDRESS[HC])[0]["Subject"]
     view = await world.case(case_id)
     assert view["start"] == {"school": "must_wait", "preschool": "must_wait"}

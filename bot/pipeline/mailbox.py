@@ -1,0 +1,478 @@
+"""The watched mailbox: Migrationsverket's notices become drafts (bot/usecases/notices.py).
+
+One loop per `serve` process (aioimaplib): connect (`imaps://` TLS from the start, or `imap://`
+and STARTTLS — never a password in the clear; a private CA from ANKOMST_IMAP_CA_FILE), log in,
+take every message in the folder, then wait with IMAP IDLE for more (or poll, if the server has
+no IDLE), re-IDLE every few minutes; on any failure reconnect by itself with backoff and jitter,
+and take again whatever is in the folder — so a server restart loses nothing.
+
+Exactly once across processes: before reading a message a process claims it in Redis (SET NX
+with a TTL) under its UIDVALIDITY+UID; after reading, also under its Message-ID (hashed). A
+done-marker (with a TTL) for both is written once its draft is stored; a message whose marker
+is there is not read again, only moved. The draft itself is idempotent too (its id is a keyed
+hash of Migrationsverket's case number). After processing the message is moved to
+`Ankomst/Behandlat` (created if missing), or flagged \\Seen if the server cannot move; it is
+deleted only when ANKOMST_IMAP_DELETE_PROCESSED says so. A message that fails stays in the
+folder, its failure counted and logged by UID and reason — never a subject, address or body.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+import secrets
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Final, Literal
+from urllib.parse import unquote, urlsplit
+
+import aioimaplib
+
+from bot.domain.clock import Clock
+from bot.domain.notice import load_message, parse_notice
+from bot.store import Redis, keys
+from bot.store.faults import Backoff, Heartbeat
+from bot.usecases.notices import NoticeDrafts
+
+log = logging.getLogger(__name__)
+# aioimaplib logs every protocol line at DEBUG: the messages themselves (names, identity
+# numbers) and the LOGIN. Never let those through, whatever the service's log level.
+logging.getLogger("aioimaplib").setLevel(logging.WARNING)
+
+DONE_FOLDER: Final = "Ankomst/Behandlat"
+DONE_FLAG: Final = "\\Seen"
+MAX_MESSAGE_BYTES: Final = 25 * 1024 * 1024  # a notice bigger than this is left for a person
+
+Outcome = Literal["drafted", "duplicate", "failed"]
+
+
+class MailboxSettingError(ValueError):
+    """ANKOMST_IMAP_URL is not usable; the message names what (never the password)."""
+
+
+@dataclass(frozen=True)
+class MailboxConfig:
+    """Where the mailbox is and how to reach it."""
+
+    host: str
+    port: int
+    user: str
+    password: str = field(repr=False)
+    folder: str = "INBOX"
+    implicit_tls: bool = True
+    ca_file: Path | None = None
+    reception_unit: str = ""
+    done_folder: str = DONE_FOLDER
+    delete_processed: bool = False
+    poll_seconds: float = 60.0  # without IDLE: how often the folder is looked at
+    idle_seconds: float = 300.0  # IDLE is renewed this often (servers drop it at 30 min)
+    timeout: float = 30.0
+    backoff_cap: float = 60.0
+
+    @classmethod
+    def from_url(cls, url: str, **options: object) -> MailboxConfig:
+        """Read `imaps://user:password@host:993/INBOX` or `imap://…:143/INBOX` (STARTTLS)."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("imap", "imaps"):
+            raise MailboxSettingError("must start with imaps:// or imap:// (STARTTLS)")
+        if not parts.hostname:
+            raise MailboxSettingError("names no host")
+        if not parts.username or parts.password is None:
+            raise MailboxSettingError("must name a user and a password (user:password@host)")
+        try:
+            port = parts.port or (993 if parts.scheme == "imaps" else 143)
+        except ValueError:
+            raise MailboxSettingError("has a port that is not a number") from None
+        folder = unquote(parts.path.lstrip("/")) or "INBOX"
+        return cls(
+            host=parts.hostname,
+            port=port,
+            user=unquote(parts.username),
+            password=unquote(parts.password),
+            folder=folder,
+            implicit_tls=parts.scheme == "imaps",
+            **options,  # type: ignore[arg-type]
+        )
+
+    @property
+    def name(self) -> str:
+        """The mailbox as logs and keys name it: no password, no user."""
+        return f"{self.host}:{self.port}/{self.folder}"
+
+    def tls_context(self) -> ssl.SSLContext:
+        """Verified TLS: the system's CAs and, if given, the private CA file."""
+        context = ssl.create_default_context()
+        if self.ca_file is not None:
+            context.load_verify_locations(cafile=str(self.ca_file))
+        return context
+
+
+@dataclass
+class MailboxStats:
+    """What this process's listener has done (read by /metrics and the tests)."""
+
+    drafted: int = 0
+    duplicates: int = 0
+    failed: int = 0
+    connects: int = 0
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    connected: bool = False
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+_UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
+_INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
+
+
+class MailboxListener:
+    """Takes the notices of one mailbox into drafts of one reception unit."""
+
+    def __init__(
+        self,
+        config: MailboxConfig,
+        drafts: NoticeDrafts,
+        redis: Redis,
+        clock: Clock,
+        secret: bytes,
+        on_outcome: Callable[[Outcome], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.drafts = drafts
+        self.redis = redis
+        self.clock = clock
+        self.secret = secret
+        self.on_outcome = on_outcome
+        self.stats = MailboxStats()
+        self.owner = secrets.token_hex(8)  # this process's claims
+        self._stopping = asyncio.Event()
+        self._client: aioimaplib.IMAP4 | None = None
+        self._lost = asyncio.Event()
+
+    # -- connection ---------------------------------------------------------------------------
+
+    async def connect(self) -> aioimaplib.IMAP4:
+        """Connect, secure, log in and select the folder; returns the client."""
+        c = self.config
+        if c.implicit_tls:
+            client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
+                host=c.host, port=c.port, timeout=c.timeout, ssl_context=c.tls_context()
+            )
+            self._watch_loss(client)
+            await client.wait_hello_from_server()
+        else:
+            client = aioimaplib.IMAP4(host=c.host, port=c.port, timeout=c.timeout)
+            self._watch_loss(client)
+            await client.wait_hello_from_server()
+            await self._starttls(client)
+        self._client = client
+        response = await client.login(c.user, c.password)
+        if response.result != "OK":
+            raise ConnectionError("the IMAP server refused the login")
+        await client.protocol.capability()
+        self.stats.connects += 1
+        self.stats.connected = True
+        return client
+
+    def _watch_loss(self, client: aioimaplib.IMAP4) -> None:
+        """Know when the connection drops: aioimaplib only calls back (an IDLE would wait on)."""
+        lost = asyncio.Event()
+        self._lost = lost
+        client.protocol.conn_lost_cb = lambda _exc: lost.set()
+
+    async def _starttls(self, client: aioimaplib.IMAP4) -> None:
+        """STARTTLS by hand (aioimaplib has none): refuse a server that does not offer it."""
+        protocol = client.protocol
+        if "STARTTLS" not in protocol.capabilities:
+            raise ConnectionError("the IMAP server offers no STARTTLS; use imaps://")
+        loop = asyncio.get_running_loop()
+        response = await protocol.execute(
+            aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=loop)
+        )
+        if response.result != "OK":
+            raise ConnectionError("the IMAP server refused STARTTLS")
+        transport = await loop.start_tls(
+            protocol.transport,
+            protocol,
+            self.config.tls_context(),
+            server_hostname=self.config.host,
+        )
+        if transport is None:
+            raise ConnectionError("TLS could not be started")
+        protocol.transport = transport
+        await protocol.capability()
+
+    async def _close(self) -> None:
+        client, self._client = self._client, None
+        self.stats.connected = False
+        if client is None:
+            return
+        try:
+            await asyncio.wait_for(client.logout(), 5)
+        except (TimeoutError, OSError, aioimaplib.Abort, aioimaplib.CommandTimeout):
+            pass
+        except Exception:  # a dead connection may fail in any way on the way out
+            log.debug("mailbox %s: logout failed", self.config.name)
+
+    # -- one pass -----------------------------------------------------------------------------
+
+    async def _select(self, client: aioimaplib.IMAP4) -> str:
+        response = await client.select(_quote(self.config.folder))
+        if response.result != "OK":
+            raise ConnectionError(f"the folder {self.config.folder!r} could not be selected")
+        for line in response.lines:
+            if isinstance(line, bytes | bytearray):
+                match = _UIDVALIDITY.search(bytes(line))
+                if match:
+                    return match.group(1).decode()
+        return "0"
+
+    async def take_all(self, client: aioimaplib.IMAP4) -> int:
+        """Take every message now in the folder; returns how many became (or were) drafts."""
+        validity = await self._select(client)
+        response = await client.uid_search("ALL", charset=None)
+        if response.result != "OK":
+            raise ConnectionError("UID SEARCH failed")
+        uids = [u for line in response.lines[:-1] for u in bytes(line).split() if u.isdigit()]
+        taken = 0
+        for uid in uids:
+            if self._stopping.is_set():
+                break
+            outcome = await self.take(client, validity, uid.decode())
+            if outcome is not None:
+                taken += 1
+        return taken
+
+    async def take(self, client: aioimaplib.IMAP4, validity: str, uid: str) -> Outcome | None:
+        """Take one message exactly once (see the module); None if another process has it."""
+        mailbox = self.config.name
+        by_uid = f"uid:{validity}:{uid}"
+        if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
+            await self._put_away(client, uid)  # a move that failed before: try again
+            return None
+        claim = keys.mailbox_claim(mailbox, by_uid)
+        if not await self.redis.set(claim, self.owner, nx=True, ex=keys.MAILBOX_CLAIM_TTL):
+            return None
+        try:
+            outcome = await self._process(client, by_uid, uid)
+        finally:
+            if await self.redis.get(claim) == self.owner:
+                await self.redis.delete(claim)
+        self._count(outcome)
+        return outcome
+
+    async def _process(self, client: aioimaplib.IMAP4, by_uid: str, uid: str) -> Outcome:
+        mailbox = self.config.name
+        try:
+            response = await client.uid("fetch", uid, "(BODY.PEEK[] INTERNALDATE)")
+            raw, arrived = _fetched(response)
+        except (OSError, TimeoutError, aioimaplib.Abort, aioimaplib.CommandTimeout):
+            raise  # the connection: the loop reconnects and the message is taken then
+        except Exception as exc:  # a message that breaks the reader stays put
+            log.warning(
+                "mailbox %s: message uid %s not read (%s)", mailbox, uid, type(exc).__name__
+            )
+            return "failed"
+        if raw is None:
+            log.warning("mailbox %s: message uid %s had no body", mailbox, uid)
+            return "failed"
+        if len(raw) > MAX_MESSAGE_BYTES:
+            log.warning("mailbox %s: message uid %s too big (%d bytes)", mailbox, uid, len(raw))
+            return "failed"
+        by_message = _message_token(raw)
+        if by_message is not None:
+            done_key = keys.mailbox_done(mailbox, by_message)
+            if not await self.redis.set(
+                keys.mailbox_claim(mailbox, by_message), self.owner, nx=True,
+                ex=keys.MAILBOX_CLAIM_TTL,
+            ) or await self.redis.exists(done_key):  # fmt: skip
+                # The same message under another UID (a copy, or a new UIDVALIDITY after a
+                # server restart): already made into a draft, or being made now.
+                if await self.redis.exists(done_key):
+                    await self._mark_done(by_uid, None)
+                    await self._put_away(client, uid)
+                return "duplicate"
+        try:
+            now = self.clock.now()
+            received_at = arrived if arrived is not None and arrived <= now else now
+            draft = parse_notice(raw, self.secret, received_at.date())
+            draft_id, created = await self.drafts.make(
+                draft, self.config.reception_unit, received_at
+            )
+        except Exception as exc:  # counted and logged; the message stays
+            log.warning(
+                "mailbox %s: message uid %s not made into a draft (%s)",
+                mailbox, uid, type(exc).__name__,
+            )  # fmt: skip
+            return "failed"
+        finally:
+            if by_message is not None:
+                await self.redis.delete(keys.mailbox_claim(mailbox, by_message))
+        await self._mark_done(by_uid, by_message)
+        await self._put_away(client, uid)
+        log.info(
+            "mailbox %s: message uid %s → draft %s%s",
+            mailbox, uid, draft_id, "" if created else " (already there)",
+        )  # fmt: skip
+        return "drafted" if created else "duplicate"
+
+    async def _mark_done(self, by_uid: str, by_message: str | None) -> None:
+        mailbox = self.config.name
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.mailbox_done(mailbox, by_uid), "1", px=keys.MAILBOX_DONE_TTL * 1000)
+            if by_message is not None:
+                pipe.set(
+                    keys.mailbox_done(mailbox, by_message), "1", px=keys.MAILBOX_DONE_TTL * 1000
+                )
+            await pipe.execute()
+
+    async def _put_away(self, client: aioimaplib.IMAP4, uid: str) -> None:
+        """Out of the watched folder: deleted if the setting says so, else moved to the done
+        folder (created if missing), else flagged."""
+        c = self.config
+        if c.delete_processed:
+            await client.uid("store", uid, "+FLAGS.SILENT", "(\\Deleted)")
+            await client.expunge()
+            return
+        if "MOVE" in client.protocol.capabilities:
+            moved = await client.uid("move", uid, _quote(c.done_folder))
+            if moved.result != "OK":
+                await client.create(_quote(c.done_folder))
+                moved = await client.uid("move", uid, _quote(c.done_folder))
+            if moved.result == "OK":
+                return
+        await client.uid("store", uid, "+FLAGS.SILENT", f"({DONE_FLAG})")
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome == "drafted":
+            self.stats.drafted += 1
+        elif outcome == "duplicate":
+            self.stats.duplicates += 1
+        else:
+            self.stats.failed += 1
+        if self.on_outcome is not None:
+            self.on_outcome(outcome)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    async def run_once(self) -> int:
+        """Connect, take everything in the folder, disconnect (the CLI and the tests)."""
+        client = await self.connect()
+        try:
+            return await self.take_all(client)
+        finally:
+            await self._close()
+
+    async def _wait(self, client: aioimaplib.IMAP4) -> None:
+        """Until the server says something changed, or the IDLE/poll period is over."""
+        if client.has_capability("IDLE"):
+            idle = await client.idle_start(timeout=self.config.idle_seconds)
+            stop = asyncio.ensure_future(self._stopping.wait())
+            lost = asyncio.ensure_future(self._lost.wait())
+            push = asyncio.ensure_future(client.wait_server_push(self.config.idle_seconds))
+            try:
+                done, _ = await asyncio.wait(
+                    {push, stop, idle, lost}, return_when=asyncio.FIRST_COMPLETED
+                )
+            finally:
+                for waiting in (push, stop, lost):
+                    waiting.cancel()
+            if lost in done or self._lost.is_set():
+                idle.cancel()
+                raise ConnectionError("the server closed the connection")
+            if idle in done:
+                idle.result()  # an IDLE that ended by itself: the connection is gone
+                raise ConnectionError("IDLE ended")
+            client.idle_done()
+            await asyncio.wait_for(idle, self.config.timeout)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.poll_seconds)
+
+    async def run(self) -> None:
+        """The worker: take, wait for more, take again; reconnect after any failure."""
+        backoff = Backoff(base=0.5, cap=self.config.backoff_cap)
+        self.stats.heartbeat.start()
+        try:
+            while not self._stopping.is_set():
+                try:
+                    client = await self.connect()
+                    backoff.reset()
+                    while not self._stopping.is_set():
+                        self.stats.heartbeat.beat()
+                        await self.take_all(client)
+                        await self._wait(client)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # any failure: reconnect
+                    delay = backoff.next()
+                    log.warning(
+                        "mailbox %s: %s; reconnecting in %.1f s",
+                        self.config.name, _reason(exc), delay,
+                    )  # fmt: skip
+                    await self._close()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stopping.wait(), delay)
+                    self.stats.heartbeat.beat()
+        finally:
+            await self._close()
+            self.stats.heartbeat.running = False
+
+    async def stop(self) -> None:
+        """End the loop (an IDLE in progress is left at once)."""
+        self._stopping.set()
+
+
+def _reason(exc: BaseException) -> str:
+    """A failure for the log: its kind and, for connection errors, their own words (which name
+    no message content)."""
+    if isinstance(exc, OSError | ConnectionError | TimeoutError | aioimaplib.Abort):
+        return f"{type(exc).__name__}: {exc}"[:200]
+    return type(exc).__name__
+
+
+def _fetched(response: aioimaplib.Response) -> tuple[bytes | None, datetime | None]:
+    """The message bytes and INTERNALDATE of a UID FETCH (BODY.PEEK[] INTERNALDATE)."""
+    if response.result != "OK":
+        raise ValueError("FETCH failed")
+    raw: bytes | None = None
+    arrived: datetime | None = None
+    for line in response.lines:
+        if isinstance(line, bytearray) and raw is None:
+            raw = bytes(line)
+        elif isinstance(line, bytes):
+            match = _INTERNALDATE.search(line)
+            if match:
+                try:
+                    arrived = datetime.strptime(match.group(1).decode(), "%d-%b-%Y %H:%M:%S %z")
+                except ValueError:
+                    arrived = None
+    return raw, arrived
+
+
+def _message_token(raw: bytes) -> str | None:
+    """The Message-ID as a claim token (hashed: it may carry a name)."""
+    try:
+        value = str(load_message(raw).get("Message-ID") or "").strip()
+    except Exception:  # no readable header: the UID alone identifies it
+        return None
+    if not value:
+        return None
+    return "mid:" + hashlib.sha256(value.encode()).hexdigest()[:32]
+
+
+__all__ = [
+    "DONE_FOLDER",
+    "MailboxConfig",
+    "MailboxListener",
+    "MailboxSettingError",
+    "MailboxStats",
+]
