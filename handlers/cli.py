@@ -274,6 +274,25 @@ async def _audit_export(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _notice_parse(settings: Settings, path: Path) -> int:
+    """Print the draft a notice gives: only what a draft keeps (never a name, identity number
+    or address), with the external_ref the running service would compute (same secret)."""
+    import json
+
+    from bot.domain.calendar import local_today
+    from bot.domain.clock import SystemClock
+    from bot.domain.notice import parse_notice
+
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        return _fail(f"{path}: {exc.strerror or exc}", 2)
+    today = local_today(SystemClock(), settings.zone)
+    draft = parse_notice(raw, settings.secret(), today)
+    print(json.dumps(draft.fields(), ensure_ascii=False, indent=2))
+    return 0
+
+
 async def _telegram_webhook(settings: Settings, delete: bool) -> int:
     from handlers.main import make_bot
     from handlers.telegram import delete_webhook, register_webhook
@@ -338,6 +357,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit_export.add_argument("--from", dest="from_", metavar="DATE", help="from this day")
     audit_export.add_argument("--to", metavar="DATE", help="to this day, inclusive")
     audit_export.add_argument("--output", type=Path, metavar="FILE", help="write here")
+    notice = sub.add_parser("notice", help="Migrationsverket's notices")
+    notice_sub = notice.add_subparsers(dest="notice_command", required=True)
+    notice_parse = notice_sub.add_parser(
+        "parse", help="show the draft a notice (.eml) would give, with nothing personal"
+    )
+    notice_parse.add_argument("file", type=Path, metavar="FILE.eml")
     telegram = sub.add_parser("telegram", help="the Telegram bot")
     telegram_sub = telegram.add_subparsers(dest="telegram_command", required=True)
     webhook = telegram_sub.add_parser(
@@ -386,6 +411,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_report(settings, args))
         elif args.command == "audit":
             return asyncio.run(_audit_export(settings, args))
+        elif args.command == "notice":
+            return _notice_parse(settings, args.file)
         elif args.command == "telegram":
             return asyncio.run(_telegram_webhook(settings, args.delete))
     except KeyboardInterrupt:

@@ -345,7 +345,7 @@ async def draft_as_case(redis: Redis, case_id: str) -> tuple[Case, Version | Non
     facts = {"arrival_date": data.get("arrival_date") or received.date().isoformat()}
     case = Case(
         id=case_id,
-        reference="avisering",
+        reference=f"utkast {draft_id[:8]}",  # no case reference yet: the draft's short id
         external_ref=data.get("external_ref", ""),
         municipality=data["municipality"],
         reception_unit=data["reception_unit"],

@@ -41,6 +41,10 @@ NOT_TYPED = frozenset(
         "ack_url",
         "booking_url",  # signed links into the board, made by Ankomst
         "case_url",
+        "draft_url",  # a notice draft's link into the board and its /ny hint (made by Ankomst)
+        "chat_hint",
+        "received_at",
+        "readable",
         "topic",
         "field",
         "languages",

@@ -18,6 +18,7 @@ ORG = "Lugnviks hälsocentral"
 BASIS = "Enligt överenskommelsen ska hälsocentralen boka tid för hälsosamtal inom fem arbetsdagar"
 
 # Every topic with facts it needs and words each form of it must carry.
+DRAFT_URL = "https://ankomst.example.se/dashboard/ny?draft=d1"
 TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "delivery_failed": (
         {"organisation": ORG, "channel": "email", "error": "550 no such user"},
@@ -42,6 +43,14 @@ TOPICS: dict[str, tuple[dict[str, Any], list[str]]] = {
     "booking_escalation": (
         {"organisation": ORG, "informed_at": SENT, "deadline": date(2026, 12, 3)},
         [BASIS, "torsdag 3 december 2026", ORG],
+    ),
+    "notice_draft": (
+        {"received_at": SENT, "readable": False, "draft_url": DRAFT_URL, "chat_hint": "/ny d1"},
+        ["granska", "kunde inte läsas", DRAFT_URL, "kl. 14.05"],
+    ),
+    "notice_draft_alert": (
+        {"received_at": SENT, "readable": True, "draft_url": DRAFT_URL, "chat_hint": "/ny d1"},
+        ["inte granskats", DRAFT_URL, "kl. 14.05"],
     ),
     "same_day_alert": (
         {"organisations": [ORG, "Lugnviks skola"], "reason": "Ingen kanal fungerade"},
