@@ -34,8 +34,8 @@ from bot.pipeline.mailbox import MailboxConfig, MailboxListener, Outcome
 from bot.runtime.metrics import Metrics
 from bot.runtime.settings import Settings, SettingsError
 from bot.store import Heartbeat, Redis, keys
-from bot.store.faults import DEFAULT_STALE_SECONDS
 from bot.store.durability import Durability
+from bot.store.faults import DEFAULT_STALE_SECONDS
 from bot.store.streams import StreamConsumer
 from bot.store.timers import Scheduler
 from bot.usecases.access import ApiTokens, ChatLinks, Signer

@@ -219,7 +219,6 @@ MAILBOX_CLAIM_TTL = 300  # bookkeeping: longer than reading and storing one mess
 MAILBOX_DONE_TTL = 30 * 86400  # bookkeeping: a message left in the inbox is not taken again
 
 
-
 # Telegram chat dialogues (aiogram's FSM storage, built in handlers/telegram): under the
 # service's prefix, "ankomst:fsm:<bot>:<chat>:<user>:state|data|lock", each with the TTL of
 # ANKOMST_CHAT_STATE_HOURS (the lock: aiogram's own timeout).
@@ -246,16 +245,6 @@ def telegram_chat_next(chat_id: int) -> str:
 
 # Scheduler
 TIMERS = f"{PREFIX}:timers"  # sorted set: timer id by due time (epoch seconds)
-
-
-def timer(timer_id: str) -> str:
-    """Hash with a timer's payload."""
-    return f"{PREFIX}:timer:{timer_id}"
-
-
-def case_timers(case_id: str) -> str:
-    """Set of timer ids made for a case (pending, fired or cancelled)."""
-    return f"{PREFIX}:case:{case_id}:timers"
 
 # Open deadlines, kept as things happen so /metrics counts "overdue now" with one ZCOUNT each
 # (bot/runtime/metrics.py): member "{case}|{org}", score = when it is late (epoch seconds).
