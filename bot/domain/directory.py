@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
 )
 
+from bot.domain.actor import Role
 from bot.domain.addresses import CONTROL, is_plain_address
 from messages.models import OrgKind
 
@@ -118,6 +119,10 @@ class Organisation(BaseModel):
     phone: Text | None = None
     telegram_chats: tuple[StrictInt, ...] = ()
     supervisor: str | None = None
+    # The personal work addresses of those who lead the organisation (rektor, verksamhetschef,
+    # enhetschef): a sign-in link mailed to one of them signs in as the organisation's
+    # supervisor, who may escalate; `email`, the functional mailbox, signs in as a member.
+    supervisor_emails: tuple[str, ...] = ()
     serves_ages: tuple[StrictInt, StrictInt] | None = None
     default: StrictBool = False
 
@@ -130,6 +135,30 @@ class Organisation(BaseModel):
                 "no spaces, quotes, angle brackets or lists)"
             )
         return value
+
+    @field_validator("supervisor_emails")
+    @classmethod
+    def _supervisor_emails(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for address in value:
+            if not is_plain_address(address):
+                raise ValueError(
+                    f"{address!r} is not a single plain e-mail address (name@domain.tld, "
+                    "no spaces, quotes, angle brackets or lists)"
+                )
+        return value
+
+    def role_of_address(self, address: str) -> Role | None:
+        """The role a sign-in mailed to `address` gives at this organisation: "supervisor" for
+        one of its supervisor addresses, "member" for its own mailbox, None for neither.
+        Addresses compare without regard to case or surrounding spaces."""
+        wanted = address.strip().lower()
+        if not wanted:
+            return None
+        if any(a.strip().lower() == wanted for a in self.supervisor_emails):
+            return "supervisor"
+        if self.email and self.email.strip().lower() == wanted:
+            return "member"
+        return None
 
     @field_validator("serves_ages")
     @classmethod
@@ -187,6 +216,16 @@ class Directory(BaseModel):
             for org in self.organisations.values()
             if org.municipality == municipality and (kind is None or org.kind == kind)
         )
+
+    def sign_ins_for(self, address: str) -> tuple[tuple[str, Role], ...]:
+        """Every organisation (with the role) a sign-in link mailed to `address` is for, in
+        file order; empty when the address is no organisation's."""
+        found: list[tuple[str, Role]] = []
+        for org in self.organisations.values():
+            role = org.role_of_address(address)
+            if role is not None:
+                found.append((org.id, role))
+        return tuple(found)
 
     def default_for(
         self, municipality: str, kind: OrgKind, age: int | None = None

@@ -23,6 +23,10 @@ from bot.usecases.access import Actor, Role, _clock_signer
 
 COOKIE = "ankomst_tavla"
 
+# What the audit trail names a sign-in by mailed link by: the organisation's mailbox signs in as
+# a member, an address the directory lists under `supervisor_emails` as the supervisor.
+EMAIL_LINK_WHO: dict[Role, str] = {"member": "e-postlänk", "supervisor": "e-postlänk (chef)"}
+
 
 def _sha256(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()

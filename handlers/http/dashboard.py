@@ -18,6 +18,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.channels.email import OutgoingMail
+from bot.domain.actor import Role
 from bot.domain.arrival import (
     MAX_DAYS_AHEAD,
     MAX_DAYS_PAST,
@@ -36,7 +37,7 @@ from bot.runtime.services import Services, from_domain
 from bot.store import keys
 from bot.usecases.audit import record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
-from bot.usecases.sessions import COOKIE, DashboardSession
+from bot.usecases.sessions import COOKIE, EMAIL_LINK_WHO, DashboardSession
 from bot.usecases.views import case_view_for
 from handlers.http.forms import (
     STALE_FORM,
@@ -515,30 +516,28 @@ async def login_by_email(request: web.Request) -> web.Response:
     if not await services.dashboard.login_attempt_allowed(address, client):
         return _html(render_login_page(LoginPage(state="limited", minutes=minutes)), 429)
     if _EMAIL.match(address):
-        orgs = [
-            o
-            for o in services.directory.organisations.values()
-            if o.email and o.email.strip().lower() == address
-        ]
-        if orgs and await services.dashboard.mail_allowed(address):
+        # The organisation's mailbox signs in as a member, a supervisor address listed in the
+        # directory as its supervisor (who may escalate).
+        sign_ins = services.directory.sign_ins_for(address)
+        if sign_ins and await services.dashboard.mail_allowed(address):
             after = safe_next(request.query.get("next"))
-            task = asyncio.create_task(_mail_links(services, address, [o.id for o in orgs], after))
+            task = asyncio.create_task(_mail_links(services, address, list(sign_ins), after))
             _mailing.add(task)
             task.add_done_callback(_mailing.discard)
     return _html(render_login_page(LoginPage(state="sent", minutes=minutes)))
 
 
 async def _mail_links(
-    services: Services, address: str, org_ids: list[str], after: str | None = None
+    services: Services, address: str, sign_ins: list[tuple[str, Role]], after: str | None = None
 ) -> None:
     sender = services.deliverer.email
     if sender is None:
         log.warning("dashboard sign-in: e-mail is not configured")
         return
     minutes = services.dashboard.login_seconds // 60
-    for org_id in org_ids:
+    for org_id, role in sign_ins:
         try:
-            token = await services.dashboard.create_login(org_id, "member", "e-postlänk")
+            token = await services.dashboard.create_login(org_id, role, EMAIL_LINK_WHO[role])
             url = _login_url(services, token) + (f"?next={quote(after, safe='/')}" if after else "")
             mail = render_login_mail(_name(services, org_id), url, minutes)
             result = await sender.send(

@@ -493,3 +493,64 @@ async def test_the_sign_in_form_is_limited_per_address_and_per_client(world: Wor
         async for key in world.services.redis.scan_iter("ankomst:dashboard:attempts:*")
     ]
     assert ttls and all(0 < t <= 15 * 60 for t in ttls)
+
+
+async def _signed_in_by_mail(
+    world: World, address: str, typed: str | None = None
+) -> aiohttp.ClientSession:
+    """Sign in the way a person without a chat does: type the address, follow the mailed link."""
+    before = len(world.mails_to(address))
+    async with browser() as client:
+        await post(client, world.base + "/dashboard/login", {"email": typed or address})
+
+    async def mailed() -> bool:
+        return len(world.mails_to(address)) > before
+
+    await eventually(mailed, 10, f"the sign-in mail to {address}")
+    mail = world.mails_to(address)[-1]
+    text = str(mail.get_body(preferencelist=("plain",)).get_content())
+    link = re.search(r"http://ankomst\.example\.se(/dashboard/login/\S+)", text)
+    assert link, text
+    client = browser()
+    async with client.post(world.base + link.group(1), allow_redirects=False) as response:
+        assert response.status == 303
+    return client
+
+
+async def test_a_supervisor_address_in_the_directory_signs_in_as_supervisor_by_mail(
+    world: World,
+) -> None:
+    """A rektor without a chat signs in with the address the directory lists under
+    `supervisor_emails` and may escalate; the school's functional mailbox may not."""
+    from bot.domain.actor import Actor
+    from bot.usecases.disagreements import DisagreementIn
+
+    case = await registered(world)
+    school = Actor(org_id=SCHOOL, via="dashboard")
+    raised = await world.services.disagreements.raise_(
+        case["id"], DisagreementIn(text="Skolstarten bör vänta till januari."), school
+    )
+    where = f"/dashboard/oenigheter/{raised.id}"
+    async with await _signed_in_by_mail(world, "skola@ostersund.example.se") as member:
+        _, page, _ = await get(member, world.base + where)
+        assert "Lyft till ledningen</button>" not in page
+    # Typed as people type it: capitals and spaces around.
+    rektor = "rektor.lugnvik@ostersund.example.se"
+    async with await _signed_in_by_mail(
+        world, rektor, " Rektor.Lugnvik@Ostersund.example.se "
+    ) as boss:
+        _, page, _ = await get(boss, world.base + where)
+        assert "Lyft till ledningen</button>" in page
+        status, _, headers = await post(boss, world.base + f"{where}/lyft", {"csrf": csrf_of(page)})
+        assert status == 303 and headers["Location"].endswith("?klart=lyft")
+    d = await world.services.disagreements.get(raised.id)
+    assert d.status == "escalated" and d.escalated_by == SCHOOL
+    # The audit trail tells a supervisor's mailed sign-in from the mailbox's.
+    sessions = [
+        await world.services.redis.hgetall(key)
+        async for key in world.services.redis.scan_iter("ankomst:dashboard:session:*")
+    ]
+    assert {(s["role"], s["who"]) for s in sessions} >= {
+        ("member", "e-postlänk"),
+        ("supervisor", "e-postlänk (chef)"),
+    }
