@@ -166,6 +166,9 @@ class MessageRenderer:
         self.signer = signer
         self.clock = clock
         self.settings = settings
+        # Who may report the booking (and so gets the booking link and deadline) is the
+        # policy's rule, as for the chat's Boka button.
+        self.policy = Policy(directory)
 
     @property
     def zone(self) -> ZoneInfo:
@@ -232,16 +235,17 @@ class MessageRenderer:
             ack_url = None
             if needs_ack and d.channel_kind is ChannelKind.EMAIL:
                 ack_url = self._ack_url(case, d)
+            reports_health = self.policy.may_report_health(d.org, case)
             booking_url = None
             if (
-                org.kind == "health_centre"
+                reports_health
                 and not d.is_copy
                 and version.kind != "cancelled"
                 and d.channel_kind is ChannelKind.EMAIL
             ):
                 booking_url = self.deep_link(case.id, d.org, "booking")
             deadline = None
-            if org.kind == "health_centre":
+            if reports_health:
                 # Counted from when the health centre was first told (bot/pipeline/deadlines.py
                 # keeps that moment); for its first message that moment is now.
                 informed = await self.cases.marker(case.id, keys.booking_informed_marker(org.id))
@@ -296,7 +300,7 @@ class MessageRenderer:
             # The reminder by e-mail carries the acknowledge link of the version it is about.
             facts["ack_url"] = self._ack_url(case, d)
         if topic in CASE_LINKED and d.channel_kind is ChannelKind.EMAIL:
-            booking = topic is Topic.BOOKING_REMINDER and org.kind == "health_centre"
+            booking = topic is Topic.BOOKING_REMINDER and self.policy.may_report_health(d.org, case)
             facts["case_url"] = self.deep_link(case.id, d.org, "booking" if booking else "case")
         for name, value in list(facts.items()):
             if isinstance(value, str) and name.endswith("_at"):
@@ -335,7 +339,7 @@ class MessageRenderer:
         rows = []
         if needs_ack:
             rows.append(ack_row(self.signer, case.id, d.version))
-        policy = Policy(self.directory)
+        policy = self.policy
         if (
             d.is_arrival_notice
             and case.status != "cancelled"
