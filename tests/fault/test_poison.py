@@ -30,7 +30,14 @@ async def test_a_poison_event_is_dead_lettered_with_its_error_and_the_others_go_
 ) -> None:
     redis = world.services.redis
     await redis.xadd(
-        keys.EVENTS, {"type": "notice", "case": "no-such-case", "orgs": "{not json", "version": "1"}
+        keys.EVENTS,
+        {
+            "type": "notice",
+            "case": "no-such-case",
+            "topic": "same_day_alert",
+            "orgs": "{not json",
+            "version": "1",
+        },
     )
     answer = await world.register(arrival())
     view = await world.settled(answer["id"])
