@@ -28,7 +28,7 @@ Status = Literal["open", "escalated", "resolved"]
 def _required_text(value: str) -> str:
     value = check_free_text(value)
     if not value:
-        raise ValueError("saknas")
+        raise ValueError("får inte vara tom")
     return value
 
 
