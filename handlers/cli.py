@@ -20,6 +20,7 @@ from bot.runtime.settings import Settings, load_or_exit
 
 if TYPE_CHECKING:
     from bot.store import Redis
+    from bot.store.durability import Durability
 
 
 def _fail(message: str, code: int = 1) -> int:
@@ -68,7 +69,7 @@ async def _with_store(
             return await _token_create(settings, store.redis, org_id, role, label, days)
         # Making an invite reads no chat of the directory file, so none are handed over
         # (and the service graph, which would import aiogram, is not needed).
-        chats = ChatLinks(store.redis, clock, {})
+        chats = ChatLinks(store.redis, clock, {}, _durability(settings, store.redis))
         code = await chats.create_invite(org_id, role, settings.invite_hours * 3600)  # type: ignore[arg-type]
         print(code)
         print(
@@ -81,13 +82,22 @@ async def _with_store(
     return 0
 
 
+def _durability(settings: Settings, redis: Redis) -> Durability:
+    """As the service confirms its writes: a token or code is printed (a revocation reported)
+    only once on ANKOMST_REDIS_MIN_REPLICAS replicas."""
+    from bot.store.durability import Durability
+
+    return Durability(redis, settings.redis_min_replicas, settings.redis_wait_ms)
+
+
 async def _token_create(
     settings: Settings, redis: Redis, org_id: str, role: str, label: str | None, days: int | None
 ) -> int:
     from bot.domain.clock import SystemClock
     from bot.usecases.access import ApiTokens
 
-    token, info = await ApiTokens(redis, SystemClock()).issue(org_id, role, label, days)  # type: ignore[arg-type]
+    tokens = ApiTokens(redis, SystemClock(), _durability(settings, redis))
+    token, info = await tokens.issue(org_id, role, label, days)  # type: ignore[arg-type]
     print(token)
     expiry = f"expires {_local(info.expires_at, settings)}" if info.expires_at else "no expiry"
     print(
@@ -164,7 +174,8 @@ async def _token_revoke(settings: Settings, public_id: str) -> int:
 
     store = await open_store(settings)
     try:
-        outcome = await ApiTokens(store.redis, SystemClock()).revoke(public_id)
+        tokens = ApiTokens(store.redis, SystemClock(), _durability(settings, store.redis))
+        outcome = await tokens.revoke(public_id)
     finally:
         await store.close()
     if outcome is None:
@@ -420,11 +431,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # one line, never a traceback, for whatever stops the start
         from bot.runtime.directory_file import DirectoryError
         from bot.runtime.settings import SettingsError
+        from bot.store.connection import UnsupportedStore
+        from bot.store.durability import NotDurable
 
         if isinstance(exc, DirectoryError):
             return _fail(f"the directory {settings.directory} has errors:\n{exc}", 2)
-        if isinstance(exc, SettingsError):  # found only once connected (e.g. a Redis Cluster)
+        # Found only once connected: a Redis Cluster, refused by open_store for every command.
+        if isinstance(exc, SettingsError | UnsupportedStore):
             return _fail(f"invalid setting: {exc}", 2)
+        if isinstance(exc, NotDurable):  # the CLI's 503: nothing was shown to be used
+            return _fail(
+                f"the store did not confirm the write on ANKOMST_REDIS_MIN_REPLICAS replica(s) "
+                f"({exc}); nothing to use was printed: run the command again in a while"
+            )
         logging.getLogger("ankomst").debug("stopped", exc_info=True)
         return _fail(f"{type(exc).__name__}: {exc}", 1)
     return 0

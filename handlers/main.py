@@ -23,7 +23,7 @@ from bot.pipeline.delivery import DeliveryHooks
 from bot.runtime.directory_file import load_directory
 from bot.runtime.embedded import EmbeddedSmtp
 from bot.runtime.services import Services, build_services, email_sender
-from bot.runtime.settings import Settings, SettingsError
+from bot.runtime.settings import Settings
 from bot.store import STORE_UNAVAILABLE, Redis
 from bot.store.connection import open_store
 from bot.store.durability import inspect_store
@@ -175,18 +175,13 @@ class Ankomst:
         return services
 
     async def _check_store(self, redis: Redis) -> None:
-        """Refuse a Redis Cluster; warn (one line) about settings that lose writes on failover."""
+        """Warn (one line) about settings that lose writes on failover (a Redis Cluster was
+        already refused by `open_store`)."""
         try:
             check = await inspect_store(redis, min_replicas=self.settings.redis_min_replicas)
         except STORE_UNAVAILABLE as exc:
             log.warning("Redis settings not checked: the store did not answer (%s)", exc)
             return
-        if check.cluster:
-            raise SettingsError(
-                "ANKOMST_REDIS_URL: the server is a Redis Cluster node (cluster_enabled:1), "
-                "which Ankomst does not support; use one master with Sentinel "
-                "(redis+sentinel://, see deploy/README.md)"
-            )
         if check.problems:
             log.warning("Redis settings put answered writes at risk: %s", "; ".join(check.problems))
 

@@ -280,7 +280,13 @@ def build_services(
     calendar = WorkingDayCalendar(
         settings.zone, settings.office_start, settings.office_end, directory.closed_days
     )
-    chats = ChatLinks(redis, clock, directory_chats(directory))
+    # Under Sentinel: a write is answered, and an entry acted on, only once on the replicas.
+    # Every write that is a promise to another party (a case, a booking, a clearance, a
+    # disagreement's step, a token, an invite) is confirmed with it before it is answered.
+    # Not the board's sign-in links and sessions: they promise nothing to anyone else, and one
+    # lost in a failover costs the user a new sign-in, not a lost notice.
+    durability = Durability(redis, settings.redis_min_replicas, settings.redis_wait_ms)
+    chats = ChatLinks(redis, clock, directory_chats(directory), durability)
     signer = Signer(settings.secret(), settings.ack_link_days * 86400, clock)
     fanout = FanOut(redis, directory, chats, clock)
     metrics = Metrics(redis, directory, clock, calendar, deadline_settings(settings))
@@ -323,7 +329,7 @@ def build_services(
         lease_seconds=settings.scheduler_lease_seconds,
         late_after_seconds=settings.scheduler_late_seconds,
     )
-    disagreements = Disagreements(redis, directory, clock)
+    disagreements = Disagreements(redis, directory, clock, durability)
     deadlines = Deadlines(
         redis,
         directory,
@@ -334,8 +340,6 @@ def build_services(
         deadline_settings(settings),
         disagreements,
     )
-    # Under Sentinel: a write is answered, and an entry acted on, only once on the replicas.
-    durability = Durability(redis, settings.redis_min_replicas, settings.redis_wait_ms)
     cases = CaseService(redis, directory, clock, settings.zone, durability)
     retention = Retention(
         redis,
@@ -444,14 +448,14 @@ def build_services(
         clock=clock,
         calendar=calendar,
         cases=cases,
-        tokens=ApiTokens(redis, clock),
+        tokens=ApiTokens(redis, clock, durability),
         chats=chats,
         signer=signer,
         fanout=fanout,
         deliverer=deliverer,
         scheduler=scheduler,
         deadlines=deadlines,
-        health=HealthCentre(redis, directory, clock, settings.zone, calendar),
+        health=HealthCentre(redis, directory, clock, settings.zone, calendar, durability),
         disagreements=disagreements,
         dashboard=DashboardAccess(
             redis,

@@ -23,23 +23,26 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
+from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import client
 from bot.store.embedded import EmbeddedValkey
 
 __all__ = [
+    "CLUSTER_REFUSED",
     "MAX_BLOCK_MS",
     "SOCKET_TIMEOUT",
     "SentinelTarget",
     "Store",
     "StoreSettings",
+    "UnsupportedStore",
     "close_redis",
     "command_retry",
     "open_store",
     "parse_sentinel_url",
     "redis_from_url",
+    "refuse_cluster",
 ]
 
 MAX_CONNECTIONS = 256  # per process; Redis's own default limit is 10,000 clients
@@ -275,13 +278,49 @@ class StoreSettings(Protocol):
         ...
 
 
+class UnsupportedStore(Exception):
+    """ANKOMST_REDIS_URL names a server Ankomst cannot run on (a Redis Cluster node). The
+    message is the one line to show, naming the variable; the command exits 2."""
+
+
+CLUSTER_REFUSED = (
+    "ANKOMST_REDIS_URL: the server is a Redis Cluster node (cluster_enabled:1), which Ankomst "
+    "does not support; use one master with Sentinel (redis+sentinel://, see deploy/README.md)"
+)
+
+
+async def refuse_cluster(redis: client.Redis) -> None:
+    """UnsupportedStore if `redis` is a Redis Cluster node (`INFO cluster`: cluster_enabled:1).
+
+    Every key of a case is written in one MULTI/EXEC, and the streams, timers and indexes are
+    shared keys: on a cluster they fall into different slots and every command ends in MOVED
+    or CROSSSLOT. A store that does not answer (or refuses INFO) is not judged here: the
+    caller's first command reports it as it would anyway.
+    """
+    try:
+        info = await redis.info("cluster")
+    except (RedisConnectionError, RedisTimeoutError, ResponseError):
+        return
+    if int(info.get("cluster_enabled", 0)) == 1:
+        raise UnsupportedStore(CLUSTER_REFUSED)
+
+
 async def open_store(settings: StoreSettings) -> Store:
     """Connect to ANKOMST_REDIS_URL, or start the embedded Valkey when it is unset.
 
-    The client is lazy: a wrong URL shows at the first command (the caller PINGs at start).
+    The one place the store is opened (`serve`, `demo` and every CLI command that reads or
+    writes it), so the one place a Redis Cluster is refused: UnsupportedStore, before anything
+    is read or written. Otherwise the client is lazy: a wrong URL shows at the first command
+    (the caller PINGs at start).
     """
     if settings.redis_url:
-        return Store(redis=redis_from_url(settings.redis_url))
+        redis = redis_from_url(settings.redis_url)
+        try:
+            await refuse_cluster(redis)
+        except BaseException:
+            await close_redis(redis)
+            raise
+        return Store(redis=redis)
     embedded = EmbeddedValkey(settings.valkey_dir)
     await asyncio.to_thread(embedded.start)
     return Store(redis=redis_from_url(embedded.url), embedded=embedded)

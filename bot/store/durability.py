@@ -151,21 +151,17 @@ MAX_DOWN_AFTER_MS = 30_000
 class StoreCheck:
     """What the start-up look at the store found."""
 
-    cluster: bool
     problems: tuple[str, ...]
 
 
 async def inspect_store(redis: Redis, *, min_replicas: int) -> StoreCheck:
     """Look at the server's (and the Sentinels') settings as far as we may see them.
 
-    `cluster` is True for a Redis Cluster node (`INFO cluster`: cluster_enabled:1), which
-    Ankomst does not support. `problems` lists settings that break the promise that an
-    answered write survives a failover; the caller logs them in one line. A refused CONFIG
-    GET (an ACL without @admin) is itself reported, since then nothing can be checked.
+    `problems` lists settings that break the promise that an answered write survives a
+    failover; the caller logs them in one line. A refused CONFIG GET (an ACL without @admin)
+    is itself reported, since then nothing can be checked. (A Redis Cluster node never gets
+    here: `open_store` refuses it, for every command.)
     """
-    info = await redis.info("cluster")
-    if int(info.get("cluster_enabled", 0)) == 1:
-        return StoreCheck(cluster=True, problems=())
     problems: list[str] = []
     pool = redis.connection_pool
     sentinel = isinstance(pool, SentinelConnectionPool)
@@ -196,7 +192,7 @@ async def inspect_store(redis: Redis, *, min_replicas: int) -> StoreCheck:
             problems.append("min-replicas-to-write is 0 on the master (set 1)")
     if isinstance(pool, SentinelConnectionPool):  # `sentinel`, spelled so that mypy narrows
         problems.extend(await _sentinel_problems(pool))
-    return StoreCheck(cluster=False, problems=tuple(problems))
+    return StoreCheck(problems=tuple(problems))
 
 
 async def _sentinel_problems(pool: SentinelConnectionPool) -> list[str]:

@@ -15,6 +15,7 @@ from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSaf
 from bot.domain.actor import ROLES, SYSTEM, Actor, Role, Via
 from bot.domain.clock import Clock
 from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store.durability import Durability
 
 # The actor types live in the domain; named here too for the adapters that ask for access.
 __all__ = [
@@ -133,9 +134,12 @@ class ApiTokens:
     revoked or expired is refused at once by every replica.
     """
 
-    def __init__(self, redis: Redis, clock: Clock) -> None:
+    def __init__(self, redis: Redis, clock: Clock, durability: Durability | None = None) -> None:
         self._redis = redis
         self._clock = clock
+        # A token printed (or a revocation reported) must survive a failover: confirmed on
+        # the replicas first, NotDurable otherwise (off on a single server).
+        self._durability = durability or Durability(redis)
 
     async def create(self, org_id: str, role: Role = "member") -> str:
         """Make a new token (no label, no expiry) for an organisation; the caller shows it once."""
@@ -176,6 +180,9 @@ class ApiTokens:
                 break
         fields["id"] = public_id
         await self._redis.hset(keys.api_token(digest), mapping=fields)
+        # Confirmed before the secret is handed back to be shown: if it is not (NotDurable),
+        # the secret is never shown, so a record that survives the failover is unusable.
+        await self._durability.confirm_field(keys.api_token(digest), "id", public_id)
         return token, TokenInfo.from_hash(fields, digest)
 
     async def actor(self, token: str) -> Actor | None:
@@ -233,7 +240,10 @@ class ApiTokens:
         if not data:
             return None
         newly = bool(await self._redis.hsetnx(key, "revoked_at", now))
-        return TokenInfo.from_hash(await self._redis.hgetall(key), digest), newly
+        data = await self._redis.hgetall(key)
+        # Also when it was revoked already: that earlier revocation may not be replicated yet.
+        await self._durability.confirm_field(key, "revoked_at", data.get("revoked_at"))
+        return TokenInfo.from_hash(data, digest), newly
 
 
 @dataclass(frozen=True)
@@ -248,17 +258,25 @@ class ChatLink:
 class ChatLinks:
     """Which Telegram chat speaks for which organisation (invites, links, directory chats)."""
 
-    def __init__(self, redis: Redis, clock: Clock, directory_chats: dict[int, str]) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        clock: Clock,
+        directory_chats: dict[int, str],
+        durability: Durability | None = None,
+    ) -> None:
         self._redis = redis
         self._clock = clock
         self._directory_chats = directory_chats  # chat id -> org id, from the directory file
+        # A printed invite code must still work after a failover (off on a single server).
+        self._durability = durability or Durability(redis)
 
     async def create_invite(self, org_id: str, role: Role, ttl_seconds: int) -> str:
         """A one-time code for `/start CODE`; stored by hash with an expiry."""
         code = secrets.token_urlsafe(9)
-        await self._redis.set(
-            keys.invite(_sha256(code)), f"{org_id}|{role}", ex=ttl_seconds, nx=True
-        )
+        key, value = keys.invite(_sha256(code)), f"{org_id}|{role}"
+        await self._redis.set(key, value, ex=ttl_seconds, nx=True)
+        await self._durability.confirm_value(key, value)
         return code
 
     async def redeem(self, code: str, chat_id: int, user: str) -> ChatLink | None:

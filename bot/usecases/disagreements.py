@@ -20,6 +20,7 @@ from bot.domain.events import EventType, Topic
 from bot.domain.policy import Policy
 from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.cases import CaseStore, record_change
+from bot.store.durability import Durability
 from bot.usecases.access import Actor
 
 Status = Literal["open", "escalated", "resolved"]
@@ -117,8 +118,16 @@ class Disagreement:
 class Disagreements:
     """Raise, escalate and resolve disagreements on a case."""
 
-    def __init__(self, redis: Redis, directory: Directory, clock: Clock) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        directory: Directory,
+        clock: Clock,
+        durability: Durability | None = None,
+    ) -> None:
         self.redis = redis
+        # Every step tells other parties: confirmed on the replicas before it is answered.
+        self.durability = durability or Durability(redis)
         self.directory = directory
         self.clock = clock
         self.cases = CaseStore(redis)
@@ -206,6 +215,7 @@ class Disagreements:
                 ),
             )
             await pipe.execute()
+        await self.durability.confirm_field(keys.disagreement(d.id), "id", d.id)
         return d
 
     async def _transition(
@@ -297,7 +307,14 @@ class Disagreements:
                 }
             )
 
-        return await self._transition(disagreement_id, actor, apply)
+        done = await self._transition(disagreement_id, actor, apply)
+        assert done.escalated_at is not None
+        # The retry of an escalation that was not confirmed finds it escalated (409) if it
+        # survived; the automatic one (a timer) then returns quietly.
+        await self.durability.confirm_field(
+            keys.disagreement(done.id), "escalated_at", done.escalated_at.isoformat()
+        )
+        return done
 
     async def resolve(self, disagreement_id: str, body: DecisionIn, actor: Actor) -> Disagreement:
         """A party or management decides; everyone involved is told."""
@@ -353,4 +370,9 @@ class Disagreements:
                 }
             )
 
-        return await self._transition(disagreement_id, actor, apply)
+        done = await self._transition(disagreement_id, actor, apply)
+        assert done.resolved_at is not None
+        await self.durability.confirm_field(
+            keys.disagreement(done.id), "resolved_at", done.resolved_at.isoformat()
+        )
+        return done

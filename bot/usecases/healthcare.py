@@ -20,6 +20,7 @@ from bot.domain.events import EventType, Topic
 from bot.domain.policy import Policy
 from bot.store import Pipeline, Redis, keys
 from bot.store.cases import record_change
+from bot.store.durability import Durability
 from bot.store.transaction import optimistic
 from bot.usecases.access import Actor
 from messages.dates import swedish_date
@@ -122,8 +123,11 @@ class HealthCentre:
         clock: Clock,
         zone: ZoneInfo,
         calendar: WorkingDayCalendar | None = None,
+        durability: Durability | None = None,
     ) -> None:
         self.redis = redis
+        # Confirms each report on the replicas before it is answered (off on a single server).
+        self.durability = durability or Durability(redis)
         self.directory = directory
         self.clock = clock
         self.zone = zone
@@ -189,6 +193,7 @@ class HealthCentre:
         InvalidInput naming `at`, and nothing is written or sent."""
         at = self.check_booking_time(booking.at)
         result: dict[str, Any] = {}
+        written: dict[str, str] = {}  # the stored record, to confirm on the replicas
 
         def check(data: dict[str, str]) -> None:
             current = json.loads(data["booking"]) if data.get("booking") else None
@@ -204,9 +209,11 @@ class HealthCentre:
                 "reported_at": now.isoformat(),
                 "by": actor.org_id,
             }
+            stored = json.dumps(record)
+            written["booking"] = stored
             result.update(record, replaces=previous["at"] if previous else None)
             org = self.directory.organisation(actor.org_id)
-            pipe.hset(keys.case(case.id), "booking", json.dumps(record))
+            pipe.hset(keys.case(case.id), "booking", stored)
             record_change(
                 pipe,
                 case.id,
@@ -240,11 +247,16 @@ class HealthCentre:
             )
 
         await self._update(case_id, actor, write, check)
+        # The reception unit is told of it, so it must survive a failover before it is
+        # answered: NotDurable (503) otherwise. A retry of the same booking is then refused as
+        # the one already registered (if it did survive) or recorded (if it did not).
+        await self.durability.confirm_field(keys.case(case_id), "booking", written["booking"])
         return result
 
     async def clear(self, case_id: str, clearance: ClearanceIn, actor: Actor) -> dict[str, Any]:
         """Record clearance as yes/no; reception unit, school and preschool told, never why."""
         result: dict[str, Any] = {}
+        written: dict[str, str] = {}  # the stored record, to confirm on the replicas
 
         async def write(pipe: Any, case: Case, now: datetime, data: dict[str, str]) -> None:
             previous = json.loads(data["clearance"]) if data.get("clearance") else None
@@ -257,10 +269,12 @@ class HealthCentre:
                 "reported_at": now.isoformat(),
                 "by": actor.org_id,
             }
+            stored = json.dumps(record)
+            written["clearance"] = stored
             result.update(record)
             told = self.policy.told_of_start(case)
             org = self.directory.organisation(actor.org_id)
-            pipe.hset(keys.case(case.id), "clearance", json.dumps(record))
+            pipe.hset(keys.case(case.id), "clearance", stored)
             record_change(
                 pipe,
                 case.id,
@@ -285,4 +299,6 @@ class HealthCentre:
             )
 
         await self._update(case_id, actor, write)
+        # School and preschool are told whether the start may go ahead: durable first.
+        await self.durability.confirm_field(keys.case(case_id), "clearance", written["clearance"])
         return result

@@ -21,10 +21,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import socket
 import sys
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from redis.asyncio import Redis
 
 from bot.store import keys
 from tests.fault.conftest import all_settled, api_token, arrived_counts
+from tests.support.cli import run_cli
 from tests.support.process import ROOT, ServeProcess, serve_env
 from tests.support.sentinel import Node, SentinelSetup, free_port, sentinel_setup
 from tests.support.smtp_sink import SmtpSink
@@ -44,6 +47,12 @@ RATE = 6.0  # arrivals a second, over both processes
 BEFORE = 2.0  # seconds of load before the fault
 AFTER = 3.0  # seconds of load after the setup has settled again
 GIVE_UP = 60.0  # a client stops retrying one arrival after this long
+# To see that the test catches the bug (docs/reliability.md has the figures):
+#   FAILOVER_MIN_REPLICAS=0 FAILOVER_SERVER_MIN_REPLICAS=0 pytest -m long -s test_failover.py
+# runs the old behaviour (nothing confirmed on a replica, servers without
+# min-replicas-to-write); either guard alone (one of them 0) must still pass.
+MIN_REPLICAS = int(os.environ.get("FAILOVER_MIN_REPLICAS", "1"))  # ANKOMST_REDIS_MIN_REPLICAS
+SERVER_MIN_REPLICAS = int(os.environ.get("FAILOVER_SERVER_MIN_REPLICAS", "1"))
 
 
 @dataclass
@@ -149,7 +158,7 @@ async def run_under_load(
 ) -> Outcome:
     """Two `serve` processes under steady load while `fault` happens; what came of it."""
     async with (
-        sentinel_setup(tmp_path / "redis") as setup,
+        sentinel_setup(tmp_path / "redis", min_replicas_to_write=SERVER_MIN_REPLICAS) as setup,
         SmtpSink() as smtp,
         aiohttp.ClientSession() as http,
     ):
@@ -165,7 +174,7 @@ async def run_under_load(
                 tmp_path / f"serve-{n}",
                 smtp,
                 None,
-                redis_min_replicas=1,
+                redis_min_replicas=MIN_REPLICAS,
                 redis_wait_ms=500,
             )
             processes.append(await ServeProcess(env, tmp_path / f"serve-{n}.log").start())
@@ -283,17 +292,46 @@ async def test_master_killed_loses_nothing_answered_and_reuses_no_reference(
     check(await run_under_load(tmp_path, unplanned), "master killed")
 
 
-async def test_a_redis_cluster_is_refused_at_start_with_one_line(tmp_path: Path) -> None:
-    node = Node("cluster", free_port(), tmp_path / "cluster")
-    node.directory.mkdir()
+@contextlib.contextmanager
+def cluster_node(root: Path) -> Iterator[str]:
+    """A Redis Cluster node (cluster-enabled, no slots yet: enough to be recognised); its URL."""
+    node = Node("cluster", free_port(), root / "cluster")
+    node.directory.mkdir(parents=True)
     node.conf.write_text(
         f"port {node.port}\nbind 127.0.0.1\ndir {node.directory}\ncluster-enabled yes\n"
         'cluster-config-file nodes.conf\nsave ""\n'
     )
     node.start()
     try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", node.port), timeout=1):
+                    break
+            except OSError:
+                assert time.monotonic() < deadline, "the cluster node did not start"
+                time.sleep(0.05)
+        yield f"redis://127.0.0.1:{node.port}/0"
+    finally:
+        node.kill()
+
+
+def cluster_refused(stderr: str) -> bool:
+    """Refused in one line naming the variable and the supported setup, never a traceback."""
+    lines = [line for line in stderr.splitlines() if line.startswith("ankomst:")]
+    return (
+        len(lines) == 1
+        and "ANKOMST_REDIS_URL" in lines[0]
+        and "Cluster" in lines[0]
+        and "Sentinel" in lines[0]
+        and "Traceback" not in stderr
+    )
+
+
+async def test_a_redis_cluster_is_refused_at_start_with_one_line(tmp_path: Path) -> None:
+    with cluster_node(tmp_path) as url:
         async with SmtpSink() as smtp:
-            env = serve_env(f"redis://127.0.0.1:{node.port}/0", tmp_path / "data", smtp, None)
+            env = serve_env(url, tmp_path / "data", smtp, None)
             process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",
@@ -306,9 +344,35 @@ async def test_a_redis_cluster_is_refused_at_start_with_one_line(tmp_path: Path)
             )
             out, err = await asyncio.wait_for(process.communicate(), 60)
         assert process.returncode == 2, (out, err)
-        lines = [line for line in err.decode().splitlines() if line.startswith("ankomst:")]
-        assert len(lines) == 1 and "ANKOMST_REDIS_URL" in lines[0], err.decode()
-        assert "Sentinel" in lines[0]
+        assert cluster_refused(err.decode()), err.decode()
         assert b"Ankomst is running" not in out
-    finally:
-        node.kill()
+
+
+@pytest.fixture(scope="module")
+def cluster_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with cluster_node(tmp_path_factory.mktemp("cluster")) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("token", "create", "ostersund-mottagning"),
+        ("token", "list"),
+        ("token", "revoke", "tk00000000"),
+        ("invite", "ostersund-mottagning"),
+        ("report", "--from", "2026-01-01", "--to", "2026-12-31"),
+        ("audit", "export"),
+    ],
+    ids=" ".join,
+)
+def test_every_command_that_opens_the_store_refuses_a_cluster_with_the_same_line(
+    cluster_url: str, tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    # In-process (tests/support/cli.py); `open_store` is where every command opens the store.
+    result = run_cli(
+        *args, env={"ANKOMST_REDIS_URL": cluster_url, "ANKOMST_DATA_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert cluster_refused(result.stderr), result.stderr
+    assert result.stdout == ""

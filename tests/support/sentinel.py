@@ -229,7 +229,7 @@ class SentinelSetup:
             node.kill()
 
 
-def _server_conf(node: Node, master: Node | None) -> str:
+def _server_conf(node: Node, master: Node | None, min_replicas_to_write: int = 1) -> str:
     lines = [
         f"port {node.port}",
         "bind 127.0.0.1",
@@ -240,7 +240,7 @@ def _server_conf(node: Node, master: Node | None) -> str:
         'save ""',
         "maxmemory-policy noeviction",
         # As deploy/README.md asks: a master cut off from its replica stops taking writes.
-        "min-replicas-to-write 1",
+        f"min-replicas-to-write {min_replicas_to_write}",
         "min-replicas-max-lag 10",
         "repl-diskless-sync yes",
         "repl-diskless-sync-delay 0",
@@ -287,8 +287,13 @@ async def _answers(node: Node, timeout: float = 20.0) -> None:
 
 
 @contextlib.asynccontextmanager
-async def sentinel_setup(root: Path) -> AsyncIterator[SentinelSetup]:
-    """Start a master, a replica and three Sentinels under `root`; kill them all at the end."""
+async def sentinel_setup(
+    root: Path, *, min_replicas_to_write: int = 1
+) -> AsyncIterator[SentinelSetup]:
+    """Start a master, a replica and three Sentinels under `root`; kill them all at the end.
+
+    `min_replicas_to_write` 0 leaves the servers without the guard deploy/README.md asks for
+    (only to show what the fault tests catch without it)."""
     servers = [Node(name, free_port(), root / name) for name in ("redis-a", "redis-b")]
     sentinels = [Node(f"sentinel-{n}", free_port(), root / f"sentinel-{n}", True) for n in range(3)]
     setup = SentinelSetup(servers, sentinels)
@@ -296,7 +301,9 @@ async def sentinel_setup(root: Path) -> AsyncIterator[SentinelSetup]:
         master = servers[0]
         for node in servers:
             node.directory.mkdir(parents=True)
-            node.conf.write_text(_server_conf(node, None if node is master else master))
+            node.conf.write_text(
+                _server_conf(node, None if node is master else master, min_replicas_to_write)
+            )
             node.start()
         for node in servers:
             await _answers(node)
