@@ -266,3 +266,90 @@ async def test_every_page_has_no_axe_violations(world: World, page: Any) -> None
     for path in ("/dashboard", f"/dashboard/cases/{case['id']}", "/dashboard/tillganglighet"):
         await page.goto(world.base + path)
         assert await page.evaluate("document.documentElement.scrollWidth") <= 320, path
+
+
+HC = "hc-lugnvik"
+# 200 % zoom of a 1280×800 window: the page gets 640×400 CSS pixels at twice the density
+# (WCAG 2.1 1.4.4 resize text, 1.4.10 reflow).
+ZOOMED = {"width": 640, "height": 400}
+
+# Every form control the person uses (not hidden fields): where it is and whether it shows.
+CONTROLS = """() => Array.from(document.querySelectorAll(
+    'input:not([type=hidden]), select, textarea, button'
+)).map(el => {
+    const r = el.getBoundingClientRect();
+    const style = getComputedStyle(el);
+    return {
+        name: el.id || el.name || el.textContent.trim(),
+        left: r.left, right: r.right, width: r.width, height: r.height,
+        shown: style.visibility !== 'hidden' && style.display !== 'none',
+    };
+})"""
+
+
+async def fits_without_sideways_scrolling(page: Any, what: str) -> None:
+    """No horizontal scrolling, and every form control on screen horizontally and visible."""
+    inner = await page.evaluate("window.innerWidth")
+    assert inner == ZOOMED["width"], what
+    scroll = await page.evaluate("document.scrollingElement.scrollWidth")
+    assert scroll <= inner, f"{what}: {scroll} px wide in a {inner} px window"
+    controls = await page.evaluate(CONTROLS)
+    for c in controls:
+        assert c["shown"] and c["width"] > 0 and c["height"] > 0, f"{what}: {c}"
+        assert c["left"] >= 0 and c["right"] <= inner, f"{what}: {c}"
+
+
+async def test_board_case_page_and_forms_reflow_at_200_percent_zoom(
+    world: World, page: Any
+) -> None:
+    case = await registered(world)
+    context = await page.context.browser.new_context(
+        viewport=ZOOMED, device_scale_factor=2, locale="sv-SE"
+    )
+    try:
+        zoomed = await context.new_page()
+        await sign_in(world, zoomed, RECEPTION)
+        pages = {
+            "board": "/dashboard",
+            "case page": f"/dashboard/cases/{case['id']}",
+            "registration form": "/dashboard/ny",
+        }
+        for what, path in pages.items():
+            await zoomed.goto(world.base + path)
+            await fits_without_sideways_scrolling(zoomed, what)
+        # The form with an error beside every field is the widest it gets.
+        await zoomed.get_by_role("button", name="Granska").click()
+        await zoomed.wait_for_load_state()
+        assert await zoomed.get_by_role("heading", name="Rätta").is_visible()
+        await fits_without_sideways_scrolling(zoomed, "registration form with errors")
+        assert len(await zoomed.evaluate(CONTROLS)) >= 10  # the form's controls were looked at
+        # The health centre's booking and clearance forms.
+        await zoomed.context.clear_cookies()
+        await sign_in(world, zoomed, HC)
+        await zoomed.goto(f"{world.base}/dashboard/cases/{case['id']}/halsa")
+        await fits_without_sideways_scrolling(zoomed, "booking form")
+    finally:
+        await context.close()
+
+
+async def test_booking_form_screenshot_on_a_phone(world: World, page: Any) -> None:
+    case = await registered(world)
+    await sign_in(world, page, HC)
+    await page.goto(f"{world.base}/dashboard/cases/{case['id']}/halsa")
+    assert await page.get_by_role("button", name="Rapportera bokad tid").is_visible()
+    assert await page.evaluate("document.scrollingElement.scrollWidth") <= PHONE["width"]
+    # Each yes/no answer sits beside its button, on one line, as in the registration form.
+    for radio in ("tolk-ja", "svar-nej", "hinder-ja"):
+        button = await page.locator(f"#{radio}").bounding_box()
+        label = await page.locator(f"label[for={radio}]").bounding_box()
+        assert button and label, radio
+        assert label["x"] > button["x"] + button["width"] - 1, radio
+        middle = button["y"] + button["height"] / 2
+        assert label["y"] <= middle <= label["y"] + label["height"], radio
+    await no_violations(page, "booking form (health centre)")
+    shot = SCREENSHOTS / "booking.png"
+    await page.screenshot(path=str(shot), full_page=True)
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">I", data[16:20])[0] == PHONE["width"]
+    assert len(data) > 20_000  # a rendered page, not a blank one
