@@ -36,7 +36,13 @@ from bot.domain.case import Case, CaseNotFound
 from bot.domain.clock import Clock
 from bot.domain.delivery import Delivery
 from bot.domain.directory import Directory
-from bot.domain.events import DRAFT_TOPICS, ChannelKind, DeliveryStatus, EventType
+from bot.domain.events import (
+    DRAFT_CASE_PREFIX,
+    DRAFT_TOPICS,
+    ChannelKind,
+    DeliveryStatus,
+    EventType,
+)
 from bot.pipeline.rendering import MessageRenderer, RenderSettings, thread_ids
 from bot.store import Redis, RedisConnectionError, RedisTimeoutError, keys
 from bot.store.cases import CaseStore
@@ -270,7 +276,8 @@ class Deliverer:
     ) -> bool:
         token = lease.token
         try:
-            if d.topic.kind in DRAFT_TOPICS:  # about a notice draft, not yet a case
+            if d.topic.kind in DRAFT_TOPICS or d.case.startswith(DRAFT_CASE_PREFIX):
+                # About a notice draft, not yet a case (its notices, or a failure of one).
                 case, version = await draft_as_case(self.redis, d.case)
             else:
                 case, version = await self.cases.with_version(d.case, d.version)

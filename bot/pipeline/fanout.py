@@ -18,6 +18,7 @@ from bot.domain.clock import Clock
 from bot.domain.delivery import delivery_id
 from bot.domain.directory import Directory
 from bot.domain.events import (
+    DRAFT_CASE_PREFIX,
     VERSION_EVENTS,
     ChannelKind,
     DeliveryStatus,
@@ -167,6 +168,16 @@ class FanOut:
             )
         return allowed
 
+    async def reception_unit_of(self, case_id: str) -> str | None:
+        """Who is told that a delivery about `case_id` failed: the case's reception unit, or
+        for a notice draft (`draft-…`, not a case; none while the draft is gone) the draft's.
+        CaseNotFound for a case that does not exist."""
+        if case_id.startswith(DRAFT_CASE_PREFIX):
+            draft_id = case_id.removeprefix(DRAFT_CASE_PREFIX)
+            unit = await self.redis.hget(keys.notice_draft(draft_id), "reception_unit")
+            return str(unit) if unit else None
+        return (await self.cases.get(case_id)).reception_unit
+
     async def handle(self, entry_id: str, event: dict[str, str]) -> bool:
         """Consumer-group handler for the event stream."""
         try:
@@ -187,7 +198,10 @@ class FanOut:
                 case_id, version, await self.plan([case.reception_unit], Topic.ALL_ACKNOWLEDGED)
             )
         elif kind is EventType.DELIVERY_FAILED:
-            case = await self.cases.get(case_id)
+            unit = await self.reception_unit_of(case_id)
+            if unit is None:
+                log.warning("delivery %s failed; its draft is gone", event.get("delivery", "-"))
+                return True
             params = {
                 "organisation": event.get("org", ""),
                 "channel": event.get("channel", ""),
@@ -198,13 +212,11 @@ class FanOut:
             planned = [
                 p
                 for p in await self.plan(
-                    [case.reception_unit],
+                    [unit],
                     Topic.DELIVERY_FAILED.at(short_hash(event.get("delivery", ""))),
                     params,
                 )
-                if not (
-                    event.get("org") == case.reception_unit and p.channel == event.get("channel")
-                )
+                if not (event.get("org") == unit and p.channel == event.get("channel"))
             ]
             await self.create(case_id, version, planned)
         elif kind is EventType.NOTICE:

@@ -202,6 +202,12 @@ def notice_draft_history(draft_id: str) -> str:
     return f"{PREFIX}:draft:{draft_id}:history"
 
 
+# Sorted set: every notice draft still stored, by the moment its retention time counts from
+# (epoch s): when it was confirmed or discarded, else when its notice came. The privacy sweep
+# deletes a draft (hash, history, unit index) ANKOMST_RETENTION_DAYS after that moment.
+NOTICE_DRAFT_RETENTION = f"{PREFIX}:draft-retention"
+
+
 def mailbox_claim(mailbox: str, token: str) -> str:
     """String with a TTL: the `serve` process now taking a mailbox message (`token` is
     "uid:{uidvalidity}:{uid}" or "mid:{hash of the Message-ID}"); gone after `MAILBOX_CLAIM_TTL`

@@ -13,7 +13,7 @@ import json
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
-from typing import Any
+from typing import Any, Final
 
 from bot.domain.actor import Actor
 from bot.store import Redis, keys
@@ -96,13 +96,22 @@ async def record_refused(
     await redis.xadd(keys.AUDIT, fields)
 
 
+# Audit entries that are no read and keep their own kind in the export: a refused read, and a
+# notice draft thrown away (bot/usecases/notices.py: who, when, which draft).
+REFUSED: Final = "refused"
+DRAFT_DISCARDED: Final = "draft_discarded"
+OWN_KINDS: Final = frozenset({REFUSED, DRAFT_DISCARDED})
+
+
 async def reads(redis: Redis, batch: int = 1000) -> AsyncIterator[dict[str, Any]]:
-    """Every logged read and refused read, oldest first (`kind` "read" or "refused")."""
+    """Every logged read, refused read and discarded draft, oldest first (`kind` "read",
+    "refused" or "draft_discarded")."""
     start = "-"
     while True:
         entries = await redis.xrange(keys.AUDIT, start, "+", count=batch)
         for entry_id, fields in entries:
-            kind = "refused" if fields.get("what") == "refused" else "read"
+            what = fields.get("what")
+            kind = what if what in OWN_KINDS else "read"
             yield {"kind": kind, "entry": entry_id, **fields}
         if len(entries) < batch:
             return

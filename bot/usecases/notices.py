@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
@@ -37,6 +38,7 @@ from bot.domain.notice import REF_PREFIX, NoticeDraft
 from bot.domain.policy import Forbidden
 from bot.store import Pipeline, Redis, keys, optimistic
 from bot.store.timers import Scheduler, Timer
+from bot.usecases.audit import DRAFT_DISCARDED
 from bot.usecases.cases import CaseService
 
 log = logging.getLogger(__name__)
@@ -78,6 +80,12 @@ class DraftLinks:
 def draft_id_of(external_ref: str) -> str:
     """A draft's id: its external_ref without the prefix (hex, URL-safe)."""
     return external_ref.removeprefix(REF_PREFIX)
+
+
+def is_draft_id(text: str) -> bool:
+    """Whether `text` can name a draft (what a form or a chat command carries is checked
+    before it is made into a key)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text))
 
 
 def check_discard_reason(value: str) -> str:
@@ -162,6 +170,8 @@ class NoticeDrafts:
             pipe.multi()
             pipe.hset(key, mapping=fields)
             pipe.zadd(keys.notice_drafts(reception_unit), {draft_id: received_at.timestamp()})
+            # Erased by the privacy sweep this long after the notice if never handled.
+            pipe.zadd(keys.NOTICE_DRAFT_RETENTION, {draft_id: received_at.timestamp()})
             pipe.rpush(
                 keys.notice_draft_history(draft_id),
                 json.dumps({"at": now.isoformat(), "what": "made", "by": "mailbox"}),
@@ -285,6 +295,8 @@ class NoticeDrafts:
                 mapping={"status": CONFIRMED, "case": case.id, "confirmed_at": now.isoformat()},
             )
             pipe.zrem(keys.notice_drafts(data["reception_unit"]), draft_id)
+            # Kept, like a closed case, for the retention time from now (bot/usecases/privacy.py).
+            pipe.zadd(keys.NOTICE_DRAFT_RETENTION, {draft_id: now.timestamp()})
             pipe.rpush(
                 keys.notice_draft_history(draft_id),
                 json.dumps(
@@ -318,11 +330,12 @@ class NoticeDrafts:
                 mapping={"status": DISCARDED, "discarded_at": now.isoformat()},
             )
             pipe.zrem(keys.notice_drafts(data["reception_unit"]), draft_id)
+            pipe.zadd(keys.NOTICE_DRAFT_RETENTION, {draft_id: now.timestamp()})
             pipe.rpush(keys.notice_draft_history(draft_id), json.dumps(entry, ensure_ascii=False))
             pipe.xadd(
                 keys.AUDIT,
                 {"at": now.isoformat(), "by": actor.org_id, "role": actor.role, "who": actor.who,
-                 "via": actor.via, "what": "draft_discarded", "draft": draft_id},
+                 "via": actor.via, "what": DRAFT_DISCARDED, "draft": draft_id},
             )  # fmt: skip
             await pipe.execute()
         await self._cancel_timers(draft_id)

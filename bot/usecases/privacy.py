@@ -12,6 +12,11 @@ recorded once on the case (`closed_at`); `retention_days` later the sweep erases
 runs in every `serve` process every `sweep_seconds` of real time and decides only by the
 injected clock; erasing twice does no harm.
 
+Notice drafts (bot/usecases/notices.py) are deleted whole — the draft, its unit index entry and
+its history — `retention_days` after they were confirmed or discarded, or after their notice came
+if never handled (`keys.NOTICE_DRAFT_RETENTION`); a confirmed draft's case keeps when the notice
+came, and the audit stream who discarded which draft.
+
 Chat dialogues (aiogram's FSM state, `ankomst:fsm:*`) are not swept: they are cleared when a
 dialogue ends and expire by Redis TTL `ANKOMST_CHAT_STATE_HOURS` after their last step, which the
 settings keep no longer than the retention time (handlers/telegram/__init__.py).
@@ -106,6 +111,7 @@ class RetentionStats:
     """What the sweep has done, for /readyz and metrics."""
 
     erased: int = 0
+    drafts_erased: int = 0
     sweeps: int = 0
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
@@ -182,8 +188,31 @@ class Retention:
         ids = await self.due()
         if ids:
             await self.erase(ids)
+        drafts = await self.due_drafts()
+        if drafts:
+            await self.erase_drafts(drafts)
         self.stats.sweeps += 1
         return ids
+
+    async def due_drafts(self) -> list[str]:
+        """Notice drafts confirmed or discarded at least `retention_days` ago, or unhandled
+        that long after their notice came."""
+        limit = (self.clock.now() - self.retention).timestamp()
+        return list(await self.redis.zrangebyscore(keys.NOTICE_DRAFT_RETENTION, "-inf", limit))
+
+    async def erase_drafts(self, draft_ids: Iterable[str]) -> None:
+        """Delete these notice drafts: the draft, its history and its unit's index entry."""
+        ids = list(draft_ids)
+        for draft_id in ids:
+            unit = await self.redis.hget(keys.notice_draft(draft_id), "reception_unit")
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.delete(keys.notice_draft(draft_id), keys.notice_draft_history(draft_id))
+                if unit:
+                    pipe.zrem(keys.notice_drafts(unit), draft_id)
+                pipe.zrem(keys.NOTICE_DRAFT_RETENTION, draft_id)
+                await pipe.execute()
+        self.stats.drafts_erased += len(ids)
+        log.info("deleted %d notice draft(s) after the retention time", len(ids))
 
     async def erase(self, case_ids: Iterable[str]) -> None:
         """Erase the personal fields of these cases everywhere Redis holds them."""

@@ -8,6 +8,7 @@ organisation sees the cases it is on; management sees its municipality's.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import secrets
@@ -37,6 +38,7 @@ from bot.runtime.services import Services, from_domain
 from bot.store import keys
 from bot.usecases.audit import record_reads, record_refused
 from bot.usecases.cases import CaseNotFound, Conflict, Forbidden
+from bot.usecases.notices import CONFIRMED, DISCARDED, DraftNotFound, is_draft_id
 from bot.usecases.sessions import COOKIE, EMAIL_LINK_WHO, DashboardSession
 from bot.usecases.views import case_view_for
 from handlers.http.forms import (
@@ -76,6 +78,7 @@ from messages.dashboard import (
     render_statement,
     stylesheet,
 )
+from messages.dates import swedish_datetime
 from messages.languages import COMMON_LANGUAGES, language_name
 from messages.report import KIND_NAMES
 from messages.values import change_value, field_label
@@ -368,6 +371,7 @@ async def _visible_case(services: Services, session: DashboardSession, case_id: 
 
 _NOTICES = {
     "recorded": "Mottaget är registrerat.",
+    "draft_discarded": "Aviseringen är kastad. Skälet är sparat; inget skickades.",
     "already": "Er organisation hade redan bekräftat den här versionen.",
     "stale": "Ärendet har ändrats sedan sidan visades. Läs den nya versionen och bekräfta igen.",
     "cancelled": "Ärendet är inställt; det finns inget att bekräfta.",
@@ -639,6 +643,7 @@ def add_dashboard_routes(app: web.Application) -> None:
     app.router.add_get("/dashboard/ny", register_form)
     app.router.add_post("/dashboard/ny", register_review)
     app.router.add_post("/dashboard/ny/bekrafta", register_confirm)
+    app.router.add_post("/dashboard/ny/kasta", register_discard)
     app.router.add_post("/dashboard/cases/{case_id}/datum", change_date)
     app.router.add_post("/dashboard/cases/{case_id}/installd", cancel_case)
 
@@ -668,6 +673,7 @@ FORM_FIELDS = (
     "unaccompanied",
     "details",
     "mottagare",
+    "draft",  # the notice draft the form was opened from (`?draft=ID`), carried to the end
 )
 _NONCE = re.compile(r"^[0-9a-f]{16}$")
 _CHOICE_ERRORS = {"ska vara true eller false": "Välj ja eller nej.", "saknas": "Välj ja eller nej."}
@@ -798,16 +804,68 @@ def _render_form(
     )
 
 
-async def _draft_values(
-    services: Services, draft_id: str
-) -> tuple[dict[str, str], list[str], list[str]] | None:
-    """A notice draft (bot/store/keys.notice_draft) as form values; None when there is none."""
-    if not draft_id or len(draft_id) > 64 or not re.fullmatch(r"[A-Za-z0-9_-]+", draft_id):
+async def _draft_data(services: Services, draft_id: str) -> dict[str, str] | None:
+    """A notice draft's stored fields (bot/store/keys.notice_draft); None when there is none."""
+    if not is_draft_id(draft_id):
         return None
-    data: dict[str, str] = await services.redis.hgetall(keys.notice_draft(draft_id))
-    if not data:
+    try:
+        return await services.drafts.get(draft_id)
+    except DraftNotFound:
         return None
-    return _query_values(data)
+
+
+def _draft_values(data: dict[str, str]) -> tuple[dict[str, str], list[str], list[str]]:
+    """A notice draft as form values: its fields carry ArrivalIn's names, the children as
+    JSON ages."""
+    values, langs, chosen = _query_values(data)
+    if not values.get("ages") and data.get("children"):
+        try:
+            ages = [str(c["age"]) for c in json.loads(data["children"]) if "age" in c]
+        except (ValueError, TypeError, KeyError):
+            ages = []
+        if ages:
+            values["ages"] = ", ".join(ages)
+    values.pop("draft", None)
+    return values, langs, chosen
+
+
+def _draft_note(services: Services, data: dict[str, str]) -> str:
+    """The line that says the form comes from a notice, and when the notice came."""
+    received = data.get("received_at")
+    when = (
+        swedish_datetime(datetime.fromisoformat(received), services.settings.zone)
+        if received
+        else "vid okänd tid"
+    )
+    note = f"Utkast från en avisering som kom {when}. Kontrollera uppgifterna innan du skickar."
+    if data.get("note"):
+        note += f" Aviseringen {data['note']}."
+    return note
+
+
+async def _draft_closed(
+    services: Services, session: DashboardSession, data: dict[str, str]
+) -> web.Response | None:
+    """The Swedish answer for a draft that can no longer be confirmed or discarded here (already
+    confirmed, discarded, or another reception unit's); None when it is open to this one."""
+    unit = data.get("reception_unit")
+    if unit and unit != session.org_id:
+        return _refused("Bara mottagningsenheten som fick aviseringen kan hantera utkastet.")
+    if data.get("status") == CONFIRMED:
+        text = "Aviseringen är redan bekräftad och skickad"
+        try:
+            case = await services.cases.store.get(data.get("case", ""))
+            text += f" som ärende {case.reference}"
+        except CaseNotFound:
+            pass
+        return _refused(text + ".", 409, title="Aviseringen är redan hanterad")
+    if data.get("status") == DISCARDED:
+        return _refused(
+            "Aviseringen är redan kastad. Den kan inte skickas.",
+            409,
+            title="Aviseringen är redan hanterad",
+        )
+    return None
 
 
 def _query_values(data: Any) -> tuple[dict[str, str], list[str], list[str]]:
@@ -851,12 +909,21 @@ async def register_form(request: web.Request) -> web.Response:
     if municipality is None:
         return _not_reception_unit()
     notice = None
-    found = await _draft_values(services, request.query.get("draft", ""))
-    if found is not None:
-        values, langs, chosen = found
+    draft_id = request.query.get("draft", "")
+    data = await _draft_data(services, draft_id)
+    if data is not None:
+        closed = await _draft_closed(services, session, data)
+        if closed is not None:
+            return closed
+        values, langs, chosen = _draft_values(data)
         notice = "Formuläret är ifyllt från en avisering. Kontrollera uppgifterna."
+        if data.get("reception_unit"):
+            # A draft from the mailbox: confirming and discarding go through it.
+            values["draft"] = draft_id
+            notice = _draft_note(services, data)
     else:
         values, langs, chosen = _query_values(request.query)
+        values.pop("draft", None)
         if request.query.get("draft"):
             notice = "Utkastet finns inte längre; fyll i formuläret."
     nonce = secrets.token_hex(8)
@@ -909,10 +976,32 @@ async def register_review(request: web.Request) -> web.Response:
     if municipality is None:
         return _not_reception_unit()
     values, langs, chosen, nonce, arrival, errors = _check(services, municipality, form)
+    draft = await _carried_draft(services, session, values)
+    if isinstance(draft, web.Response):
+        return draft
+    note = _draft_note(services, draft) if draft else None
     if arrival is None or form.get("andra"):
-        page = _render_form(services, session, municipality, values, langs, chosen, nonce, errors)
+        page = _render_form(
+            services, session, municipality, values, langs, chosen, nonce, errors, notice=note
+        )
         return _html(page, 400 if errors else 200)
-    return _html(_summary(services, session, municipality, arrival, values, langs, chosen, nonce))
+    return _html(
+        _summary(services, session, municipality, arrival, values, langs, chosen, nonce, note=note)
+    )
+
+
+async def _carried_draft(
+    services: Services, session: DashboardSession, values: dict[str, str]
+) -> dict[str, str] | web.Response | None:
+    """The notice draft a posted form carries (hidden `draft`): its fields, a Swedish answer
+    when it is gone or already handled, or None when the form is not from a draft."""
+    draft_id = values.get("draft", "")
+    if not draft_id:
+        return None
+    data = await _draft_data(services, draft_id)
+    if data is None:
+        return _refused("Utkastet finns inte längre.", 404, title="Utkastet finns inte")
+    return await _draft_closed(services, session, data) or data
 
 
 def _summary(
@@ -925,6 +1014,7 @@ def _summary(
     chosen: list[str],
     nonce: str,
     error: str | None = None,
+    note: str | None = None,
 ) -> str:
     told = services.directory.route(
         municipality, [c.age for c in arrival.children], arrival.unaccompanied, arrival.recipients
@@ -932,6 +1022,8 @@ def _summary(
     facts = describe_facts(arrival.facts())
     if not arrival.external_ref.startswith("WEB-"):
         facts.insert(0, ("Migrationsverkets ärendenummer", arrival.external_ref))
+    if note:
+        facts.insert(0, ("Avisering", note))
     place = services.directory.municipalities.get(municipality)
     return render_register_summary(
         RegisterSummary(
@@ -954,11 +1046,26 @@ async def register_confirm(request: web.Request) -> web.Response:
     if municipality is None:
         return _not_reception_unit()
     values, langs, chosen, nonce, arrival, errors = _check(services, municipality, form)
+    draft = await _carried_draft(services, session, values)
+    if isinstance(draft, web.Response):
+        return draft
     if arrival is None:
-        page = _render_form(services, session, municipality, values, langs, chosen, nonce, errors)
+        note = _draft_note(services, draft) if draft else None
+        page = _render_form(
+            services, session, municipality, values, langs, chosen, nonce, errors, notice=note
+        )
         return _html(page, 400)
     try:
-        case, _created = await services.cases.register(arrival, session.actor())
+        if draft is not None:
+            # From a notice: the draft is marked confirmed, the case keeps when the notice
+            # came, and the same-day alerts are called off (NoticeDrafts.confirm).
+            case, _created = await services.drafts.confirm(
+                values["draft"], arrival, session.actor()
+            )
+        else:
+            case, _created = await services.cases.register(arrival, session.actor())
+    except DraftNotFound:
+        return _refused("Utkastet finns inte längre.", 404, title="Utkastet finns inte")
     except InvalidInput as exc:
         page = _render_form(
             services, session, municipality, values, langs, chosen, nonce, _form_errors(exc.errors)
@@ -977,6 +1084,47 @@ async def register_confirm(request: web.Request) -> web.Response:
     except Forbidden:
         return _not_reception_unit()
     return _see_other(f"/dashboard/cases/{case.id}?kvittens=registered")
+
+
+async def register_discard(request: web.Request) -> web.Response:
+    """POST /dashboard/ny/kasta: throw a notice draft away with a reason (required; the error
+    beside the field), through NoticeDrafts.discard, which writes the history and the audit."""
+    services = _services(request)
+    session, form = await require_csrf(request)
+    municipality = _reception_municipality(services, session)
+    if municipality is None:
+        return _not_reception_unit()
+    draft_id = str(form.get("draft", ""))[:64]
+    data = await _draft_data(services, draft_id)
+    if data is None or not data.get("reception_unit"):
+        return _refused("Utkastet finns inte längre.", 404, title="Utkastet finns inte")
+    closed = await _draft_closed(services, session, data)
+    if closed is not None:
+        return closed
+    typed = str(form.get("reason", ""))[:2000]
+    try:
+        await services.drafts.discard(draft_id, typed.replace("\r\n", "\n"), session.actor())
+    except InvalidInput as exc:
+        values, langs, chosen = _draft_values(data)
+        values.update(draft=draft_id, reason=typed)
+        errors = {"reason": exc.errors[0]["message"]} if exc.errors else {}
+        page = _render_form(
+            services,
+            session,
+            municipality,
+            values,
+            langs,
+            chosen,
+            secrets.token_hex(8),
+            errors,
+            notice=_draft_note(services, data),
+        )
+        return _html(page, 400)
+    except Conflict as exc:
+        return _refused(str(exc), 409, title="Aviseringen är redan hanterad")
+    except DraftNotFound:
+        return _refused("Utkastet finns inte längre.", 404, title="Utkastet finns inte")
+    return _see_other("/dashboard?kvittens=draft_discarded")
 
 
 # -- changing the date and cancelling (the registering reception unit) --------------------------

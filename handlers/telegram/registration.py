@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import secrets
-from datetime import date
+from datetime import date, datetime
 from html import escape
 from typing import Any
 
 from aiogram import F, Router
-from aiogram.filters import Command
+from aiogram.filters import Command, CommandObject
 from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
@@ -22,6 +23,8 @@ from bot.domain.arrival import (
     parse,
 )
 from bot.runtime.services import Services
+from bot.usecases.cases import Conflict
+from bot.usecases.notices import CONFIRMED, DISCARDED, DraftNotFound, is_draft_id
 from handlers.telegram.common import (
     TEXT,
     Acting,
@@ -35,7 +38,7 @@ from handlers.telegram.common import (
     yes_no,
 )
 from messages import chat
-from messages.dates import swedish_date
+from messages.dates import swedish_date, swedish_datetime
 from messages.languages import COMMON_LANGUAGES, is_language_code, language_list, language_name
 
 
@@ -82,20 +85,131 @@ def summary(data: dict[str, Any], municipality: str) -> str:
         f"Övrigt: {escape(data['details']) if data['details'] else '–'}",
         f"Referens: {escape(data['external_ref'])}",
     ]
+    if data.get("draft_note"):
+        lines.insert(1, escape(data["draft_note"]))
     return "\n".join(lines)
 
 
-async def start(message: Message, state: FSMContext, services: Services, who: Acting) -> None:
-    """`/ny`: asks the policy first, so only a reception unit is led through the steps."""
+async def start(
+    message: Message,
+    state: FSMContext,
+    services: Services,
+    who: Acting,
+    command: CommandObject | None = None,
+) -> None:
+    """`/ny`: asks the policy first, so only a reception unit is led through the steps.
+    `/ny ID` (the hint a notice's message gives) starts from that notice draft."""
     services.cases.policy.require_register(who.actor, who.org.municipality)
     municipality = services.directory.municipalities[who.org.municipality].name
     await state.clear()
+    draft_id = (command.args or "").strip() if command is not None else ""
+    if draft_id:
+        await _start_from_draft(message, state, services, who, draft_id)
+        return
     await state.set_state(Registration.external_ref)
     await message.answer(
         f"Ny ankomst för <b>{escape(municipality)}</b>.\n\nAnge Migrationsverkets ärendenummer "
         "(t.ex. MIG-2026-123456), eller tryck Hoppa över. Avbryt när som helst med /avbryt.",
         reply_markup=one_button("Hoppa över", "skip"),
     )
+
+
+def _draft_facts(data: dict[str, str], on: date) -> dict[str, Any]:
+    """What of a notice draft the dialogue can take as answered: each fact only where the
+    draft holds a usable value (the rest is asked as usual)."""
+    facts: dict[str, Any] = {}
+    if data.get("arrival_date"):
+        try:
+            day = date.fromisoformat(data["arrival_date"])
+        except ValueError:
+            day = None
+        if day is not None and not arrival_date_problem(day, on):
+            facts["arrival_date"] = day.isoformat()
+    try:
+        ages = [int(c["age"]) for c in json.loads(data.get("children") or "[]")]
+    except (ValueError, TypeError, KeyError):
+        ages = []
+    if 1 <= len(ages) <= 20 and all(0 <= a <= 17 for a in ages):
+        facts["ages"] = ages
+    codes = [c for c in (data.get("languages") or "").split(",") if is_language_code(c)]
+    if codes:
+        facts["languages"] = codes[:5]
+    for name in ("interpreter_needed", "unaccompanied"):
+        if data.get(name) in ("true", "false"):
+            facts[name] = data[name] == "true"
+    return facts
+
+
+async def _start_from_draft(
+    message: Message, state: FSMContext, services: Services, who: Acting, draft_id: str
+) -> None:
+    """`/ny ID`: the dialogue with what the notice draft says already answered; confirming
+    it confirms the draft (NoticeDrafts.confirm), as the board's form does."""
+    try:
+        if not is_draft_id(draft_id):
+            raise DraftNotFound(draft_id)
+        data = await services.drafts.get(draft_id)
+    except DraftNotFound:
+        await message.answer("Det finns inget sådant utkast. Skriv /ny för en ny ankomst.")
+        return
+    if data.get("reception_unit") != who.org.id:
+        await message.answer("Bara mottagningsenheten som fick aviseringen kan hantera utkastet.")
+        return
+    if data.get("status") == CONFIRMED:
+        await message.answer("Aviseringen är redan bekräftad och skickad.")
+        return
+    if data.get("status") == DISCARDED:
+        await message.answer("Aviseringen är redan kastad. Den kan inte skickas.")
+        return
+    received = datetime.fromisoformat(data["received_at"])
+    note = f"Utkast från en avisering som kom {swedish_datetime(received, services.settings.zone)}."
+    await state.update_data(
+        draft=draft_id,
+        draft_note=note,
+        external_ref=data["external_ref"],
+        **_draft_facts(data, today(services)),
+    )
+    lead = f"{note} Kontrollera uppgifterna. Avbryt när som helst med /avbryt."
+    if data.get("note"):
+        lead += f"\nAviseringen {escape(data['note'])}."
+    await _ask_next(message, state, services, lead)
+
+
+async def _ask_next(target: Message, state: FSMContext, services: Services, said: str = "") -> None:
+    """Ask for the first thing the registration still lacks (a notice draft may have answered
+    some already), after `said`; once all is answered, the details."""
+    data = await state.get_data()
+    lead = f"{said}\n\n" if said else ""
+    if not data.get("arrival_date"):
+        await state.set_state(Registration.arrival_date)
+        await target.answer(
+            f"{lead}Vilket datum kommer de? Välj nedan eller skriv t.ex. "
+            f"{chat.date_example(today(services))}.",
+            reply_markup=date_keyboard(today(services)),
+        )
+    elif not data.get("ages"):
+        await state.set_state(Registration.ages)
+        await target.answer(f"{lead}Hur gamla är barnen? Skriv åldrarna, t.ex. <code>9, 4</code>.")
+    elif not data.get("languages"):
+        await state.set_state(Registration.languages)
+        await target.answer(
+            f"{lead}Vilka språk talar familjen? Tryck på språken (eller skriv ISO-koder, t.ex. "
+            "<code>kmr</code>), och sedan Klar.",
+            reply_markup=language_keyboard([]),
+        )
+    elif "interpreter_needed" not in data:
+        await state.set_state(Registration.interpreter)
+        await target.answer(f"{lead}Behövs tolk?", reply_markup=yes_no("interpreter"))
+    elif "unaccompanied" not in data:
+        await state.set_state(Registration.unaccompanied)
+        await target.answer(f"{lead}Är barnet/barnen ensamkommande?", reply_markup=yes_no("alone"))
+    else:
+        await state.set_state(Registration.details)
+        await target.answer(
+            f"{lead}Övriga uppgifter som mottagarna behöver (boende, kontaktväg …)? Högst 1000 "
+            "tecken, inga personnummer och inga medicinska uppgifter.",
+            reply_markup=one_button("Hoppa över", "skip"),
+        )
 
 
 async def cancel_dialogue(message: Message, state: FSMContext) -> None:
@@ -105,12 +219,7 @@ async def cancel_dialogue(message: Message, state: FSMContext) -> None:
 
 
 async def _ask_date(target: Message, state: FSMContext, services: Services) -> None:
-    await state.set_state(Registration.arrival_date)
-    await target.answer(
-        "Vilket datum kommer de? Välj nedan eller skriv t.ex. "
-        f"{chat.date_example(today(services))}.",
-        reply_markup=date_keyboard(today(services)),
-    )
+    await _ask_next(target, state, services)
 
 
 async def got_external_ref(message: Message, state: FSMContext, services: Services) -> None:
@@ -140,11 +249,7 @@ async def _take_date(target: Message, state: FSMContext, services: Services, day
         await target.answer(f"Datumet {problem}. Försök igen.")
         return
     await state.update_data(arrival_date=day.isoformat())
-    await state.set_state(Registration.ages)
-    await target.answer(
-        f"Ankomst {swedish_date(day)}.\n\n"
-        "Hur gamla är barnen? Skriv åldrarna, t.ex. <code>9, 4</code>."
-    )
+    await _ask_next(target, state, services, f"Ankomst {swedish_date(day)}.")
 
 
 async def typed_date(message: Message, state: FSMContext, services: Services) -> None:
@@ -165,7 +270,7 @@ async def picked_date(
         await _take_date(query.message, state, services, date.fromisoformat(callback_data.value))
 
 
-async def got_ages(message: Message, state: FSMContext) -> None:
+async def got_ages(message: Message, state: FSMContext, services: Services) -> None:
     """Step 3: the children's ages, 0–17, 1–20 children."""
     parts = (message.text or "").replace(",", " ").replace(";", " ").split()
     try:
@@ -175,13 +280,8 @@ async def got_ages(message: Message, state: FSMContext) -> None:
     if not 1 <= len(ages) <= 20:
         await message.answer("Skriv varje barns ålder i år (0–17), t.ex. <code>9, 4</code>.")
         return
-    await state.update_data(ages=ages, languages=[])
-    await state.set_state(Registration.languages)
-    await message.answer(
-        "Vilka språk talar familjen? Tryck på språken (eller skriv ISO-koder, t.ex. "
-        "<code>kmr</code>), och sedan Klar.",
-        reply_markup=language_keyboard([]),
-    )
+    await state.update_data(ages=ages)
+    await _ask_next(message, state, services)
 
 
 async def _add_languages(state: FSMContext, codes: list[str]) -> list[str]:
@@ -212,7 +312,9 @@ async def typed_languages(message: Message, state: FSMContext) -> None:
     )
 
 
-async def picked_language(query: CallbackQuery, callback_data: Pick, state: FSMContext) -> None:
+async def picked_language(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+) -> None:
     """Step 4: a language button, or Klar."""
     if callback_data.value == "-":
         chosen = (await state.get_data()).get("languages", [])
@@ -220,12 +322,9 @@ async def picked_language(query: CallbackQuery, callback_data: Pick, state: FSMC
             await query.answer("Välj minst ett språk.", show_alert=True)
             return
         await query.answer()
-        await state.set_state(Registration.interpreter)
         if isinstance(query.message, Message):
-            await query.message.answer(
-                f"Språk: {escape(language_list(chosen))}.\n\nBehövs tolk?",
-                reply_markup=yes_no("interpreter"),
-            )
+            said = f"Språk: {escape(language_list(chosen))}."
+            await _ask_next(query.message, state, services, said)
         return
     if not is_language_code(callback_data.value):
         await query.answer()
@@ -236,28 +335,24 @@ async def picked_language(query: CallbackQuery, callback_data: Pick, state: FSMC
         await query.message.edit_reply_markup(reply_markup=language_keyboard(chosen))
 
 
-async def picked_interpreter(query: CallbackQuery, callback_data: Pick, state: FSMContext) -> None:
+async def picked_interpreter(
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
+) -> None:
     """Step 5: interpreter yes/no."""
     await query.answer()
     await state.update_data(interpreter_needed=callback_data.value == "1")
-    await state.set_state(Registration.unaccompanied)
     if isinstance(query.message, Message):
-        await query.message.answer("Är barnet/barnen ensamkommande?", reply_markup=yes_no("alone"))
+        await _ask_next(query.message, state, services)
 
 
 async def picked_unaccompanied(
-    query: CallbackQuery, callback_data: Pick, state: FSMContext
+    query: CallbackQuery, callback_data: Pick, state: FSMContext, services: Services
 ) -> None:
     """Step 6: unaccompanied yes/no."""
     await query.answer()
     await state.update_data(unaccompanied=callback_data.value == "1")
-    await state.set_state(Registration.details)
     if isinstance(query.message, Message):
-        await query.message.answer(
-            "Övriga uppgifter som mottagarna behöver (boende, kontaktväg …)? Högst 1000 tecken, "
-            "inga personnummer och inga medicinska uppgifter.",
-            reply_markup=one_button("Hoppa över", "skip"),
-        )
+        await _ask_next(query.message, state, services)
 
 
 async def _show_summary(
@@ -318,7 +413,21 @@ async def confirmed(
         "details": data.get("details", ""),
     }
     arrival = parse(ArrivalIn, body, today=today(services))
-    case, created = await services.cases.register(arrival, who.actor)
+    if data.get("draft"):
+        # From a notice: the draft is marked confirmed, the case keeps when the notice came
+        # and the same-day alerts are called off (NoticeDrafts.confirm), as on the board.
+        try:
+            case, created = await services.drafts.confirm(data["draft"], arrival, who.actor)
+        except (DraftNotFound, Conflict) as exc:
+            await state.clear()
+            await query.answer()
+            gone = isinstance(exc, DraftNotFound)
+            await query.message.answer(
+                "Utkastet finns inte längre." if gone else f"{escape(str(exc))} Inget skickades."
+            )
+            return
+    else:
+        case, created = await services.cases.register(arrival, who.actor)
     await state.clear()
     await query.answer("Registrerat")
     names = ", ".join(services.directory.organisation(o).name for o in case.recipients)

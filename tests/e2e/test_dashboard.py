@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -554,3 +554,117 @@ async def test_a_supervisor_address_in_the_directory_signs_in_as_supervisor_by_m
         ("member", "e-postlänk"),
         ("supervisor", "e-postlänk (chef)"),
     }
+
+
+async def notice_draft(world: World) -> str:
+    """A draft as the mailbox listener makes it from a notice that came now (a Wednesday)."""
+    from bot.domain.notice import NoticeDraft
+
+    draft = NoticeDraft(
+        external_ref="mv-0123456789abcdef01234567",
+        arrival_date=date(2026, 12, 7),
+        ages=(9, 4),
+        languages=("ar",),
+        unaccompanied=False,
+        interpreter_needed=True,
+        people=4,
+    )
+    draft_id, _ = await world.services.drafts.make(draft, RECEPTION, world.clock.now())
+    await world.drain()
+    return draft_id
+
+
+def hidden_fields(page: str, action: str) -> dict[str, Any]:
+    """The hidden fields of the page's form posting to `action`, as the browser posts them."""
+    form = page.split(f'action="{action}"', 1)[1].split("</form>", 1)[0]
+    return dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form))
+
+
+async def test_a_draft_confirmed_in_the_browser_confirms_the_draft(world: World) -> None:
+    from bot.store import keys
+    from bot.usecases.notices import CONFIRMED, NOTICE_RECEIVED_AT
+
+    draft_id = await notice_draft(world)
+    async with await signed_in(world, RECEPTION) as client:
+        status, page, _ = await get(client, f"{world.base}/dashboard/ny?draft={draft_id}")
+        assert status == 200
+        assert "Utkast från en avisering som kom onsdag 25 november 2026 kl. 09.00" in page
+        assert f'<input type="hidden" name="draft" value="{draft_id}">' in page
+        assert 'value="9, 4"' in page and 'value="2026-12-07"' in page
+        assert "Kasta avisering" in page
+        csrf = csrf_of(page)
+        body = form_body(
+            csrf,
+            ref_mode="ref",
+            external_ref="mv-0123456789abcdef01234567",
+            details="",
+            draft=draft_id,
+        )
+        status, summary, _ = await post(client, world.base + "/dashboard/ny", body)
+        assert status == 200 and "Kontrollera och skicka" in summary
+        assert "Utkast från en avisering som kom" in summary
+        carried = hidden_fields(summary, "/dashboard/ny/bekrafta")
+        assert carried["draft"] == draft_id
+        status, _, headers = await post(client, world.base + "/dashboard/ny/bekrafta", carried)
+        assert status == 303, headers
+        s = world.services
+        stored = await s.drafts.get(draft_id)
+        assert stored["status"] == CONFIRMED
+        assert headers["Location"] == f"/dashboard/cases/{stored['case']}?kvittens=registered"
+        received = await s.redis.hget(keys.case(stored["case"]), NOTICE_RECEIVED_AT)
+        assert received == stored["received_at"]
+        assert (await s.drafts.history(draft_id))[-1]["via"] == "dashboard"
+        # Once confirmed, the link shows what became of it, not the form.
+        status, page, _ = await get(client, f"{world.base}/dashboard/ny?draft={draft_id}")
+        case = await s.cases.store.get(stored["case"])
+        assert status == 409 and "redan bekräftad" in page and case.reference in page
+        assert 'action="/dashboard/ny"' not in page
+    # The same-day alert timers no longer fire.
+    world.clock.set(world.clock.now().replace(hour=18))
+    await world.tick()
+    assert not any(
+        "Ej skickad" in str(m["Subject"]) for m in world.mails_to("mottagning@ostersund.example.se")
+    )
+
+
+async def test_a_draft_is_discarded_in_the_browser_with_a_reason(world: World) -> None:
+    from bot.store import keys
+    from bot.usecases.audit import export
+    from bot.usecases.notices import DISCARDED, NEW
+
+    draft_id = await notice_draft(world)
+    async with await signed_in(world, RECEPTION) as client:
+        _, page, _ = await get(client, f"{world.base}/dashboard/ny?draft={draft_id}")
+        discard = hidden_fields(page, "/dashboard/ny/kasta")
+        assert discard["draft"] == draft_id
+        status, page, _ = await post(
+            client, world.base + "/dashboard/ny/kasta", {**discard, "reason": "  "}
+        )
+        assert status == 400 and 'id="reason-fel"' in page and "Ange varför" in page
+        assert 'aria-describedby="reason-tips reason-fel"' in page
+        assert (await world.services.drafts.get(draft_id))["status"] == NEW
+        status, _, headers = await post(
+            client,
+            world.base + "/dashboard/ny/kasta",
+            {**discard, "reason": "Dubblett av en avisering vi redan har"},
+        )
+        assert status == 303 and headers["Location"] == "/dashboard?kvittens=draft_discarded"
+        _, board, _ = await get(client, world.base + headers["Location"])
+        assert "Aviseringen är kastad" in board
+        assert (await world.services.drafts.get(draft_id))["status"] == DISCARDED
+        status, page, _ = await get(client, f"{world.base}/dashboard/ny?draft={draft_id}")
+        assert status == 409 and "redan kastad" in page and "Kasta avisering" not in page
+        # Confirming a discarded draft through a form left open is refused in words.
+        carried = form_body(
+            discard["csrf"], ref_mode="ref", external_ref="mv-0123456789abcdef01234567"
+        )
+        status, page, _ = await post(
+            client, world.base + "/dashboard/ny/bekrafta", {**carried, "draft": draft_id}
+        )
+        assert status == 409 and "redan kastad" in page
+    assert not await world.services.cases.store.ids(open_only=False, municipality=None, org=None)
+    audit = [f for _, f in await world.services.redis.xrange(keys.AUDIT)]
+    assert [f["what"] for f in audit if f.get("draft") == draft_id] == ["draft_discarded"]
+    # `ankomst audit export` names it as what it is, not a read.
+    rows = [json.loads(line) async for line in export(world.services.redis)]
+    assert [r["kind"] for r in rows if r.get("draft") == draft_id] == ["draft_discarded"]

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,12 @@ import trustme
 from bot.domain.actor import Actor
 from bot.domain.arrival import ArrivalIn, InvalidInput, parse
 from bot.domain.events import Topic
+from bot.domain.notice import NoticeDraft
+from bot.pipeline.deadletters import DeadLetterAlarm
 from bot.pipeline.mailbox import DONE_FOLDER, MailboxConfig, MailboxListener
 from bot.store import keys
 from bot.usecases.notices import CONFIRMED, DISCARDED, NOTICE_RECEIVED_AT
+from tests.support.chat import button, chat_says, press, say
 from tests.support.world import CHATS, STOCKHOLM, World, eventually, running_world
 
 CORPUS = Path(__file__).parents[1] / "data" / "notices"
@@ -397,3 +400,179 @@ async def test_discarding_needs_a_reason_and_is_kept(
         world.clock.set(MORNING.replace(hour=18))
         await world.tick()
         assert not any("Ej skickad" in str(m["Subject"]) for m in world.mails_to(RECEPTION_MAIL))
+
+
+# -- drafts handled in chat, erased by retention, failing deliveries (no mailbox needed) -----
+
+
+async def made_draft(world: World, **fields: Any) -> str:
+    """A draft as the listener makes it from a notice that came now (Tuesday 09:00)."""
+    draft = NoticeDraft(
+        external_ref=fields.pop("external_ref", "mv-0123456789abcdef01234567"),
+        **{
+            "arrival_date": date(2026, 12, 15),
+            "ages": (9, 4),
+            "languages": ("ar",),
+            "unaccompanied": False,
+            "interpreter_needed": True,
+            "people": 4,
+            **fields,
+        },
+    )
+    draft_id, created = await world.services.drafts.make(draft, RECEPTION, world.clock.now())
+    assert created
+    await world.drain()
+    return draft_id
+
+
+async def test_ny_with_a_draft_id_in_chat_is_prefilled_and_confirms_the_draft(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        draft_id = await made_draft(world)
+        chat_id = CHATS[RECEPTION]
+        # The notice's chat message gives the hint; it starts the dialogue with all answered.
+        say(world, chat_id, f"/ny {draft_id}")
+        details = await chat_says(world, chat_id, "Övriga uppgifter")
+        assert "Utkast från en avisering som kom tisdag 1 december 2026 kl. 09.00" in (
+            details.text or ""
+        )
+        await press(world, chat_id, button(details, "Hoppa"))
+        summary = await chat_says(world, chat_id, "Stämmer det här")
+        text = summary.text or ""
+        assert "15 december 2026" in text and "9 år, 4 år" in text and "arabiska" in text
+        assert "Utkast från en avisering" in text
+        await press(world, chat_id, button(summary, "Registrera"))
+        await chat_says(world, chat_id, "Registrerat")
+        s = world.services
+        stored = await s.drafts.get(draft_id)
+        assert stored["status"] == CONFIRMED
+        case = await s.cases.store.get(stored["case"])
+        assert await s.redis.hget(keys.case(case.id), NOTICE_RECEIVED_AT) == stored["received_at"]
+        assert (await s.drafts.history(draft_id))[-1]["via"] == "telegram"
+        # Confirmed in chat before the alert time: no alert comes.
+        world.clock.set(MORNING.replace(hour=18))
+        await world.tick()
+        assert not any("Ej skickad" in str(m["Subject"]) for m in world.mails_to(RECEPTION_MAIL))
+        # Handled drafts and unknown ids are answered in words, no dialogue starts.
+        say(world, chat_id, f"/ny {draft_id}")
+        await chat_says(world, chat_id, "redan bekräftad")
+        say(world, chat_id, "/ny saknas")
+        await chat_says(world, chat_id, "inget sådant utkast")
+
+
+async def test_ny_with_an_unreadable_draft_asks_what_the_notice_did_not_say(
+    redis_url: str, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        draft_id = await made_draft(
+            world,
+            arrival_date=None,
+            ages=(),
+            languages=(),
+            unaccompanied=None,
+            interpreter_needed=None,
+            people=None,
+            readable=False,
+        )
+        chat_id = CHATS[RECEPTION]
+        say(world, chat_id, f"/ny {draft_id}")
+        first = await chat_says(world, chat_id, "Vilket datum")
+        assert "kunde inte läsas" in (first.text or "")
+        say(world, chat_id, "15/12")
+        await chat_says(world, chat_id, "Hur gamla")
+        say(world, chat_id, "7")
+        languages = await chat_says(world, chat_id, "Vilka språk")
+        await press(world, chat_id, button(languages, "arabiska"))
+        await press(world, chat_id, button(languages, "Klar"))
+        await press(world, chat_id, button(await chat_says(world, chat_id, "Behövs tolk"), "Nej"))
+        await press(world, chat_id, button(await chat_says(world, chat_id, "ensamkommande"), "Nej"))
+        await press(world, chat_id, button(await chat_says(world, chat_id, "Övriga"), "Hoppa"))
+        await press(
+            world, chat_id, button(await chat_says(world, chat_id, "Stämmer"), "Registrera")
+        )
+        await chat_says(world, chat_id, "Registrerat")
+        assert (await world.services.drafts.get(draft_id))["status"] == CONFIRMED
+
+
+async def test_drafts_are_deleted_after_the_retention_time(redis_url: str, tmp_path: Path) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING, retention_days=30) as world:
+        s = world.services
+        confirmed = await made_draft(world, external_ref="mv-aaaaaaaaaaaaaaaaaaaaaaaa")
+        discarded = await made_draft(world, external_ref="mv-bbbbbbbbbbbbbbbbbbbbbbbb")
+        waiting = await made_draft(world, external_ref="mv-cccccccccccccccccccccccc")
+        actor = Actor(org_id=RECEPTION, via="dashboard", who="test")
+        world.clock.set(MORNING + timedelta(days=10))
+        draft = await s.drafts.get(confirmed)
+        arrival = parse(
+            ArrivalIn,
+            {
+                "external_ref": draft["external_ref"],
+                "municipality": "ostersund",
+                "arrival_date": "2026-12-15",
+                "children": [{"age": 9}],
+                "languages": ["ar"],
+                "interpreter_needed": True,
+                "unaccompanied": False,
+            },
+            today=world.clock.now().date(),
+        )
+        case, _ = await s.drafts.confirm(confirmed, arrival, actor)
+        await s.drafts.discard(discarded, "Dubblett", actor)
+
+        def stored(draft_id: str) -> list[str]:
+            return [keys.notice_draft(draft_id), keys.notice_draft_history(draft_id)]
+
+        async def left(draft_id: str) -> bool:
+            in_index = draft_id in await s.redis.zrange(keys.NOTICE_DRAFT_RETENTION, 0, -1)
+            return bool(await s.redis.exists(*stored(draft_id))) or in_index
+
+        # 30 days after the notice: the draft nobody handled goes, the handled ones stay.
+        world.clock.set(MORNING + timedelta(days=30, seconds=1))
+        await s.retention.sweep()
+        assert not await left(waiting)
+        assert waiting not in await s.redis.zrange(keys.notice_drafts(RECEPTION), 0, -1)
+        assert await left(confirmed) and await left(discarded)
+        # 30 days after they were handled: they go too; the case keeps when the notice came.
+        world.clock.set(MORNING + timedelta(days=40, seconds=1))
+        await s.retention.sweep()
+        assert not await left(confirmed) and not await left(discarded)
+        assert [k async for k in s.redis.scan_iter("ankomst:draft:*")] == []
+        assert await s.redis.hget(keys.case(case.id), NOTICE_RECEIVED_AT)
+        assert s.retention.stats.drafts_erased == 3
+
+
+async def test_a_draft_notice_that_cannot_be_delivered_is_reported_not_dead_lettered(
+    redis_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        world.smtp.reject_recipient(RECEPTION_MAIL, 550)
+        draft_id = await made_draft(world)
+        await world.drain()
+        s = world.services
+        assert await s.redis.xrange(keys.DEAD_LETTER) == []
+        records = [
+            await s.redis.hgetall(k)
+            async for k in s.redis.scan_iter("ankomst:delivery:*")
+            if not k.endswith(":claim")
+        ]
+        mine = [r for r in records if r.get("case") == f"draft-{draft_id}"]
+        by_topic = {(r["topic"].split("/")[0], r["channel"].split(":")[0]): r for r in mine}
+        assert by_topic[("notice_draft", "email")]["status"] == "failed"
+        # The failure is told on the unit's other channel, about the draft.
+        report = by_topic[("delivery_failed", "tg")]
+        assert report["status"] == "sent", report
+        chat = [c.text or "" for c in world.telegram.sent_to(CHATS[RECEPTION])]
+        assert any(f"utkast {draft_id[:8]}" in t and "levereras" in t for t in chat), chat
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
+        # The dead-letter path too: a given-up draft delivery is failed and reported, no error.
+        alarm = DeadLetterAlarm(s.redis, s.clock)
+        tg = by_topic[("notice_draft", "tg")]
+        await s.redis.hset(keys.delivery(tg["id"]), "status", "queued")
+        await alarm(keys.OUTBOX_TELEGRAM, {"delivery": tg["id"]}, "gave up")
+        await world.drain()
+        assert (await s.redis.hgetall(keys.delivery(tg["id"])))["status"] == "failed"
+        assert await s.redis.xrange(keys.DEAD_LETTER) == []
+        # Only the alarm's own line; nothing looked the draft up as a case and failed.
+        errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+        assert errors == [f"ALERT: delivery {tg['id']} given up after repeated errors: gave up"]
