@@ -49,7 +49,7 @@ PROBE_TTL_MS = 60_000
 StreamHandler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
 
-class NotDurable(RedisConnectionError):  # type: ignore[misc]  # redis-py is untyped here
+class NotDurable(RedisConnectionError):
     """A write could not be confirmed on enough replicas in time (or the server it went to is
     no longer the master). A store fault, not the request's: answer 503, retry later."""
 

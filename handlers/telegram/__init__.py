@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.runtime.services import Services
 from bot.runtime.settings import Settings
-from bot.store import keys
+from bot.store import keys, redis_py
 from handlers.telegram import (
     acknowledge,
     board,
@@ -53,7 +53,7 @@ def chat_state_storage(services: Services) -> SharedRedisStorage:
     so an abandoned /ny leaves nothing behind. A dialogue that ends clears it at once."""
     ttl = chat_state_seconds(services.settings.chat_state_hours)
     return SharedRedisStorage(
-        redis=services.redis,
+        redis=redis_py(services.redis),
         key_builder=DefaultKeyBuilder(prefix=keys.FSM_PREFIX, with_bot_id=True),
         state_ttl=ttl,
         data_ttl=ttl,
