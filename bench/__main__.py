@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import shlex
@@ -51,8 +52,12 @@ SIZES: dict[str, dict[str, Any]] = {
 SECTIONS = ("email", "pipeline", "memory", "telegram", "store", "metrics")
 
 
+# With --json, progress and the Markdown go to stderr and stdout carries one JSON line.
+OUT = sys.stdout
+
+
 def say(line: str) -> None:
-    print(line, flush=True)
+    print(line, file=OUT, flush=True)
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -65,6 +70,7 @@ async def main(args: argparse.Namespace) -> int:
     started = datetime.now(UTC)
     t0 = time.perf_counter()
     parts: list[tuple[str, str]] = []
+    summary: dict[str, Any] = {}
     commands = [
         "make bench" + (" BENCH_ARGS=--full" if args.full else ""),
         shlex.join([".venv/bin/python", "-m", "bench", *sys.argv[1:]]),
@@ -80,14 +86,10 @@ async def main(args: argparse.Namespace) -> int:
             )
         if "pipeline" in only:
             say(f"Pipeline ({size['arrivals']} arrivals) …")
-            parts.append(
-                (
-                    "2. Pipeline: HTTP → Redis → e-mail and Telegram",
-                    await pipeline.bench(
-                        size["arrivals"], size["naive"], size["processes"], say, size["paced"]
-                    ),
-                )
+            text, summary = await pipeline.bench(
+                size["arrivals"], size["naive"], size["processes"], say, size["paced"]
             )
+            parts.append(("2. Pipeline: HTTP → Redis → e-mail and Telegram", text))
         if "memory" in only:
             say(f"Memory with {size['open_cases']:,} open cases …")
             parts.append(
@@ -121,8 +123,11 @@ async def main(args: argparse.Namespace) -> int:
         common.stop_embedded()
     elapsed = time.perf_counter() - t0
     doc = render(mode, started, elapsed, parts, commands)
-    print("\n" + doc)
-    if not args.no_write:
+    say("\n" + doc)
+    if args.json:
+        summary = {"mode": mode, "date": f"{started:%Y-%m-%d %H:%M} UTC", **summary}
+        print(json.dumps(summary), flush=True)
+    elif not args.no_write:
         DOC.write_text(doc, encoding="utf-8")
         say(f"wrote {DOC.relative_to(ROOT)}")
     return 0
@@ -221,6 +226,15 @@ if __name__ == "__main__":
         help="write a pyinstrument profile of the (first) service process in the pipeline runs",
     )
     parser.add_argument("--no-write", action="store_true", help="do not write docs/benchmarks.md")
+    parser.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON line of the pipeline's figures on stdout (progress and the "
+        "Markdown go to stderr; docs/benchmarks.md is not written)",
+    )
     logging.basicConfig(level=logging.ERROR)
     os.chdir(ROOT)
-    sys.exit(asyncio.run(main(parser.parse_args())))
+    parsed = parser.parse_args()
+    if parsed.json:
+        OUT = sys.stderr
+    sys.exit(asyncio.run(main(parsed)))

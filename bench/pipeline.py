@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench import common
+from bench import common, peers_arq, peers_taskiq
 from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bot.domain.clock import SystemClock
@@ -68,7 +68,7 @@ class Service:
         service.ready = json.loads(line.split(" ", 2)[2])
         return service
 
-    async def stop(self) -> dict[str, float]:
+    async def stop(self) -> dict[str, Any]:
         """Stop; CPU and RSS of the process, and the same at the moment it was ready."""
         assert self.proc.stdout is not None
         self.proc.terminate()
@@ -76,7 +76,7 @@ class Service:
         await self.proc.wait()
         for line in out.splitlines():
             if line.startswith("RUSAGE "):
-                usage: dict[str, float] = json.loads(line[7:])
+                usage: dict[str, Any] = json.loads(line[7:])
                 usage["ready_cpu"] = self.ready["cpu"]
                 usage["ready_rss_mb"] = self.ready["rss_mb"]
                 return usage
@@ -283,10 +283,31 @@ async def run(
         "redis_after_mb": redis_after,
         "db_keys": db_keys,
         "db_mb": db_mb,
+        **_round_trips(usages, total),
     }
     say(f"  pipeline: {figures}")
     figures["statuses"] = by_status  # type: ignore[assignment]
     return "", figures
+
+
+def _round_trips(usages: list[dict[str, Any]], deliveries: int) -> dict[str, Any]:
+    """Redis round trips per delivery over the service processes (bench/service_proc.py)."""
+    counts: dict[str, int] = {}
+    for u in usages:
+        for name, k in (u.get("redis") or {}).items():
+            counts[name] = counts.get(name, 0) + int(k)
+    special = {n: counts.pop(n) for n in list(counts) if n.startswith("(")}
+    trips = sum(counts.values())
+    reads = special.get("(xreadgroup reads)", 0)
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
+    return {
+        "round_trips_per_delivery": trips / max(1, deliveries),
+        "commands_in_pipelines_per_delivery": special.get("(commands in pipelines)", 0)
+        / max(1, deliveries),
+        "entries_per_stream_read": special.get("(xreadgroup entries)", 0) / max(1, reads),
+        "stream_reads_per_delivery": reads / max(1, deliveries),
+        "top_round_trips_per_delivery": {n: round(k / max(1, deliveries), 3) for n, k in top},
+    }
 
 
 async def naive(
@@ -342,15 +363,26 @@ async def bench(
     say: Any = print,
     paced: list[tuple[int, float]] | None = None,
     latency: tuple[float, float] | None = LATENCY,
-) -> str:
-    """Flat-out runs with each process count, (optionally) `paced` = (arrivals, per s), the
-    naive sender; then, if `latency` is given, the flat-out pipeline and the naive sender again
-    with that simulated network latency (ms per SMTP reply, ms per Bot API request)."""
+) -> tuple[str, dict[str, Any]]:
+    """Flat-out runs with each process count, the arq and taskiq peers (bench/peers.py) on the
+    same arrivals, (optionally) `paced` = (arrivals, per s), the naive sender; then, if
+    `latency` is given, the flat-out pipeline and the naive sender again with that simulated
+    network latency (ms per SMTP reply, ms per Bot API request).
+
+    Returns the Markdown section and the summary `python -m bench --json` prints."""
     results: list[tuple[str, dict[str, Any]]] = []
     for p in processes:
         say(f"  pipeline with {p} service process(es), {n} arrivals …")
         _, figures = await run(n, p, say)
         results.append((_label(p, "flat out"), figures))
+    peer_figures: dict[str, dict[str, Any] | None] = {}
+    for name, peer in (("arq", peers_arq), ("taskiq", peers_taskiq)):
+        if not peer.available():
+            say(f"  {name} is not installed: its peer row is skipped")
+            peer_figures[name] = None
+            continue
+        say(f"  the same fan-out on {name}, {n} arrivals …")
+        peer_figures[name] = await peer.run(n, say)
     for count, per_s in paced or []:
         say(f"  pipeline, 1 process, {count} arrivals paced at {per_s:g}/s …")
         _, figures = await run(count, 1, say, rate=per_s)
@@ -361,6 +393,41 @@ async def bench(
     naive_rate = await naive(emails, naive_n - emails, say)
     rows = [_row(label, f, naive_rate) for label, f in results]
     rows.append(("naive sequential sender", "–", naive_rate, "–", "–", "–", "1.0×"))
+    ankomst_per_cpu = 1000 / f0["cpu_per_1000"]
+    summary: dict[str, Any] = {
+        "cpu_ms_per_delivery": round(f0["cpu_per_1000"], 3),
+        "p99_s_at_50": next(
+            (round(f["p99"], 3) for label, f in results if "paced at 50/s" in label), None
+        ),
+        "deliveries_per_s": round(f0["delivery_rate"], 1),
+        "naive_deliveries_per_s": round(naive_rate, 1),
+        "vs_naive": round(f0["delivery_rate"] / naive_rate, 3),
+        "redis_kb_per_case": round(f0["db_mb"] * 1024 / max(1, f0["open_cases"]), 2),
+        "deliveries_per_cpu_s": round(ankomst_per_cpu, 1),
+    }
+    two = [f for label, f in results if "2 serve processes" in label]
+    if two:
+        summary["deliveries_per_s_2_processes"] = round(two[0]["delivery_rate"], 1)
+        summary["scale_2_over_1"] = round(two[0]["delivery_rate"] / f0["delivery_rate"], 3)
+    peer_rows = []
+    for name, pf in peer_figures.items():
+        if pf is None:
+            summary[f"vs_{name}_per_cpu"] = None
+            continue
+        summary[f"{name}_deliveries_per_s"] = round(pf["delivery_rate"], 1)
+        summary[f"{name}_cpu_ms_per_delivery"] = round(pf["cpu_ms_per_delivery"], 3)
+        summary[f"vs_{name}_per_cpu"] = round(ankomst_per_cpu / pf["deliveries_per_cpu_s"], 3)
+        peer_rows.append(
+            (
+                f"{name} (aiohttp handler + worker, one job per delivery)",
+                pf["accept_rate"],
+                pf["delivery_rate"],
+                pf["deliveries"],
+                pf["cpu_ms_per_delivery"],
+                pf["deliveries_per_cpu_s"],
+                f"{ankomst_per_cpu / pf['deliveries_per_cpu_s']:.2f}×",
+            )
+        )
     text = (
         f"{n} arrivals (round the {len(DIRECTORY.municipalities)} municipalities of the example "
         f"directory, each posted by its reception unit; children 9 and 4; a chat linked to each "
@@ -399,6 +466,42 @@ async def bench(
             f"connections and **{wide['delivery_rate'] / slow_naive:.1f}×** with "
             f"{WIDE_POOL} (target ≥ 20×)."
         )
+    peers_text = ""
+    if peer_rows:
+        peers_text = (
+            "\n\nThe same fan-out written the plain way on a job queue (bench/peers.py), "
+            f"same {n} arrivals, same sink, same Bot API server, same Redis, one run each right "
+            "after Ankomst's flat-out runs: an aiohttp handler that routes with the same "
+            "directory and enqueues one job per delivery, a worker (64 at a time) that sends "
+            "each with `aiosmtplib.send()` (a connection per mail, the bytes of benchmark 1) "
+            "or aiogram's `Bot.send_message`. CPU is the handler and worker processes "
+            "(children included, psutil) from ready to the last delivery; Ankomst's is its "
+            "`serve` process from ready to stop. The peers keep no idempotency, deadlines, "
+            "history or claim.\n\n"
+            + table(
+                [
+                    "",
+                    "arrivals/s accepted",
+                    "deliveries/s",
+                    "deliveries",
+                    "CPU ms / delivery",
+                    "deliveries per CPU s",
+                    "Ankomst per CPU s / peer's",
+                ],
+                [
+                    (
+                        _label(1, "flat out"),
+                        f0["accept_rate"],
+                        f0["delivery_rate"],
+                        f0["deliveries"],
+                        f0["cpu_per_1000"],
+                        ankomst_per_cpu,
+                        "1.00×",
+                    ),
+                    *peer_rows,
+                ],
+            )
+        )
     return (
         text
         + "\n\n"
@@ -414,7 +517,8 @@ async def bench(
             ],
             rows,
         )
-    )
+        + peers_text
+    ), summary
 
 
 def _row(label: str, f: dict[str, Any], naive_rate: float) -> tuple[Any, ...]:

@@ -9,6 +9,11 @@ Prints "PORT <http port>" once started; on SIGTERM stops the service and prints
 pipeline run, whose Bot API server has its limits switched off: otherwise the 1.02 s per chat
 spacing, not the pipeline, decides the result (benchmark 3 measures the limiter itself).
 --profile FILE writes a pyinstrument profile of the service, from ready to stop, to FILE.
+
+The RUSAGE line also carries "redis": the Redis round trips the process made from ready to stop
+(each command sent alone, or each pipeline/transaction sent at once, is one), by command, and
+how many XREADGROUP calls returned how many entries — counted by wrapping redis-py's packing
+and `xreadgroup` in this process only; the service's code is not touched.
 """
 
 from __future__ import annotations
@@ -19,7 +24,55 @@ import logging
 import resource
 import signal
 import sys
+from collections import Counter
 from pathlib import Path
+from typing import Any
+
+ROUND_TRIPS: Counter[str] = Counter()
+COUNTING = False
+
+
+def count_round_trips() -> None:
+    """Count what the service sends to Redis (see the module docstring)."""
+    from redis.asyncio.client import Redis
+    from redis.asyncio.connection import AbstractConnection
+
+    pack_one = AbstractConnection.pack_command
+    pack_many = AbstractConnection.pack_commands
+    xreadgroup = Redis.xreadgroup
+
+    inside = [False]  # pack_commands packs each command of a pipeline with pack_command
+
+    def pack_command(self: Any, *args: Any) -> Any:
+        if COUNTING and args and not inside[0]:
+            name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
+            ROUND_TRIPS[name.split()[0].upper()] += 1
+        return pack_one(self, *args)
+
+    def pack_commands(self: Any, commands: Any) -> Any:
+        commands = list(commands)
+        if COUNTING:
+            names = [str(c[0]).split()[0].upper() for c in commands if c]
+            inner = [n for n in names if n not in ("MULTI", "EXEC")]
+            ROUND_TRIPS["pipeline:" + "+".join(sorted(set(inner)))[:60]] += 1
+            ROUND_TRIPS["(commands in pipelines)"] += len(inner)
+        inside[0] = True
+        try:
+            return pack_many(self, commands)
+        finally:
+            inside[0] = False
+
+    async def counted_xreadgroup(self: Any, *args: Any, **kwargs: Any) -> Any:
+        response = await xreadgroup(self, *args, **kwargs)
+        if COUNTING:
+            got = sum(len(entries) for _stream, entries in response or [])
+            ROUND_TRIPS["(xreadgroup reads)"] += 1
+            ROUND_TRIPS["(xreadgroup entries)"] += got
+        return response
+
+    AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
+    AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
+    Redis.xreadgroup = counted_xreadgroup  # type: ignore[method-assign]
 
 
 def _usage() -> dict[str, float]:
@@ -43,6 +96,8 @@ def _usage() -> dict[str, float]:
 
 
 async def main(raw: str, relax: bool, profile: str | None = None) -> None:
+    global COUNTING
+    count_round_trips()
     if relax:
         import bot.channels.telegram as tg
 
@@ -62,13 +117,16 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
 
         profiler = Profiler(async_mode="disabled")
         profiler.start()
+    COUNTING = True
     print(f"PORT {service.port} {json.dumps(_usage())}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    loaded = _usage()  # before stopping: what the loaded service holds
+    loaded: dict[str, Any] = dict(_usage())  # before stopping: what the loaded service holds
+    COUNTING = False
+    loaded["redis"] = dict(ROUND_TRIPS)
     if profiler is not None and profile:
         profiler.stop()
         text = profiler.output_text(unicode=True, show_all=False)
