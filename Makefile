@@ -29,6 +29,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	@# arq pins redis<6 in every release; it runs on redis-py 8, so it goes in beside the extra.
+	$(BIN)/python -m pip install --quiet --no-deps 'arq>=0.26'
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
