@@ -1,7 +1,11 @@
-"""`python -m bot` is the `ankomst` command."""
+"""`python -m bot` is the `ankomst` command.
 
-# The one import of handlers/ from bot/: the command line lives in handlers/, and `python -m bot`
-# is only its alias. pyproject.toml's import-linter contracts allow exactly this import.
-from handlers.cli import main
+The command line is an adapter (handlers/), which the core never imports. So this alias runs
+the console script the package declares (`[project.scripts] ankomst` in pyproject.toml), found
+through the installed package's metadata, instead of naming the module that holds it.
+"""
 
-raise SystemExit(main())
+from importlib.metadata import entry_points
+
+(command,) = entry_points(group="console_scripts", name="ankomst")
+raise SystemExit(command.load()())
