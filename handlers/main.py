@@ -143,8 +143,8 @@ class Ankomst:
             self._run(stack, workers.scheduler.run(), workers.scheduler.stop, "scheduler")
         if workers.retention is not None:
             self._run(stack, workers.retention.run(), workers.retention.stop, "privacy")
-        if workers.mailbox is not None:
-            self._run(stack, workers.mailbox.run(), workers.mailbox.stop, "mailbox")
+        for listener in workers.mailboxes:
+            self._run(stack, listener.run(), listener.stop, f"mailbox {listener.config.name}")
 
         app = build_web_app(services)
         if bot is not None:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Sequence
 from datetime import date
 from typing import Annotated, Final, get_args
+from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +19,9 @@ from pydantic import (
     ConfigDict,
     StrictBool,
     StrictInt,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from bot.domain.actor import Role
@@ -58,6 +61,8 @@ _ROUTE_ORDER: Final[tuple[OrgKind, ...]] = (
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 # Short code used in case references ("OSD-2026-0001"), so it must be safe in a subject line.
 _CODE = re.compile(r"^[A-Z][A-Z0-9]{1,7}$")
+# The name of an environment variable, as a shell would accept it.
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class RoutingError(ValueError):
@@ -125,6 +130,11 @@ class Organisation(BaseModel):
     supervisor_emails: tuple[str, ...] = ()
     serves_ages: tuple[StrictInt, StrictInt] | None = None
     default: StrictBool = False
+    # A reception unit's own watched mailbox of Migrationsverket's notices, besides
+    # ANKOMST_IMAP_URL: the URL without its password (the directory file is no place for a
+    # secret), and the name of the environment variable that holds the password.
+    imap_url: str | None = None
+    imap_password_env: str | None = None
 
     @field_validator("email")
     @classmethod
@@ -146,6 +156,50 @@ class Organisation(BaseModel):
                     "no spaces, quotes, angle brackets or lists)"
                 )
         return value
+
+    @field_validator("imap_url")
+    @classmethod
+    def _imap_url(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is None:
+            return None
+        kind = info.data.get("kind")
+        if kind is not None and kind != "reception_unit":
+            raise ValueError(f"only a reception unit may have a watched mailbox, not a {kind}")
+        parts = urlsplit(value)
+        if parts.scheme not in ("imap", "imaps"):
+            raise ValueError("must start with imaps:// or imap:// (STARTTLS)")
+        if parts.password is not None:
+            # Never echo the URL: it holds the password.
+            raise ValueError(
+                "must not contain a password (keep it out of the directory file: name the "
+                "environment variable holding it in imap_password_env)"
+            )
+        if not parts.hostname:
+            raise ValueError("names no host")
+        if not parts.username:
+            raise ValueError("must name the user (imaps://user@host:993/INBOX)")
+        try:
+            parts.port  # noqa: B018 - urlsplit checks the port only when it is read
+        except ValueError:
+            raise ValueError("has a port that is not a number") from None
+        if CONTROL.search(value):
+            raise ValueError("must not contain line breaks or control characters")
+        return value
+
+    @field_validator("imap_password_env")
+    @classmethod
+    def _imap_password_env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_NAME.match(value):
+            raise ValueError(
+                f"{value!r} is not the name of an environment variable (letters, digits and _)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _imap_complete(self) -> Organisation:
+        if (self.imap_url is None) != (self.imap_password_env is None):
+            raise ValueError("imap_url and imap_password_env go together: name both or neither")
+        return self
 
     def role_of_address(self, address: str) -> Role | None:
         """The role a sign-in mailed to `address` gives at this organisation: "supervisor" for

@@ -1,10 +1,12 @@
 """The watched mailbox: Migrationsverket's notices become drafts (bot/usecases/notices.py).
 
-One loop per `serve` process (aioimaplib): connect (`imaps://` TLS from the start, or `imap://`
-and STARTTLS — never a password in the clear; a private CA from ANKOMST_IMAP_CA_FILE), log in,
-take every message in the folder, then wait with IMAP IDLE for more (or poll, if the server has
-no IDLE), re-IDLE every few minutes; on any failure reconnect by itself with backoff and jitter,
-and take again whatever is in the folder — so a server restart loses nothing.
+One loop per watched mailbox and `serve` process (aioimaplib; ANKOMST_IMAP_URL's and each one
+a reception unit names in the directory, see bot/runtime/services.py `mailbox_configs`):
+connect (`imaps://` TLS from the start, or `imap://` and STARTTLS — never a password in the
+clear; a private CA from ANKOMST_IMAP_CA_FILE), log in, take every message in the folder, then
+wait with IMAP IDLE for more (or poll, if the server has no IDLE), re-IDLE every few minutes; on
+any failure reconnect by itself with backoff and jitter, and take again whatever is in the
+folder — so a server restart loses nothing.
 
 Exactly once across processes: before reading a message a process claims it in Redis (SET NX
 with a TTL) under its UIDVALIDITY+UID; after reading, also under its Message-ID (hashed). A
@@ -74,16 +76,25 @@ class MailboxConfig:
     idle_seconds: float = 300.0  # IDLE is renewed this often (servers drop it at 30 min)
     timeout: float = 30.0
     backoff_cap: float = 60.0
+    from_directory: bool = False  # named by the directory file rather than ANKOMST_IMAP_URL
 
     @classmethod
-    def from_url(cls, url: str, **options: object) -> MailboxConfig:
-        """Read `imaps://user:password@host:993/INBOX` or `imap://…:143/INBOX` (STARTTLS)."""
+    def from_url(cls, url: str, password: str | None = None, **options: object) -> MailboxConfig:
+        """Read `imaps://user:password@host:993/INBOX` or `imap://…:143/INBOX` (STARTTLS).
+
+        With `password` (a mailbox of the directory file) the URL carries none, and must not.
+        """
         parts = urlsplit(url)
         if parts.scheme not in ("imap", "imaps"):
             raise MailboxSettingError("must start with imaps:// or imap:// (STARTTLS)")
         if not parts.hostname:
             raise MailboxSettingError("names no host")
-        if not parts.username or parts.password is None:
+        if password is not None:
+            if parts.password is not None:
+                raise MailboxSettingError("must not contain a password")
+            if not parts.username:
+                raise MailboxSettingError("must name a user (user@host)")
+        elif not parts.username or parts.password is None:
             raise MailboxSettingError("must name a user and a password (user:password@host)")
         try:
             port = parts.port or (993 if parts.scheme == "imaps" else 143)
@@ -94,7 +105,7 @@ class MailboxConfig:
             host=parts.hostname,
             port=port,
             user=unquote(parts.username),
-            password=unquote(parts.password),
+            password=password if password is not None else unquote(parts.password or ""),
             folder=folder,
             implicit_tls=parts.scheme == "imaps",
             **options,  # type: ignore[arg-type]
@@ -104,6 +115,15 @@ class MailboxConfig:
     def name(self) -> str:
         """The mailbox as logs and keys name it: no password, no user."""
         return f"{self.host}:{self.port}/{self.folder}"
+
+    @property
+    def key(self) -> str:
+        """The mailbox as its Redis claims name it. Directory mailboxes may share a server and
+        folder under different users, whose UIDs would collide: theirs add a hash of the user
+        (ANKOMST_IMAP_URL's keeps its name, so its claims survive an upgrade)."""
+        if not self.from_directory:
+            return self.name
+        return f"{self.name}#{hashlib.sha256(self.user.encode()).hexdigest()[:12]}"
 
     def tls_context(self) -> ssl.SSLContext:
         """Verified TLS: the system's CAs and, if given, the private CA file."""
@@ -253,7 +273,7 @@ class MailboxListener:
 
     async def take(self, client: aioimaplib.IMAP4, validity: str, uid: str) -> Outcome | None:
         """Take one message exactly once (see the module); None if another process has it."""
-        mailbox = self.config.name
+        mailbox = self.config.key  # claims; never logged
         by_uid = f"uid:{validity}:{uid}"
         if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
             await self._put_away(client, uid)  # a move that failed before: try again
@@ -270,7 +290,8 @@ class MailboxListener:
         return outcome
 
     async def _process(self, client: aioimaplib.IMAP4, by_uid: str, uid: str) -> Outcome:
-        mailbox = self.config.name
+        mailbox = self.config.name  # for the log
+        key = self.config.key  # for the claims
         try:
             response = await client.uid("fetch", uid, "(BODY.PEEK[] INTERNALDATE)")
             raw, arrived = _fetched(response)
@@ -289,9 +310,9 @@ class MailboxListener:
             return "failed"
         by_message = _message_token(raw)
         if by_message is not None:
-            done_key = keys.mailbox_done(mailbox, by_message)
+            done_key = keys.mailbox_done(key, by_message)
             if not await self.redis.set(
-                keys.mailbox_claim(mailbox, by_message), self.owner, nx=True,
+                keys.mailbox_claim(key, by_message), self.owner, nx=True,
                 ex=keys.MAILBOX_CLAIM_TTL,
             ) or await self.redis.exists(done_key):  # fmt: skip
                 # The same message under another UID (a copy, or a new UIDVALIDITY after a
@@ -315,7 +336,7 @@ class MailboxListener:
             return "failed"
         finally:
             if by_message is not None:
-                await self.redis.delete(keys.mailbox_claim(mailbox, by_message))
+                await self.redis.delete(keys.mailbox_claim(key, by_message))
         await self._mark_done(by_uid, by_message)
         await self._put_away(client, uid)
         log.info(
@@ -325,7 +346,7 @@ class MailboxListener:
         return "drafted" if created else "duplicate"
 
     async def _mark_done(self, by_uid: str, by_message: str | None) -> None:
-        mailbox = self.config.name
+        mailbox = self.config.key
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.mailbox_done(mailbox, by_uid), "1", px=keys.MAILBOX_DONE_TTL * 1000)
             if by_message is not None:

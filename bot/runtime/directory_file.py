@@ -184,6 +184,8 @@ def _describe(err: ErrorDetails) -> str:
         return f'unknown field "{field}"'
     if kind == "literal_error" and loc and loc[0] == "kind":
         return f"unknown kind {err['input']!r} (expected one of: {', '.join(ORG_KINDS)})"
+    if kind == "value_error" and not field:  # a rule across fields says which
+        return str(err.get("ctx", {}).get("error", err["msg"]))
     if kind == "value_error":
         return f'field "{field}": {err.get("ctx", {}).get("error", err["msg"])}'
     if loc and loc[0] == "telegram_chats":
@@ -264,6 +266,14 @@ def _check_organisations(
             errors.append(
                 f'{place}: supervisor "{supervisor}" is not an organisation of kind management'
             )
+
+    # One mailbox, one reception unit: two would race each other for its messages.
+    urls = [(i, _raw_str(raw, "imap_url")) for i, raw in enumerate(raws)]
+    for index, first in _duplicates((i, v) for i, v in urls if v is not None).items():
+        errors.append(
+            f"{_place('organisations', index, raws[index])}: the same imap_url as "
+            f"{_place('organisations', first, raws[first])}"
+        )
 
     _check_required_defaults(raw_municipalities, raws, errors)
     _check_overlapping_defaults(raws, valid, errors)

@@ -30,7 +30,7 @@ from bot.pipeline.deadletters import DeadLetterAlarm
 from bot.pipeline.deadlines import Deadlines, DeadlineSettings
 from bot.pipeline.delivery import Deliverer, DeliveryHooks, DeliverySettings
 from bot.pipeline.fanout import FanOut
-from bot.pipeline.mailbox import MailboxConfig, MailboxListener, Outcome
+from bot.pipeline.mailbox import MailboxConfig, MailboxListener, MailboxSettingError, Outcome
 from bot.runtime.metrics import Metrics
 from bot.runtime.settings import Settings, SettingsError
 from bot.store import Heartbeat, Redis, keys
@@ -55,7 +55,8 @@ class Workers:
     consumers: list[StreamConsumer] = field(default_factory=list)
     scheduler: Scheduler | None = None
     retention: Retention | None = None
-    mailbox: MailboxListener | None = None  # the watched mailbox (ANKOMST_IMAP_URL), if any
+    # The watched mailboxes: ANKOMST_IMAP_URL's first, then those the directory names.
+    mailboxes: list[MailboxListener] = field(default_factory=list)
     # Further loops an adapter runs (Telegram polling): name -> is it alive.
     extra: dict[str, Callable[[], bool]] = field(default_factory=dict)
     # A loop that has not taken a turn for this long is stuck (ANKOMST_WORKER_STALE_SECONDS).
@@ -68,9 +69,14 @@ class Workers:
             beats["scheduler"] = self.scheduler.stats.heartbeat
         if self.retention is not None:
             beats["privacy"] = self.retention.stats.heartbeat
-        if self.mailbox is not None:
-            beats["mailbox"] = self.mailbox.stats.heartbeat
+        for listener in self.mailboxes:
+            beats[_mailbox_worker(listener)] = listener.stats.heartbeat
         return beats
+
+    @property
+    def mailbox(self) -> MailboxListener | None:
+        """The first watched mailbox (ANKOMST_IMAP_URL's when it is set), if any."""
+        return self.mailboxes[0] if self.mailboxes else None
 
     def liveness(self) -> dict[str, bool]:
         """Each worker by name, and whether it is alive: its loop runs and has beaten within
@@ -225,22 +231,76 @@ def deadline_settings(settings: Settings) -> DeadlineSettings:
     )
 
 
-def mailbox_listener(
-    settings: Settings, drafts: NoticeDrafts, redis: Redis, clock: Clock, metrics: Metrics
-) -> MailboxListener | None:
-    """The listener of ANKOMST_IMAP_URL, or None when no mailbox is watched."""
-    if settings.imap_url is None or not settings.imap_reception_unit:
-        return None
-    config = MailboxConfig.from_url(
-        settings.imap_url.get_secret_value(),
-        reception_unit=settings.imap_reception_unit,
-        ca_file=settings.imap_ca_file,
-        delete_processed=settings.imap_delete_processed,
-        poll_seconds=settings.imap_poll_seconds,
-    )
+def _mailbox_worker(listener: MailboxListener) -> str:
+    """The worker's name in /health: "mailbox" for ANKOMST_IMAP_URL's, as it always was, and
+    "mailbox/<reception unit>" for one the directory names."""
+    if listener.config.from_directory:
+        return f"mailbox/{listener.config.reception_unit}"
+    return "mailbox"
+
+
+def mailbox_configs(settings: Settings, directory: Directory) -> list[MailboxConfig]:
+    """Every mailbox to watch: ANKOMST_IMAP_URL's, then each reception unit's of the directory
+    (its password from the environment variable it names). SettingsError, naming it, for a
+    password variable that is not set or a mailbox named twice."""
+
+    def read(url: str, unit: str, password: str | None = None) -> MailboxConfig:
+        return MailboxConfig.from_url(
+            url,
+            password,
+            reception_unit=unit,
+            from_directory=password is not None,
+            ca_file=settings.imap_ca_file,
+            delete_processed=settings.imap_delete_processed,
+            poll_seconds=settings.imap_poll_seconds,
+        )
+
+    configs: list[MailboxConfig] = []
+    if settings.imap_url is not None and settings.imap_reception_unit:
+        configs.append(read(settings.imap_url.get_secret_value(), settings.imap_reception_unit))
+    for org in directory.organisations.values():
+        if org.imap_url is None or org.imap_password_env is None:
+            continue
+        password = os.environ.get(org.imap_password_env)
+        if not password:
+            raise SettingsError(
+                f"{org.imap_password_env} is not set: it holds the password of the mailbox "
+                f"of {org.id!r} (imap_url in the directory)"
+            )
+        try:
+            config = read(org.imap_url, org.id, password)
+        except MailboxSettingError as exc:
+            raise SettingsError(f"the imap_url of {org.id!r}: {exc}") from None
+        configs.append(config)
+    seen: dict[tuple[str, str], str] = {}
+    for config in configs:
+        # The same folder watched twice would draft each notice for two reception units.
+        mailbox = (config.user.lower(), config.name.lower())
+        owner = "ANKOMST_IMAP_URL" if not config.from_directory else repr(config.reception_unit)
+        if mailbox in seen:
+            raise SettingsError(
+                f"the mailbox {config.user}@{config.name} is watched twice: by {seen[mailbox]} "
+                f"and by {owner}"
+            )
+        seen[mailbox] = owner
+    return configs
+
+
+def mailbox_listeners(
+    settings: Settings,
+    directory: Directory,
+    drafts: NoticeDrafts,
+    redis: Redis,
+    clock: Clock,
+    metrics: Metrics,
+) -> list[MailboxListener]:
+    """A listener for each watched mailbox (see `mailbox_configs`); empty when there is none."""
+    configs = mailbox_configs(settings, directory)
+    if not configs:
+        return []
     counted = Counter(
         "ankomst_mailbox_messages",
-        "Messages of the watched mailbox taken by this process, by outcome: drafted, "
+        "Messages of the watched mailboxes taken by this process, by outcome: drafted, "
         "duplicate (already a draft), failed (left in the mailbox, reason in the log).",
         ["outcome"],
         registry=metrics.registry,
@@ -249,7 +309,10 @@ def mailbox_listener(
     def count(outcome: Outcome) -> None:
         counted.labels(outcome).inc()
 
-    return MailboxListener(config, drafts, redis, clock, settings.secret(), count)
+    return [
+        MailboxListener(config, drafts, redis, clock, settings.secret(), count)
+        for config in configs
+    ]
 
 
 def consumer_name() -> str:
@@ -439,7 +502,7 @@ def build_services(
         )
         workers.scheduler = scheduler
         workers.retention = retention
-        workers.mailbox = mailbox_listener(settings, drafts, redis, clock, metrics)
+        workers.mailboxes = mailbox_listeners(settings, directory, drafts, redis, clock, metrics)
         metrics.consumers = workers.consumers
     return Services(
         settings=settings,

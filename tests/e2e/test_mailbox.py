@@ -576,3 +576,46 @@ async def test_a_draft_notice_that_cannot_be_delivered_is_reported_not_dead_lett
         # Only the alarm's own line; nothing looked the draft up as a case and failed.
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
         assert errors == [f"ALERT: delivery {tg['id']} given up after repeated errors: gave up"]
+
+
+async def test_a_mailbox_named_in_the_directory_drafts_for_its_reception_unit(
+    redis_url: str,
+    tmp_path: Path,
+    imap: Pymap,
+    tls: tuple[Path, Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Berg's reception unit names the mailbox in the directory; its password comes from the
+    # environment. No ANKOMST_IMAP_URL at all.
+    unit, password_env = "berg-mottagning", "ANKOMST_IMAP_PASSWORD_BERG"
+    example = (Path(__file__).parents[2] / "deploy" / "directory.example.toml").read_text("utf-8")
+    entry = f'id = "{unit}"\n'
+    assert entry in example
+    directory = tmp_path / "directory.toml"
+    directory.write_text(
+        example.replace(
+            entry,
+            entry + f'imap_url = "imap://{USER}@127.0.0.1:{imap.port}/INBOX"\n'
+            f'imap_password_env = "{password_env}"\n',
+            1,
+        ),
+        encoding="utf-8",
+    )
+    monkeypatch.setenv(password_env, PASSWORD)
+    async with running_world(
+        redis_url, tmp_path, now=MORNING, directory=directory, imap_ca_file=str(tls[1])
+    ) as world:
+        [listener] = world.services.workers.mailboxes
+        assert listener.config.reception_unit == unit
+        assert "mailbox/berg-mottagning" in world.services.workers.liveness()
+        await append(world, imap, tls[1], notice("sv_plain"))
+
+        async def there() -> bool:
+            return len(await world.services.drafts.of_unit(unit)) == 1
+
+        await eventually(there, IMAP_WAIT, "a draft for Berg from its own mailbox")
+        [draft] = await world.services.drafts.of_unit(unit)
+        assert draft["reception_unit"] == unit
+        assert draft["municipality"] == "berg"
+        assert await drafts(world) == []  # not Östersund's
+        assert await folder_count(world, imap, tls[1], "INBOX") == 0

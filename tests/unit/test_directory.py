@@ -487,3 +487,82 @@ def test_unroutable_arrivals_are_refused(
 ) -> None:
     with pytest.raises(RoutingError):
         example.route(municipality, ages, False)
+
+
+# --- a reception unit's own watched mailbox ------------------------------------------------------
+
+MAILBOX = {
+    "imap_url": "imaps://ankomst@imap.alfa.example.se:993/INBOX",
+    "imap_password_env": "ANKOMST_IMAP_PASSWORD_ALFA",
+}
+
+
+def test_a_reception_unit_may_name_its_mailbox_without_the_password(tmp_path: Path) -> None:
+    directory = load(tmp_path, org("mottagning-2", "reception_unit", **MAILBOX))
+    unit = directory.organisation("mottagning-2")
+    assert unit.imap_url == MAILBOX["imap_url"]
+    assert unit.imap_password_env == "ANKOMST_IMAP_PASSWORD_ALFA"
+
+
+def test_a_mailbox_url_with_a_password_is_refused_naming_the_organisation(
+    tmp_path: Path,
+) -> None:
+    url = "imaps://ankomst:hemligt@imap.alfa.example.se:993/INBOX"
+    fields = {**MAILBOX, "imap_url": url}
+    errors = check_directory(write(tmp_path, org("mottagning-2", "reception_unit", **fields)))
+    assert errors == [
+        'organisations[3] (mottagning-2): field "imap_url": must not contain a password '
+        "(keep it out of the directory file: name the environment variable holding it in "
+        "imap_password_env)"
+    ]
+    assert "hemligt" not in "\n".join(errors)
+
+
+def test_only_a_reception_unit_may_have_a_mailbox(tmp_path: Path) -> None:
+    errors = check_directory(write(tmp_path, org("skola", "school", **MAILBOX)))
+    assert errors == [
+        'organisations[3] (skola): field "imap_url": only a reception unit may have a watched '
+        "mailbox, not a school"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        (
+            {"imap_url": MAILBOX["imap_url"]},
+            "imap_url and imap_password_env go together: name both or neither",
+        ),
+        (
+            {**MAILBOX, "imap_password_env": "ANKOMST-PASSWORD"},
+            "field \"imap_password_env\": 'ANKOMST-PASSWORD' is not the name of an environment "
+            "variable (letters, digits and _)",
+        ),
+        (
+            {**MAILBOX, "imap_url": "https://ankomst@imap.alfa.example.se/INBOX"},
+            'field "imap_url": must start with imaps:// or imap:// (STARTTLS)',
+        ),
+        (
+            {**MAILBOX, "imap_url": "imaps://imap.alfa.example.se/INBOX"},
+            'field "imap_url": must name the user (imaps://user@host:993/INBOX)',
+        ),
+    ],
+)
+def test_a_mailbox_entry_must_be_complete(
+    tmp_path: Path, fields: dict[str, str], error: str
+) -> None:
+    errors = check_directory(write(tmp_path, org("mottagning-2", "reception_unit", **fields)))
+    assert errors == [f"organisations[3] (mottagning-2): {error}"]
+
+
+def test_two_units_cannot_watch_the_same_mailbox(tmp_path: Path) -> None:
+    errors = check_directory(
+        write(
+            tmp_path,
+            org("mottagning-2", "reception_unit", **MAILBOX),
+            org("mottagning-3", "reception_unit", **MAILBOX),
+        )
+    )
+    assert errors == [
+        "organisations[4] (mottagning-3): the same imap_url as organisations[3] (mottagning-2)"
+    ]
