@@ -38,7 +38,7 @@ RECEPTION_MAIL = "mottagning@ostersund.example.se"
 SUPERVISOR_MAIL = "kommunledning@ostersund.example.se"
 # Tuesday 1 December 2026, 09:00 in Östersund: a working day, the office open.
 MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=STOCKHOLM)
-IMAP_WAIT = 20.0  # a bounded wait for the IMAP round trip (IDLE push, reconnect), not for time
+IMAP_WAIT = 45.0  # a bounded wait for the IMAP round trip (IDLE push, reconnect), not for time
 
 
 @pytest.fixture(autouse=True)

@@ -299,6 +299,8 @@ def cluster_node(root: Path) -> Iterator[str]:
     node.directory.mkdir(parents=True)
     node.conf.write_text(
         f"port {node.port}\nbind 127.0.0.1\ndir {node.directory}\ncluster-enabled yes\n"
+        # The bus port defaults to port + 10000, past 65535 for a high ephemeral port.
+        f"cluster-port {free_port()}\n"
         'cluster-config-file nodes.conf\nsave ""\n'
     )
     node.start()
