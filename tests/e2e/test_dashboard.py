@@ -439,6 +439,9 @@ async def test_date_change_and_cancel_use_the_core_rules(world: World) -> None:
         assert status == 403 and "mottagningsenheten" in page
     async with await signed_in(world, RECEPTION) as client:
         _, page, _ = await get(client, f"{world.base}/dashboard/cases/{case['id']}")
+        # The forms stand once, in the page's main part: no id twice, nothing in the header.
+        assert page.count('id="arrival_date"') == 1 and page.count('id="reason"') == 1
+        assert "Ändra datum" not in page.split("<main", 1)[0]
         csrf = csrf_of(page)
         url = f"{world.base}/dashboard/cases/{case['id']}"
         status, page, _ = await post(client, url + "/installd", {"csrf": csrf, "reason": " "})
