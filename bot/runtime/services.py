@@ -42,7 +42,7 @@ from bot.usecases.access import ApiTokens, ChatLinks, Signer
 from bot.usecases.cases import CaseService
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.healthcare import HealthCentre
-from bot.usecases.intake import INTAKE_GROUP, Intake
+from bot.usecases.intake import Intake
 from bot.usecases.notices import DraftLinks, NoticeDrafts
 from bot.usecases.privacy import Retention, note_personal_entries
 from bot.usecases.sessions import DashboardAccess
@@ -494,7 +494,7 @@ def build_services(
             StreamConsumer(
                 redis,
                 keys.INTAKE,
-                INTAKE_GROUP,
+                keys.INTAKE_GROUP,
                 name,
                 Intake(redis, cases).handle,
                 reclaim_after_ms=reclaim,

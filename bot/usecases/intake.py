@@ -26,8 +26,6 @@ from bot.usecases.cases import CaseService
 
 log = logging.getLogger(__name__)
 
-INTAKE_GROUP = "intake"
-
 
 class Intake:
     """Consumer-group handler for `ankomst:intake`."""
@@ -48,7 +46,7 @@ class Intake:
                     "rejected_at": self.cases.clock.now().isoformat(),
                 },
             )
-            pipe.xack(keys.INTAKE, INTAKE_GROUP, entry_id)
+            pipe.xack(keys.INTAKE, keys.INTAKE_GROUP, entry_id)
             await pipe.execute()
         log.warning("intake entry %s rejected: %s", entry_id, reason)
 
