@@ -112,6 +112,16 @@ class DeliveryHooks:
     after_record: Callable[[str], Awaitable[None]] | None = None
 
 
+def case_of(ident: str) -> tuple[str, int] | None:
+    """The case and version a delivery id names (`delivery_id`: case:version:…), to read the
+    case with the claim; None for a notice draft's delivery or an id of another shape."""
+    case_id, _, rest = ident.partition(":")
+    number, _, _ = rest.partition(":")
+    if not case_id or case_id.startswith(DRAFT_CASE_PREFIX) or not number.isdigit():
+        return None
+    return case_id, int(number)
+
+
 class ClaimLease:
     """A delivery's claim while the delivery is in hand: renewed in the background (only while
     still ours), and a deadline for the send that stays a margin short of the claim's end.
@@ -132,6 +142,7 @@ class ClaimLease:
         self.lost = False
         self._cut: asyncio.Timeout | None = None
         self._keeper: asyncio.Task[None] | None = None
+        self._start: asyncio.TimerHandle | None = None
 
     @property
     def deadline(self) -> float:
@@ -139,11 +150,20 @@ class ClaimLease:
         return self.expires - self.margin
 
     def keep(self) -> None:
-        """Start renewing the claim until `stop()`."""
+        """Renew the claim from a third of its period on, until `stop()`. Most deliveries are
+        made long before: they cost a timer, not a task."""
+        loop = asyncio.get_running_loop()
+        self._start = loop.call_later(self.ms / 1000 / RENEWALS_PER_CLAIM, self._start_keeper)
+
+    def _start_keeper(self) -> None:
+        self._start = None
         self._keeper = asyncio.create_task(self._renew_until_stopped())
 
     async def stop(self) -> None:
         """Stop renewing (the claim is released or recorded by the caller)."""
+        if self._start is not None:
+            self._start.cancel()
+            self._start = None
         if self._keeper is not None:
             self._keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -164,7 +184,6 @@ class ClaimLease:
         loop = asyncio.get_running_loop()
         period = self.ms / 1000 / RENEWALS_PER_CLAIM
         while True:
-            await asyncio.sleep(period)
             asked = loop.time()
             try:
                 renewed = await self.store.renew(self.ident, self.token, self.ms)
@@ -174,6 +193,7 @@ class ClaimLease:
                 log.warning(
                     "delivery %s: claim not renewed, store unreachable (%s)", self.ident, exc
                 )
+                await asyncio.sleep(period)
                 continue
             if not renewed:
                 self.lost = True
@@ -184,6 +204,7 @@ class ClaimLease:
             self.expires = asked + self.ms / 1000
             if self._cut is not None:
                 self._cut.reschedule(self.deadline)
+            await asyncio.sleep(period)
 
 
 class Deliverer:
@@ -251,7 +272,9 @@ class Deliverer:
         # Claim and read in one round trip: when the claim is ours the status the read shows
         # cannot change under us (another worker may have finished the delivery before, which
         # the status then shows).
-        claimed, d = await self.deliveries.claim(ident, token, self.settings.claim_ms)
+        claimed, d, stored = await self.deliveries.claim_with_case(
+            ident, token, self.settings.claim_ms, case_of(ident)
+        )
         if d is None or d.status.done:
             if claimed:
                 await self.deliveries.release(ident, token)
@@ -263,7 +286,7 @@ class Deliverer:
         try:
             if self.hooks.after_claim is not None:
                 await self.hooks.after_claim(ident)
-            return await self._deliver(d, lease, entry_id, entry)
+            return await self._deliver(d, lease, entry_id, entry, stored)
         except BaseException:
             await lease.stop()
             await self.deliveries.release(ident, token)
@@ -272,13 +295,21 @@ class Deliverer:
             await lease.stop()
 
     async def _deliver(
-        self, d: Delivery, lease: ClaimLease, entry_id: str, entry: dict[str, str]
+        self,
+        d: Delivery,
+        lease: ClaimLease,
+        entry_id: str,
+        entry: dict[str, str],
+        stored: tuple[dict[str, str], str | None] | None,
     ) -> bool:
         token = lease.token
         try:
             if d.topic.kind in DRAFT_TOPICS or d.case.startswith(DRAFT_CASE_PREFIX):
                 # About a notice draft, not yet a case (its notices, or a failure of one).
                 case, version = await draft_as_case(self.redis, d.case)
+            elif stored is not None and (d.case, d.version) == case_of(d.id):
+                # Read with the claim, in its round trip.
+                case, version = CaseStore.parse_with_version(d.case, *stored)
             else:
                 case, version = await self.cases.with_version(d.case, d.version)
         except CaseNotFound:

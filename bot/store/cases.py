@@ -75,6 +75,14 @@ class CaseStore:
             pipe.hgetall(keys.case(case_id))
             pipe.hget(keys.case_versions(case_id), str(number))
             data, text = await pipe.execute()
+        return self.parse_with_version(case_id, data, text)
+
+    @staticmethod
+    def parse_with_version(
+        case_id: str, data: dict[str, str], text: str | None
+    ) -> tuple[Case, Version | None]:
+        """`with_version`'s answer from the two replies it reads (the case's hash, the
+        version's text), for a caller that read them in a round trip of its own."""
         if not data:
             raise CaseNotFound(case_id)
         return Case.from_hash(data), None if text is None else Version.from_json(text)

@@ -91,6 +91,12 @@ class Pipeline(Protocol):
         changed meanwhile raises `WatchError`."""
         ...
 
+    # The queued commands: `len(pipe)` counts them; a batch that must take back what one
+    # caller queued (bot/store/batching.py) cuts the stack back.
+    command_stack: list[Any]
+
+    def __len__(self) -> int: ...
+
     # -- reads, awaited while watching ------------------------------------------------------
 
     def get(self, name: str) -> Awaitable[str | None]: ...
@@ -163,6 +169,10 @@ class Redis(Protocol):
     def pipeline(self, transaction: bool = True) -> Pipeline: ...
 
     def register_script(self, script: str) -> Script: ...
+
+    async def script_load(self, script: str) -> str:
+        """Load a Lua script on the server; its SHA."""
+        ...
 
     def client(self) -> Redis:
         """A client that keeps one connection (for a read another task may CLIENT UNBLOCK)."""

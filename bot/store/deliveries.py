@@ -14,9 +14,11 @@ from collections.abc import Mapping
 
 from bot.domain.delivery import Delivery
 from bot.store import keys
-from bot.store.client import Redis
+from bot.store.batching import Coalescer, LuaScript
+from bot.store.client import Pipeline, Redis
 from bot.store.scripts import register
 
+FINISH = LuaScript.of("delivery_finish")
 RELAY_ATTEMPTS = "relay_attempts"  # record field: send attempts that failed on the relay
 
 
@@ -28,6 +30,8 @@ class DeliveryStore:
         self._create = register(redis, "delivery_create")
         self._renew = register(redis, "claim_renew")
         self._release = register(redis, "claim_release")
+        # Claims, marks and records of deliveries handled at once go out together.
+        self._batch = Coalescer(redis)
 
     async def create(
         self, ident: str, case_id: str, outbox: str, fields: Mapping[str, str]
@@ -47,21 +51,36 @@ class DeliveryStore:
         return Delivery.from_hash(data) if data else None
 
     async def claim(self, ident: str, token: str, ms: int) -> tuple[bool, Delivery | None]:
-        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip:
-        (claimed, the delivery or None). The read runs after the SET, so when the claim is ours
-        the status it shows cannot change under us. A record that cannot be read gives the
-        claim back and raises."""
-        claim = keys.delivery_claim(ident)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.set(claim, token, nx=True, px=ms)
+        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip
+        (shared with the other deliveries claimed in this loop turn): (claimed, the delivery or
+        None). The read runs after the SET, so when the claim is ours the status it shows
+        cannot change under us. A record that cannot be read gives the claim back and raises."""
+        claimed, d, _case = await self.claim_with_case(ident, token, ms, None)
+        return claimed, d
+
+    async def claim_with_case(
+        self, ident: str, token: str, ms: int, case: tuple[str, int] | None
+    ) -> tuple[bool, Delivery | None, tuple[dict[str, str], str | None] | None]:
+        """`claim`, and in the same round trip the record of `case` (case id, version): the
+        case's hash and that version's text, for the deliverer to render from without asking
+        again; None when `case` is None."""
+
+        def queue(pipe: Pipeline) -> None:
+            pipe.set(keys.delivery_claim(ident), token, nx=True, px=ms)
             pipe.hgetall(keys.delivery(ident))
-            claimed, data = await pipe.execute()
+            if case is not None:
+                pipe.hgetall(keys.case(case[0]))
+                pipe.hget(keys.case_versions(case[0]), str(case[1]))
+
+        replies = await self._batch.run(queue)
+        claimed, data = replies[0], replies[1]
         try:
-            return bool(claimed), Delivery.from_hash(data) if data else None
+            d = Delivery.from_hash(data) if data else None
         except Exception:
             if claimed:
                 await self.release(ident)
             raise
+        return bool(claimed), d, (replies[2], replies[3]) if case is not None else None
 
     async def renew(self, ident: str, token: str, ms: int) -> bool:
         """Extend the delivery's claim to `ms` from now if it is still held with `token`;
@@ -81,8 +100,9 @@ class DeliveryStore:
         return int(await self.redis.hincrby(keys.delivery(ident), RELAY_ATTEMPTS, count))
 
     async def update(self, ident: str, **fields: str) -> None:
-        """Record fields of the delivery, keeping the claim (e.g. "sending")."""
-        await self.redis.hset(keys.delivery(ident), mapping=fields)
+        """Record fields of the delivery, keeping the claim (e.g. "sending"); batched with
+        the other deliveries' writes of this loop turn."""
+        await self._batch.run(lambda pipe: pipe.hset(keys.delivery(ident), mapping=fields))
 
     async def finish(
         self,
@@ -95,18 +115,18 @@ class DeliveryStore:
     ) -> None:
         """Record an outcome, write its event (if any), move its outbox entry to the
         dead-letter stream (if given: `stream`, `entry`, `error`, `fields`) and give up the
-        claim (only if still held with `token`, when given), atomically."""
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(keys.delivery(ident), mapping=dict(fields))
-            if event is not None:
-                pipe.xadd(keys.EVENTS, dict(event))
-            if dead_letter is not None:
-                pipe.xadd(keys.DEAD_LETTER, dict(dead_letter))
-            if token is None:
-                pipe.delete(keys.delivery_claim(ident))
-            else:
-                await self._release(keys=[keys.delivery_claim(ident)], args=[token], client=pipe)
-            await pipe.execute()
+        claim (only if still held with `token`, when given), atomically: one Lua script
+        (bot/store/lua/delivery_finish.lua), batched with the other deliveries' of this turn."""
+        args: list[str] = [token or ""]
+        for group in (fields, event or {}, dead_letter or {}):
+            args.append(str(len(group)))
+            for name, value in group.items():
+                args += (name, value)
+        await self._batch.script(
+            FINISH,
+            [keys.delivery(ident), keys.delivery_claim(ident), keys.EVENTS, keys.DEAD_LETTER],
+            args,
+        )
 
     @staticmethod
     def dead_letter(

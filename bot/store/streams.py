@@ -25,7 +25,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.store import keys
-from bot.store.client import Redis
+from bot.store.batching import Coalescer
+from bot.store.client import Pipeline, Redis
 from bot.store.faults import (
     DEFAULT_STALE_SECONDS,
     Backoff,
@@ -111,6 +112,7 @@ class StreamConsumer:
         # Faults of the loop (reads, reclaims) and of handling entries (mostly writes) are
         # logged apart: under OOM reads still work while writes fail, and one must not mark
         # the other's fault as over.
+        self._acks = Coalescer(redis)
         self._faults = FaultLog(log, f"stream {stream} group {group}")
         self._entry_faults = FaultLog(log, f"stream {stream} group {group} handling entries")
 
@@ -307,11 +309,9 @@ class StreamConsumer:
         try:
             done = await self.handler(entry_id, fields)
             if done:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    pipe.xack(self.stream, self.group, entry_id)
-                    # Its count of earlier failures (if any) is done with, as the entry is.
-                    pipe.hdel(keys.stream_failures(self.stream), entry_id)
-                    await pipe.execute()
+                # With the acknowledgements of the other entries finished in this loop turn,
+                # in one round trip (bot/store/batching.py).
+                await self._acks.run(lambda pipe: self._ack(pipe, entry_id))
                 self._entry_faults.ok()
                 self.stats.handled += 1
                 if self._burst_finished is not None:
@@ -331,6 +331,11 @@ class StreamConsumer:
         finally:
             self._in_flight.discard(entry_id)
             self._slots.release()
+
+    def _ack(self, pipe: Pipeline, entry_id: str) -> None:
+        pipe.xack(self.stream, self.group, entry_id)
+        # Its count of earlier failures (if any) is done with, as the entry is.
+        pipe.hdel(keys.stream_failures(self.stream), entry_id)
 
     async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
         failures_key = keys.stream_failures(self.stream)
