@@ -130,6 +130,10 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
     if profiler is not None and profile:
         profiler.stop()
         text = profiler.output_text(unicode=True, show_all=False)
+        # Where the time goes by function: its own time, then with what it calls.
+        for mode in ("self", "total"):
+            flat = profiler.output_text(flat=True, flat_time=mode)
+            text += f"\n\n## flat, {mode} time (top 60)\n" + "\n".join(flat.splitlines()[:70])
         await asyncio.to_thread(Path(profile).write_text, text, encoding="utf-8")
     await service.stop()
     print(f"RUSAGE {json.dumps(loaded)}", flush=True)

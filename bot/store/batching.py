@@ -69,8 +69,12 @@ class _Call:
 class Coalescer:
     """Sends the commands asked of it in one loop turn as one pipeline (see the module)."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, *, linger: float = 0.0) -> None:
         self.redis = redis
+        # How long a batch waits for more after its first command: 0 sends it once the loop
+        # has run what is ready now. Worth more only where a caller does not wait on the
+        # reply to go on (an acknowledgement).
+        self.linger = linger
         self._calls: list[_Call] = []
         self._scheduled = False
         # What it has done, for the benchmark's round-trip count and for tests.
@@ -87,7 +91,10 @@ class Coalescer:
             self._scheduled = True
             # call_soon runs after every callback already ready, i.e. after every task woken
             # in this turn has queued its commands.
-            loop.call_soon(self._flush)
+            if self.linger > 0:
+                loop.call_later(self.linger, self._flush)
+            else:
+                loop.call_soon(self._flush)
         replies = await call.future
         for reply in replies:
             if isinstance(reply, Exception):

@@ -38,6 +38,8 @@ from bot.store.faults import (
 
 log = logging.getLogger(__name__)
 
+ACK_LINGER = 0.005  # seconds an acknowledgement waits for others to go with it
+
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
 """Gets (entry id, fields); True when the entry is done (XACK), False to leave it pending."""
 
@@ -112,7 +114,9 @@ class StreamConsumer:
         # Faults of the loop (reads, reclaims) and of handling entries (mostly writes) are
         # logged apart: under OOM reads still work while writes fail, and one must not mark
         # the other's fault as over.
-        self._acks = Coalescer(redis)
+        # An entry done is acknowledged with those done within the next few milliseconds, in
+        # one round trip; until then it is still pending, and handled again only after a crash.
+        self._acks = Coalescer(redis, linger=ACK_LINGER)
         self._faults = FaultLog(log, f"stream {stream} group {group}")
         self._entry_faults = FaultLog(log, f"stream {stream} group {group} handling entries")
 
