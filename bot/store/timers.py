@@ -1,10 +1,17 @@
 """Timers kept in Redis, fired once each however many `serve` processes run.
 
-A timer is a hash (`ankomst:timer:{id}`: kind, case, due time, payload, state) and a member of
-the sorted set `ankomst:timers`, scored by its due time. Every step is one Lua script:
+A timer is a hash (`ankomst:timer:{id}`: kind, case, due time, state, and each payload item as
+a field of its own) and a member of the sorted set `ankomst:timers`, scored by its due time.
+The hash is kept small: the id is the key's, the due time is epoch seconds, and each payload
+item is its own short field (`_name` -> JSON), so that Redis stores it compactly (a listpack:
+no value over 64 bytes). What a deadline says in words is not stored; it is made from the kind
+and the payload when it is shown. A timer stored in the older layout (`id`, ISO `due_at`, one
+JSON `payload`) reads the same. Every step is one Lua script (bot/store/lua/timer_*.lua):
 
 - create: only if no timer of that id exists (pending, fired or cancelled). Ids are derived from
-  what the timer is for, so replaying an event never makes a second timer.
+  what the timer is for, so replaying an event never makes a second timer. Many timers are
+  made in one call (`schedule_many`); a caller with more to write in the same step runs the
+  shared steps of timer_lib.lua in a script of its own (`timer_args` gives what they take).
 - claim: only if the timer is due by the clock. Claiming moves its score forward by the lease,
   so no other process sees it as due while it is being fired. A process that dies mid-fire
   leaves the lease to run out; the timer is then due again and fired by whoever looks next.
@@ -12,7 +19,8 @@ the sorted set `ankomst:timers`, scored by its due time. Every step is one Lua s
   nothing).
 - complete: only by the holder of the claim; the timer leaves the set and is kept as a
   tombstone for a while, so that a replayed event does not bring it back.
-- cancel: a pending (or claimed) timer leaves the set and is kept as a tombstone.
+- cancel: a pending (or claimed) timer leaves the set and is kept as a tombstone; many at
+  once in one call (`cancel_all`).
 
 Nothing lives in a process: after a restart or a stop of every process the timers are all still
 there, and one that fell due meanwhile fires late rather than never, with a warning saying how
@@ -53,6 +61,25 @@ CANCELLED: Final = "cancelled"
 FAILED: Final = "failed"
 
 
+# A payload item's field in the timer hash: "_" and its name (its value is the item's JSON).
+PAYLOAD_FIELD: Final = "_"
+
+
+def _score(moment: datetime) -> float:
+    return moment.timestamp()
+
+
+def _due_text(moment: datetime) -> str:
+    return repr(_score(moment))
+
+
+def _due_from(text: str) -> datetime:
+    # Epoch seconds; a timer stored before the compact layout has an ISO time.
+    if "T" in text:
+        return datetime.fromisoformat(text)
+    return datetime.fromtimestamp(float(text), UTC)
+
+
 @dataclass(frozen=True)
 class Timer:
     """One timer as stored."""
@@ -71,25 +98,66 @@ class Timer:
         return self.state in (PENDING, CLAIMED)
 
     @classmethod
-    def from_hash(cls, data: Mapping[str, str]) -> Timer:
-        """Build from the timer hash."""
+    def from_hash(cls, data: Mapping[str, str], timer_id: str = "") -> Timer:
+        """Build from the timer hash (`timer_id`: its id, which the hash does not repeat)."""
+        if "payload" in data:
+            payload = json.loads(data["payload"] or "{}")
+        else:
+            payload = {
+                name[1:]: json.loads(value)
+                for name, value in data.items()
+                if name.startswith(PAYLOAD_FIELD)
+            }
         return cls(
-            id=data["id"],
+            id=data.get("id") or timer_id,
             kind=data["kind"],
             case=data.get("case", ""),
-            due_at=datetime.fromisoformat(data["due_at"]),
-            payload=json.loads(data.get("payload") or "{}"),
+            due_at=_due_from(data["due_at"]),
+            payload=payload,
             state=data.get("state", PENDING),
             attempts=int(data.get("attempts", "0")),
         )
 
 
+@dataclass(frozen=True)
+class NewTimer:
+    """A timer to make (see `Scheduler.schedule`)."""
+
+    id: str
+    kind: str
+    case: str
+    due_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def timer_args(timer: NewTimer) -> tuple[list[str], list[str]]:
+    """What timer_lib.lua's `timer_make` takes for one timer: its keys (hash, case's index) and
+    its args (id, due score, the number of field/value args, those args)."""
+    if timer.due_at.tzinfo is None:
+        raise ValueError("due_at must be timezone-aware")
+    fields = [
+        "kind",
+        timer.kind,
+        "case",
+        timer.case,
+        "due_at",
+        _due_text(timer.due_at),
+        "state",
+        PENDING,
+    ]
+    for name, value in timer.payload.items():
+        fields += [
+            PAYLOAD_FIELD + name,
+            json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str),
+        ]
+    return (
+        [keys.timer(timer.id), keys.case_timers(timer.case)],
+        [timer.id, _due_text(timer.due_at), str(len(fields)), *fields],
+    )
+
+
 TimerHandler = Callable[[Timer], Awaitable[None]]
 """Fires one timer. Must be idempotent: a timer may fire again after a crash mid-fire."""
-
-
-def _score(moment: datetime) -> float:
-    return moment.timestamp()
 
 
 def describe_duration(delta: timedelta) -> str:
@@ -115,7 +183,10 @@ async def timers_of_case(redis: Redis, case_id: str) -> list[Timer]:
         for ident in ids:
             pipe.hgetall(keys.timer(ident))
         rows: list[dict[str, str]] = await pipe.execute()
-    return sorted((Timer.from_hash(r) for r in rows if r), key=lambda t: (t.due_at, t.id))
+    return sorted(
+        (Timer.from_hash(r, i) for i, r in zip(ids, rows, strict=True) if r),
+        key=lambda t: (t.due_at, t.id),
+    )
 
 
 @dataclass
@@ -159,10 +230,10 @@ class Scheduler:
         self.stats = SchedulerStats()
         self._handlers: dict[str, TimerHandler] = {}
         self._stopping = asyncio.Event()
-        self._create = register(redis, "timer_create")
+        self._create = register(redis, "timer_lib", "timer_create")
         self._claim = register(redis, "timer_claim")
         self._complete = register(redis, "timer_complete")
-        self._cancel = register(redis, "timer_cancel")
+        self._cancel = register(redis, "timer_lib", "timer_cancel")
 
     def on(self, kind: str, handler: TimerHandler) -> None:
         """Fire timers of `kind` with `handler`."""
@@ -179,41 +250,41 @@ class Scheduler:
         payload: Mapping[str, Any] | None = None,
     ) -> bool:
         """Create a timer unless one of that id exists (in any state); True if created."""
-        if due_at.tzinfo is None:
-            raise ValueError("due_at must be timezone-aware")
-        fields = {
-            "id": timer_id,
-            "kind": kind,
-            "case": case_id,
-            "due_at": due_at.astimezone(UTC).isoformat(),
-            "payload": json.dumps(dict(payload or {}), ensure_ascii=False, default=str),
-            "state": PENDING,
-            "attempts": "0",
-            "created_at": self.clock.now().isoformat(),
-        }
-        flat = [x for pair in fields.items() for x in pair]
-        created = await self._create(
-            keys=[keys.TIMERS, keys.timer(timer_id), keys.case_timers(case_id)],
-            args=[timer_id, repr(_score(due_at)), *flat],
-        )
-        return bool(created)
+        made = await self.schedule_many([NewTimer(timer_id, kind, case_id, due_at, payload or {})])
+        return made == 1
+
+    async def schedule_many(self, timers: Iterable[NewTimer]) -> int:
+        """Create each timer unless one of its id exists (in any state), all in one round
+        trip; returns how many were created."""
+        keys_: list[str] = [keys.TIMERS]
+        args: list[str] = []
+        for timer in timers:
+            k, a = timer_args(timer)
+            keys_ += k
+            args += a
+        if not args:
+            return 0
+        return int(await self._create(keys=keys_, args=args))
 
     async def cancel(self, timer_id: str) -> bool:
         """Cancel a timer that has not fired; True if it was pending."""
-        done = await self._cancel(
-            keys=[keys.TIMERS, keys.timer(timer_id)],
-            args=[timer_id, self.clock.now().isoformat(), self.keep_seconds],
-        )
-        return bool(done)
+        return await self.cancel_all([timer_id]) == 1
 
     async def cancel_all(self, timer_ids: Iterable[str]) -> int:
-        """Cancel each of `timer_ids` still pending; returns how many were."""
-        return sum([await self.cancel(t) for t in timer_ids])
+        """Cancel each of `timer_ids` still pending, in one round trip; returns how many were."""
+        ids = list(dict.fromkeys(timer_ids))
+        if not ids:
+            return 0
+        done = await self._cancel(
+            keys=[keys.TIMERS, *(keys.timer(t) for t in ids)],
+            args=[self.clock.now().isoformat(), self.keep_seconds, *ids],
+        )
+        return int(done)
 
     async def get(self, timer_id: str) -> Timer | None:
         """A timer by id, in whatever state, or None (never made, or its tombstone expired)."""
         data = await self.redis.hgetall(keys.timer(timer_id))
-        return Timer.from_hash(data) if data else None
+        return Timer.from_hash(data, timer_id) if data else None
 
     async def of_case(self, case_id: str) -> list[Timer]:
         """Every timer of a case still stored, by due time."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections import Counter
 from collections.abc import AsyncIterator
@@ -13,7 +14,15 @@ from redis.asyncio import Redis
 
 from bot.domain.clock import ManualClock
 from bot.store import keys
-from bot.store.timers import CANCELLED, FAILED, FIRED, Scheduler, Timer, describe_duration
+from bot.store.timers import (
+    CANCELLED,
+    FAILED,
+    FIRED,
+    NewTimer,
+    Scheduler,
+    Timer,
+    describe_duration,
+)
 
 NINE = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
 
@@ -249,3 +258,78 @@ async def test_due_times_must_be_aware(redis: Redis, clock: ManualClock) -> None
     s = scheduler(redis, clock, Recorder())
     with pytest.raises(ValueError, match="aware"):
         await s.schedule("t1", "remind", "c1", datetime(2026, 11, 25, 9))
+
+
+async def test_a_timer_is_stored_compactly_without_its_words(
+    redis: Redis, clock: ManualClock
+) -> None:
+    """No field repeats the key or holds a long text: Redis keeps the hash as a listpack."""
+    s = scheduler(redis, clock, Recorder())
+    told = NINE.isoformat()
+    ident = "ack_escalation:9dc00c8a49aedbe0:1:ostersund-skola"
+    due = NINE + timedelta(hours=2, microseconds=7)
+    payload = {"version": 1, "organisation": "ostersund-skola", "told_at": told}
+    assert await s.schedule(ident, "ack_escalation", "9dc00c8a49aedbe0", due, payload)
+    stored = await redis.hgetall(keys.timer(ident))
+    assert "id" not in stored and "payload" not in stored
+    assert max(len(v.encode()) for v in stored.values()) <= 64
+    assert await redis.object("encoding", keys.timer(ident)) == "listpack"
+    timer = await s.get(ident)
+    assert timer is not None
+    assert (timer.id, timer.due_at, dict(timer.payload)) == (ident, due, payload)
+    assert [t.id for t in await s.of_case("9dc00c8a49aedbe0")] == [ident]
+
+
+async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_same(
+    redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler)
+    for ident in ("old1", "old2"):
+        await redis.hset(
+            keys.timer(ident),
+            mapping={
+                "id": ident,
+                "kind": "remind",
+                "case": "c1",
+                "due_at": NINE.isoformat(),
+                "payload": json.dumps({"n": 1, "then": "Något händer."}),
+                "state": "pending",
+                "attempts": "0",
+                "created_at": NINE.isoformat(),
+            },
+        )
+        await redis.zadd(keys.TIMERS, {ident: NINE.timestamp()})
+        await redis.sadd(keys.case_timers("c1"), ident)
+    timer = await s.get("old1")
+    assert timer is not None and timer.due_at == NINE
+    assert dict(timer.payload) == {"n": 1, "then": "Något händer."}
+    assert await s.cancel("old1") is True
+    assert await s.run_due() == 1
+    assert handler.fired == Counter({"old2": 1})
+
+
+async def test_many_timers_are_made_and_cancelled_in_one_call_each(
+    redis: Redis, clock: ManualClock
+) -> None:
+    s = scheduler(redis, clock, Recorder())
+    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1))
+    made = await s.schedule_many(
+        [
+            NewTimer("t1", "remind", "c1", NINE + timedelta(hours=5)),  # exists: left as it is
+            NewTimer("t2", "remind", "c1", NINE + timedelta(hours=2), {"n": 2}),
+            NewTimer("t3", "remind", "c2", NINE + timedelta(hours=3)),
+        ]
+    )
+    assert made == 2
+    assert await s.schedule_many([]) == 0
+    timer = await s.get("t1")
+    assert timer is not None and timer.due_at == NINE + timedelta(hours=1)
+    assert [t.id for t in await s.of_case("c1")] == ["t1", "t2"]
+    assert await redis.zcard(keys.TIMERS) == 3
+    # Twice the same id, one never made: each pending timer is cancelled once.
+    assert await s.cancel_all(["t1", "t2", "t1", "nope"]) == 2
+    assert await s.cancel_all(["t1", "t2", "t3"]) == 1
+    assert await s.cancel_all([]) == 0
+    assert await redis.zcard(keys.TIMERS) == 0
+    assert {t.state for t in await s.of_case("c1")} == {CANCELLED}

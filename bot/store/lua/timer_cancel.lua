@@ -1,9 +1,9 @@
--- Cancel a pending or claimed timer (bot/store/timers.py). KEYS: timers zset, timer hash.
--- ARGV: id, when (ISO), seconds to keep the tombstone.
-local state = redis.call('HGET', KEYS[2], 'state')
-if state ~= 'pending' and state ~= 'claimed' then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', 'cancelled', 'done_at', ARGV[2])
-redis.call('HDEL', KEYS[2], 'claim')
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+-- Cancel pending or claimed timers (bot/store/timers.py `Scheduler.cancel_all`; after
+-- timer_lib.lua). KEYS: timers zset, then each timer's hash.
+-- ARGV: when (ISO), seconds to keep the tombstones, then each timer's id.
+-- Returns how many were still to fire.
+local done = 0
+for i = 2, #KEYS do
+  done = done + timer_cancel(KEYS[1], KEYS[i], ARGV[i + 1], ARGV[1], ARGV[2])
+end
+return done

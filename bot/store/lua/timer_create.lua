@@ -1,7 +1,11 @@
--- Create a timer once (bot/store/timers.py). KEYS: timers zset, timer hash, case timers.
--- ARGV: id, due score, then the timer's field/value pairs. Returns 1 if created, else 0.
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
-redis.call('HSET', KEYS[2], unpack(ARGV, 3))
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('SADD', KEYS[3], ARGV[1])
-return 1
+-- Create timers once (bot/store/timers.py `Scheduler.schedule_many`; after timer_lib.lua).
+-- KEYS: timers zset, then per timer: its hash, its case's index.
+-- ARGV: per timer: id, due score, number of field/value args, those args.
+-- Returns how many were created (a timer whose id exists, in any state, is left as it is).
+local made, k, a = 0, 2, 1
+while a <= #ARGV do
+  local count = tonumber(ARGV[a + 2])
+  made = made + timer_make(KEYS[1], KEYS[k], KEYS[k + 1], ARGV[a], ARGV[a + 1], a + 3, count)
+  k, a = k + 2, a + 3 + count
+end
+return made

@@ -1,0 +1,25 @@
+-- Timers (bot/store/timers.py): the steps shared by every script that makes or cancels timers.
+-- A script using them is this file followed by its own (bot/store/scripts.py `source`).
+
+-- Make timer `id` unless a timer of that id exists in any state: its hash `hash` gets the
+-- field/value pairs ARGV[first .. first + count - 1], the due set `zset` gets it at `score`, and
+-- its case's index `index` lists it. Returns 1 if made, else 0.
+local function timer_make(zset, hash, index, id, score, first, count)
+  if redis.call('EXISTS', hash) == 1 then return 0 end
+  redis.call('HSET', hash, unpack(ARGV, first, first + count - 1))
+  redis.call('ZADD', zset, score, id)
+  redis.call('SADD', index, id)
+  return 1
+end
+
+-- Cancel timer `id` (hash `hash`) if it has still to fire (pending, or claimed and not done):
+-- it leaves the due set and stays `keep` seconds as a tombstone. Returns 1 if it was pending.
+local function timer_cancel(zset, hash, id, now, keep)
+  local state = redis.call('HGET', hash, 'state')
+  if state ~= 'pending' and state ~= 'claimed' then return 0 end
+  redis.call('ZREM', zset, id)
+  redis.call('HSET', hash, 'state', 'cancelled', 'done_at', now)
+  redis.call('HDEL', hash, 'claim')
+  redis.call('EXPIRE', hash, keep)
+  return 1
+end
