@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.domain.case import Case
+from bot.domain.deadline_kinds import what_then
 from bot.domain.directory import Directory
 from bot.domain.events import ChannelKind
 from bot.domain.policy import Policy, project
@@ -96,7 +97,7 @@ async def case_view(redis: Redis, directory: Directory, case: Case) -> dict[str,
             "deliveries": mine,
         }
 
-    deadlines = await pending_deadlines(redis, case, acks)
+    deadlines = await pending_deadlines(redis, directory, case, acks)
     same_day_by, notified_at, notified_same_day = await redis.hmget(
         keys.case(case.id), ["same_day_by", "notified_at", "notified_same_day"]
     )
@@ -147,7 +148,7 @@ async def health_view(redis: Redis, case: Case) -> dict[str, Any]:
 
 
 async def pending_deadlines(
-    redis: Redis, case: Case, acks: dict[str, Any] | None = None
+    redis: Redis, directory: Directory, case: Case, acks: dict[str, Any] | None = None
 ) -> list[dict[str, Any]]:
     """Each deadline still ahead of the case: kind, organisation, due time, what happens then."""
     if case.status == "cancelled":
@@ -156,8 +157,10 @@ async def pending_deadlines(
         acks = await CaseStore(redis).acks(case.id)
     out: list[dict[str, Any]] = []
     for timer in await timers_of_case(redis, case.id):
-        then = timer.payload.get("then")
-        if not timer.pending or not then:
+        if not timer.pending:
+            continue
+        then = what_then(directory, timer.kind, timer.payload)
+        if not then:
             continue  # done, or bookkeeping nobody needs to see
         version = timer.payload.get("version")
         org = timer.payload.get("organisation")
