@@ -25,6 +25,15 @@ every enlisted case still overdue at that moment. The per-case escalation timer 
 the case's history line, but sends nothing to an organisation whose digest holds the case (a
 case enlisted before digests existed is still told on its own).
 
+Every `delivery.sent` comes here, so each event costs few round trips, each one Lua script that
+checks what it writes against the case as it stands then (bot/store/lua/deadline_*.lua, with the
+timer steps of timer_lib.lua): a version's timers and digest entries are made in one step,
+and only while the case is open at that version, leaving out a recipient that has acknowledged
+it; a sent message is one step (its first reach, a health centre's booking clock, the same-day
+check's end), and one more only for the first reach of a health centre (its booking timers) and
+for the last recipient's (the same-day record). What a deadline says in words is not stored
+with its timer (`bot.domain.deadline_kinds.what_then` makes it for the case view).
+
 When each deadline falls is not decided here: the time rules are pure functions in
 `bot.domain.deadline_rules` (which also states the one working-day counting rule), and where a
 recipient stands is `bot.domain.progress`. This module turns events into timers at those
@@ -49,6 +58,20 @@ from bot.domain import deadline_rules as rules
 from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.case import Case, CaseNotFound, history_entry, notice_event
 from bot.domain.clock import Clock
+from bot.domain.deadline_kinds import (
+    ACK_ESCALATION,
+    ACK_KINDS,
+    ACK_REMINDER,
+    BOOKING_ESCALATION,
+    BOOKING_KINDS,
+    BOOKING_REMINDER,
+    DISAGREEMENT_ESCALATION,
+    ESCALATION_DIGEST,
+    SAME_DAY_CHECK,
+    SAME_DAY_CLOSE,
+    name_of,
+    supervisor_of,
+)
 from bot.domain.deadline_rules import DeadlineRules
 from bot.domain.directory import Directory
 from bot.domain.events import Topic
@@ -57,7 +80,7 @@ from bot.pipeline.fanout import FanOut
 from bot.store import Redis, keys
 from bot.store.cases import CaseStore
 from bot.store.scripts import register
-from bot.store.timers import Scheduler, Timer, timers_of_case
+from bot.store.timers import NewTimer, Scheduler, Timer, timer_args, timers_of_case
 from bot.usecases.access import SYSTEM
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.views import deliveries
@@ -65,25 +88,40 @@ from messages import deadlines as words
 
 log = logging.getLogger(__name__)
 
-ACK_REMINDER: Final = "ack_reminder"
-ACK_ESCALATION: Final = "ack_escalation"
-BOOKING_REMINDER: Final = "booking_reminder"
-BOOKING_ESCALATION: Final = "booking_escalation"
-SAME_DAY_CHECK: Final = "same_day_check"
-SAME_DAY_CLOSE: Final = "same_day_close"  # records "not the same working day" if still unmet
-DISAGREEMENT_ESCALATION: Final = "disagreement_escalation"  # §7: unresolved too long goes up
-# One message per (organisation, instant) listing every case escalated to it then.
-ESCALATION_DIGEST: Final = "escalation_digest"
+# The timer kinds live in bot.domain.deadline_kinds (the case view words them from there); they
+# are named here too, where they are made and fired.
+__all__ = [
+    "ACK_ESCALATION",
+    "ACK_KINDS",
+    "ACK_REMINDER",
+    "BOOKING_ESCALATION",
+    "BOOKING_KINDS",
+    "BOOKING_REMINDER",
+    "DIGEST_TIMERS",
+    "DISAGREEMENT_ESCALATION",
+    "ESCALATION_DIGEST",
+    "SAME_DAY_CHECK",
+    "SAME_DAY_CLOSE",
+    "DeadlineSettings",
+    "Deadlines",
+    "Notice",
+    "timer_id",
+]
 # The `case` a digest timer is filed under: it belongs to no one case, so no case's
 # cancellation stops it and no case view lists it; fired ids leave this index.
 DIGEST_TIMERS: Final = "digests"
-ACK_KINDS: Final = (ACK_REMINDER, ACK_ESCALATION)
-BOOKING_KINDS: Final = (BOOKING_REMINDER, BOOKING_ESCALATION)
 
 
 def timer_id(kind: str, case_id: str, *parts: object) -> str:
     """The id of a deadline's timer: derived from what it is for, so it is made only once."""
     return ":".join([kind, case_id, *(str(p) for p in parts)])
+
+
+def _timer(
+    kind: str, case_id: str, due: datetime, payload: Mapping[str, object], *parts: object
+) -> NewTimer:
+    """A deadline's timer to make, its id from `timer_id(kind, case_id, *parts)`."""
+    return NewTimer(timer_id(kind, case_id, *parts), kind, case_id, due, payload)
 
 
 # The time rules' numbers live with the rules (bot.domain.deadline_rules); the old name stays for
@@ -103,6 +141,25 @@ class Notice:
 def _times(values: list[str | None]) -> list[datetime | None]:
     """Stored ISO times (or None where unset) as datetimes."""
     return [datetime.fromisoformat(v) if v else None for v in values]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """An escalation to put in one organisation's digest (see `_enlist`)."""
+
+    digest: str
+    member: str
+    value: str
+    ttl: int
+
+
+@dataclass
+class _Batch:
+    """What one step of `_make` makes: timers and digest entries, each with its guard (a field
+    of the guard hash whose presence leaves the item out; "" for none)."""
+
+    timers: list[tuple[str, NewTimer]]
+    entries: list[tuple[str, _Entry]]
 
 
 class Deadlines:
@@ -130,6 +187,9 @@ class Deadlines:
         self.cases = CaseStore(redis)
         self._emit = register(redis, "deadline_emit")
         self._emit_digest = register(redis, "digest_emit")
+        self._make_script = register(redis, "timer_lib", "deadline_make")
+        self._reached_script = register(redis, "timer_lib", "deadline_reached")
+        self._notified_script = register(redis, "timer_lib", "deadline_notified")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)
         scheduler.on(BOOKING_REMINDER, self._fire_booking)
@@ -142,14 +202,19 @@ class Deadlines:
     # -- names -------------------------------------------------------------------------------
 
     def _name(self, org_id: str) -> str:
-        org = self.directory.organisations.get(org_id)
-        return org.name if org else org_id
+        return name_of(self.directory, org_id)
 
     def _supervisor(self, org_id: str) -> str | None:
+        return supervisor_of(self.directory, org_id)
+
+    def _is_health_centre(self, org_id: str) -> bool:
         org = self.directory.organisations.get(org_id)
-        if org is None or org.supervisor is None:
-            return None
-        return org.supervisor if org.supervisor in self.directory.organisations else None
+        return org is not None and org.kind == "health_centre"
+
+    async def _has_channel(self, org_id: str) -> bool:
+        """Whether anything can be sent to `org_id` at all (an e-mail address needs no look)."""
+        org = self.directory.organisations.get(org_id)
+        return bool(org is not None and org.email) or bool(await self.fanout.channels(org_id))
 
     # -- when -------------------------------------------------------------------------------
 
@@ -195,10 +260,8 @@ class Deadlines:
             DISAGREEMENT_ESCALATION,
             case_id,
             rules.disagreement_escalation_due(self.calendar, self.settings, at),
-            {
-                "disagreement": disagreement_id,
-                "then": words.disagreement_then(self.settings.disagreement_days),
-            },
+            # The case view words it from the days (bot.domain.deadline_kinds.what_then).
+            {"disagreement": disagreement_id, "days": self.settings.disagreement_days},
         )
 
     async def _fire_disagreement(self, timer: Timer) -> None:
@@ -213,72 +276,65 @@ class Deadlines:
         )
 
     async def version_told(self, case_id: str, version: int, at: datetime) -> None:
-        """A version was registered at `at`: start its deadlines, stop the older ones."""
+        """A version was registered at `at`: start its deadlines, stop the older ones.
+
+        Its timers and digest entries are made in one step (`_make`) that checks, as it
+        writes, that the case is still open at this version, and leaves out a recipient that
+        has acknowledged it: an acknowledgement, a newer version or a cancellation handled
+        meanwhile (events are handled concurrently) has its own event, which stops what was made
+        before it, and nothing is made after it."""
         case = await self.cases.get(case_id)
         if case.status == "cancelled" or case.version != version:
             return  # a newer version (or the cancellation) has its own event
-        await self._cancel_where(
-            case_id,
-            lambda t: (
-                t.kind in (*ACK_KINDS, SAME_DAY_CHECK)
-                and int(t.payload.get("version", 0)) < version
-            ),
-        )
-        acks = await self.cases.acks(case_id)
-        reminder_due, escalation_due = rules.ack_due(self.calendar, self.settings, at)
-        for org_id in case.recipients:
-            if f"{version}:{org_id}" in acks:
-                continue
-            name = self._name(org_id)
-            supervisor = self._supervisor(org_id)
-            base = {"version": version, "organisation": org_id, "told_at": at.isoformat()}
-            if reminder_due is not None:
-                await self.scheduler.schedule(
-                    timer_id(ACK_REMINDER, case_id, version, org_id),
-                    ACK_REMINDER,
-                    case_id,
-                    reminder_due,
-                    {**base, "then": words.then_ack_reminder(name)},
-                )
-            await self.scheduler.schedule(
-                timer_id(ACK_ESCALATION, case_id, version, org_id),
-                ACK_ESCALATION,
+        if version > 1:
+            await self._cancel_where(
                 case_id,
-                escalation_due,
-                {
-                    **base,
-                    "then": words.then_ack_escalation(
-                        name, self._name(supervisor) if supervisor else None
-                    ),
-                },
+                lambda t: (
+                    t.kind in (*ACK_KINDS, SAME_DAY_CHECK)
+                    and int(t.payload.get("version", 0)) < version
+                ),
             )
-            await self._enlist(
-                case,
+        reminder_due, escalation_due = rules.ack_due(self.calendar, self.settings, at)
+        told = at.isoformat()
+        batch = _Batch([], [])
+        for org_id in case.recipients:
+            acked = f"{version}:{org_id}"  # the acknowledgement that makes its chases moot
+            base = {"version": version, "organisation": org_id, "told_at": told}
+            if reminder_due is not None:
+                batch.timers.append(
+                    (acked, _timer(ACK_REMINDER, case_id, reminder_due, base, version, org_id))
+                )
+            batch.timers.append(
+                (acked, _timer(ACK_ESCALATION, case_id, escalation_due, base, version, org_id))
+            )
+            self._enlist(
+                batch,
+                acked,
+                case_id,
+                case.reception_unit,
                 ACK_ESCALATION,
                 org_id,
                 escalation_due,
-                self._escalated_to(case, org_id),
-                {"version": version, "told_at": at.isoformat()},
+                version,
+                {"told_at": told},
             )
         day, check_due = self.same_day_due(at)
-        await self.scheduler.schedule(
-            timer_id(SAME_DAY_CHECK, case_id, version),
-            SAME_DAY_CHECK,
-            case_id,
-            check_due,
-            {"version": version, "day": day.isoformat(), "then": words.then_same_day()},
-        )
+        watch = {"version": version, "day": day.isoformat()}
+        batch.timers.append(("", _timer(SAME_DAY_CHECK, case_id, check_due, watch, version)))
         if version == 1:
-            await self.redis.hsetnx(keys.case(case_id), "same_day_by", day.isoformat())
             # At the end of that day, a case not yet through to everyone is recorded as late.
-            await self.scheduler.schedule(
-                timer_id(SAME_DAY_CLOSE, case_id),
-                SAME_DAY_CLOSE,
-                case_id,
-                rules.same_day_close(self.calendar, day),
-                {"version": version, "day": day.isoformat()},
-            )
-        no_channel = [o for o in case.recipients if not await self.fanout.channels(o)]
+            close = rules.same_day_close(self.calendar, day)
+            batch.timers.append(("", _timer(SAME_DAY_CLOSE, case_id, close, watch)))
+        stood = await self._make(
+            case_id,
+            version,
+            keys.case_acks(case_id),
+            batch,
+            once=("same_day_by", day.isoformat()) if version == 1 else None,
+        )
+        if not stood:
+            return
+        no_channel = [o for o in case.recipients if not await self._has_channel(o)]
         if no_channel:
             # Nothing can be sent to them at all: the reception unit should phone at once.
             await self._notify(
@@ -301,24 +357,38 @@ class Deadlines:
                 ],
                 organisation=None,
             )
-        # Events are handled concurrently: if a newer version or an acknowledgement came in
-        # while these timers were being made, undo what no longer stands.
-        latest = await self.cases.get(case_id)
-        if latest.status == "cancelled":
-            await self.cancel_case(case_id)
-        elif latest.version != version:
-            await self._cancel_where(
-                case_id,
-                lambda t: (
-                    t.kind in (*ACK_KINDS, SAME_DAY_CHECK)
-                    and int(t.payload.get("version", 0)) == version
-                ),
-            )
-        else:
-            acks = await self.cases.acks(case_id)
-            for org_id in case.recipients:
-                if f"{version}:{org_id}" in acks:
-                    await self.acknowledged(case_id, version, org_id)
+
+    async def _make(
+        self,
+        case_id: str,
+        version: int | None,
+        guards: str,
+        batch: _Batch,
+        *,
+        once: tuple[str, str] | None = None,
+    ) -> bool:
+        """Make `batch` in one round trip (bot/store/lua/deadline_make.lua) if the case is open
+        (and at `version`, if given), each item unless its guard is a field of the hash
+        `guards`; `once` is a field of the case set if not yet set. False if nothing was made
+        because the case no longer stands so; CaseNotFound if it is gone."""
+        keys_ = [keys.TIMERS, keys.case(case_id), guards]
+        args = [
+            "" if version is None else str(version),
+            str(len(batch.timers)),
+            str(len(batch.entries)),
+            *(once or ("", "")),
+        ]
+        for guard, timer in batch.timers:
+            timer_keys, timer_argv = timer_args(timer)
+            keys_ += timer_keys
+            args += [guard, *timer_argv]
+        for guard, entry in batch.entries:
+            keys_.append(entry.digest)
+            args += [guard, entry.member, entry.value, str(entry.ttl)]
+        stood = int(await self._make_script(keys=keys_, args=args))
+        if stood < 0:
+            raise CaseNotFound(case_id)
+        return stood > 0
 
     async def acknowledged(self, case_id: str, version: int, org_id: str) -> None:
         """`org_id` acknowledged `version`: its pending reminder and escalation are off."""
@@ -328,7 +398,10 @@ class Deadlines:
 
     async def cancel_case(self, case_id: str) -> None:
         """The arrival is cancelled: nothing more is chased (a digest leaves the case out)."""
-        await self._cancel_where(case_id, lambda t: True)
+        # The cancel script passes over what has fired or is cancelled already.
+        await self.scheduler.cancel_all(
+            sorted(await self.redis.smembers(keys.case_timers(case_id)))
+        )
 
     async def booking_reported(self, case_id: str, org_id: str | None = None) -> int:
         """A health centre reported its booking: stop its booking reminder and escalation.
@@ -341,92 +414,101 @@ class Deadlines:
         if org_id is not None and org_id in centres:
             centres = [org_id]
         now = self.clock.now().isoformat()
-        for centre in centres:
-            await self.redis.hsetnx(
-                keys.case_markers(case_id), keys.booking_reported_marker(centre), now
-            )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for centre in centres:
+                pipe.hsetnx(keys.case_markers(case_id), keys.booking_reported_marker(centre), now)
+            await pipe.execute()
         return await self.scheduler.cancel_all(
             timer_id(kind, case_id, centre) for centre in centres for kind in BOOKING_KINDS
         )
 
     async def delivered(self, case_id: str, version: int, org_id: str, at: datetime) -> None:
-        """An arrival message reached `org_id` at `at`."""
-        case = await self.cases.get(case_id)
-        if case.status == "cancelled" or org_id not in case.recipients:
-            return
-        # Who has been reached, first time per organisation and per version: one small hash,
-        # so each sent message costs two writes, not a scan of every delivery. What the rest
-        # needs to know is read in the same round trip, after the writes.
-        reached = keys.case_reached(case.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(reached, org_id, at.isoformat())
-            pipe.hsetnx(reached, f"{version}:{org_id}", at.isoformat())
-            pipe.hmget(keys.case(case.id), ["notified_at", "same_day_by"])
-            pipe.hmget(reached, list(case.recipients))
-            pipe.hmget(reached, [f"{version}:{o}" for o in case.recipients])
-            _, _, (notified, by), firsts, of_version = await pipe.execute()
-        org = self.directory.organisations.get(org_id)
-        if org is not None and org.kind == "health_centre":
-            await self._start_booking(case, org_id, at)
-        await self._record_notified(case, notified, by, _times(firsts), closing=False)
-        if version == case.version and everyone_reached_at(_times(of_version)) is not None:
-            # Everyone has this version: the same-day check has nothing left to watch.
-            await self.scheduler.cancel(timer_id(SAME_DAY_CHECK, case.id, version))
+        """An arrival message reached `org_id` at `at`.
+
+        One round trip (bot/store/lua/deadline_reached.lua) records the first reach (of the
+        organisation, and of it for the version: one small hash, not a scan of every delivery),
+        starts a health centre's booking clock, and cancels the version's same-day check once
+        everyone has it. Only the first reach of a health centre (its booking timers) and of the
+        last recipient (the same-day record) take one more."""
+        check = timer_id(SAME_DAY_CHECK, case_id, version)
+        centre = self._is_health_centre(org_id)
+        booking = timer_id(BOOKING_ESCALATION, case_id, org_id) if centre else check
+        reply = await self._reached_script(
+            keys=[
+                keys.case(case_id),
+                keys.case_reached(case_id),
+                keys.case_markers(case_id),
+                keys.TIMERS,
+                keys.timer(check),
+                keys.timer(booking),
+            ],
+            args=[
+                org_id,
+                str(version),
+                at.isoformat(),
+                self.clock.now().isoformat(),
+                self.scheduler.keep_seconds,
+                check,
+                keys.booking_informed_marker(org_id) if centre else "",
+                keys.booking_reported_marker(org_id),
+            ],
+        )
+        if int(reply[0]) < 0:
+            raise CaseNotFound(case_id)
+        if int(reply[0]) == 0:
+            return  # cancelled, or not a recipient (the reception unit's copy)
+        started, reception_unit, created_at, by, *firsts = reply[1:]
+        if started:
+            await self._start_booking(
+                case_id, reception_unit, org_id, datetime.fromisoformat(started)
+            )
+        if firsts:
+            await self._record_notified(
+                case_id,
+                by,
+                datetime.fromisoformat(created_at),
+                _times(firsts),
+                closing=False,
+            )
 
     async def _reached(self, case: Case, version: int | None = None) -> list[datetime | None]:
         """When each recipient was first sent an arrival message (of `version`, if given)."""
         fields = [o if version is None else f"{version}:{o}" for o in case.recipients]
         return _times(await self.redis.hmget(keys.case_reached(case.id), fields))
 
-    async def _start_booking(self, case: Case, org_id: str, at: datetime) -> None:
-        markers = keys.case_markers(case.id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(markers, keys.booking_informed_marker(org_id), at.isoformat())
-            pipe.hmget(
-                markers,
-                [keys.booking_informed_marker(org_id), keys.booking_reported_marker(org_id)],
-            )
-            _, (informed_text, reported) = await pipe.execute()
-        if reported:
-            return
-        informed = datetime.fromisoformat(informed_text)
+    async def _start_booking(
+        self, case_id: str, reception_unit: str, org_id: str, informed: datetime
+    ) -> None:
+        """The health centre `org_id` was first told at `informed`: its booking reminder and
+        escalation, in one step, unless it has reported a booking meanwhile."""
         reminder_due, escalation_due, last_day = rules.booking_due(
             self.calendar, self.settings, informed
         )
-        name = self._name(org_id)
-        supervisor = self._supervisor(org_id)
+        reported = keys.booking_reported_marker(org_id)
         base = {
             "organisation": org_id,
             "informed_at": informed.isoformat(),
             "deadline": last_day.isoformat(),
         }
-        await self.scheduler.schedule(
-            timer_id(BOOKING_REMINDER, case.id, org_id),
-            BOOKING_REMINDER,
-            case.id,
-            reminder_due,
-            {**base, "then": words.then_booking_reminder(name, last_day)},
+        batch = _Batch(
+            [
+                (reported, _timer(BOOKING_REMINDER, case_id, reminder_due, base, org_id)),
+                (reported, _timer(BOOKING_ESCALATION, case_id, escalation_due, base, org_id)),
+            ],
+            [],
         )
-        await self.scheduler.schedule(
-            timer_id(BOOKING_ESCALATION, case.id, org_id),
-            BOOKING_ESCALATION,
-            case.id,
-            escalation_due,
-            {
-                **base,
-                "then": words.then_booking_escalation(
-                    name, self._name(supervisor) if supervisor else None
-                ),
-            },
-        )
-        await self._enlist(
-            case,
+        self._enlist(
+            batch,
+            reported,
+            case_id,
+            reception_unit,
             BOOKING_ESCALATION,
             org_id,
             escalation_due,
-            self._escalated_to(case, org_id),
-            {"version": case.version, "deadline": last_day.isoformat()},
+            None,
+            {"deadline": last_day.isoformat()},
         )
+        await self._make(case_id, None, keys.case_markers(case_id), batch)
 
     async def record_notified(self, case: Case, *, closing: bool = False) -> bool:
         """Record, once, when every recipient had been reached and whether that was within
@@ -434,36 +516,40 @@ class Deadlines:
         notified, by = await self.redis.hmget(keys.case(case.id), ["notified_at", "same_day_by"])
         if notified:
             return True
-        return await self._record_notified(
-            case, notified, by, await self._reached(case), closing=closing
-        )
+        firsts = await self._reached(case)
+        if everyone_reached_at(firsts) is None:
+            return False
+        await self._record_notified(case.id, by, case.created_at, firsts, closing=closing)
+        return True
 
     async def _record_notified(
         self,
-        case: Case,
-        notified: str | None,
+        case_id: str,
         by: str | None,
+        created_at: datetime,
         firsts: list[datetime | None],
         *,
         closing: bool,
-    ) -> bool:
-        # record_notified with the case's notified_at / same_day_by and the recipients' first
-        # reach already read (the delivered path reads them together with its writes).
-        if notified:
-            return True
-        key = keys.case(case.id)
+    ) -> None:
+        # Everyone has been reached and it is not recorded yet (as the caller read it): record
+        # when and whether on the same working day (the case's `same_day_by`, else the day its
+        # registration counts towards), and stop the closing timer unless it is the one firing.
         at = everyone_reached_at(firsts)
         if at is None:
-            return False
-        day = date.fromisoformat(by) if by else self.same_day_due(case.created_at).day
+            return
+        day = date.fromisoformat(by) if by else self.same_day_due(created_at).day
         same = rules.reached_same_day(self.calendar, at, day)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "notified_at", at.isoformat())
-            pipe.hsetnx(key, "notified_same_day", "true" if same else "false")
-            await pipe.execute()
-        if not closing:
-            await self.scheduler.cancel(timer_id(SAME_DAY_CLOSE, case.id))
-        return True
+        close = timer_id(SAME_DAY_CLOSE, case_id)
+        await self._notified_script(
+            keys=[keys.case(case_id), keys.TIMERS, keys.timer(close)],
+            args=[
+                at.isoformat(),
+                "true" if same else "false",
+                self.clock.now().isoformat(),
+                self.scheduler.keep_seconds,
+                "" if closing else close,
+            ],
+        )
 
     # -- firing -----------------------------------------------------------------------------
 
@@ -662,43 +748,59 @@ class Deadlines:
 
     def _escalated_to(self, case: Case, org_id: str) -> list[str]:
         """Who is told when `org_id` is escalated on `case`: its supervisor, the reception unit."""
+        return self._escalation_targets(case.reception_unit, org_id)
+
+    def _escalation_targets(self, reception_unit: str, org_id: str) -> list[str]:
         supervisor = self._supervisor(org_id)
-        return list(dict.fromkeys([*([supervisor] if supervisor else []), case.reception_unit]))
+        return list(dict.fromkeys([*([supervisor] if supervisor else []), reception_unit]))
 
     @staticmethod
     def _member(kind: str, case_id: str, org_id: str, version: int | None) -> str:
         # Booking escalations are not per version: one per health centre and case.
         return f"{kind}|{case_id}|{org_id}|{'' if version is None else version}"
 
-    async def _enlist(
+    @staticmethod
+    def _digest_entry(member: str, value: str) -> dict[str, str]:
+        """A digest's entry: what its member names (kind, case, organisation, version) and
+        what its value adds (when told, or the last day to book). An entry enlisted before the
+        value was cut down to that carries the rest too, and reads the same."""
+        kind, case_id, org_id, version = member.split("|", 3)
+        entry = {"kind": kind, "case": case_id, "organisation": org_id}
+        if version:
+            entry["version"] = version
+        return {**entry, **{k: str(v) for k, v in json.loads(value).items()}}
+
+    def _enlist(
         self,
-        case: Case,
+        batch: _Batch,
+        guard: str,
+        case_id: str,
+        reception_unit: str,
         kind: str,
         org_id: str,
         due: datetime,
-        targets: list[str],
+        version: int | None,
         facts: Mapping[str, object],
     ) -> None:
-        """Put `org_id`'s escalation on `case` in each target's digest for `due`, and make
-        that digest's timer (once: its id is the organisation and the instant)."""
+        """Add to `batch` `org_id`'s escalation on the case in the digest for `due` of each
+        organisation told (its supervisor, the reception unit), and that digest's timer (made
+        once: its id is the organisation and the instant)."""
         stamp = int(due.timestamp())
-        version = int(str(facts["version"])) if kind == ACK_ESCALATION else None
-        member = self._member(kind, case.id, org_id, version)
-        entry = json.dumps({"kind": kind, "case": case.id, "organisation": org_id, **facts})
-        for target in targets:
+        member = self._member(kind, case_id, org_id, version)
+        value = json.dumps(facts, separators=(",", ":"))
+        ttl = max(stamp + keys.DIGEST_TTL - int(self.clock.now().timestamp()), keys.DIGEST_TTL)
+        for target in self._escalation_targets(reception_unit, org_id):
             digest = keys.escalation_digest(target, stamp)
-            async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hsetnx(digest, member, entry)
-                ttl = stamp + keys.DIGEST_TTL - int(self.clock.now().timestamp())
-                pipe.expire(digest, max(ttl, keys.DIGEST_TTL))
-                await pipe.execute()
-            await self.scheduler.schedule(
+            batch.entries.append((guard, _Entry(digest, member, value, ttl)))
+            # Filed under DIGEST_TIMERS, not a case; its id is the organisation and instant.
+            digest_timer = NewTimer(
                 timer_id(ESCALATION_DIGEST, target, stamp),
                 ESCALATION_DIGEST,
                 DIGEST_TIMERS,
                 due,
                 {"organisation": target, "stamp": stamp},
             )
+            batch.timers.append((guard, digest_timer))
 
     async def _in_digests(self, timer: Timer, org_id: str, version: int | None) -> set[str]:
         """The organisations whose digest for this escalation's instant lists it."""
@@ -753,7 +855,7 @@ class Deadlines:
         for member in sorted(stored):
             if member == "sent":
                 continue
-            found = await self._still_overdue(json.loads(stored[member]))
+            found = await self._still_overdue(self._digest_entry(member, stored[member]))
             if found is not None:
                 case, item = found
                 listed.setdefault(case.id, (case, []))[1].append(item)

@@ -4,6 +4,7 @@ same-day watch, with the clock moved by the test (never slept for)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from redis.asyncio import Redis
 
+from bot.domain.case import CaseNotFound
 from bot.store import keys
 from handlers.main import Ankomst
 from tests.support.world import (
@@ -629,3 +631,116 @@ async def test_a_case_acknowledged_before_the_digest_is_left_out(
         [digest] = mails(world, RECEPTION, NOT_ACKED)
         assert first["reference"] in str(digest["Subject"])
         assert second["reference"] not in text_of(digest)
+
+
+# --- made in one step, and only while it stands ----------------------------------------------
+
+
+async def _forget_timers(redis: Redis, case_id: str, *kinds: str) -> None:
+    """As if the timers (of `kinds`, else all) of the case had not been made yet."""
+    ids = [
+        str(i)
+        for i in await redis.smembers(keys.case_timers(case_id))
+        if not kinds or str(i).split(":", 1)[0] in kinds
+    ]
+    if ids:
+        await redis.delete(*(keys.timer(i) for i in ids))
+        await redis.zrem(keys.TIMERS, *ids)
+        await redis.srem(keys.case_timers(case_id), *ids)
+
+
+async def test_a_version_handled_after_an_acknowledgement_makes_no_chase_of_it(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """Events are handled concurrently: when the version's event is handled after a
+    recipient acknowledged, the recipient gets no reminder, no escalation and no digest entry,
+    and the others get theirs (the check is made where the timers are written)."""
+    async with running_world(redis_url, tmp_path) as world:
+        case_id = (await world.register(arrival()))["id"]
+        await world.settled(case_id)
+        await acknowledge(world, case_id, SCHOOL)
+        await _forget_timers(redis, case_id)
+        stamp = int(local(2026, 11, 26, 10).timestamp())
+        digests = [keys.escalation_digest(o, stamp) for o in (RECEPTION, MUNICIPAL_SUPERVISOR)]
+        await redis.delete(*digests)
+
+        await world.services.deadlines.version_told(case_id, 1, local(2026, 11, 25, 9))
+        made = {t.id for t in await world.services.scheduler.of_case(case_id) if t.pending}
+        for org in (HC, PRESCHOOL):
+            assert f"ack_reminder:{case_id}:1:{org}" in made
+            assert f"ack_escalation:{case_id}:1:{org}" in made
+        assert not any(SCHOOL in ident for ident in made)
+        assert f"same_day_check:{case_id}:1" in made
+        listed = [m for d in digests for m in await redis.hkeys(d)]
+        assert any(PRESCHOOL in m for m in listed)
+        assert not any(SCHOOL in m for m in listed)
+
+        # Handled once more (a redelivered entry): nothing new, nothing twice.
+        before = await redis.zrange(keys.TIMERS, 0, -1, withscores=True)
+        await world.services.deadlines.version_told(case_id, 1, local(2026, 11, 25, 9))
+        assert await redis.zrange(keys.TIMERS, 0, -1, withscores=True) == before
+
+
+async def test_a_health_centres_booking_clock_starts_once_from_its_first_message(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path) as world:
+        case_id = (await world.register(arrival()))["id"]
+        await world.settled(case_id)
+        deadlines_ = world.services.deadlines
+        scheduler = world.services.scheduler
+        reminder_id = f"booking_reminder:{case_id}:{HC}"
+        first = await scheduler.get(reminder_id)
+        assert first is not None and first.due_at == local(2026, 11, 30, 8)
+        informed = await redis.hget(keys.case_markers(case_id), keys.booking_informed_marker(HC))
+
+        # Another message to it two days later (a second channel, a redelivered event):
+        # nothing moves.
+        await deadlines_.delivered(case_id, 1, HC, local(2026, 11, 27, 9))
+        assert await scheduler.get(reminder_id) == first
+        assert (
+            await redis.hget(keys.case_markers(case_id), keys.booking_informed_marker(HC))
+            == informed
+        )
+
+        # As if the process had died after the first reach was recorded but before the
+        # booking timers were made: the next message makes them, from the first reach.
+        await _forget_timers(redis, case_id, "booking_reminder", "booking_escalation")
+        await deadlines_.delivered(case_id, 1, HC, local(2026, 11, 27, 9))
+        again = await scheduler.get(reminder_id)
+        assert again is not None and again.due_at == first.due_at
+        assert again.payload == first.payload
+
+        # A booking reported: no message brings the timers back.
+        assert await deadlines_.booking_reported(case_id, HC) == 2
+        await _forget_timers(redis, case_id, "booking_reminder", "booking_escalation")
+        await deadlines_.delivered(case_id, 1, HC, local(2026, 11, 27, 10))
+        assert await scheduler.get(reminder_id) is None
+
+        # A message to an organisation not on the case changes nothing; a case gone is said.
+        await deadlines_.delivered(case_id, 1, "berg-skola", local(2026, 11, 27, 10))
+        assert not await redis.hexists(keys.case_reached(case_id), "berg-skola")
+        with pytest.raises(CaseNotFound):
+            await deadlines_.delivered("no-such-case", 1, HC, local(2026, 11, 27, 10))
+
+
+async def test_a_digest_entry_enlisted_in_the_older_layout_is_still_listed(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path) as world:
+        answer = await world.register(arrival())
+        case_id = answer["id"]
+        await world.settled(case_id)
+        digest = keys.escalation_digest(RECEPTION, int(local(2026, 11, 26, 10).timestamp()))
+        entries = await redis.hgetall(digest)
+        assert entries and all(len(v) <= 64 for v in entries.values())
+        for member, value in entries.items():
+            kind, case, org, version = str(member).split("|")
+            older = {"kind": kind, "case": case, "organisation": org, "version": int(version)}
+            await redis.hset(digest, member, json.dumps({**older, **json.loads(value)}))
+        world.clock.set(local(2026, 11, 26, 10))
+        await world.tick()
+        await world.drain()
+        [overdue] = mails(world, RECEPTION, NOT_ACKED)
+        assert answer["reference"] in str(overdue["Subject"])
+        assert "Hälsocentralen Lugnvik har inte bekräftat" in text_of(overdue)
