@@ -9,10 +9,16 @@ gauges count members of two sorted sets scored by when each open deadline is lat
 (`keys.ACK_DEADLINES`, `keys.BOOKING_DEADLINES`; "overdue now" is one ZCOUNT up to the clock's
 now), kept as things happen: after the deadline worker has handled an event that changes a
 recipient's deadline (a version told, an acknowledgement, a cancellation, a booking, a health
-centre reached), the case's members are recomputed from its stored state by the one progress
-derivation's inputs (`ack_due`, `booking_due`). The recomputation is idempotent and reads the
-case's latest state under WATCH, so events handled twice or out of order converge. A store that
-has cases but no index yet (the first start after an upgrade) is indexed once, in batches.
+centre reached — an arrival message sent to anyone else changes none), the case's members are
+recomputed from its stored state by the one progress derivation's inputs (`ack_due`,
+`booking_due`). The recomputation is idempotent and writes only if the state it read is still
+the case's (bot/store/lua/deadline_index.lua: one round trip reads the state and the members
+there; a second writes, compared against the state read in the same script, only if something
+is to change), so events handled twice or out of order converge. After a change of the case
+every organisation of the directory is looked at (a recipient may have been dropped); after any
+other event the recipients are (the recipients change only with a change, whose own event puts
+the dropped ones right). A store that has cases but no index yet (the first start after an
+upgrade) is indexed once, in batches.
 
 `ankomst_stream_lag` is what a group has not finished: its pending entries (read, not
 acknowledged) plus the entries after its last-delivered id, counted in the stream itself (exact
@@ -23,7 +29,8 @@ not used below that: after a failover it stayed at ~1,200 for groups that were c
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -33,7 +40,8 @@ from bot.domain.clock import Clock
 from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
 from bot.domain.events import EventType
-from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store import Pipeline, Redis, keys
+from bot.store.scripts import register
 from bot.store.streams import StreamConsumer
 from bot.store.trim import count_after
 
@@ -64,6 +72,59 @@ DEADLINE_EVENTS = frozenset(
     }
 )
 CASE_FIELDS = ["version", "status", "booking", "updated_at", "recipients"]
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What one case's open deadlines derive from, as stored."""
+
+    version: str
+    status: str
+    booked: bool
+    told: str  # when the current version was registered (the case's updated_at)
+    recipients: tuple[str, ...]
+    acked: frozenset[str]  # recipients that acknowledged the current version
+    informed: Mapping[str, str]  # health centre -> when it was first told
+    reported: frozenset[str]  # health centres that reported a booking
+
+    @classmethod
+    def of_hashes(
+        cls, case: list[str | None], acks: Mapping[str, str], markers: Mapping[str, str]
+    ) -> _Inputs:
+        """From the case's CASE_FIELDS, its acknowledgements and its markers."""
+        version, status, booked, told, recipients = case
+        orgs = tuple(json.loads(recipients)) if recipients else ()
+        return cls(
+            version=version or "",
+            status=status or "",
+            booked=bool(booked),
+            told=told or "",
+            recipients=orgs,
+            acked=frozenset(o for o in orgs if version and f"{int(version)}:{o}" in acks),
+            informed={
+                o: markers[keys.booking_informed_marker(o)]
+                for o in orgs
+                if markers.get(keys.booking_informed_marker(o))
+            },
+            reported=frozenset(o for o in orgs if keys.booking_reported_marker(o) in markers),
+        )
+
+    @classmethod
+    def of_script(cls, read: list[str]) -> _Inputs:
+        """From what deadline_index.lua read: the case's fields, then per recipient its id,
+        acknowledged ('1' or ''), informed (ISO or ''), reported ('1' or '')."""
+        version, status, booked, told, _ = read[:5]
+        rows = [read[i : i + 4] for i in range(5, len(read), 4)]
+        return cls(
+            version=version,
+            status=status,
+            booked=bool(booked),
+            told=told,
+            recipients=tuple(r[0] for r in rows),
+            acked=frozenset(r[0] for r in rows if r[1]),
+            informed={r[0]: r[2] for r in rows if r[2]},
+            reported=frozenset(r[0] for r in rows if r[3]),
+        )
 
 
 class Metrics:
@@ -138,6 +199,8 @@ class Metrics:
             registry=r,
         )
         self.consumers: Sequence[StreamConsumer] = ()
+        self._index = register(redis, "deadline_index")
+        self._org_ids = tuple(directory.organisations)
 
     # -- what this process does ----------------------------------------------------------
 
@@ -178,11 +241,22 @@ class Metrics:
                 done = await handle(entry_id, event)
             if time_acks and done and event.get("type") == "case.acknowledged":
                 await self._observe_ack(case_id, event)
-            if keep_deadlines and done and case_id and event.get("type") in DEADLINE_EVENTS:
-                await self.keep_deadlines(case_id)
+            if keep_deadlines and done and case_id and self._moves_deadlines(event):
+                await self.keep_deadlines(
+                    case_id, everyone=event.get("type") == EventType.CASE_CHANGED
+                )
             return done
 
         return observed
+
+    def _moves_deadlines(self, event: Mapping[str, str]) -> bool:
+        """Whether the event may change the case's open deadlines: a message sent moves one
+        only when it reaches a health centre (its booking clock starts)."""
+        kind = event.get("type")
+        if kind == EventType.DELIVERY_SENT:
+            org = self.directory.organisations.get(event.get("org", ""))
+            return org is not None and org.kind == "health_centre"
+        return kind in DEADLINE_EVENTS
 
     async def _observe_ack(self, case_id: str, event: dict[str, str]) -> None:
         version = await self.redis.hget(keys.case_versions(case_id), event.get("version", ""))
@@ -196,23 +270,22 @@ class Metrics:
     # -- open deadlines, kept as things happen ----------------------------------------------
 
     def _deadlines_of(
-        self, case_id: str, case: list[str | None], acks: dict[str, str], markers: dict[str, str]
+        self, case_id: str, state: _Inputs
     ) -> tuple[dict[str, float], dict[str, float]]:
         """(acknowledgement, booking) deadlines still open on one case: member -> when late
         (epoch seconds), judged from its stored state as bot.domain.progress judges it."""
-        version, status, booked, told, recipients = case
         ack: dict[str, float] = {}
         booking: dict[str, float] = {}
-        if version is None or told is None or recipients is None or status == "cancelled":
+        if not state.version or not state.told or state.status == "cancelled":
             return ack, booking
         # A version's acknowledgement clock starts when it was registered (updated_at).
-        ack_late = ack_due(self.calendar, self.rules, datetime.fromisoformat(told)).deadline
-        for org_id in json.loads(recipients):
+        ack_late = ack_due(self.calendar, self.rules, datetime.fromisoformat(state.told)).deadline
+        for org_id in state.recipients:
             member = keys.deadline_member(case_id, org_id)
-            if f"{int(version)}:{org_id}" not in acks:
+            if org_id not in state.acked:
                 ack[member] = ack_late.timestamp()
-            informed = markers.get(keys.booking_informed_marker(org_id))
-            if informed and not booked and keys.booking_reported_marker(org_id) not in markers:
+            informed = state.informed.get(org_id)
+            if informed and not state.booked and org_id not in state.reported:
                 due = booking_due(self.calendar, self.rules, datetime.fromisoformat(informed))
                 booking[member] = due.escalation.timestamp()
         return ack, booking
@@ -233,20 +306,47 @@ class Metrics:
             if keep:
                 pipe.zadd(key, keep)
 
-    async def keep_deadlines(self, case_id: str) -> None:
-        """Recompute one case's members of the open-deadline sets from its stored state."""
-        watched = [keys.case(case_id), keys.case_acks(case_id), keys.case_markers(case_id)]
-
-        async def attempt(pipe: Pipeline) -> None:
-            case = await pipe.hmget(watched[0], CASE_FIELDS)
-            acks = await pipe.hgetall(watched[1])
-            markers = await pipe.hgetall(watched[2])
-            ack, booking = self._deadlines_of(case_id, case, acks, markers)
-            pipe.multi()
-            self._write_deadlines(pipe, case_id, ack, booking)
-            await pipe.execute()
-
-        await optimistic(self.redis, watched, attempt)
+    async def keep_deadlines(self, case_id: str, *, everyone: bool = False) -> None:
+        """Recompute one case's members of the open-deadline sets from its stored state: the
+        recipients' members, and with `everyone` those of every organisation in the directory
+        (after a change that may have dropped a recipient). One round trip when nothing is to
+        change, two when something is (more only if the case changes in between)."""
+        index_keys = [
+            keys.case(case_id),
+            keys.case_acks(case_id),
+            keys.case_markers(case_id),
+            keys.ACK_DEADLINES,
+            keys.BOOKING_DEADLINES,
+        ]
+        prefixes = [
+            keys.deadline_member(case_id, ""),
+            keys.booking_informed_marker(""),
+            keys.booking_reported_marker(""),
+        ]
+        others = self._org_ids if everyone else ()
+        while True:
+            reply = await self._index(keys=index_keys, args=[*prefixes, "", len(others), *others])
+            state = _Inputs.of_script(json.loads(reply[0]))
+            want = self._deadlines_of(case_id, state)
+            writes: list[str | int] = []
+            changes = 0
+            for n, wanted in enumerate(want):  # ACK_DEADLINES, then BOOKING_DEADLINES
+                gone: list[str] = []
+                kept: list[str] = []
+                for i in range(1, len(reply), 3):
+                    member = keys.deadline_member(case_id, reply[i])
+                    score = wanted.get(member)
+                    there = reply[i + 1 + n]
+                    if score is None and there != "":
+                        gone.append(member)
+                    elif score is not None and (there == "" or float(there) != score):
+                        kept += [member, repr(score)]
+                writes += [len(gone), *gone, len(kept) // 2, *kept]
+                changes += len(gone) + len(kept)
+            if not changes:
+                return  # the sets already say what the state says
+            if await self._index(keys=index_keys, args=[*prefixes, reply[0], *writes]):
+                return
 
     async def index_open_cases(self, batch: int = 500) -> int:
         """Build the open-deadline sets from every open case (once per store: the first scrape
@@ -264,7 +364,8 @@ class Metrics:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for n, case_id in enumerate(chunk):
                     case, acks, markers = replies[3 * n : 3 * n + 3]
-                    ack, booking = self._deadlines_of(case_id, case, acks, markers)
+                    state = _Inputs.of_hashes(case, acks, markers)
+                    ack, booking = self._deadlines_of(case_id, state)
                     self._write_deadlines(pipe, case_id, ack, booking)
                 await pipe.execute()
         await self.redis.set(keys.DEADLINES_INDEXED, self.clock.now().isoformat())

@@ -12,6 +12,7 @@ import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 from redis.asyncio import Redis
 
+from bot.store import keys
 from tests.support.world import World, arrival, eventually, running_world
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -182,3 +183,53 @@ async def test_api_log_lines_carry_the_case(redis_url: str, redis: Redis, tmp_pa
     finally:
         await runner.cleanup()
     assert seen["case"] == "abc" and seen["method"] == "GET"
+
+
+async def test_the_overdue_index_is_put_right_from_the_state_however_often_events_come(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """The open-deadline sets are recomputed from the case's state: an event handled twice or
+    late changes nothing, a member that no longer stands or has a wrong time is put right; an
+    arrival message moves a deadline only when it reaches a health centre."""
+    async with running_world(redis_url, tmp_path) as world:
+        metrics = world.services.metrics
+        case_id = (await world.register(arrival()))["id"]
+        await world.settled(case_id)
+        await world.drain()
+        sets = (keys.ACK_DEADLINES, keys.BOOKING_DEADLINES)
+
+        async def index() -> list[dict[str, float]]:
+            return [dict(await redis.zrange(k, 0, -1, withscores=True)) for k in sets]
+
+        kept = await index()
+        school = keys.deadline_member(case_id, "ostersund-skola")
+        hc = keys.deadline_member(case_id, HC)
+        assert len(kept[0]) == 3 and school in kept[0]  # three recipients, none acknowledged
+        assert list(kept[1]) == [hc]  # the health centre was told: its booking deadline
+        await metrics.keep_deadlines(case_id)
+        await metrics.keep_deadlines(case_id, everyone=True)
+        assert await index() == kept
+
+        stray = keys.deadline_member(case_id, "berg-skola")  # as if dropped by a change
+        await redis.zadd(keys.ACK_DEADLINES, {stray: 1.0})
+        await redis.zadd(keys.BOOKING_DEADLINES, {hc: 2.0})
+        await redis.zrem(keys.ACK_DEADLINES, school)
+        await metrics.keep_deadlines(case_id)  # the recipients' members only
+        ack, booking = await index()
+        assert ack == {**kept[0], stray: 1.0} and booking == kept[1]
+        await metrics.keep_deadlines(case_id, everyone=True)
+        assert await index() == kept
+
+        async def handled(entry_id: str, event: dict[str, str]) -> bool:
+            return True
+
+        observed = metrics.observe_events(handled, time_acks=False, keep_deadlines=True)
+        sent = {"type": "delivery.sent", "case": case_id, "version": "1"}
+        await redis.zadd(keys.BOOKING_DEADLINES, {hc: 2.0})
+        await observed("1-1", {**sent, "org": "ostersund-skola"})
+        assert (await index())[1] == {hc: 2.0}  # a message to the school moves nothing
+        await observed("1-2", {**sent, "org": HC})
+        assert await index() == kept
+        await redis.zadd(keys.ACK_DEADLINES, {stray: 1.0})
+        await observed("1-3", {"type": "case.changed", "case": case_id, "version": "1"})
+        assert await index() == kept  # after a change, every organisation is looked at
