@@ -13,14 +13,16 @@ import tempfile
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import psutil  # type: ignore[import-untyped]
 
 from bench import common, peers_arq, peers_taskiq
 from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
+from bench.redis_usage import db_usage, settled
 from bot.domain.clock import SystemClock
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
@@ -109,15 +111,15 @@ async def _redis_used_mb(redis: Any) -> float:
 
 async def _db_usage(redis: Any) -> tuple[int, float]:
     """Keys in the db and the sum of their MEMORY USAGE, MB: this db alone, whoever else
-    uses the server."""
-    names = [name async for name in redis.scan_iter(count=1000)]
-    total = 0
-    for start in range(0, len(names), 1000):
-        pipe = redis.pipeline(transaction=False)
-        for name in names[start : start + 1000]:
-            pipe.memory_usage(name, samples=0)
-        total += sum(size or 0 for size in await pipe.execute())
-    return len(names), total / 1024 / 1024
+    uses the server (bench/redis_usage.py)."""
+    usage = await db_usage(redis)
+    return usage.keys, usage.mb
+
+
+def _cpu_seconds(services: list[Service]) -> float:
+    """CPU seconds the service processes have used so far."""
+    times = [psutil.Process(s.proc.pid).cpu_times() for s in services]
+    return float(sum(t.user + t.system for t in times))
 
 
 async def run(
@@ -177,6 +179,9 @@ async def run(
     run_id = int(time.time())
     started: dict[str, float] = {}
     redis_before = await _redis_used_mb(redis)
+    # What the db holds before the first arrival (tokens, chat links, the service's empty
+    # streams and groups) is not the cases': it is taken off the per-case figure.
+    setup = await db_usage(redis)
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             sem = asyncio.Semaphore(32)
@@ -226,11 +231,17 @@ async def run(
                 raise TimeoutError(f"{len(waiting)} of {len(case_ids)} cases still pending")
             await asyncio.sleep(max(0.25, len(waiting) / 4000))
         rows = [r for rs in statuses.values() for r in rs]
-        # What stays behind: open cases, their deadline timers, and the store's memory for them.
+        # What stays behind: open cases, their deadline timers, and the store's memory for them,
+        # once the service is done (every group finished, the timers made, the streams trimmed).
+        # The CPU of that wait is not the deliveries': it is taken off (the service idles).
+        cpu_before_settle = _cpu_seconds(services)
+        settle = await settled(redis, within=60.0)
+        settle_cpu = _cpu_seconds(services) - cpu_before_settle
         open_cases = await redis.scard(keys.OPEN_CASES)
         timers = await redis.zcard(keys.TIMERS)
         redis_after = await _redis_used_mb(redis)
-        db_keys, db_mb = await _db_usage(redis)
+        usage = await db_usage(redis)
+        of_cases = usage.minus(setup)
     finally:
         usages = [await s.stop() for s in services]
         await api.close()
@@ -255,7 +266,7 @@ async def run(
         by_channel[kind] = by_channel.get(kind, 0) + 1
     delivery_rate = total / (last_sent - t_start)
     # CPU spent after the service was ready (imports and start-up excluded), all processes.
-    cpu = sum(u["cpu"] - u["ready_cpu"] for u in usages)
+    cpu = sum(u["cpu"] - u["ready_cpu"] for u in usages) - settle_cpu
     # With two processes: the larger of the two (each process is its own footprint).
     rss = max(u["maxrss_mb"] for u in usages)
     rss_ready = max(u["ready_rss_mb"] for u in usages)
@@ -281,8 +292,13 @@ async def run(
         "timers": timers,
         "redis_before_mb": redis_before,
         "redis_after_mb": redis_after,
-        "db_keys": db_keys,
-        "db_mb": db_mb,
+        "db_keys": usage.keys,
+        "db_mb": usage.mb,
+        "setup_mb": setup.mb,  # the db before the first arrival: tokens, chat links, groups
+        "cases_mb": of_cases.mb,  # the db after less the db before: what the cases hold
+        "kb_per_case_by_key": of_cases.per_case_kb(open_cases),
+        **settle,
+        "settle_cpu_s": settle_cpu,
         **_round_trips(usages, total),
     }
     say(f"  pipeline: {figures}")
@@ -402,7 +418,8 @@ async def bench(
         "deliveries_per_s": round(f0["delivery_rate"], 1),
         "naive_deliveries_per_s": round(naive_rate, 1),
         "vs_naive": round(f0["delivery_rate"] / naive_rate, 3),
-        "redis_kb_per_case": round(f0["db_mb"] * 1024 / max(1, f0["open_cases"]), 2),
+        "redis_kb_per_case": round(f0["cases_mb"] * 1024 / max(1, f0["open_cases"]), 2),
+        "redis_kb_per_case_by_key": f0["kb_per_case_by_key"],
         "deliveries_per_cpu_s": round(ankomst_per_cpu, 1),
     }
     two = [f for label, f in results if "2 serve processes" in label]
@@ -537,7 +554,8 @@ async def memory(n: int, say: Any = print) -> str:
     """One service, `n` arrivals through the API, every delivery made: what it holds then."""
     say(f"  {n} open cases through one service …")
     _, f = await run(n, 1, say)
-    per_case_kb = f["db_mb"] * 1024 / max(1, f["open_cases"])
+    per_case_kb = f["cases_mb"] * 1024 / max(1, f["open_cases"])
+    by_key = cast(dict[str, float], f["kb_per_case_by_key"])
     text = (
         f"{n} arrivals posted to one `serve` process flat out, as in benchmark 2; measured once "
         f"every delivery was made ({f['deliveries']}; statuses {f['statuses']}), with the cases "
@@ -545,8 +563,13 @@ async def memory(n: int, say: Any = print) -> str:
         "the service process (VmRSS when ready, VmRSS after the last delivery, VmHWM); Redis "
         "is `INFO memory` used_memory of the whole server (other databases and clients "
         "included) before the first POST and after the last delivery, and the sum of `MEMORY "
-        "USAGE` over every key of the benchmark's database (its tokens and chat links "
-        "included), per open case.\n\n"
+        "USAGE` over every key of the benchmark's database once the service was done (every "
+        "consumer group finished, the timers made, the streams trimmed: "
+        f"{f['settle_s']:.1f} s after the last delivery), less the same sum before the first "
+        f"POST ({f['setup_mb'] * 1024:.0f} KB: API tokens, chat links, empty streams and "
+        "groups), per open case. The largest key shapes, KB per open case: "
+        + ", ".join(f"`{k}` {v:.2f}" for k, v in by_key.items())
+        + ".\n\n"
     )
     return text + table(
         [
@@ -557,7 +580,7 @@ async def memory(n: int, say: Any = print) -> str:
             "service peak RSS, MB",
             "Redis used_memory before → after, MB",
             "keys in the db (MEMORY USAGE, MB)",
-            "Redis per open case, KB",
+            "Redis per open case (tokens and chat links not counted), KB",
         ],
         [
             (

@@ -411,6 +411,7 @@ def build_services(
         clock,
         retention_days=settings.retention_days,
         sweep_seconds=settings.retention_sweep_seconds,
+        trim_seconds=settings.stream_trim_seconds,
         booking_days=settings.booking_days,
     )
     drafts = NoticeDrafts(

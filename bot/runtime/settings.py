@@ -121,6 +121,9 @@ class Settings(BaseSettings):
     # looks for such cases runs this often (real seconds).
     retention_days: int = Field(default=90, ge=1)
     retention_sweep_seconds: float = Field(default=3600.0, gt=0)
+    # The events, outbox and intake streams are trimmed to what every consumer group has
+    # finished this often (real seconds), between the sweeps (bot/store/trim.py).
+    stream_trim_seconds: float = Field(default=5.0, gt=0)
     # Logs: one JSON object per line (json) or readable lines for a terminal (console).
     log_format: Literal["json", "console"] = "json"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"

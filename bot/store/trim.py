@@ -8,6 +8,11 @@ not finished is ever removed, so a consumer that crashed, a reclaim or a slow gr
 nothing; a stream with a group missing (a newly added group not created yet) is left alone, so
 the new group still reads the stream from its start.
 
+Every `serve` process trims every ANKOMST_STREAM_TRIM_SECONDS (5 s; the privacy loop,
+bot/usecases/privacy.py), so a finished entry — an acknowledged outbox entry, an event both
+groups have handled — is gone seconds after, not kept until the hourly sweep. Not at XADD
+(`MAXLEN`/`MINID` there would cut by length or age, blind to what a group still holds).
+
 The streams without consumer groups — the dead letters, rejected intake entries and the audit
 trail — are records people read, and are not trimmed here.
 """

@@ -12,6 +12,10 @@ recorded once on the case (`closed_at`); `retention_days` later the sweep erases
 runs in every `serve` process every `sweep_seconds` of real time and decides only by the
 injected clock; erasing twice does no harm.
 
+Between sweeps the same loop trims the consumer-group streams every `trim_seconds`
+(bot/store/trim.py): an entry goes once every group has finished it, so the events and the
+outboxes hold seconds of work, not an hour of finished entries (issue 17: Redis per open case).
+
 Notice drafts (bot/usecases/notices.py) are deleted whole — the draft, its unit index entry and
 its history — `retention_days` after they were confirmed or discarded, or after their notice came
 if never handled (`keys.NOTICE_DRAFT_RETENTION`); a confirmed draft's case keeps when the notice
@@ -113,6 +117,8 @@ class RetentionStats:
     erased: int = 0
     drafts_erased: int = 0
     sweeps: int = 0
+    trims: int = 0  # rounds of trimming the streams (with a sweep or between)
+    trimmed: int = 0  # stream entries every group had finished, removed
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
 
     @property
@@ -133,6 +139,7 @@ class Retention:
         *,
         retention_days: int = 90,
         sweep_seconds: float = 3600.0,
+        trim_seconds: float | None = None,
         booking_days: int = 5,
     ) -> None:
         self.redis = redis
@@ -141,6 +148,8 @@ class Retention:
         self.clock = clock
         self.retention = timedelta(days=retention_days)
         self.sweep_seconds = sweep_seconds
+        # None: only with each sweep. Never less often than the sweep.
+        self.trim_seconds = min(trim_seconds or sweep_seconds, sweep_seconds)
         self.booking_days = booking_days
         self.stats = RetentionStats()
         self._stopping = asyncio.Event()
@@ -184,7 +193,7 @@ class Retention:
     async def sweep(self) -> list[str]:
         """Trim the consumer-group streams to what every group has finished, then erase every
         case that is due; returns their ids. Tests call this for one round."""
-        await trim_streams(self.redis)
+        await self.trim()
         ids = await self.due()
         if ids:
             await self.erase(ids)
@@ -193,6 +202,14 @@ class Retention:
             await self.erase_drafts(drafts)
         self.stats.sweeps += 1
         return ids
+
+    async def trim(self) -> int:
+        """Trim the consumer-group streams to what every group has finished (never an entry a
+        group holds pending or has not read); returns how many entries went."""
+        gone = await trim_streams(self.redis)
+        self.stats.trims += 1
+        self.stats.trimmed += gone
+        return gone
 
     async def due_drafts(self) -> list[str]:
         """Notice drafts confirmed or discarded at least `retention_days` ago, or unhandled
@@ -356,25 +373,32 @@ class Retention:
     # -- the loop ---------------------------------------------------------------------------
 
     async def run(self) -> None:
-        """Sweep every `sweep_seconds` until stopped. No fault ends it: a lost or refusing
-        store (or an error of our own) is logged once per distinct fault, backed off
-        (exponential, jittered, at most 10 s) and tried again."""
+        """Sweep every `sweep_seconds` and trim the streams every `trim_seconds` between, until
+        stopped. No fault ends it: a lost or refusing store (or an error of our own) is logged
+        once per distinct fault, backed off (exponential, jittered, at most 10 s) and tried
+        again (a failed sweep is tried again whole)."""
         faults = FaultLog(log, "privacy sweep")
         backoff = Backoff()
         heartbeat = self.stats.heartbeat
         heartbeat.start()
+        loop = asyncio.get_running_loop()
+        next_sweep = loop.time()
         try:
             while not self._stopping.is_set():
                 heartbeat.beat()
                 try:
-                    await self.sweep()
+                    if loop.time() >= next_sweep:
+                        await self.sweep()
+                        next_sweep = loop.time() + self.sweep_seconds
+                    else:
+                        await self.trim()
                 except Exception as exc:
                     faults.fault(exc)
-                    wait = min(backoff.next(), self.sweep_seconds)
+                    wait = min(backoff.next(), self.trim_seconds)
                 else:
                     faults.ok()
                     backoff.reset()
-                    wait = self.sweep_seconds
+                    wait = min(self.trim_seconds, max(0.0, next_sweep - loop.time()))
                 await pause(self._stopping, wait, heartbeat)
         finally:
             heartbeat.stop()

@@ -12,8 +12,8 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bot.store import keys
-from bot.store.trim import keep_from, trim_stream, trim_streams
-from tests.support.world import arrival, running_world
+from bot.store.trim import TRIMMED, keep_from, trim_stream, trim_streams
+from tests.support.world import arrival, eventually, running_world
 
 RECEPTION = "ostersund-mottagning"
 HC = "hc-lugnvik"
@@ -83,6 +83,58 @@ async def test_a_run_with_trimming_leaves_short_streams_and_working_groups(
             assert await redis.xlen(stream) == 0
             info = {g["name"]: g for g in await redis.xinfo_groups(stream)}[group]
             assert info["pending"] == 0
+
+
+async def test_the_service_trims_between_sweeps_and_never_an_entry_still_held(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    async with running_world(redis_url, tmp_path, stream_trim_seconds=0.05) as world:
+        retention = world.services.retention
+        assert retention is not None
+        sweeps = retention.stats.sweeps
+        for n in range(2):
+            case_id = (await world.register(arrival(external_ref=f"MIG-T-{n}")))["id"]
+            await world.settled(case_id)
+        await world.drain()
+        # An outbox entry a sender has read and not acknowledged (its send under way): taken
+        # with the senders' group in the same MULTI as it is added, so no worker of the service
+        # gets it first (the claim time, 60 s, is far beyond the test: nobody reclaims it; and
+        # from here on the test drains nothing, which would take it over).
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(keys.OUTBOX_EMAIL, {"delivery": "held-by-a-test-sender"})
+            pipe.xreadgroup(keys.SENDER_GROUP, "test-sender", {keys.OUTBOX_EMAIL: ">"}, count=1)
+            held, _read = await pipe.execute()
+        # A later arrival, sent by the service's own workers behind the held entry.
+        later = (await world.register(arrival(external_ref="MIG-T-9")))["id"]
+
+        async def sent() -> bool:
+            view = await world.case(later)
+            rows = [d for p in view["recipients"] for d in p["deliveries"]]
+            return bool(rows) and all(d["status"] == "sent" for d in rows)
+
+        await eventually(sent, 10.0, "the later arrival's deliveries")
+        rounds = retention.stats.trims
+
+        async def trimmed() -> bool:
+            # Two rounds after the work was done: the second saw every group finished.
+            if retention.stats.trims < rounds + 2:
+                return False
+            lengths = {s: await redis.xlen(s) for s in TRIMMED}
+            return lengths[keys.EVENTS] == 0 and lengths[keys.OUTBOX_TELEGRAM] == 0
+
+        await eventually(trimmed, 10.0, "the service to trim its streams")
+        assert retention.stats.sweeps == sweeps  # trimmed between sweeps, not by one
+        # the held entry stays, and what came after it (sent, acknowledged) only behind it
+        left = [entry_id for entry_id, _ in await redis.xrange(keys.OUTBOX_EMAIL)]
+        assert left[0] == held and len(left) > 1
+        pending = await redis.xpending(keys.OUTBOX_EMAIL, keys.SENDER_GROUP)
+        assert (pending["pending"], pending["min"]) == (1, held)
+        await redis.xack(keys.OUTBOX_EMAIL, keys.SENDER_GROUP, held)
+
+        async def emptied() -> bool:
+            return await redis.xlen(keys.OUTBOX_EMAIL) == 0
+
+        await eventually(emptied, 10.0, "the outbox to be trimmed once acknowledged")
 
 
 async def test_erasure_deletes_the_noted_event_entries_without_reading_history(

@@ -245,7 +245,8 @@ async def running_world(
     """Start the service against real parts; stop everything afterwards.
 
     The scheduler loop looks only once an hour unless told otherwise, so a test decides when
-    timers fire (`world.tick()`) after moving the clock.
+    timers fire (`world.tick()`) after moving the clock; the streams are likewise trimmed only
+    when a test sweeps (`services.retention.sweep()`) unless `stream_trim_seconds` says.
 
     Telegram's 1 message a second per chat is kept in real time (Redis's clock), so a chat
     told three things would make the test wait two seconds. The world spaces a chat's messages
@@ -254,6 +255,7 @@ async def running_world(
     the real spacing).
     """
     settings.setdefault("scheduler_poll_seconds", 3600)
+    settings.setdefault("stream_trim_seconds", 3600)  # trimmed by the sweep a test calls
     clock = ManualClock(now or datetime(2026, 11, 25, 9, 0, tzinfo=STOCKHOLM))
     spacing = (
         mock.patch.multiple(
