@@ -16,7 +16,7 @@ local case = redis.call('HMGET', KEYS[1], 'status', 'recipients', 'version', 'no
 if not case[1] then return {-1} end
 if case[1] == 'cancelled' then return {0} end
 local org, version, at = ARGV[1], ARGV[2], ARGV[3]
-local recipients = cjson.decode(case[2])
+local recipients = case[2] and cjson.decode(case[2]) or {}
 local found = false
 for _, o in ipairs(recipients) do
   if o == org then found = true end
