@@ -104,6 +104,9 @@ class StreamConsumer:
         self._slots = asyncio.Semaphore(concurrency)
         self._running: set[asyncio.Task[None]] = set()
         self._in_flight: set[str] = set()
+        # Entries in hand that may have a count of failures (taken over from the pending list,
+        # or failed here): only theirs is cleared when they are acknowledged.
+        self._may_have_failed: set[str] = set()
         self._stopping = asyncio.Event()
         # The blocking read's own connection (of the same pool) and its id on the server, so
         # that `stop()` can unblock exactly that read.
@@ -230,7 +233,7 @@ class StreamConsumer:
                 break
             for entry_id, fields in entries:
                 read.add(entry_id)
-                await self._dispatch(entry_id, fields)
+                await self._dispatch(entry_id, fields, fresh=True)
         if self._running:
             await asyncio.gather(*self._running, return_exceptions=True)
         return read
@@ -248,7 +251,7 @@ class StreamConsumer:
             backoff.reset()
             for _stream, entries in response or []:
                 for entry_id, fields in entries:
-                    await self._dispatch(entry_id, fields)
+                    await self._dispatch(entry_id, fields, fresh=True)
             if loop.time() >= next_reclaim:
                 await self.reclaim()
                 next_reclaim = loop.time() + reclaim_every
@@ -300,11 +303,17 @@ class StreamConsumer:
         self.stats.reclaimed += taken
         return taken
 
-    async def _dispatch(self, entry_id: str, fields: dict[str, str]) -> None:
+    async def _dispatch(
+        self, entry_id: str, fields: dict[str, str], *, fresh: bool = False
+    ) -> None:
+        """Hand the entry to the handler in a task of its own. `fresh`: read for the first
+        time (XREADGROUP >), so no failure of it can have been counted before."""
         if entry_id in self._in_flight:
             return
         await self._slots.acquire()
         self._in_flight.add(entry_id)
+        if not fresh:
+            self._may_have_failed.add(entry_id)
         task = asyncio.create_task(self._handle(entry_id, fields))
         self._running.add(task)
         task.add_done_callback(self._running.discard)
@@ -315,7 +324,8 @@ class StreamConsumer:
             if done:
                 # With the acknowledgements of the other entries finished in this loop turn,
                 # in one round trip (bot/store/batching.py).
-                await self._acks.run(lambda pipe: self._ack(pipe, entry_id))
+                failed_before = entry_id in self._may_have_failed
+                await self._acks.run(lambda pipe: self._ack(pipe, entry_id, failed_before))
                 self._entry_faults.ok()
                 self.stats.handled += 1
                 if self._burst_finished is not None:
@@ -335,11 +345,13 @@ class StreamConsumer:
         finally:
             self._in_flight.discard(entry_id)
             self._slots.release()
+            self._may_have_failed.discard(entry_id)
 
-    def _ack(self, pipe: Pipeline, entry_id: str) -> None:
+    def _ack(self, pipe: Pipeline, entry_id: str, failed_before: bool) -> None:
         pipe.xack(self.stream, self.group, entry_id)
-        # Its count of earlier failures (if any) is done with, as the entry is.
-        pipe.hdel(keys.stream_failures(self.stream), entry_id)
+        if failed_before:
+            # Its count of earlier failures is done with, as the entry is.
+            pipe.hdel(keys.stream_failures(self.stream), entry_id)
 
     async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
         failures_key = keys.stream_failures(self.stream)
