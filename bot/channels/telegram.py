@@ -2,8 +2,9 @@
 
 Limits (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this):
 about 30 messages/s per bot, 1/s per chat, 20/min per group. They are kept, not discovered:
-Lua scripts in Redis decide, so all processes sharing Redis share one budget and one clock
-(Redis `TIME`).
+a Lua script in Redis decides (bot/store/lua/telegram_limiter.lua), so all processes sharing
+Redis share one budget and one clock (Redis `TIME`). A process calls it once per round for all
+of its messages under way (`_Gate`), not once per step of each message.
 
 - Per bot, a sliding log (`keys.TELEGRAM_SENT`): a message may go when fewer than
   `GLOBAL_LIMIT` others are in flight or were answered within the last `GLOBAL_WINDOW_MS`.
@@ -21,14 +22,17 @@ Lua scripts in Redis decide, so all processes sharing Redis share one budget and
 from __future__ import annotations
 
 import asyncio
+import itertools
+import json
 import logging
 import random
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from aiogram import Bot
+from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.exceptions import (
     ClientDecodeError,
     TelegramBadRequest,
@@ -41,7 +45,9 @@ from aiogram.exceptions import (
     TelegramServerError,
     TelegramUnauthorizedError,
 )
+from aiogram.methods import SendMessage
 from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
+from aiohttp import ClientError, ClientTimeout
 
 from bot.store import Redis, keys
 from bot.store.scripts import register
@@ -92,18 +98,51 @@ class Turn(NamedTuple):
     chat: bool  # True: the chat's own spacing holds it; False: the bot's budget
 
 
+# What a limiter step answers (the codes of bot/store/lua/telegram_limiter.lua).
+GO = 1  # may go now (counted in flight); for an answer or a push back: recorded
+BOT = 0  # the bot's budget is spent: ask again after the wait
+CHAT = 2  # the chat's spacing, or a group's 20 a minute, holds it: ask again after the wait
+LATER = 3  # reserved: the chat's turn starts after the wait (then take)
+FAR = -1  # not reserved: the chat's next start is further away than the caller would wait
+
+
+class Step(NamedTuple):
+    """One step of a limiter call (see bot/store/lua/telegram_limiter.lua)."""
+
+    op: str  # "a" answered, "p" push back, "r" reserve, "t" take, "rt" reserve then take
+    chat_id: int
+    member: str  # the message's id in the logs ("" for "p" and "r")
+    ms: int  # "a": ms since the answer; "p": ms to hold the chat; "r"/"rt": max wait (-1: any)
+
+
 class TelegramRateLimiter:
     """Decides when each message may go so that all processes sharing Redis keep the limits.
 
     A send is `reserve` (the chat's turn), then `take` until it says go (the chat's spacing
     since its last answer and the bot's budget), then `answered` once Telegram has replied.
+    `run` does any number of these steps, for any chats, in one call (one round trip), in order.
     """
 
     def __init__(self, redis: Redis) -> None:
-        self._reserve = register(redis, "redis_now", "telegram_reserve")
-        self._take = register(redis, "redis_now", "telegram_take")
-        self._answered = register(redis, "redis_now", "telegram_answered")
-        self._push_back = register(redis, "redis_now", "telegram_push_back")
+        self._script = register(redis, "redis_now", "telegram_limiter")
+
+    async def run(self, steps: Sequence[Step]) -> list[tuple[int, int, int]]:
+        """Apply `steps` in order, atomically; per step (code, wait ms, at ms), Redis time."""
+        # The limits are read at each call (bench/service_proc.py relaxes them in place).
+        args: list[int | str] = [GLOBAL_LIMIT, GLOBAL_WINDOW_MS, IN_FLIGHT_MS, POLL_MS]
+        step_keys = [keys.TELEGRAM_SENT]
+        for op, chat_id, member, ms in steps:
+            window_limit, window_ms = chat_window(chat_id)
+            args += (op, member, chat_spacing_ms(chat_id), ms, window_limit, window_ms)
+            step_keys += (
+                keys.telegram_chat_next(chat_id),
+                keys.telegram_chat_done(chat_id),
+                keys.telegram_chat_window(chat_id),
+            )
+        reply = await self._script(keys=step_keys, args=args)
+        return [
+            (int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)
+        ]
 
     async def reserve(self, chat_id: int, *, max_wait: float | None = None) -> Reservation:
         """Take the next start for a message to `chat_id`; reserve in order to keep order.
@@ -111,68 +150,69 @@ class TelegramRateLimiter:
         With `max_wait`, a start further away than that is not taken (`taken` is False).
         """
         limit = -1 if max_wait is None else int(max_wait * 1000)
-        wait_ms, at_ms, now_ms = await self._reserve(
-            keys=[keys.telegram_chat_next(chat_id)], args=[chat_spacing_ms(chat_id), limit]
-        )
-        at, now = int(at_ms), int(now_ms)
-        return Reservation(at_ms=at, wait_ms=at - now, taken=int(wait_ms) >= 0)
+        [(code, wait_ms, at_ms)] = await self.run([Step("r", chat_id, "", limit)])
+        return Reservation(at_ms=at_ms, wait_ms=wait_ms, taken=code != FAR)
 
     async def take(self, chat_id: int, send_id: str) -> Turn:
         """Whether the message `send_id` to `chat_id` may go now (it is then counted as in
         flight) or how long until asking again makes sense, and who it waits for."""
-        window_limit, window_ms = chat_window(chat_id)
-        status, wait_ms = await self._take(
-            keys=[
-                keys.TELEGRAM_SENT,
-                keys.telegram_chat_done(chat_id),
-                keys.telegram_chat_window(chat_id),
-            ],
-            args=[
-                send_id,
-                chat_spacing_ms(chat_id),
-                GLOBAL_LIMIT,
-                GLOBAL_WINDOW_MS,
-                IN_FLIGHT_MS,
-                POLL_MS,
-                window_limit,
-                window_ms,
-            ],
-        )
-        if int(status) == 1:
+        [(code, wait_ms, _)] = await self.run([Step("t", chat_id, send_id, 0)])
+        if code == GO:
             return Turn(0.0, chat=False)
-        return Turn(max(int(wait_ms), 1) / 1000, chat=int(status) == 2)
+        return Turn(max(wait_ms, 1) / 1000, chat=code == CHAT)
 
-    async def answered(self, chat_id: int, send_id: str) -> None:
-        """Telegram has replied to (or we gave up on) the message `send_id` to `chat_id`."""
-        await self._answered(
-            keys=[
-                keys.TELEGRAM_SENT,
-                keys.telegram_chat_done(chat_id),
-                keys.telegram_chat_window(chat_id),
-            ],
-            args=[send_id],
-        )
+    async def answered(self, chat_id: int, send_id: str, *, ago: float = 0.0) -> None:
+        """Telegram replied `ago` seconds ago to (or we gave up on) the message `send_id`."""
+        await self.run([Step("a", chat_id, send_id, int(ago * 1000))])
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
         """Let nothing go to `chat_id` for `seconds` from now (Telegram's retry_after)."""
-        await self._push_back(keys=[keys.telegram_chat_next(chat_id)], args=[int(seconds * 1000)])
+        await self.run([Step("p", chat_id, "", int(seconds * 1000))])
 
 
 @dataclass
 class _Waiter:
-    chat_id: int
-    send_id: str
+    step: Step
     seq: int
-    turn: asyncio.Future[Turn] = field(repr=False)
+    turn: asyncio.Future[tuple[int, int]] = field(repr=False)
+
+
+@dataclass
+class _Note:
+    """An answer ("a", with the loop time it came) or a push back ("p", ms) to record."""
+
+    op: str
+    chat_id: int
+    member: str
+    value: float
+    recorded: asyncio.Future[None] = field(repr=False)  # done once sent (or kept for later)
+
+    def step(self, now: float) -> Step:
+        # An answer's age is rounded down: it is recorded no earlier than it came.
+        ms = int((now - self.value) * 1000) if self.op == "a" else int(self.value)
+        return Step(self.op, self.chat_id, self.member, ms)
+
+    def done(self) -> None:
+        if not self.recorded.done():
+            self.recorded.set_result(None)
 
 
 class _Gate:
-    """Hands the bot's budget to this process's waiting messages, busiest chat first.
+    """This process's one door to the limiter: every step of its sends, batched, in order.
+
+    One task asks Redis on behalf of every message, in one call per round: the answers and
+    push backs noted since the last call, then each waiting message's reserve or take. So a
+    send costs at most one call when others are under way (two alone: its turn, its answer).
 
     Under a backlog the order matters: a chat with many messages queued can take only one a
     second, so serving it late stretches the whole batch by its remaining chain, while a chat
-    with one message can go any time. One task asks Redis on behalf of every waiter, so the
-    choice is made here and not by whichever waiter happens to ask first.
+    with one message can go any time. The waiters are asked busiest chat first, so the choice
+    is made here and not by whichever waiter happens to ask first.
+
+    An answer is noted with the time it came and recorded with that time (less the time it
+    waited for its round), so it counts as if recorded at once; and its round goes as soon as
+    the previous one is back, also while the bot's budget is spent, so that other processes
+    see it as soon as they would have.
     """
 
     def __init__(
@@ -185,40 +225,104 @@ class _Gate:
         self._queued = queued  # messages per chat in this process, waiting or sending
         self._sleep = sleep
         self._waiters: list[_Waiter] = []
+        self._notes: list[_Note] = []  # not yet recorded
+        self._noted: asyncio.Future[None] | None = None  # set when a note comes during a hold
         self._seq = 0
         self._task: asyncio.Task[None] | None = None
 
-    async def turn(self, chat_id: int, send_id: str) -> Turn:
-        """Wait until `send_id` may go (Turn(0)) or its chat must wait (Turn(wait, chat=True))."""
+    async def turn(self, chat_id: int, op: str, send_id: str, max_wait_ms: int) -> tuple[int, int]:
+        """Reserve ("rt") or take ("t") a turn for `send_id`: (code, wait ms), never BOT."""
         self._seq += 1
-        waiter = _Waiter(chat_id, send_id, self._seq, asyncio.get_running_loop().create_future())
-        self._waiters.append(waiter)
+        future: asyncio.Future[tuple[int, int]] = asyncio.get_running_loop().create_future()
+        self._waiters.append(_Waiter(Step(op, chat_id, send_id, max_wait_ms), self._seq, future))
+        self._start()
+        return await future
+
+    async def answered(self, chat_id: int, send_id: str) -> None:
+        """Telegram has replied to (or we gave up on) `send_id`; returns once recorded.
+
+        Noted before the first await: a send cancelled here still has its answer recorded.
+        If the store is unreachable, returns all the same; the answer goes with a later round.
+        """
+        await self._note("a", chat_id, send_id, asyncio.get_running_loop().time())
+
+    async def push_back(self, chat_id: int, seconds: float) -> None:
+        """Hold `chat_id` for `seconds` from now, in every process; returns once recorded."""
+        await self._note("p", chat_id, "", seconds * 1000)
+
+    def _note(self, op: str, chat_id: int, member: str, value: float) -> asyncio.Future[None]:
+        recorded = asyncio.get_running_loop().create_future()
+        self._notes.append(_Note(op, chat_id, member, value, recorded))
+        if self._noted is not None and not self._noted.done():
+            self._noted.set_result(None)
+        self._start()
+        return recorded
+
+    def _start(self) -> None:
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._run())
-        return await waiter.turn
-
-    def _next(self) -> _Waiter | None:
-        self._waiters = [w for w in self._waiters if not w.turn.done()]
-        if not self._waiters:
-            return None
-        return min(self._waiters, key=lambda w: (-self._queued.get(w.chat_id, 0), w.seq))
 
     async def _run(self) -> None:
-        while (waiter := self._next()) is not None:
-            try:
-                turn = await self._limiter.take(waiter.chat_id, waiter.send_id)
-            except Exception as e:  # the store is unreachable: the sender's caller decides
-                if not waiter.turn.done():
-                    waiter.turn.set_exception(e)
-                continue
-            if turn.wait == 0 or turn.chat:
-                if waiter.turn.done():  # given up while we asked: free what was taken
-                    if turn.wait == 0:
-                        await self._limiter.answered(waiter.chat_id, waiter.send_id)
-                else:
-                    waiter.turn.set_result(turn)
-            else:
-                await self._sleep(turn.wait)  # the budget is spent for everyone
+        hold: asyncio.Future[None] | None = None  # the bot's budget is spent until it is done
+        failed = False  # the last call failed: its notes wait for a round with a waiter
+        try:
+            while True:
+                self._waiters = [w for w in self._waiters if not w.turn.done()]
+                if hold is not None and hold.done():
+                    hold = None
+                notes = [] if failed else self._notes
+                if not notes and not self._waiters:
+                    return
+                if not notes and hold is not None:
+                    # Wait out the budget, but record a note that comes meanwhile at once.
+                    self._noted = asyncio.get_running_loop().create_future()
+                    await asyncio.wait((hold, self._noted), return_when=asyncio.FIRST_COMPLETED)
+                    self._noted = None
+                    continue
+                asking: list[_Waiter] = []
+                if hold is None:  # while it lasts, the waiters would only be told to wait
+                    asking, self._waiters = self._waiters, []
+                    asking.sort(key=lambda w: (-self._queued.get(w.step.chat_id, 0), w.seq))
+                notes, self._notes = self._notes, []
+                now = asyncio.get_running_loop().time()
+                try:
+                    results = await self._limiter.run(
+                        [*(n.step(now) for n in notes), *(w.step for w in asking)]
+                    )
+                except Exception as e:  # the store is unreachable: the sender's caller decides
+                    if notes:
+                        log.warning(
+                            "telegram limiter: %s; %d answers and push backs kept for later",
+                            e,
+                            len(notes),
+                        )
+                    failed = True
+                    self._notes[:0] = notes
+                    for n in notes:
+                        n.done()  # the sends go on; their answers go with a later round
+                    for w in asking:
+                        if not w.turn.done():
+                            w.turn.set_exception(e)
+                    continue
+                failed = False
+                for n in notes:
+                    n.done()
+                bot_wait = 0
+                for w, (code, wait_ms, _) in zip(asking, results[len(notes) :], strict=True):
+                    if code == BOT:  # stays, and asks again when the budget frees
+                        w.step = w.step._replace(op="t")  # its reserve, if any, is done
+                        self._waiters.append(w)
+                        bot_wait = wait_ms if not bot_wait else min(bot_wait, wait_ms)
+                    elif w.turn.done():  # given up while we asked: free what was taken
+                        if code == GO:
+                            self._note("a", w.step.chat_id, w.step.member, now)
+                    else:
+                        w.turn.set_result((code, wait_ms))
+                if bot_wait:
+                    hold = asyncio.ensure_future(self._sleep(max(bot_wait, 1) / 1000))
+        finally:
+            if hold is not None:
+                hold.cancel()
 
 
 @dataclass(frozen=True)
@@ -236,7 +340,15 @@ class TelegramResult:
 
 
 class TelegramSender:
-    """Sends HTML messages within Telegram's limits, retrying what may pass later."""
+    """Sends HTML messages within Telegram's limits, retrying what may pass later.
+
+    The `sendMessage` request is built and read here, plainly: one JSON body (`json.dumps` of a
+    dict) posted with the Bot's own aiohttp session to the URL the Bot uses, and of the reply
+    only `message_id` read — no pydantic request or `Message` model per send. Any other reply
+    (an error, a throttle, a migration, a page that is not JSON) is read by aiogram's own
+    `check_response`, so it raises aiogram's exceptions as `bot.send_message` would. A Bot whose
+    session is not aiohttp's, or has request middlewares, is sent through `bot.send_message`.
+    """
 
     def __init__(
         self,
@@ -267,6 +379,10 @@ class TelegramSender:
         self._chat_locks: dict[int, asyncio.Lock] = {}
         self._queued: dict[int, int] = {}
         self._gate = _Gate(self.limiter, self._queued, sleep)
+        # A message's id in the limiter's logs: unique across processes, short.
+        self._ids = itertools.count()
+        self._id_prefix = uuid.uuid4().hex[:12]
+        self._timeout: tuple[float, ClientTimeout] | None = None
 
     def backoff(self, failures: int) -> float:
         """Capped exponential backoff with full jitter after `failures` transient failures."""
@@ -274,9 +390,14 @@ class TelegramSender:
         return self._random.uniform(0, ceiling)
 
     async def send(
-        self, chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | None = None
+        self,
+        chat_id: int,
+        html: str,
+        reply_markup: InlineKeyboardMarkup | Mapping[str, Any] | None = None,
     ) -> TelegramResult:
-        """Send one message; never raises for Telegram's known failures (see the result)."""
+        """Send one message; never raises for Telegram's known failures (see the result).
+
+        `reply_markup` is aiogram's model or the same as plain JSON data (a dict)."""
         lock = self._chat_locks.setdefault(chat_id, asyncio.Lock())
         self._queued[chat_id] = self._queued.get(chat_id, 0) + 1
         try:
@@ -289,12 +410,17 @@ class TelegramSender:
                 del self._chat_locks[chat_id]
 
     async def _send(
-        self, chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | None
+        self,
+        chat_id: int,
+        html: str,
+        reply_markup: InlineKeyboardMarkup | Mapping[str, Any] | None,
     ) -> TelegramResult:
         target = chat_id
         migrated_to: int | None = None
         attempts = failures = throttled = 0
         retry_after_total = 0.0
+        max_wait_ms = int(self.max_wait * 1000)
+        markup = _plain_markup(reply_markup)
 
         def result(
             ok: bool,
@@ -315,36 +441,30 @@ class TelegramSender:
             )
 
         while True:
-            slot = await self.limiter.reserve(target, max_wait=self.max_wait)
-            if not slot.taken:
-                return result(False, error=f"chat {target} is throttled for {slot.wait:.0f} s")
-            if slot.wait > 0:
-                await self._sleep(slot.wait)
-            send_id = uuid.uuid4().hex
-            while (turn := await self._gate.turn(target, send_id)).wait > 0:
-                if turn.wait > self.max_wait:  # a group's minute is spent: retry later
-                    return result(False, error=f"chat {target} is throttled for {turn.wait:.0f} s")
-                await self._sleep(turn.wait)  # the chat's spacing, or a group's 20 a minute
+            send_id = f"{self._id_prefix}{next(self._ids):x}"
+            op = "rt"  # the chat's next start, and the turn at once if it has come
+            while (turn := await self._gate.turn(target, op, send_id, max_wait_ms))[0] != GO:
+                code, wait_ms = turn
+                if code == FAR or wait_ms > max_wait_ms:  # e.g. a group's minute is spent
+                    wait = wait_ms / 1000
+                    return result(False, error=f"chat {target} is throttled for {wait:.0f} s")
+                # A reserved start later on, the chat's spacing, or a group's 20 a minute.
+                await self._sleep(max(wait_ms, 1) / 1000)
+                op = "t"
             attempts += 1
             try:
                 try:
-                    message = await self.bot.send_message(
-                        chat_id=target,
-                        text=html,
-                        parse_mode="HTML",
-                        reply_markup=reply_markup,
-                        link_preview_options=LinkPreviewOptions(is_disabled=True),
-                    )
+                    message_id = await self._post(target, html, reply_markup, markup)
                 finally:
                     # Also after an error or a timeout: the request may have reached Telegram.
-                    await self.limiter.answered(target, send_id)
+                    await self._gate.answered(target, send_id)
             # TelegramRetryAfter and TelegramMigrateToChat subclass TelegramAPIError, like every
             # other case here: each is caught by name, and nothing catches TelegramAPIError.
             except TelegramRetryAfter as e:
                 throttled += 1
                 retry_after_total += e.retry_after
                 # Every process must hold back for this chat, not only this one.
-                await self.limiter.push_back(target, e.retry_after)
+                await self._gate.push_back(target, e.retry_after)
                 log.warning("telegram 429 for chat %s: retry after %s s", target, e.retry_after)
                 if throttled >= self.max_throttled or e.retry_after > self.max_wait:
                     return result(False, error=f"throttled: {e.message}")
@@ -377,15 +497,144 @@ class TelegramSender:
                 )
                 await self._sleep(delay)
             else:
-                return result(True, message_id=message.message_id)
+                return result(True, message_id=message_id)
+
+    async def _post(
+        self,
+        chat_id: int,
+        html: str,
+        reply_markup: InlineKeyboardMarkup | Mapping[str, Any] | None,
+        markup: dict[str, Any] | None,
+    ) -> int:
+        """sendMessage: the new message's id, or aiogram's exception for what went wrong."""
+        bot = self.bot
+        session = bot.session
+        if not isinstance(session, AiohttpSession) or len(session.middleware):
+            message = await bot.send_message(**_method_fields(chat_id, html, reply_markup))
+            return message.message_id
+        body: dict[str, Any] = {
+            "chat_id": chat_id,
+            "text": html,
+            "parse_mode": "HTML",
+            "link_preview_options": _NO_LINK_PREVIEW,
+        }
+        if markup is not None:
+            body["reply_markup"] = markup
+        if bot.default.protect_content is not None:  # the one default sendMessage would add
+            body["protect_content"] = bot.default.protect_content
+        http = await session.create_session()
+        try:
+            async with http.post(
+                session.api.api_url(token=bot.token, method="sendMessage"),
+                data=json.dumps(body).encode(),
+                headers=_JSON,
+                timeout=self._client_timeout(session.timeout),
+            ) as resp:
+                status = resp.status
+                message_id = _message_id(status, await resp.read())
+                content = await resp.text() if message_id is None else ""
+        # As aiogram's AiohttpSession.make_request words them.
+        except TimeoutError as e:
+            raise TelegramNetworkError(
+                method=_method(chat_id, html, reply_markup), message="Request timeout error"
+            ) from e
+        except ClientError as e:
+            raise TelegramNetworkError(
+                method=_method(chat_id, html, reply_markup), message=f"{type(e).__name__}: {e}"
+            ) from e
+        if message_id is not None:
+            return message_id
+        # Not a plain success: aiogram reads it (and raises what bot.send_message would).
+        response = session.check_response(
+            bot=bot,
+            method=_method(chat_id, html, reply_markup),
+            status_code=status,
+            content=content,
+        )
+        if response.result is None:  # a success without the message: not a reply we know
+            raise ClientDecodeError("Failed to deserialize object", ValueError(content), content)
+        return response.result.message_id
+
+    def _client_timeout(self, seconds: float) -> ClientTimeout:
+        if self._timeout is None or self._timeout[0] != seconds:
+            self._timeout = (seconds, ClientTimeout(total=seconds))
+        return self._timeout[1]
+
+
+_JSON = {"Content-Type": "application/json"}
+_NO_LINK_PREVIEW = {"is_disabled": True}
+
+
+def _plain_markup(markup: InlineKeyboardMarkup | Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The markup as the JSON the Bot API takes (what aiogram would send: no null fields)."""
+    if markup is None:
+        return None
+    if isinstance(markup, InlineKeyboardMarkup):
+        return markup.model_dump(mode="json", exclude_none=True)
+    return dict(markup)
+
+
+def _message_id(status: int, raw: bytes) -> int | None:
+    """The sent message's id from a successful reply; None for anything else."""
+    if status != 200:
+        return None
+    try:
+        reply = json.loads(raw)
+        message_id = reply["result"]["message_id"] if reply["ok"] is True else None
+    except (ValueError, TypeError, KeyError):
+        return None
+    return message_id if type(message_id) is int else None
+
+
+def _method_fields(
+    chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """`bot.send_message`'s arguments for this send (a Bot with its own kind of session)."""
+    markup = (
+        reply_markup
+        if reply_markup is None or isinstance(reply_markup, InlineKeyboardMarkup)
+        else InlineKeyboardMarkup.model_validate(reply_markup)
+    )
+    return {
+        "chat_id": chat_id,
+        "text": html,
+        "parse_mode": "HTML",
+        "reply_markup": markup,
+        "link_preview_options": LinkPreviewOptions(is_disabled=True),
+    }
+
+
+def _method(
+    chat_id: int, html: str, reply_markup: InlineKeyboardMarkup | Mapping[str, Any] | None
+) -> SendMessage:
+    """The aiogram request this send was, for aiogram's exceptions (built only for them, and
+    not validated: what went wrong is the reply's story, not this one's)."""
+    markup = (
+        reply_markup
+        if reply_markup is None or isinstance(reply_markup, InlineKeyboardMarkup)
+        else InlineKeyboardMarkup.model_construct(**reply_markup)
+    )
+    return SendMessage.model_construct(
+        chat_id=chat_id,
+        text=html,
+        parse_mode="HTML",
+        reply_markup=markup,
+        link_preview_options=LinkPreviewOptions(is_disabled=True),
+    )
 
 
 __all__ = [
+    "BOT",
+    "CHAT",
+    "FAR",
     "GLOBAL_LIMIT",
     "GLOBAL_WINDOW_MS",
+    "GO",
     "GROUP_SPACING_MS",
+    "LATER",
     "PRIVATE_SPACING_MS",
     "Reservation",
+    "Step",
     "TelegramRateLimiter",
     "TelegramResult",
     "TelegramSender",

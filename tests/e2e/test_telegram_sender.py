@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import pytest
 from aiogram import Bot
+from aiogram.client.bot import Bot as BotType
 from aiogram.exceptions import TelegramConflictError
+from aiogram.methods import SendMessage, TelegramMethod
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.channels.telegram import (
     GLOBAL_LIMIT,
@@ -34,6 +39,34 @@ class RecordedWaits:
     async def __call__(self, seconds: float) -> None:
         self.waits.append(seconds)
         await asyncio.sleep(0)
+
+
+class HeldWaits:
+    """Stands in for asyncio.sleep: every wait lasts until `release`, however long it asked."""
+
+    def __init__(self) -> None:
+        self.waits: list[float] = []
+        self._released = asyncio.Event()
+
+    async def __call__(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        await self._released.wait()
+
+    def release(self) -> None:
+        self._released.set()
+
+
+class CountingRedis(Redis):
+    """A real client that remembers how many steps each limiter call (EVALSHA) carried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limiter_calls: list[int] = []
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        if args[0] == "EVALSHA":  # EVALSHA sha numkeys keys... 4 + 6 per step args
+            self.limiter_calls.append((len(args) - 3 - int(args[2]) - 4) // 6)
+        return await super().execute_command(*args, **options)
 
 
 @pytest.fixture
@@ -368,3 +401,150 @@ async def test_when_the_budget_is_spent_the_busiest_chat_goes_first(
     first = api.sent[0]
     assert str(first.chat_id) == "42" and first.text == "kö 0"  # ... but the queue goes first
     assert [c.text for c in api.sent_to(42)] == ["kö 0", "kö 1", "kö 2"]
+
+
+async def test_a_send_returns_once_its_answer_is_recorded(
+    sender: TelegramSender, redis: Redis
+) -> None:
+    assert (await sender.send(42, "Ny ankomst")).ok
+
+    # The chat's spacing and the bot's log count from the answer, not from far ahead.
+    seconds, micros = await redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    done = await redis.get(keys.telegram_chat_done(42))
+    [(_, answered_at)] = await redis.zrange(keys.TELEGRAM_SENT, 0, -1, withscores=True)
+    assert done is not None
+    assert int(done) == answered_at
+    assert now_ms - 5000 < answered_at <= now_ms
+
+
+async def test_concurrent_sends_share_their_limiter_calls(
+    api: FakeTelegramAPI, redis_url: str, redis: Redis, waits: RecordedWaits
+) -> None:
+    counting = CountingRedis.from_url(redis_url, decode_responses=True)
+    try:
+        async with api.bot() as bot:
+            sender = TelegramSender(bot, counting, sleep=waits)
+            assert (await sender.send(99, "först")).ok  # the script is loaded: no retried call
+            counting.limiter_calls.clear()
+            chats = range(100, 120)
+
+            results = await asyncio.gather(*(sender.send(c, "Ny ankomst") for c in chats))
+    finally:
+        await counting.aclose()
+
+    assert all(r.ok for r in results)
+    assert len(api.sent) == 1 + len(chats)
+    # Each send is a turn and an answer; the turns of the sends under way go in one call, and
+    # the answers with whatever round comes next: no more calls than sends, as one step each.
+    assert counting.limiter_calls[0] == len(chats)
+    assert sum(counting.limiter_calls) == 2 * len(chats)
+    assert len(counting.limiter_calls) <= len(chats)
+
+
+async def test_an_answer_recorded_late_counts_from_when_it_came(redis: Redis) -> None:
+    limiter = TelegramRateLimiter(redis)
+    assert (await limiter.take(42, "m1")).wait == 0
+
+    await limiter.answered(42, "m1", ago=0.4)  # answered 0.4 s ago, recorded only now
+    turn = await limiter.take(42, "m2")
+
+    assert turn.chat
+    assert PRIVATE_SPACING_MS / 1000 - 0.4 - 0.1 < turn.wait <= PRIVATE_SPACING_MS / 1000 - 0.4
+
+
+async def test_an_answer_that_comes_while_the_budget_is_spent_is_recorded_at_once(
+    api: FakeTelegramAPI, redis: Redis
+) -> None:
+    # Another process has spent all but one of this second's budget.
+    limiter = TelegramRateLimiter(redis)
+    for i in range(GLOBAL_LIMIT - 1):
+        assert (await limiter.take(5000 + i, f"m{i}")).wait == 0
+        await limiter.answered(5000 + i, f"m{i}")
+    api.delay_next("sendMessage", 0.3, chat_id=1)
+    waits = HeldWaits()
+    async with api.bot() as bot:
+        sender = TelegramSender(bot, redis, sleep=waits)
+        slow = asyncio.create_task(sender.send(1, "långsam"))  # the last of the budget
+        held = asyncio.create_task(sender.send(2, "väntar"))  # waits for the budget to free
+        try:
+            # Returns once its answer is recorded: while the wait for the budget still lasts,
+            # so that other processes see the chat's answer as soon as it came.
+            result = await asyncio.wait_for(slow, 10)
+
+            assert result.ok
+            assert not held.done()
+            assert waits.waits == [pytest.approx(GLOBAL_WINDOW_MS / 1000, abs=0.2)]
+            assert await redis.get(keys.telegram_chat_done(1)) is not None
+            assert api.sent_to(2) == []
+        finally:
+            held.cancel()
+            waits.release()
+            with contextlib.suppress(asyncio.CancelledError):
+                await held
+
+
+async def test_the_buttons_may_come_as_plain_data(
+    sender: TelegramSender, api: FakeTelegramAPI
+) -> None:
+    markup = {"inline_keyboard": [[{"text": "Mottaget", "callback_data": "ack:c1:1:sig"}]]}
+
+    result = await sender.send(42, "<b>Ny ankomst</b>", markup)
+
+    assert result.ok
+    [call] = api.sent_to(42)
+    assert call.params["reply_markup"] == markup
+    assert call.params["parse_mode"] == "HTML"
+
+
+async def test_a_success_without_its_message_is_retried(
+    sender: TelegramSender, api: FakeTelegramAPI
+) -> None:
+    api.fail_next("sendMessage", status=200, body={"ok": True, "result": True})
+
+    result = await sender.send(42, "Ny ankomst")
+
+    assert result.ok
+    assert result.attempts == 2
+    assert result.message_id is not None
+    assert len(api.calls_to("sendMessage")) == 2
+
+
+async def test_a_bot_with_request_middleware_sends_through_aiogram(
+    api: FakeTelegramAPI, redis: Redis, waits: RecordedWaits
+) -> None:
+    seen: list[TelegramMethod[Any]] = []
+
+    async def remember(
+        make_request: Callable[..., Awaitable[Any]], bot: BotType, method: TelegramMethod[Any]
+    ) -> Any:
+        seen.append(method)
+        return await make_request(bot, method)
+
+    async with api.bot() as bot:
+        bot.session.middleware(remember)
+        result = await TelegramSender(bot, redis, sleep=waits).send(42, "Ny ankomst", _ack_button())
+
+    assert result.ok
+    assert result.message_id is not None
+    [method] = seen
+    assert isinstance(method, SendMessage)
+    assert method.chat_id == 42
+    [call] = api.sent_to(42)
+    assert call.params["reply_markup"] == {
+        "inline_keyboard": [[{"text": "Mottaget", "callback_data": "ack:c1:1:sig"}]]
+    }
+
+
+async def test_an_unreachable_store_fails_the_send_and_sends_nothing(
+    bot: Bot, api: FakeTelegramAPI, waits: RecordedWaits
+) -> None:
+    gone: Redis = Redis.from_url("redis://127.0.0.1:1/0", decode_responses=True)
+    try:
+        sender = TelegramSender(bot, gone, sleep=waits)
+        with pytest.raises(RedisConnectionError):
+            await asyncio.wait_for(sender.send(42, "Ny ankomst"), 10)
+    finally:
+        await gone.aclose()
+
+    assert api.calls == []
