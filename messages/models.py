@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Literal
@@ -13,14 +14,83 @@ NoticeKind = Literal["new", "changed", "cancelled"]
 ChatDetails = Literal["minimal", "full"]
 
 
-@dataclass(frozen=True)
 class Rendered:
-    """One message in every form a channel may need."""
+    """One message in every form a channel may need:
 
-    subject: str  # e-mail subject (plain text, one line, no CR/LF)
-    text: str  # e-mail plain-text part
-    html: str  # e-mail HTML part (everything user-given escaped)
-    telegram: str  # Telegram HTML parse mode (escaped), at most 4096 characters
+    - `subject`: e-mail subject (plain text, one line, no CR/LF)
+    - `text`: e-mail plain-text part
+    - `html`: e-mail HTML part (everything user-given escaped)
+    - `telegram`: Telegram HTML parse mode (escaped), at most 4096 characters
+
+    Made from the four texts, or by `Rendered.lazy` from two functions: the e-mail's three
+    forms and the chat form are then each made when first asked for, so a mail never renders
+    the chat message nor a chat message the mail. Immutable either way.
+    """
+
+    __slots__ = ("_email", "_make_email", "_make_telegram", "_telegram")
+
+    def __init__(self, subject: str, text: str, html: str, telegram: str) -> None:
+        self._email: tuple[str, str, str] | None = (subject, text, html)
+        self._telegram: str | None = telegram
+        self._make_email: Callable[[], tuple[str, str, str]] | None = None
+        self._make_telegram: Callable[[], str] | None = None
+
+    @classmethod
+    def lazy(
+        cls, email: Callable[[], tuple[str, str, str]], telegram: Callable[[], str]
+    ) -> Rendered:
+        """The message whose e-mail forms (subject, text, HTML) `email()` makes and whose chat
+        form `telegram()` makes, each called at most once, on first use."""
+        rendered = cls.__new__(cls)
+        rendered._email = rendered._telegram = None
+        rendered._make_email, rendered._make_telegram = email, telegram
+        return rendered
+
+    def _email_forms(self) -> tuple[str, str, str]:
+        if self._email is None:
+            assert self._make_email is not None
+            self._email = self._make_email()
+            self._make_email = None
+        return self._email
+
+    @property
+    def subject(self) -> str:
+        """The e-mail subject."""
+        return self._email_forms()[0]
+
+    @property
+    def text(self) -> str:
+        """The e-mail plain-text part."""
+        return self._email_forms()[1]
+
+    @property
+    def html(self) -> str:
+        """The e-mail HTML part."""
+        return self._email_forms()[2]
+
+    @property
+    def telegram(self) -> str:
+        """The Telegram message."""
+        if self._telegram is None:
+            assert self._make_telegram is not None
+            self._telegram = self._make_telegram()
+            self._make_telegram = None
+        return self._telegram
+
+    def _forms(self) -> tuple[str, str, str, str]:
+        return (*self._email_forms(), self.telegram)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Rendered):
+            return NotImplemented
+        return self._forms() == other._forms()
+
+    def __hash__(self) -> int:
+        return hash(self._forms())
+
+    def __repr__(self) -> str:
+        subject, text, html, telegram = self._forms()
+        return f"Rendered({subject=!r}, {text=!r}, {html=!r}, {telegram=!r})"
 
 
 @dataclass(frozen=True)

@@ -211,7 +211,7 @@ def render_message(mail: OutgoingMail, from_addr: str, *, now: datetime | None =
     headers = [
         _from_header(from_addr),
         _header("To", plain_address(mail.to)),
-        _header("Subject", _clean_subject(mail.subject)),
+        _subject_header(mail.subject),
         _header("Date", format_datetime(now or datetime.now(UTC))),
         _header("Message-ID", _message_id(mail.message_id)),
     ]
@@ -229,6 +229,12 @@ def render_message(mail: OutgoingMail, from_addr: str, *, now: datetime | None =
     if mail.attachments:
         body = _multipart("mixed", [body, *(_attachment_part(a) for a in mail.attachments)])
     return b"".join(headers) + body
+
+
+@functools.lru_cache(maxsize=256)
+def _subject_header(subject: str) -> bytes:
+    # The same for every recipient of a message: cleaned, folded and encoded once.
+    return _header("Subject", _clean_subject(subject))
 
 
 @functools.lru_cache(maxsize=8)

@@ -89,14 +89,22 @@ class FanOut:
         self.deliveries = DeliveryStore(redis)
         self.policy = Policy(directory)
 
-    async def channels(self, org_id: str) -> list[str]:
-        """Every channel an organisation has: its e-mail, and each linked chat."""
+    def _channels(self, org_id: str, chat_ids: Iterable[int]) -> list[str]:
         org = self.directory.organisations.get(org_id)
         out: list[str] = []
         if org is not None and org.email:
             out.append(EMAIL)
-        out.extend(telegram_channel(c) for c in await self.chats.chats_of(org_id))
+        out.extend(telegram_channel(c) for c in chat_ids)
         return out
+
+    async def channels(self, org_id: str) -> list[str]:
+        """Every channel an organisation has: its e-mail, and each linked chat."""
+        return self._channels(org_id, await self.chats.chats_of(org_id))
+
+    async def channels_of(self, org_ids: Iterable[str]) -> dict[str, list[str]]:
+        """`channels` of several organisations, in one round trip."""
+        chats = await self.chats.chats_of_many(org_ids)
+        return {org_id: self._channels(org_id, chat_ids) for org_id, chat_ids in chats.items()}
 
     async def plan(
         self,
@@ -105,16 +113,30 @@ class FanOut:
         params: Mapping[str, object] | None = None,
     ) -> list[Planned]:
         """One planned delivery per channel of each organisation."""
-        planned: list[Planned] = []
-        for org_id in org_ids:
-            for channel in await self.channels(org_id):
-                planned.append(Planned(org_id, channel, topic, params or {}))
-        return planned
+        return await self.plan_all([(org_ids, topic, params)])
+
+    async def plan_all(
+        self,
+        groups: Iterable[
+            tuple[Iterable[str], Topic | DeliveryTopic | str, Mapping[str, object] | None]
+        ],
+    ) -> list[Planned]:
+        """`plan` for several (organisations, topic, params) at once, in order: the channels of
+        all their organisations are read in one round trip."""
+        wanted = [(list(org_ids), topic, params or {}) for org_ids, topic, params in groups]
+        channels = await self.channels_of(o for org_ids, _, _ in wanted for o in org_ids)
+        return [
+            Planned(org_id, channel, topic, params)
+            for org_ids, topic, params in wanted
+            for org_id in org_ids
+            for channel in channels[org_id]
+        ]
 
     async def create(self, case_id: str, version: int, planned: Iterable[Planned]) -> int:
-        """Create and queue the planned deliveries that do not exist yet; returns how many."""
+        """Create and queue the planned deliveries that do not exist yet, in one round trip;
+        returns how many."""
         now = self.clock.now().isoformat()
-        made = 0
+        items: list[tuple[str, str, Mapping[str, str]]] = []
         for item in planned:
             topic = str(item.topic)
             ident = delivery_id(case_id, version, item.org_id, item.channel, topic)
@@ -131,8 +153,10 @@ class FanOut:
                 "queued_at": now,
                 "attempts": "0",
             }
-            made += await self.deliveries.create(ident, case_id, outbox, fields)
-        return made
+            items.append((ident, outbox, fields))
+        if not items:
+            return 0
+        return sum(await self.deliveries.create_many(case_id, items))
 
     async def record_texts(self, topic: DeliveryTopic) -> dict[str, str]:
         """The free texts a notice of `topic` shows, read from the record it is about (see
@@ -189,8 +213,12 @@ class FanOut:
         if kind in VERSION_EVENTS:
             case = await self.cases.get(case_id)
             # Recipients must acknowledge; the reception unit gets its copy on the same path.
-            planned = await self.plan(case.recipients, Topic.NOTICE)
-            planned += await self.plan([case.reception_unit], Topic.NOTICE, {"copy": True})
+            planned = await self.plan_all(
+                [
+                    (case.recipients, Topic.NOTICE, None),
+                    ([case.reception_unit], Topic.NOTICE, {"copy": True}),
+                ]
+            )
             await self.create(case_id, version, planned)
         elif kind is EventType.CASE_ALL_ACKNOWLEDGED:
             case = await self.cases.get(case_id)

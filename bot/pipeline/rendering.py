@@ -8,9 +8,10 @@ nothing here sends or records anything.
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -54,6 +55,10 @@ CASE_LINKED: frozenset[Topic] = frozenset(
         Topic.DISAGREEMENT_RESOLVED,
     }
 )
+
+
+# Health centres' first-told markers a renderer keeps (one per case it has told one about).
+INFORMED_KEPT = 4096
 
 
 @dataclass(frozen=True)
@@ -169,6 +174,23 @@ class MessageRenderer:
         # Who may report the booking (and so gets the booking link and deadline) is the
         # policy's rule, as for the chat's Boka button.
         self.policy = Policy(directory)
+        # When each health centre was first told of a case, once known: a once-only marker
+        # (HSETNX, never changed), so read once, not for each of its messages.
+        self._informed: OrderedDict[tuple[str, str], str] = OrderedDict()
+
+    async def _informed_at(self, case_id: str, org_id: str) -> str | None:
+        """When the health centre `org_id` was first told of the case (its marker), or None."""
+        key = (case_id, org_id)
+        known = self._informed.get(key)
+        if known is not None:
+            self._informed.move_to_end(key)
+            return known
+        informed = await self.cases.marker(case_id, keys.booking_informed_marker(org_id))
+        if informed:
+            self._informed[key] = informed
+            if len(self._informed) > INFORMED_KEPT:
+                self._informed.popitem(last=False)
+        return informed
 
     @property
     def zone(self) -> ZoneInfo:
@@ -223,7 +245,11 @@ class MessageRenderer:
 
     async def render(self, d: Delivery, case: Case, version: Version) -> tuple[m.Rendered, bool]:
         """The message for a delivery (of `version` of `case`), and whether it asks for an
-        acknowledgement."""
+        acknowledgement. The forms of the delivery's channel are rendered (and any problem
+        with them raised) here; the other channel's only if asked for."""
+        forms: Literal["email", "telegram"] = (
+            "email" if d.channel_kind is ChannelKind.EMAIL else "telegram"
+        )
         org = self.directory.organisation(d.org)
         topic = d.topic.kind
         municipality = self.directory.municipalities[case.municipality].name
@@ -248,7 +274,7 @@ class MessageRenderer:
             if reports_health:
                 # Counted from when the health centre was first told (bot/pipeline/deadlines.py
                 # keeps that moment); for its first message that moment is now.
-                informed = await self.cases.marker(case.id, keys.booking_informed_marker(org.id))
+                informed = await self._informed_at(case.id, org.id)
                 deadline = self.calendar.booking_deadline(
                     datetime.fromisoformat(informed) if informed else self.clock.now(),
                     self.settings.booking_days,
@@ -271,7 +297,7 @@ class MessageRenderer:
                 cancel_reason=version.reason or None,
                 today=self.calendar.today(self.clock),
             )
-            return render_arrival(notice, self.settings.chat_details), needs_ack
+            return render_arrival(notice, self.settings.chat_details, forms), needs_ack
         if topic is Topic.ALL_ACKNOWLEDGED:
             acks = await self.cases.acks(case.id)
             done = tuple(
@@ -286,6 +312,7 @@ class MessageRenderer:
                 render_all_acknowledged(
                     m.AllAcknowledged(case.reference, municipality, arrival_date, d.version, done),
                     self.zone,
+                    forms,
                 ),
                 False,
             )
@@ -318,7 +345,7 @@ class MessageRenderer:
         status = m.CaseNotice(
             topic, case.reference, municipality, arrival_date, contact(org), facts
         )
-        return render_case_notice(status, self.settings.chat_details), False
+        return render_case_notice(status, self.settings.chat_details, forms), False
 
     def attachments(self, d: Delivery, case: Case) -> tuple[Attachment, ...]:
         """Files an e-mail carries: the .ics of a booked health conversation."""

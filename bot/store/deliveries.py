@@ -10,7 +10,7 @@ token's (`renew`, bot/store/lua/claim_renew.lua) and given up the same way (`rel
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from bot.domain.delivery import Delivery
 from bot.store import keys
@@ -155,3 +155,28 @@ class DeliveryStore:
             rows: list[dict[str, str]] = await pipe.execute()
         found = [Delivery.from_hash(r) for r in rows if r]
         return sorted(found, key=lambda d: (d.queued_at.isoformat() if d.queued_at else "", d.id))
+
+    async def create_many(
+        self,
+        case_id: str,
+        items: Sequence[tuple[str, str, Mapping[str, str]]],
+        per_call: int = 200,
+    ) -> list[bool]:
+        """`create` for several deliveries of one case — each (id, outbox, fields) — in one
+        round trip per `per_call` of them (bot/store/lua/delivery_create_many.lua; an event's
+        deliveries are far fewer): each is stored, indexed and queued, in the order given, only
+        if it does not exist yet. Whether each was made, in order."""
+        script = register(self.redis, "delivery_create_many")
+        made: list[bool] = []
+        for start in range(0, len(items), per_call):
+            batch = items[start : start + per_call]
+            names = [keys.case_deliveries(case_id)]
+            args: list[str | int] = []
+            for ident, outbox, fields in batch:
+                if not fields:
+                    raise ValueError(f"delivery {ident}: no fields to store")
+                names += [keys.delivery(ident), outbox]
+                args += [ident, len(fields), *(x for pair in fields.items() for x in pair)]
+            replies = await script(keys=names, args=args)
+            made += [bool(int(r)) for r in replies]
+        return made

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import secrets
 import unicodedata
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -326,6 +327,24 @@ class ChatLinks:
         linked = {int(c) for c in await self._redis.smembers(keys.organisation_chats(org_id))}
         listed = {c for c, o in self._directory_chats.items() if o == org_id}
         return sorted(linked | listed)
+
+    async def chats_of_many(self, org_ids: Iterable[str]) -> dict[str, list[int]]:
+        """`chats_of` for several organisations in one round trip: each of them (once) to its
+        chats."""
+        wanted = list(dict.fromkeys(org_ids))
+        if not wanted:
+            return {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for org_id in wanted:
+                pipe.smembers(keys.organisation_chats(org_id))
+            replies: list[Iterable[str]] = await pipe.execute()
+        listed: dict[str, set[int]] = {}
+        for chat_id, org_id in self._directory_chats.items():
+            listed.setdefault(org_id, set()).add(chat_id)
+        return {
+            org_id: sorted({int(c) for c in linked} | listed.get(org_id, set()))
+            for org_id, linked in zip(wanted, replies, strict=True)
+        }
 
     async def move(self, old_chat: int, new_chat: int) -> None:
         """A group became a supergroup: keep its link under the new id."""
