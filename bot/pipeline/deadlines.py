@@ -50,7 +50,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Final
 
@@ -158,8 +158,19 @@ class _Batch:
     """What one step of `_make` makes: timers and digest entries, each with its guard (a field
     of the guard hash whose presence leaves the item out; "" for none)."""
 
-    timers: list[tuple[str, NewTimer]]
-    entries: list[tuple[str, _Entry]]
+    timers: list[tuple[str, NewTimer]] = field(default_factory=list)
+    entries: list[tuple[str, _Entry]] = field(default_factory=list)
+
+    def timer(self, guard: str, timer: NewTimer) -> None:
+        """Add a timer once. One asked for again with another guard (a digest's, by several
+        recipients) is made without one: a digest timer whose entries were all left out fires
+        and sends nothing."""
+        for n, (had, made) in enumerate(self.timers):
+            if made.id == timer.id:
+                if had != guard:
+                    self.timers[n] = ("", made)
+                return
+        self.timers.append((guard, timer))
 
 
 class Deadlines:
@@ -296,16 +307,16 @@ class Deadlines:
             )
         reminder_due, escalation_due = rules.ack_due(self.calendar, self.settings, at)
         told = at.isoformat()
-        batch = _Batch([], [])
+        batch = _Batch()
         for org_id in case.recipients:
             acked = f"{version}:{org_id}"  # the acknowledgement that makes its chases moot
             base = {"version": version, "organisation": org_id, "told_at": told}
             if reminder_due is not None:
-                batch.timers.append(
-                    (acked, _timer(ACK_REMINDER, case_id, reminder_due, base, version, org_id))
+                batch.timer(
+                    acked, _timer(ACK_REMINDER, case_id, reminder_due, base, version, org_id)
                 )
-            batch.timers.append(
-                (acked, _timer(ACK_ESCALATION, case_id, escalation_due, base, version, org_id))
+            batch.timer(
+                acked, _timer(ACK_ESCALATION, case_id, escalation_due, base, version, org_id)
             )
             self._enlist(
                 batch,
@@ -320,11 +331,11 @@ class Deadlines:
             )
         day, check_due = self.same_day_due(at)
         watch = {"version": version, "day": day.isoformat()}
-        batch.timers.append(("", _timer(SAME_DAY_CHECK, case_id, check_due, watch, version)))
+        batch.timer("", _timer(SAME_DAY_CHECK, case_id, check_due, watch, version))
         if version == 1:
             # At the end of that day, a case not yet through to everyone is recorded as late.
             close = rules.same_day_close(self.calendar, day)
-            batch.timers.append(("", _timer(SAME_DAY_CLOSE, case_id, close, watch)))
+            batch.timer("", _timer(SAME_DAY_CLOSE, case_id, close, watch))
         stood = await self._make(
             case_id,
             version,
@@ -490,13 +501,9 @@ class Deadlines:
             "informed_at": informed.isoformat(),
             "deadline": last_day.isoformat(),
         }
-        batch = _Batch(
-            [
-                (reported, _timer(BOOKING_REMINDER, case_id, reminder_due, base, org_id)),
-                (reported, _timer(BOOKING_ESCALATION, case_id, escalation_due, base, org_id)),
-            ],
-            [],
-        )
+        batch = _Batch()
+        batch.timer(reported, _timer(BOOKING_REMINDER, case_id, reminder_due, base, org_id))
+        batch.timer(reported, _timer(BOOKING_ESCALATION, case_id, escalation_due, base, org_id))
         self._enlist(
             batch,
             reported,
@@ -800,7 +807,7 @@ class Deadlines:
                 due,
                 {"organisation": target, "stamp": stamp},
             )
-            batch.timers.append((guard, digest_timer))
+            batch.timer(guard, digest_timer)
 
     async def _in_digests(self, timer: Timer, org_id: str, version: int | None) -> set[str]:
         """The organisations whose digest for this escalation's instant lists it."""

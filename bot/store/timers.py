@@ -132,27 +132,19 @@ class NewTimer:
 
 def timer_args(timer: NewTimer) -> tuple[list[str], list[str]]:
     """What timer_lib.lua's `timer_make` takes for one timer: its keys (hash, case's index) and
-    its args (id, due score, the number of field/value args, those args)."""
+    its args (id, due score, kind, case, the number of payload field/value args, those args);
+    the script writes kind, case, due_at (the score) and state itself."""
     if timer.due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    fields = [
-        "kind",
-        timer.kind,
-        "case",
-        timer.case,
-        "due_at",
-        _due_text(timer.due_at),
-        "state",
-        PENDING,
-    ]
+    payload: list[str] = []
     for name, value in timer.payload.items():
-        fields += [
+        payload += [
             PAYLOAD_FIELD + name,
             json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str),
         ]
     return (
         [keys.timer(timer.id), keys.case_timers(timer.case)],
-        [timer.id, _due_text(timer.due_at), str(len(fields)), *fields],
+        [timer.id, _due_text(timer.due_at), timer.kind, timer.case, str(len(payload)), *payload],
     )
 
 

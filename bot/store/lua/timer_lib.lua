@@ -1,12 +1,14 @@
 -- Timers (bot/store/timers.py): the steps shared by every script that makes or cancels timers.
 -- A script using them is this file followed by its own (bot/store/scripts.py `source`).
 
--- Make timer `id` unless a timer of that id exists in any state: its hash `hash` gets the
--- field/value pairs ARGV[first .. first + count - 1], the due set `zset` gets it at `score`, and
--- its case's index `index` lists it. Returns 1 if made, else 0.
-local function timer_make(zset, hash, index, id, score, first, count)
+-- Make timer `id` of `kind` for `case` due at `score` unless a timer of that id exists in any
+-- state: its hash `hash` gets kind, case, due_at (the score), state pending and the payload's
+-- field/value pairs ARGV[first .. first + count - 1] (bot/store/timers.py `timer_args`), the
+-- due set `zset` gets it at `score`, and its case's index `index` lists it. Returns 1 if made.
+local function timer_make(zset, hash, index, id, score, kind, case, first, count)
   if redis.call('EXISTS', hash) == 1 then return 0 end
-  redis.call('HSET', hash, unpack(ARGV, first, first + count - 1))
+  redis.call('HSET', hash, 'kind', kind, 'case', case, 'due_at', score, 'state', 'pending',
+    unpack(ARGV, first, first + count - 1))
   redis.call('ZADD', zset, score, id)
   redis.call('SADD', index, id)
   return 1
