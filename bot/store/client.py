@@ -176,6 +176,10 @@ class Redis(Protocol):
         """Load a Lua script on the server; its SHA."""
         ...
 
+    # A single-connection client's connection (`client()`), once it has sent a command; its
+    # `register_connect_callback(method)` is called each time it connects again.
+    connection: Any
+
     def client(self) -> Redis:
         """A client that keeps one connection (for a read another task may CLIENT UNBLOCK)."""
         ...

@@ -111,7 +111,8 @@ class StreamConsumer:
         # The blocking read's own connection (of the same pool) and its id on the server, so
         # that `stop()` can unblock exactly that read.
         self._reader: Redis | None = None
-        self._reader_id: int | None = None
+        self._reader_id: int | None = None  # while a read is blocked
+        self._reader_conn_id: int | None = None  # the reader connection's, once asked
         # While a burst runs: the ids of entries finished (acknowledged or dead-lettered).
         self._burst_finished: set[str] | None = None
         # Faults of the loop (reads, reclaims) and of handling entries (mostly writes) are
@@ -260,8 +261,15 @@ class StreamConsumer:
         """One blocking XREADGROUP on the reader's connection, which `stop()` can unblock."""
         if self._reader is None:
             self._reader = self.redis.client()
-        # Asked before every read: after a reconnect the connection has a new id.
-        ident = int(await self._reader.client_id())
+            self._reader_conn_id = None
+        ident = self._reader_conn_id
+        if ident is None:
+            # Asked once per connection: the reader's connection tells us when it connects
+            # again (its id on the server is new then), and the next read asks again.
+            ident = self._reader_conn_id = int(await self._reader.client_id())
+            connection = self._reader.connection
+            if connection is not None:
+                connection.register_connect_callback(self._reader_reconnected)
         if self._stopping.is_set():
             return None
         self._reader_id = ident
@@ -275,6 +283,9 @@ class StreamConsumer:
             )
         finally:
             self._reader_id = None
+
+    def _reader_reconnected(self, _connection: object) -> None:
+        self._reader_conn_id = None
 
     async def reclaim(self) -> int:
         """Take over entries other consumers left pending too long (crashed or stuck)."""

@@ -47,6 +47,28 @@ async def test_stop_ends_a_blocked_read_at_once_and_loses_nothing(redis: Redis) 
     assert not [c for c in clients if c.get("db") == db and "b" in c.get("flags", "")]
 
 
+async def test_stop_unblocks_at_once_after_the_reader_connected_again(redis: Redis) -> None:
+    # The reader's id is asked once per connection, not before every read: after the server
+    # dropped the connection (CLIENT KILL, as a restart or a failover does) the reader connects
+    # again, and stop() must unblock the read on the new connection, not the old id.
+    handled: list[str] = []
+    worker = consumer(redis, handled, block_ms=30_000)
+    task = asyncio.create_task(worker.run())
+    while worker._reader_id is None:  # blocked in XREADGROUP now
+        await asyncio.sleep(0.01)
+    old = worker._reader_id
+    await redis.client_kill_filter(_id=old)
+    await redis.xadd(STREAM, {"n": "after"})
+    while handled != ["after"] or worker._reader_id is None:  # read again on a new connection
+        await asyncio.sleep(0.01)
+    assert worker._reader_id != old
+
+    started = time.monotonic()
+    await worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert time.monotonic() - started < 1.0, "stop waited out the blocked read"
+
+
 async def test_stop_before_the_first_read_returns_at_once(redis: Redis) -> None:
     worker = consumer(redis, [], block_ms=30_000)
     task = asyncio.create_task(worker.run())
