@@ -18,6 +18,7 @@ from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
+from bot.channels.telegram_types import pin_response_models
 from bot.domain.clock import Clock, SystemClock
 from bot.pipeline.delivery import DeliveryHooks
 from bot.runtime.directory_file import load_directory
@@ -39,6 +40,7 @@ def make_bot(settings: Settings) -> Bot | None:
     """aiogram's Bot, pointed at the configured Bot API server; None when chat is off."""
     if settings.telegram_token is None:
         return None
+    pin_response_models()
     session = AiohttpSession(
         api=TelegramAPIServer.from_base(settings.telegram_api_url),
         timeout=settings.telegram_timeout,
