@@ -202,7 +202,7 @@ async def run(
                 )
                 auth = {"Authorization": f"Bearer {tokens[where]}"}
                 port = services[i % len(services)].port
-                if rate is not None:
+                if rate is not None and prefix != "WARMUP":
                     await asyncio.sleep(max(0.0, t_start + i / rate - time.time()))
                 async with sem:
                     t0 = time.time()
