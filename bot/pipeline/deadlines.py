@@ -78,6 +78,7 @@ from bot.domain.events import Topic
 from bot.domain.progress import Reach, arrival_messages, everyone_reached_at, progress
 from bot.pipeline.fanout import FanOut
 from bot.store import Redis, keys
+from bot.store.batching import Coalescer, LuaScript
 from bot.store.cases import CaseStore
 from bot.store.scripts import register
 from bot.store.timers import NewTimer, Scheduler, Timer, timer_args, timers_of_case
@@ -87,6 +88,8 @@ from bot.usecases.views import deliveries
 from messages import deadlines as words
 
 log = logging.getLogger(__name__)
+
+REACHED = LuaScript.of("timer_lib", "deadline_reached")  # one message reached: see delivered()
 
 # The timer kinds live in bot.domain.deadline_kinds (the case view words them from there); they
 # are named here too, where they are made and fired.
@@ -199,7 +202,9 @@ class Deadlines:
         self._emit = register(redis, "deadline_emit")
         self._emit_digest = register(redis, "digest_emit")
         self._make_script = register(redis, "timer_lib", "deadline_make")
-        self._reached_script = register(redis, "timer_lib", "deadline_reached")
+        # Run once per message reached, many at once under load: with the others of its loop
+        # turn, in one round trip (bot/store/batching.py).
+        self._batch = Coalescer(redis)
         self._notified_script = register(redis, "timer_lib", "deadline_notified")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)
@@ -444,8 +449,9 @@ class Deadlines:
         check = timer_id(SAME_DAY_CHECK, case_id, version)
         centre = self._is_health_centre(org_id)
         booking = timer_id(BOOKING_ESCALATION, case_id, org_id) if centre else check
-        reply = await self._reached_script(
-            keys=[
+        reply = await self._batch.script(
+            REACHED,
+            [
                 keys.case(case_id),
                 keys.case_reached(case_id),
                 keys.case_markers(case_id),
@@ -453,7 +459,7 @@ class Deadlines:
                 keys.timer(check),
                 keys.timer(booking),
             ],
-            args=[
+            [
                 org_id,
                 str(version),
                 at.isoformat(),
