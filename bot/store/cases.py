@@ -31,10 +31,27 @@ def record_change(
     """Queue on `pipe` the two writes of every state change, inside its transaction: the
     case's history line (`what`, with the `history` details) and the event on the stream
     (`event`, with the `event_extra` fields)."""
-    pipe.rpush(
-        keys.case_history(case_id), history_entry(what, actor, at, version, **(history or {}))
+    line, fields = change_record(case_id, version, actor, at, what, event, history, **event_extra)
+    pipe.rpush(keys.case_history(case_id), line)
+    pipe.xadd(keys.EVENTS, fields)
+
+
+def change_record(
+    case_id: str,
+    version: int,
+    actor: Actor,
+    at: datetime,
+    what: str,
+    event: EventType,
+    history: dict[str, Any] | None = None,
+    **event_extra: str,
+) -> tuple[str, dict[str, str]]:
+    """What `record_change` writes: the history line and the event's fields (for a script
+    that writes them itself, case_register.lua)."""
+    return (
+        history_entry(what, actor, at, version, **(history or {})),
+        event_fields(event, case_id, version, actor, at, **event_extra),
     )
-    pipe.xadd(keys.EVENTS, event_fields(event, case_id, version, actor, at, **event_extra))
 
 
 class CaseStore:

@@ -1,7 +1,8 @@
 """The case use cases: register, change, cancel, acknowledge.
 
-Every state change writes the case, its history entry and its event in one MULTI/EXEC, so a
-caller is answered only after all three are stored, and a crash leaves either all or nothing.
+Every state change writes the case, its history entry and its event in one MULTI/EXEC (a
+registration: in one script, case_register.lua), so a caller is answered only after all three
+are stored, and a crash leaves either all or nothing.
 The model is bot/domain/case.py; reads and the shared writes are bot/store/cases.py.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -30,8 +32,9 @@ from bot.domain.directory import Directory, RoutingError
 from bot.domain.events import EventType, Topic
 from bot.domain.policy import Forbidden, Policy
 from bot.store import Pipeline, Redis, keys, optimistic
-from bot.store.cases import CaseStore, record_change
+from bot.store.cases import CaseStore, change_record, record_change
 from bot.store.durability import Durability
+from bot.store.scripts import register
 
 # The errors of these use cases, named here for the adapters that catch them.
 __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
@@ -55,6 +58,7 @@ class CaseService:
         self.clock = clock
         self.zone = zone  # reference years follow the local calendar
         self.store = CaseStore(redis)
+        self._register = register(redis, "case_register")
         self.policy = Policy(directory)
 
     # -- policy (the rules themselves live in bot.domain.policy) ------------------------------
@@ -89,70 +93,77 @@ class CaseService:
             raise InvalidInput([{"field": "recipients", "message": str(exc)}]) from None
         fingerprint = content_hash(arrival)
         ref_key = keys.external_ref(arrival.external_ref)
-
-        async def attempt(pipe: Pipeline) -> tuple[Case, bool]:
-            existing = await pipe.get(ref_key)
-            if existing:
-                await pipe.unwatch()
-                case = await self.store.get(existing)
-                if case.content_hash != fingerprint:
-                    raise Conflict(
-                        "external_ref finns redan för ett ärende med annat innehåll "
-                        f"({case.reference})."
-                    )
-                return case, False
-            now = self.clock.now()
-            local_year = now.astimezone(self.zone).year
-            # The number is read under WATCH and written in the same MULTI/EXEC as the case, so
-            # an attempt that is retried (a concurrent replay, a concurrent registration in the
-            # municipality) takes its number again instead of burning one.
-            sequence_key = keys.reference_sequence(municipality.code, local_year)
-            await pipe.watch(sequence_key)
-            sequence = int(await pipe.get(sequence_key) or 0) + 1
-            case = Case(
-                id=secrets.token_hex(8),
-                reference=f"{municipality.code}-{local_year}-{sequence:04d}",
-                external_ref=arrival.external_ref,
-                municipality=municipality.id,
-                reception_unit=actor.org_id,
-                status="open",
-                version=1,
-                created_at=now,
-                updated_at=now,
-                recipients=tuple(o.id for o in recipients),
-                facts=arrival.facts(),
-                content_hash=fingerprint,
-            )
-            version = Version(1, "new", case.facts, now, actor.org_id, actor.via)
-            pipe.multi()
-            pipe.set(sequence_key, sequence)
-            pipe.set(ref_key, case.id)
-            pipe.set(keys.case_by_reference(case.reference), case.id)
-            pipe.hset(keys.case(case.id), mapping=case.to_hash())
-            pipe.hset(keys.case_versions(case.id), "1", version.to_json())
-            pipe.sadd(keys.ALL_CASES, case.id)
-            pipe.sadd(keys.OPEN_CASES, case.id)
-            pipe.sadd(keys.municipality_cases(case.municipality), case.id)
-            for org_id in case.parties():
-                pipe.sadd(keys.organisation_cases(org_id), case.id)
-            record_change(
-                pipe,
+        now = self.clock.now()
+        local_year = now.astimezone(self.zone).year
+        # The reference is this prefix and the municipality's next number of the year, which
+        # the script takes and formats ("%04d"): OSD-2026-0001.
+        prefix = f"{municipality.code}-{local_year}-"
+        case = Case(
+            id=secrets.token_hex(8),
+            reference=prefix,
+            external_ref=arrival.external_ref,
+            municipality=municipality.id,
+            reception_unit=actor.org_id,
+            status="open",
+            version=1,
+            created_at=now,
+            updated_at=now,
+            recipients=tuple(o.id for o in recipients),
+            facts=arrival.facts(),
+            content_hash=fingerprint,
+        )
+        version = Version(1, "new", case.facts, now, actor.org_id, actor.via)
+        # The reference is the history line's last field: the script puts the number before
+        # its closing '"}'.
+        line, event = change_record(
+            case.id,
+            1,
+            actor,
+            now,
+            "registered",
+            EventType.CASE_REGISTERED,
+            {"reference": prefix},
+        )
+        fields = case.to_hash()
+        del fields["reference"]
+        sets = [keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_cases(case.municipality)]
+        sets += [keys.organisation_cases(org_id) for org_id in case.parties()]
+        # One round trip, atomic: the external ref is checked, the number taken and the case,
+        # its version, sets, history and event written together (or nothing, if it exists).
+        created, answer = await self._register(
+            keys=[
+                ref_key,
+                keys.reference_sequence(municipality.code, local_year),
+                keys.case(case.id),
+                keys.case_versions(case.id),
+                keys.case_history(case.id),
+                keys.EVENTS,
+                *sets,
+            ],
+            args=[
                 case.id,
-                1,
-                actor,
-                now,
-                "registered",
-                EventType.CASE_REGISTERED,
-                {"reference": case.reference},
-            )
-            await pipe.execute()
-            return case, True
-
-        case, created = await optimistic(self.redis, [ref_key], attempt)
+                prefix,
+                keys.case_by_reference(prefix),
+                version.to_json(),
+                line,
+                2 * len(fields),
+                *(x for pair in fields.items() for x in pair),
+                *(x for pair in event.items() for x in pair),
+            ],
+        )
+        if created:
+            case = replace(case, reference=answer)
+        else:
+            case = await self.store.get(answer)
+            if case.content_hash != fingerprint:
+                raise Conflict(
+                    "external_ref finns redan för ett ärende med annat innehåll "
+                    f"({case.reference})."
+                )
         # Also a replay: what an earlier attempt wrote may still be only on a master that a
         # failover is taking away. Not confirmed: NotDurable (503); the retry is idempotent.
         await self.durability.confirm_value(ref_key, case.id)
-        return case, created
+        return case, bool(created)
 
     # -- change and cancel -------------------------------------------------------------------
 

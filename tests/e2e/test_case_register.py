@@ -1,0 +1,159 @@
+"""A registration is one round trip (issue 17): case_register.lua checks the external ref, takes
+the municipality's next number and writes the case, its version, sets, reference, history and
+event at once, so concurrent registrations in one municipality never retry. Counted where
+redis-py writes to the socket (one write is one command or one pipeline), on a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any, cast
+from zoneinfo import ZoneInfo
+
+import pytest
+from redis.asyncio import Redis as RedisPy
+from redis.asyncio.connection import Connection
+
+from bot.domain.actor import Actor
+from bot.domain.arrival import ArrivalIn
+from bot.domain.clock import ManualClock
+from bot.runtime.directory_file import load_directory
+from bot.store import Redis, keys
+from bot.store.scripts import source
+from bot.usecases.cases import CaseService, Conflict
+from tests.support.world import EXAMPLE_DIRECTORY, arrival
+
+ZONE = ZoneInfo("Europe/Stockholm")
+# 23:30 UTC on New Year's Eve is already 2027 in Stockholm: references follow the local year.
+NOW = datetime.fromisoformat("2026-12-31T23:30:00+00:00")
+
+
+class CountingConnection(Connection):
+    """A redis-py connection that counts its writes: one per command or pipeline sent."""
+
+    writes = 0
+
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.writes += 1
+        await super().send_packed_command(command, check_health)
+
+
+@pytest.fixture
+async def counted(redis_url: str, redis: object) -> AsyncIterator[Redis]:
+    """A client on the test database whose round trips `CountingConnection` counts, with the
+    script already loaded (loading it is once per server, not per registration)."""
+    client = RedisPy.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
+    await client.script_load(source("case_register"))
+    try:
+        yield cast(Redis, client)
+    finally:
+        await client.aclose()
+
+
+def service(redis: Redis) -> CaseService:
+    return CaseService(redis, load_directory(EXAMPLE_DIRECTORY), ManualClock(NOW), ZONE)
+
+
+def reception(municipality: str) -> Actor:
+    return Actor(f"{municipality}-mottagning", who="t1")
+
+
+async def test_a_registration_is_one_round_trip_and_writes_everything(counted: Redis) -> None:
+    cases = service(counted)
+    before = CountingConnection.writes
+    case, created = await cases.register(ArrivalIn(**arrival()), reception("ostersund"))
+    assert CountingConnection.writes - before == 1
+    assert created
+    assert case.reference == "OSD-2027-0001"
+
+    stored = await cases.store.get(case.id)
+    assert stored == case
+    assert await counted.hget(keys.case(case.id), "reference") == "OSD-2027-0001"
+    assert await counted.get(keys.case_by_reference("OSD-2027-0001")) == case.id
+    assert await counted.get(keys.external_ref("MIG-2026-123456")) == case.id
+    assert await counted.get(keys.reference_sequence("OSD", 2027)) == "1"
+    assert (await cases.store.version(case.id, 1)).facts == case.facts
+    assert await cases.store.history(case.id) == [
+        {
+            "at": NOW.isoformat(),
+            "what": "registered",
+            "by": "ostersund-mottagning",
+            "via": "api",
+            "who": "t1",
+            "version": 1,
+            "reference": "OSD-2027-0001",
+        }
+    ]
+    [(_id, event)] = await counted.xrange(keys.EVENTS)
+    assert event == {
+        "type": "case.registered",
+        "case": case.id,
+        "version": "1",
+        "at": NOW.isoformat(),
+        "by": "ostersund-mottagning",
+        "via": "api",
+    }
+    for key in (keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_cases("ostersund")):
+        assert await counted.smembers(key) == {case.id}
+    for org_id in case.parties():
+        assert await counted.smembers(keys.organisation_cases(org_id)) == {case.id}
+    assert case.recipients  # the parties above are more than the reception unit
+
+
+async def test_a_replay_returns_the_case_and_other_content_is_a_conflict(
+    counted: Redis,
+) -> None:
+    cases = service(counted)
+    first, _ = await cases.register(ArrivalIn(**arrival()), reception("ostersund"))
+    keys_before = sorted(await counted.keys("*"))
+
+    again, created = await cases.register(ArrivalIn(**arrival()), reception("ostersund"))
+    assert (again, created) == (first, False)
+    with pytest.raises(Conflict, match="OSD-2027-0001"):
+        await cases.register(ArrivalIn(**arrival(details="Annat.")), reception("ostersund"))
+
+    # Neither wrote anything: no number taken, no second event.
+    assert sorted(await counted.keys("*")) == keys_before
+    assert await counted.get(keys.reference_sequence("OSD", 2027)) == "1"
+    assert await counted.xlen(keys.EVENTS) == 1
+    after, _ = await cases.register(
+        ArrivalIn(**arrival(external_ref="MIG-2")), reception("ostersund")
+    )
+    assert after.reference == "OSD-2027-0002"
+
+
+async def test_concurrent_registrations_take_one_round_trip_each_and_no_number_is_lost(
+    counted: Redis,
+) -> None:
+    # As the benchmark posts them: 32 at once over 8 municipalities, which used to conflict on
+    # each municipality's sequence and retry under WATCH.
+    cases = service(counted)
+    municipalities = list(cases.directory.municipalities)
+    assert len(municipalities) == 8
+
+    async def register(n: int) -> tuple[str, str]:
+        m = municipalities[n % 8]
+        body = arrival(external_ref=f"MIG-RACE-{n}", municipality=m)
+        case, created = await cases.register(ArrivalIn(**body), reception(m))
+        assert created
+        return m, case.reference
+
+    # 32 connections opened first: a connection's handshake is not the registration's.
+    await asyncio.gather(*(counted.ping() for _ in range(32)))
+    before = CountingConnection.writes
+    answers = await asyncio.gather(*(register(n) for n in range(32)))
+    assert CountingConnection.writes - before == 32
+    for m in municipalities:
+        code = cases.directory.municipalities[m].code
+        assert sorted(ref for mm, ref in answers if mm == m) == [
+            f"{code}-2027-{n:04d}" for n in range(1, 5)
+        ]
+        for ref in (ref for mm, ref in answers if mm == m):
+            case = await cases.store.by_reference(ref)
+            assert case.reference == ref and case.municipality == m
+            assert (
+                json.loads((await counted.lrange(keys.case_history(case.id), 0, 0))[0])["reference"]
+                == ref
+            )
