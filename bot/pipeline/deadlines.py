@@ -81,7 +81,15 @@ from bot.store import Redis, keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.cases import CaseStore
 from bot.store.scripts import register
-from bot.store.timers import NewTimer, Scheduler, Timer, timer_args, timers_of_case
+from bot.store.timers import (
+    NewTimer,
+    Scheduler,
+    Timer,
+    case_timer_ids,
+    forget_case_timer,
+    timer_args,
+    timers_of_case,
+)
 from bot.usecases.access import SYSTEM
 from bot.usecases.disagreements import Disagreements
 from bot.usecases.views import deliveries
@@ -415,9 +423,7 @@ class Deadlines:
     async def cancel_case(self, case_id: str) -> None:
         """The arrival is cancelled: nothing more is chased (a digest leaves the case out)."""
         # The cancel script passes over what has fired or is cancelled already.
-        await self.scheduler.cancel_all(
-            sorted(await self.redis.smembers(keys.case_timers(case_id)))
-        )
+        await self.scheduler.cancel_all(await case_timer_ids(self.redis, case_id))
 
     async def booking_reported(self, case_id: str, org_id: str | None = None) -> int:
         """A health centre reported its booking: stop its booking reminder and escalation.
@@ -860,7 +866,7 @@ class Deadlines:
         org_id = str(timer.payload["organisation"])
         stamp = int(str(timer.payload["stamp"]))
         digest = keys.escalation_digest(org_id, stamp)
-        await self.redis.srem(keys.case_timers(DIGEST_TIMERS), timer.id)
+        await forget_case_timer(self.redis, DIGEST_TIMERS, timer.id)
         stored = await self.redis.hgetall(digest)
         if "sent" in stored:
             return

@@ -280,7 +280,15 @@ def timer(timer_id: str) -> str:
 
 
 def case_timers(case_id: str) -> str:
-    """Set of timer ids made for a case (pending, fired or cancelled)."""
+    """Hash: the timer ids made for a case (pending, fired or cancelled) as fields, each with
+    the value "" (bot/store/timers.py). A hash of short fields is a listpack on Redis 7.0, where
+    a set of strings is a hashtable: 9 ids took 1.1 KB as a set."""
+    return f"{PREFIX}:case:{case_id}:timer_ids"
+
+
+def case_timers_set(case_id: str) -> str:
+    """The older layout of `case_timers`: a set of timer ids. Read and cleared, never added
+    to (bot/store/timers.py `case_timer_ids`)."""
     return f"{PREFIX}:case:{case_id}:timers"
 
 

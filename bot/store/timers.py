@@ -1,7 +1,9 @@
 """Timers kept in Redis, fired once each however many `serve` processes run.
 
 A timer is a hash (`ankomst:timer:{id}`: kind, case, due time, state, and each payload item as
-a field of its own) and a member of the sorted set `ankomst:timers`, scored by its due time.
+a field of its own) and a member of the sorted set `ankomst:timers`, scored by its due time;
+its case's index (`ankomst:case:{case}:timer_ids`) lists it as a field of a hash (a listpack;
+the older layout's set `ankomst:case:{case}:timers` is still read).
 The hash is kept small: the id is the key's, the due time is epoch seconds, and each payload
 item is its own short field (`_name` -> JSON), so that Redis stores it compactly (a listpack:
 no value over 64 bytes). What a deadline says in words is not stored; it is made from the kind
@@ -168,9 +170,27 @@ def describe_duration(delta: timedelta) -> str:
     return " ".join(parts) or "0 s"
 
 
+async def case_timer_ids(redis: Redis, case_id: str) -> list[str]:
+    """The ids of every timer made for a case (any state; a tombstone's may have expired), in
+    one round trip: its index hash, and the set the older layout kept."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.case_timers(case_id))
+        pipe.smembers(keys.case_timers_set(case_id))
+        listed, older = await pipe.execute()
+    return sorted({*listed, *older})
+
+
+async def forget_case_timer(redis: Redis, case_id: str, timer_id: str) -> None:
+    """Take a timer off its case's index (and the older layout's set), in one round trip."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hdel(keys.case_timers(case_id), timer_id)
+        pipe.srem(keys.case_timers_set(case_id), timer_id)
+        await pipe.execute()
+
+
 async def timers_of_case(redis: Redis, case_id: str) -> list[Timer]:
     """Every timer of a case still stored (any state), by due time."""
-    ids = sorted(await redis.smembers(keys.case_timers(case_id)))
+    ids = await case_timer_ids(redis, case_id)
     async with redis.pipeline(transaction=False) as pipe:
         for ident in ids:
             pipe.hgetall(keys.timer(ident))

@@ -15,7 +15,9 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.domain.case import CaseNotFound
+from bot.pipeline.deadlines import DIGEST_TIMERS
 from bot.store import keys
+from bot.store.timers import FIRED, case_timer_ids
 from handlers.main import Ankomst
 from tests.support.world import (
     CHATS,
@@ -584,9 +586,18 @@ async def test_three_overdue_cases_give_one_digest_per_organisation(
         world.clock.set(local(2026, 11, 26, 9, 59))
         await world.tick()
         assert mails(world, RECEPTION, NOT_ACKED) == []
+        listed = await case_timer_ids(redis, DIGEST_TIMERS)
         world.clock.set(local(2026, 11, 26, 10))
         await world.tick()
         await world.drain()
+        # A fired digest timer leaves the digests' index (it belongs to no case).
+        fired = [
+            i
+            for i in listed
+            if (t := await world.services.scheduler.get(i)) is not None and t.state == FIRED
+        ]
+        assert fired
+        assert not set(fired) & set(await case_timer_ids(redis, DIGEST_TIMERS))
 
         for org in (RECEPTION, HC_SUPERVISOR, MUNICIPAL_SUPERVISOR):
             [digest] = mails(world, org, NOT_ACKED)
@@ -639,14 +650,12 @@ async def test_a_case_acknowledged_before_the_digest_is_left_out(
 async def _forget_timers(redis: Redis, case_id: str, *kinds: str) -> None:
     """As if the timers (of `kinds`, else all) of the case had not been made yet."""
     ids = [
-        str(i)
-        for i in await redis.smembers(keys.case_timers(case_id))
-        if not kinds or str(i).split(":", 1)[0] in kinds
+        i for i in await case_timer_ids(redis, case_id) if not kinds or i.split(":", 1)[0] in kinds
     ]
     if ids:
         await redis.delete(*(keys.timer(i) for i in ids))
         await redis.zrem(keys.TIMERS, *ids)
-        await redis.srem(keys.case_timers(case_id), *ids)
+        await redis.hdel(keys.case_timers(case_id), *ids)
 
 
 async def test_a_version_handled_after_an_acknowledgement_makes_no_chase_of_it(

@@ -21,7 +21,9 @@ from bot.store.timers import (
     NewTimer,
     Scheduler,
     Timer,
+    case_timer_ids,
     describe_duration,
+    forget_case_timer,
 )
 
 NINE = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
@@ -278,6 +280,11 @@ async def test_a_timer_is_stored_compactly_without_its_words(
     assert timer is not None
     assert (timer.id, timer.due_at, dict(timer.payload)) == (ident, due, payload)
     assert [t.id for t in await s.of_case("9dc00c8a49aedbe0")] == [ident]
+    # Its case's index is a hash of short fields, which Redis 7.0 keeps as a listpack (a set of
+    # strings it keeps as a hashtable, near twice the size).
+    index = keys.case_timers("9dc00c8a49aedbe0")
+    assert await redis.hgetall(index) == {ident: ""}
+    assert await redis.object("encoding", index) == "listpack"
 
 
 async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_same(
@@ -300,13 +307,21 @@ async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_sa
             },
         )
         await redis.zadd(keys.TIMERS, {ident: NINE.timestamp()})
-        await redis.sadd(keys.case_timers("c1"), ident)
+        await redis.sadd(keys.case_timers_set("c1"), ident)
     timer = await s.get("old1")
     assert timer is not None and timer.due_at == NINE
     assert dict(timer.payload) == {"n": 1, "then": "Något händer."}
+    # A timer made now for the same case goes to the case's index hash; the case lists all.
+    assert await s.schedule("new1", "remind", "c1", NINE + timedelta(hours=1))
+    assert await redis.hkeys(keys.case_timers("c1")) == ["new1"]
+    assert await case_timer_ids(redis, "c1") == ["new1", "old1", "old2"]
+    assert [t.id for t in await s.of_case("c1")] == ["old1", "old2", "new1"]
     assert await s.cancel("old1") is True
     assert await s.run_due() == 1
     assert handler.fired == Counter({"old2": 1})
+    await forget_case_timer(redis, "c1", "old2")
+    await forget_case_timer(redis, "c1", "new1")
+    assert await case_timer_ids(redis, "c1") == ["old1"]
 
 
 async def test_many_timers_are_made_and_cancelled_in_one_call_each(

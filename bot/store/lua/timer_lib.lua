@@ -4,13 +4,14 @@
 -- Make timer `id` of `kind` for `case` due at `score` unless a timer of that id exists in any
 -- state: its hash `hash` gets kind, case, due_at (the score), state pending and the payload's
 -- field/value pairs ARGV[first .. first + count - 1] (bot/store/timers.py `timer_args`), the
--- due set `zset` gets it at `score`, and its case's index `index` lists it. Returns 1 if made.
+-- due set `zset` gets it at `score`, and its case's index `index` (a hash: the id as a field,
+-- valued '') lists it. Returns 1 if made.
 local function timer_make(zset, hash, index, id, score, kind, case, first, count)
   if redis.call('EXISTS', hash) == 1 then return 0 end
   redis.call('HSET', hash, 'kind', kind, 'case', case, 'due_at', score, 'state', 'pending',
     unpack(ARGV, first, first + count - 1))
   redis.call('ZADD', zset, score, id)
-  redis.call('SADD', index, id)
+  redis.call('HSET', index, id, '')
   return 1
 end
 
