@@ -4,7 +4,8 @@ A timer is a hash (`ankomst:timer:{id}`: kind, case, due time, state, and each p
 a field of its own) and a member of the sorted set `ankomst:timers`, scored by its due time;
 its case's index (`ankomst:case:{case}:timer_ids`) lists it as a field of a hash (a listpack;
 the older layout's set `ankomst:case:{case}:timers` is still read).
-The hash is kept small: the id is the key's, the due time is epoch seconds, and each payload
+The hash is kept small: the id is the key's, kind and case are left out when the id begins with
+them (a deadline's id is "{kind}:{case}:…"), the due time is epoch seconds, and each payload
 item is its own short field (`_name` -> JSON), so that Redis stores it compactly (a listpack:
 no value over 64 bytes). What a deadline says in words is not stored; it is made from the kind
 and the payload when it is shown. A timer stored in the older layout (`id`, ISO `due_at`, one
@@ -110,10 +111,16 @@ class Timer:
                 for name, value in data.items()
                 if name.startswith(PAYLOAD_FIELD)
             }
+        ident = data.get("id") or timer_id
+        if "kind" in data:
+            kind, case = data["kind"], data.get("case", "")
+        else:
+            # Left out when the id says them: "{kind}:{case}" or "{kind}:{case}:…".
+            kind, case = [*ident.split(":", 2), ""][:2]
         return cls(
-            id=data.get("id") or timer_id,
-            kind=data["kind"],
-            case=data.get("case", ""),
+            id=ident,
+            kind=kind,
+            case=case,
             due_at=_due_from(data["due_at"]),
             payload=payload,
             state=data.get("state", PENDING),

@@ -274,11 +274,14 @@ async def test_a_timer_is_stored_compactly_without_its_words(
     assert await s.schedule(ident, "ack_escalation", "9dc00c8a49aedbe0", due, payload)
     stored = await redis.hgetall(keys.timer(ident))
     assert "id" not in stored and "payload" not in stored
+    # Its id says its kind and case: the hash does not repeat them.
+    assert "kind" not in stored and "case" not in stored
     assert max(len(v.encode()) for v in stored.values()) <= 64
     assert await redis.object("encoding", keys.timer(ident)) == "listpack"
     timer = await s.get(ident)
     assert timer is not None
     assert (timer.id, timer.due_at, dict(timer.payload)) == (ident, due, payload)
+    assert (timer.kind, timer.case) == ("ack_escalation", "9dc00c8a49aedbe0")
     assert [t.id for t in await s.of_case("9dc00c8a49aedbe0")] == [ident]
     # Its case's index is a hash of short fields, which Redis 7.0 keeps as a listpack (a set of
     # strings it keeps as a hashtable, near twice the size).
@@ -348,3 +351,33 @@ async def test_many_timers_are_made_and_cancelled_in_one_call_each(
     assert await s.cancel_all([]) == 0
     assert await redis.zcard(keys.TIMERS) == 0
     assert {t.state for t in await s.of_case("c1")} == {CANCELLED}
+
+
+@pytest.mark.parametrize(
+    ("ident", "kind", "case", "kept"),
+    [
+        ("remind:c1", "remind", "c1", False),
+        ("remind:c1:2:hc:x", "remind", "c1", False),
+        ("remind:", "remind", "", False),
+        ("t1", "remind", "c1", True),  # the id says neither
+        ("remind:c10:1", "remind", "c1", True),  # begins with the kind and case, no ':' after
+        ("remind:c1:1", "remind:x", "c1", True),  # a kind holding ':'
+        ("a:b:c:1", "a", "b:c", True),  # a case holding ':'
+        ("remind:c1:1", "remind", "", True),  # no case, though the id has a second part
+        ("escalation_digest:org:1", "escalation_digest", "digests", True),
+    ],
+)
+async def test_kind_and_case_are_kept_only_where_the_id_does_not_say_them(
+    redis: Redis, clock: ManualClock, ident: str, kind: str, case: str, kept: bool
+) -> None:
+    handler = Recorder()
+    s = scheduler(redis, clock, handler)
+    s.on(kind, handler)
+    assert await s.schedule(ident, kind, case, NINE, {"n": 1})
+    stored = await redis.hgetall(keys.timer(ident))
+    assert ("kind" in stored, "case" in stored) == (kept, kept)
+    timer = await s.get(ident)
+    assert timer is not None and (timer.id, timer.kind, timer.case) == (ident, kind, case)
+    assert [t.id for t in await s.of_case(case)] == [ident]
+    assert await s.run_due() == 1
+    assert handler.fired == Counter({ident: 1})
