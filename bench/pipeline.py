@@ -24,6 +24,7 @@ from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bench.redis_usage import db_usage, settled
 from bot.domain.clock import SystemClock
+from bot.domain.delivery import delivery_row
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
 from bot.usecases.access import ApiTokens, ChatLinks
@@ -93,15 +94,15 @@ async def _statuses(redis: Any, case_ids: list[str]) -> dict[str, list[dict[str,
         pipe.smembers(keys.case_deliveries(cid))
     members = await pipe.execute()
     pipe = redis.pipeline(transaction=False)
-    order: list[str] = []
+    order: list[tuple[str, str]] = []
     for cid, ids in zip(case_ids, members, strict=True):
         for did in ids:
             pipe.hgetall(keys.delivery(did))
-            order.append(cid)
+            order.append((cid, did))
     rows = await pipe.execute()
     out: dict[str, list[dict[str, str]]] = {cid: [] for cid in case_ids}
-    for cid, row in zip(order, rows, strict=True):
-        out[cid].append(row)
+    for (cid, did), row in zip(order, rows, strict=True):
+        out[cid].append(delivery_row(did, row) if row else row)
     return out
 
 

@@ -2,14 +2,20 @@
 
 Stored as a hash of strings (bot/store/deliveries.py); `Delivery.from_hash` reads it once at the
 store boundary, so the pipeline and the views work with typed fields.
+
+The record holds only what its id (its key) does not say: the id names the case, version,
+organisation, channel and topic (`delivery_id`), so they are not stored again, nor an empty
+`params` or `attempts` 0. `delivery_row` gives a record back with all of them, and reads records
+written before, which hold them, the same.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from bot.domain.events import (
     ChannelKind,
@@ -24,6 +30,69 @@ from bot.domain.events import (
 def delivery_id(case_id: str, version: int, org_id: str, channel: str, topic: str) -> str:
     """The idempotency key of one delivery."""
     return f"{case_id}:{version}:{org_id}:{channel}:{topic}"
+
+
+# Fields the id names, not stored (records written before hold them too).
+NAMED_BY_ID: Final = ("id", "case", "version", "org", "channel", "topic")
+# Fields not stored when they hold their default.
+DEFAULTS: Final = {"params": "{}", "attempts": "0"}
+
+
+def id_fields(ident: str) -> dict[str, str]:
+    """The fields a delivery id names (`delivery_id`): its case, version, organisation,
+    channel ("email" or "tg:{chat id}") and topic (the rest, which may hold ":"); ValueError
+    for an id not of that shape. Case ids (hex, "draft-" and hex) and organisation ids (slugs)
+    hold no ":"; a chat id is a number."""
+    case, version, org, rest = _split(ident, 3)
+    if rest.startswith(f"{ChannelKind.EMAIL}:"):
+        channel, topic = _split(rest, 1)
+    else:
+        kind, chat, topic = _split(rest, 2)
+        channel = f"{kind}:{chat}"
+        if not chat.lstrip("-").isdigit() or chat_of(channel) is None:
+            raise ValueError(f"not a delivery id: {ident!r}")
+    if not version.isdigit() or not (case and org and topic):
+        raise ValueError(f"not a delivery id: {ident!r}")
+    return {
+        "id": ident,
+        "case": case,
+        "version": version,
+        "org": org,
+        "channel": channel,
+        "topic": topic,
+    }
+
+
+def _split(text: str, times: int) -> list[str]:
+    parts = text.split(":", times)
+    if len(parts) != times + 1:
+        raise ValueError(f"not a delivery id: {text!r}")
+    return parts
+
+
+def stored_fields(ident: str, fields: Mapping[str, str]) -> dict[str, str]:
+    """What of a new delivery's `fields` (every one, as `delivery_row` gives them back) is
+    stored under `ident`: not those its id names, nor defaults. Should the id not name them
+    (a part holding ":" where none is expected), they are all stored, as before."""
+    try:
+        named = id_fields(ident)
+    except ValueError:
+        named = {}
+    keep = not named or any(k in fields and fields[k] != v for k, v in named.items())
+    return {
+        k: v
+        for k, v in {"id": ident, **fields}.items()
+        if (keep or k not in NAMED_BY_ID) and DEFAULTS.get(k) != v
+    }
+
+
+def delivery_row(ident: str, stored: Mapping[str, str]) -> dict[str, str]:
+    """A delivery record as stored under `ident`, with the fields its id names and the
+    defaults filled in: every field a reader of rows asks for. A record written before, which
+    holds them all, is read as it is (its id need not have the shape `id_fields` parses)."""
+    if all(k in stored for k in NAMED_BY_ID):
+        return {**DEFAULTS, **stored}
+    return {**DEFAULTS, **id_fields(ident), **stored}
 
 
 def _time(text: str | None) -> datetime | None:
@@ -49,8 +118,10 @@ class Delivery:
     error: str = ""
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> Delivery:
-        """Build from the delivery hash; UnknownTopic for a topic no message exists for."""
+    def from_hash(cls, ident: str, stored: Mapping[str, str]) -> Delivery:
+        """Build from the hash stored under id `ident` (`delivery_row`); UnknownTopic for a
+        topic no message exists for."""
+        data = delivery_row(ident, stored)
         return cls(
             id=data["id"],
             case=data["case"],

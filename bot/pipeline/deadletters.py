@@ -56,7 +56,7 @@ class DeadLetterAlarm:
             return
         now = self.clock.now().isoformat()
         try:
-            reports = Delivery.from_hash(raw).reports_failure
+            reports = Delivery.from_hash(ident, raw).reports_failure
         except UnknownTopic:
             # A record no message exists for (the likely reason it was given up): it is failed
             # all the same, and the reception unit is told.

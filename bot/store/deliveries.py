@@ -1,6 +1,8 @@
 """The delivery repository: create once, claim, read and record deliveries.
 
 Records are parsed once here (`Delivery.from_hash`), so the pipeline works with typed fields.
+A record holds only what its id does not name (bot/domain/delivery.py `stored_fields`); rows
+read here come back with those fields filled in (`delivery_row`).
 
 A claim is taken with a token of its taker's own (`claim`), renewed only while it is still that
 token's (`renew`, bot/store/lua/claim_renew.lua) and given up the same way (`release`,
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from bot.domain.delivery import Delivery
+from bot.domain.delivery import Delivery, delivery_row, stored_fields
 from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Pipeline, Redis
@@ -37,8 +39,9 @@ class DeliveryStore:
         self, ident: str, case_id: str, outbox: str, fields: Mapping[str, str]
     ) -> bool:
         """Store the record, index it under its case and queue its send on `outbox`, in one
-        step and only if it does not exist yet; whether it was made."""
-        flat = [x for pair in fields.items() for x in pair]
+        step and only if it does not exist yet; whether it was made. Of `fields` only what
+        the id does not name is stored (`stored_fields`)."""
+        flat = [x for pair in stored_fields(ident, fields).items() for x in pair]
         made = await self._create(
             keys=[keys.delivery(ident), keys.case_deliveries(case_id), outbox],
             args=[ident, *flat],
@@ -48,7 +51,7 @@ class DeliveryStore:
     async def get(self, ident: str) -> Delivery | None:
         """The delivery, or None if there is no such record."""
         data = await self.redis.hgetall(keys.delivery(ident))
-        return Delivery.from_hash(data) if data else None
+        return Delivery.from_hash(ident, data) if data else None
 
     async def claim(self, ident: str, token: str, ms: int) -> tuple[bool, Delivery | None]:
         """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip
@@ -75,7 +78,7 @@ class DeliveryStore:
         replies = await self._batch.run(queue)
         claimed, data = replies[0], replies[1]
         try:
-            d = Delivery.from_hash(data) if data else None
+            d = Delivery.from_hash(ident, data) if data else None
         except Exception:
             if claimed:
                 await self.release(ident)
@@ -141,10 +144,11 @@ class DeliveryStore:
         }
 
     async def raw(self, ident: str) -> dict[str, str]:
-        """The record's fields as stored, unparsed: for the dead-letter path, which must mark
-        even a record it cannot read as failed."""
+        """The record's fields unparsed, with those its id names (`delivery_row`); {} when
+        there is none: for the dead-letter path, which must mark even a record it cannot read
+        as failed."""
         data: dict[str, str] = await self.redis.hgetall(keys.delivery(ident))
-        return data
+        return delivery_row(ident, data) if data else {}
 
     async def of_case(self, case_id: str) -> list[Delivery]:
         """Every delivery of a case, oldest first."""
@@ -153,7 +157,7 @@ class DeliveryStore:
             for ident in ids:
                 pipe.hgetall(keys.delivery(ident))
             rows: list[dict[str, str]] = await pipe.execute()
-        found = [Delivery.from_hash(r) for r in rows if r]
+        found = [Delivery.from_hash(i, r) for i, r in zip(ids, rows, strict=True) if r]
         return sorted(found, key=lambda d: (d.queued_at.isoformat() if d.queued_at else "", d.id))
 
     async def create_many(
@@ -165,7 +169,8 @@ class DeliveryStore:
         """`create` for several deliveries of one case — each (id, outbox, fields) — in one
         round trip per `per_call` of them (bot/store/lua/delivery_create_many.lua; an event's
         deliveries are far fewer): each is stored, indexed and queued, in the order given, only
-        if it does not exist yet. Whether each was made, in order."""
+        if it does not exist yet; of its fields only what the id does not name
+        (`stored_fields`). Whether each was made, in order."""
         script = register(self.redis, "delivery_create_many")
         made: list[bool] = []
         for start in range(0, len(items), per_call):
@@ -173,10 +178,11 @@ class DeliveryStore:
             names = [keys.case_deliveries(case_id)]
             args: list[str | int] = []
             for ident, outbox, fields in batch:
-                if not fields:
+                stored = stored_fields(ident, fields)
+                if not stored:
                     raise ValueError(f"delivery {ident}: no fields to store")
                 names += [keys.delivery(ident), outbox]
-                args += [ident, len(fields), *(x for pair in fields.items() for x in pair)]
+                args += [ident, len(stored), *(x for pair in stored.items() for x in pair)]
             replies = await script(keys=names, args=args)
             made += [bool(int(r)) for r in replies]
         return made

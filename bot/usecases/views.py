@@ -8,6 +8,7 @@ from typing import Any
 
 from bot.domain.case import Case
 from bot.domain.deadline_kinds import what_then
+from bot.domain.delivery import delivery_row
 from bot.domain.directory import Directory
 from bot.domain.events import ChannelKind
 from bot.domain.policy import Policy, project
@@ -31,13 +32,15 @@ _DELIVERY_FIELDS = (
 
 
 async def deliveries(redis: Redis, case_id: str) -> list[dict[str, str]]:
-    """Every delivery of a case, oldest first."""
+    """Every delivery of a case, oldest first, each with the fields its id names
+    (`delivery_row`)."""
     ids = sorted(await redis.smembers(keys.case_deliveries(case_id)))
     async with redis.pipeline(transaction=False) as pipe:
         for ident in ids:
             pipe.hgetall(keys.delivery(ident))
-        rows: list[dict[str, str]] = await pipe.execute()
-    return sorted((r for r in rows if r), key=lambda r: (r.get("queued_at", ""), r["id"]))
+        stored: list[dict[str, str]] = await pipe.execute()
+    rows = [delivery_row(i, r) for i, r in zip(ids, stored, strict=True) if r]
+    return sorted(rows, key=lambda r: (r.get("queued_at", ""), r["id"]))
 
 
 def _delivery_view(row: dict[str, str]) -> dict[str, Any]:

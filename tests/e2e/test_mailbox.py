@@ -29,6 +29,7 @@ from bot.pipeline.mailbox import DONE_FOLDER, MailboxConfig, MailboxListener
 from bot.store import keys
 from bot.usecases.notices import CONFIRMED, DISCARDED, NOTICE_RECEIVED_AT
 from tests.support.chat import button, chat_says, press, say
+from tests.support.process import all_deliveries
 from tests.support.world import CHATS, STOCKHOLM, World, eventually, running_world
 
 CORPUS = Path(__file__).parents[1] / "data" / "notices"
@@ -555,11 +556,7 @@ async def test_a_draft_notice_that_cannot_be_delivered_is_reported_not_dead_lett
         await world.drain()
         s = world.services
         assert await s.redis.xrange(keys.DEAD_LETTER) == []
-        records = [
-            await s.redis.hgetall(k)
-            async for k in s.redis.scan_iter("ankomst:delivery:*")
-            if not k.endswith(":claim")
-        ]
+        records = (await all_deliveries(s.redis)).values()
         mine = [r for r in records if r.get("case") == f"draft-{draft_id}"]
         by_topic = {(r["topic"].split("/")[0], r["channel"].split(":")[0]): r for r in mine}
         assert by_topic[("notice_draft", "email")]["status"] == "failed"

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 from redis.asyncio import Redis
 
+from bot.domain.delivery import delivery_row
 from bot.store import keys
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
@@ -215,10 +216,13 @@ async def post_arrival(
 
 
 async def all_deliveries(redis: Redis) -> dict[str, dict[str, str]]:
-    """Every delivery record in the store, by id."""
+    """Every delivery record in the store, by id, with the fields its id names
+    (`delivery_row`)."""
     out: dict[str, dict[str, str]] = {}
     async for key in redis.scan_iter(match=f"{keys.PREFIX}:delivery:*", count=500):
-        out[key.removeprefix(f"{keys.PREFIX}:delivery:")] = await redis.hgetall(key)
+        ident = key.removeprefix(f"{keys.PREFIX}:delivery:")
+        stored = await redis.hgetall(key)
+        out[ident] = delivery_row(ident, stored) if stored else stored
     return out
 
 
