@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import common, email_peers, metrics_scrape, pipeline, store_ceiling, telegram_limits
+from bench import (
+    common,
+    email_peers,
+    metrics_scrape,
+    pipeline,
+    scale,
+    store_ceiling,
+    telegram_limits,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -38,6 +46,7 @@ SIZES: dict[str, dict[str, Any]] = {
         "telegram": 600,
         "xadd": 100_000,
         "metrics_cases": [1_000, 10_000],
+        "scale": (60.0, 200, 0),  # s of the 10× replay, arrivals flat out, as deployed
     },
     "full": {
         "email_n": 2000,
@@ -50,9 +59,10 @@ SIZES: dict[str, dict[str, Any]] = {
         "telegram": 10_000,
         "xadd": 1_000_000,
         "metrics_cases": [1_000, 10_000, 50_000],
+        "scale": (360.0, 2000, 1000),
     },
 }
-SECTIONS = ("email", "pipeline", "memory", "telegram", "store", "metrics")
+SECTIONS = ("email", "pipeline", "memory", "telegram", "store", "metrics", "scale")
 
 
 # With --json, progress and the Markdown go to stderr and stdout carries one JSON line.
@@ -122,6 +132,10 @@ async def main(args: argparse.Namespace) -> int:
                     await metrics_scrape.bench(size["metrics_cases"], say),
                 )
             )
+        if "scale" in only:
+            say("Scale: 290 municipalities, the 2015 peak at 10×, 2 processes, one Redis …")
+            text, _ = await scale.bench(*size["scale"], say)
+            parts.append(("6. Scale: all of Sweden, the 2015 peak at 10×", text))
     finally:
         common.stop_embedded()
     elapsed = time.perf_counter() - t0
