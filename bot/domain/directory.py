@@ -7,6 +7,7 @@ file, with its whole-file checks, is bot/runtime/directory_file.py.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import date
@@ -265,11 +266,23 @@ class Directory(BaseModel):
         self, municipality: str, kind: OrgKind | None = None
     ) -> tuple[Organisation, ...]:
         """The organisations of a municipality (optionally only of one kind), in file order."""
-        return tuple(
-            org
-            for org in self.organisations.values()
-            if org.municipality == municipality and (kind is None or org.kind == kind)
-        )
+        return self._by_place.get((municipality, kind), ())
+
+    @functools.cached_property
+    def _file_order(self) -> dict[str, int]:
+        # Each organisation's place in the file, made once (routing sorts by it per arrival).
+        return {org_id: i for i, org_id in enumerate(self.organisations)}
+
+    @functools.cached_property
+    def _by_place(self) -> dict[tuple[str, str | None], tuple[Organisation, ...]]:
+        # Routing asks this for every arrival: a national directory has thousands of
+        # organisations, so they are grouped once (by municipality, and by municipality and
+        # kind), in file order, instead of walked for each question.
+        groups: dict[tuple[str, str | None], list[Organisation]] = {}
+        for org in self.organisations.values():
+            groups.setdefault((org.municipality, None), []).append(org)
+            groups.setdefault((org.municipality, org.kind), []).append(org)
+        return {where: tuple(orgs) for where, orgs in groups.items()}
 
     def sign_ins_for(self, address: str) -> tuple[tuple[str, Role], ...]:
         """Every organisation (with the role) a sign-in link mailed to `address` is for, in
@@ -346,7 +359,7 @@ class Directory(BaseModel):
             add(self._social_services(municipality, ages))
 
         # Within a kind, file order: the result must not depend on the order children are listed.
-        position = {org_id: i for i, org_id in enumerate(self.organisations)}
+        position = self._file_order
         return tuple(
             org
             for kind in _ROUTE_ORDER
