@@ -8,10 +8,19 @@ wait with IMAP IDLE for more (or poll, if the server has no IDLE), re-IDLE every
 any failure reconnect by itself with backoff and jitter, and take again whatever is in the
 folder — so a server restart loses nothing.
 
+A dropped connection is noticed at once. aioimaplib itself never fails a command whose
+connection is gone: the command waits for its timeout (30 s), and some (the IDLE's start,
+STARTTLS, CAPABILITY) have none and would wait for ever. So every exchange with the server goes
+through `_exchange`, which races it against the connection's loss (the protocol's
+connection_lost, and an untagged BYE during IDLE) and bounds it with the timeout. A connection
+that goes silent without closing (a dead NAT entry) is found by TCP keepalive and by the IDLE
+renewal, whose DONE must be answered within the timeout.
+
 Exactly once across processes: before reading a message a process claims it in Redis (SET NX
 with a TTL) under its UIDVALIDITY+UID; after reading, also under its Message-ID (hashed). A
-done-marker (with a TTL) for both is written once its draft is stored; a message whose marker
-is there is not read again, only moved. The draft itself is idempotent too (its id is a keyed
+done-marker (with a TTL) for both is written once its draft is stored, before the claim is let
+go; a message whose marker is there — looked for before claiming and again once the claim is
+held — is not read again, only moved. The draft itself is idempotent too (its id is a keyed
 hash of Migrationsverket's case number). After processing the message is moved to
 `Ankomst/Behandlat` (created if missing), or flagged \\Seen if the server cannot move; it is
 deleted only when ANKOMST_IMAP_DELETE_PROCESSED says so. A message that fails stays in the
@@ -26,12 +35,13 @@ import hashlib
 import logging
 import re
 import secrets
+import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Final, Literal
+from typing import Any, Final, Literal, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import aioimaplib
@@ -50,6 +60,12 @@ logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 DONE_FOLDER: Final = "Ankomst/Behandlat"
 DONE_FLAG: Final = "\\Seen"
 MAX_MESSAGE_BYTES: Final = 25 * 1024 * 1024  # a notice bigger than this is left for a person
+BEAT_SECONDS: Final = 30.0  # a waiting listener beats its heartbeat this often (liveness)
+# TCP keepalive on the mailbox connection: a peer silent this long is probed, and after the
+# probes go unanswered the connection counts as lost (about 90 s for a silent drop).
+KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_PROBES = 60, 10, 3
+
+T = TypeVar("T")
 
 Outcome = Literal["drafted", "duplicate", "failed"]
 
@@ -74,7 +90,7 @@ class MailboxConfig:
     delete_processed: bool = False
     poll_seconds: float = 60.0  # without IDLE: how often the folder is looked at
     idle_seconds: float = 300.0  # IDLE is renewed this often (servers drop it at 30 min)
-    timeout: float = 30.0
+    timeout: float = 30.0  # for each exchange with the server (and the DONE of an IDLE)
     backoff_cap: float = 60.0
     from_directory: bool = False  # named by the directory file rather than ANKOMST_IMAP_URL
 
@@ -143,6 +159,9 @@ class MailboxStats:
     connects: int = 0
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     connected: bool = False
+    # Waiting for new mail now: "idle" (in IDLE, for the server to tell), "poll" (for the next
+    # look, the server having no IDLE), "" (not waiting: connecting, taking, backing off).
+    waiting: Literal["", "idle", "poll"] = ""
 
 
 def _quote(name: str) -> str:
@@ -186,27 +205,64 @@ class MailboxListener:
             client: aioimaplib.IMAP4 = aioimaplib.IMAP4_SSL(
                 host=c.host, port=c.port, timeout=c.timeout, ssl_context=c.tls_context()
             )
-            self._watch_loss(client)
-            await client.wait_hello_from_server()
         else:
             client = aioimaplib.IMAP4(host=c.host, port=c.port, timeout=c.timeout)
-            self._watch_loss(client)
-            await client.wait_hello_from_server()
-            await self._starttls(client)
+        self._watch_loss(client)
         self._client = client
-        response = await client.login(c.user, c.password)
-        if response.result != "OK":
-            raise ConnectionError("the IMAP server refused the login")
-        await client.protocol.capability()
+        try:
+            await self._exchange(client.wait_hello_from_server(), "the greeting")
+            _keep_alive(client.protocol.transport)
+            if not c.implicit_tls:
+                await self._starttls(client)
+            response = await self._exchange(client.login(c.user, c.password), "LOGIN")
+            if response.result != "OK":
+                raise ConnectionError("the IMAP server refused the login")
+            await self._exchange(client.protocol.capability(), "CAPABILITY")
+        except BaseException:
+            self._client = None
+            _drop(client)
+            raise
         self.stats.connects += 1
         self.stats.connected = True
         return client
 
     def _watch_loss(self, client: aioimaplib.IMAP4) -> None:
-        """Know when the connection drops: aioimaplib only calls back (an IDLE would wait on)."""
+        """Know when the connection drops: aioimaplib only calls back, and leaves its commands
+        waiting (see `_exchange`)."""
         lost = asyncio.Event()
         self._lost = lost
         client.protocol.conn_lost_cb = lambda _exc: lost.set()
+
+    async def _exchange(
+        self,
+        step: Awaitable[T],
+        what: str,
+        *,
+        within: float | None = None,
+        unbounded: bool = False,
+    ) -> T:
+        """One exchange with the server, ended at once if the connection is lost (raising
+        ConnectionError), and if no answer came `within` seconds (the config's timeout unless
+        given) with TimeoutError; `unbounded` leaves the bound to aioimaplib (a FETCH, whose
+        timeout restarts with each piece of data). Either way the connection is unusable
+        afterwards: the caller drops it."""
+        limit = None if unbounded else within if within is not None else self.config.timeout
+        lost = self._lost
+        task = asyncio.ensure_future(step)
+        watch = asyncio.ensure_future(lost.wait())
+        try:
+            done, _ = await asyncio.wait(
+                {task, watch}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            watch.cancel()
+            if not task.done():
+                task.cancel()
+        if task in done:
+            return task.result()
+        if lost.is_set():
+            raise ConnectionError(f"the connection was lost (waiting for {what})")
+        raise TimeoutError(f"no answer to {what} within {limit:g} s")
 
     async def _starttls(self, client: aioimaplib.IMAP4) -> None:
         """STARTTLS by hand (aioimaplib has none): refuse a server that does not offer it."""
@@ -214,38 +270,59 @@ class MailboxListener:
         if "STARTTLS" not in protocol.capabilities:
             raise ConnectionError("the IMAP server offers no STARTTLS; use imaps://")
         loop = asyncio.get_running_loop()
-        response = await protocol.execute(
-            aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=loop)
+        response = await self._exchange(
+            protocol.execute(aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=loop)),
+            "STARTTLS",
         )
         if response.result != "OK":
             raise ConnectionError("the IMAP server refused STARTTLS")
-        transport = await loop.start_tls(
-            protocol.transport,
-            protocol,
-            self.config.tls_context(),
-            server_hostname=self.config.host,
+        transport = await self._exchange(
+            loop.start_tls(
+                protocol.transport,
+                protocol,
+                self.config.tls_context(),
+                server_hostname=self.config.host,
+                ssl_handshake_timeout=self.config.timeout,
+            ),
+            "the TLS handshake",
         )
         if transport is None:
             raise ConnectionError("TLS could not be started")
         protocol.transport = transport
-        await protocol.capability()
+        await self._exchange(protocol.capability(), "CAPABILITY")
 
     async def _close(self) -> None:
+        """Log out if the connection is whole and idle (briefly), then close it. A lost or
+        broken one (a command left unanswered) is closed at once: a LOGOUT would wait behind
+        that command for nothing."""
         client, self._client = self._client, None
         self.stats.connected = False
+        self.stats.waiting = ""
         if client is None:
             return
+        protocol = client.protocol
+        clean = (
+            not self._lost.is_set()
+            and protocol.pending_sync_command is None
+            and not protocol.pending_async_commands
+            and protocol.state in (aioimaplib.NONAUTH, aioimaplib.AUTH, aioimaplib.SELECTED)
+        )
         try:
-            await asyncio.wait_for(client.logout(), 5)
+            if clean:
+                await self._exchange(
+                    client.logout(), "LOGOUT", within=min(5.0, self.config.timeout)
+                )
         except (TimeoutError, OSError, aioimaplib.Abort, aioimaplib.CommandTimeout):
             pass
-        except Exception:  # a dead connection may fail in any way on the way out
+        except Exception:  # a dying connection may fail in any way on the way out
             log.debug("mailbox %s: logout failed", self.config.name)
+        finally:
+            _drop(client)
 
     # -- one pass -----------------------------------------------------------------------------
 
     async def _select(self, client: aioimaplib.IMAP4) -> str:
-        response = await client.select(_quote(self.config.folder))
+        response = await self._exchange(client.select(_quote(self.config.folder)), "SELECT")
         if response.result != "OK":
             raise ConnectionError(f"the folder {self.config.folder!r} could not be selected")
         for line in response.lines:
@@ -258,7 +335,7 @@ class MailboxListener:
     async def take_all(self, client: aioimaplib.IMAP4) -> int:
         """Take every message now in the folder; returns how many became (or were) drafts."""
         validity = await self._select(client)
-        response = await client.uid_search("ALL", charset=None)
+        response = await self._exchange(client.uid_search("ALL", charset=None), "UID SEARCH")
         if response.result != "OK":
             raise ConnectionError("UID SEARCH failed")
         uids = [u for line in response.lines[:-1] for u in bytes(line).split() if u.isdigit()]
@@ -282,6 +359,10 @@ class MailboxListener:
         if not await self.redis.set(claim, self.owner, nx=True, ex=keys.MAILBOX_CLAIM_TTL):
             return None
         try:
+            # Another process may have taken it whole between the look above and this claim
+            # (it marks a message done before it lets the claim go): look again, holding it.
+            if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
+                return None
             outcome = await self._process(client, by_uid, uid)
         finally:
             if await self.redis.get(claim) == self.owner:
@@ -293,7 +374,9 @@ class MailboxListener:
         mailbox = self.config.name  # for the log
         key = self.config.key  # for the claims
         try:
-            response = await client.uid("fetch", uid, "(BODY.PEEK[] INTERNALDATE)")
+            response = await self._exchange(
+                client.uid("fetch", uid, "(BODY.PEEK[] INTERNALDATE)"), "UID FETCH", unbounded=True
+            )
             raw, arrived = _fetched(response)
         except (OSError, TimeoutError, aioimaplib.Abort, aioimaplib.CommandTimeout):
             raise  # the connection: the loop reconnects and the message is taken then
@@ -360,17 +443,18 @@ class MailboxListener:
         folder (created if missing), else flagged."""
         c = self.config
         if c.delete_processed:
-            await client.uid("store", uid, "+FLAGS.SILENT", "(\\Deleted)")
-            await client.expunge()
+            await self._exchange(client.uid("store", uid, "+FLAGS.SILENT", "(\\Deleted)"), "STORE")
+            await self._exchange(client.expunge(), "EXPUNGE")
             return
         if "MOVE" in client.protocol.capabilities:
-            moved = await client.uid("move", uid, _quote(c.done_folder))
+            folder = _quote(c.done_folder)
+            moved = await self._exchange(client.uid("move", uid, folder), "MOVE")
             if moved.result != "OK":
-                await client.create(_quote(c.done_folder))
-                moved = await client.uid("move", uid, _quote(c.done_folder))
+                await self._exchange(client.create(folder), "CREATE")
+                moved = await self._exchange(client.uid("move", uid, folder), "MOVE")
             if moved.result == "OK":
                 return
-        await client.uid("store", uid, "+FLAGS.SILENT", f"({DONE_FLAG})")
+        await self._exchange(client.uid("store", uid, "+FLAGS.SILENT", f"({DONE_FLAG})"), "STORE")
 
     def _count(self, outcome: Outcome) -> None:
         if outcome == "drafted":
@@ -385,7 +469,7 @@ class MailboxListener:
     # -- the loop -----------------------------------------------------------------------------
 
     async def run_once(self) -> int:
-        """Connect, take everything in the folder, disconnect (the CLI and the tests)."""
+        """Connect, take everything in the folder, disconnect (for the tests: a second listener)."""
         client = await self.connect()
         try:
             return await self.take_all(client)
@@ -393,30 +477,69 @@ class MailboxListener:
             await self._close()
 
     async def _wait(self, client: aioimaplib.IMAP4) -> None:
-        """Until the server says something changed, or the IDLE/poll period is over."""
-        if client.has_capability("IDLE"):
-            idle = await client.idle_start(timeout=self.config.idle_seconds)
-            stop = asyncio.ensure_future(self._stopping.wait())
-            lost = asyncio.ensure_future(self._lost.wait())
-            push = asyncio.ensure_future(client.wait_server_push(self.config.idle_seconds))
+        """Until the server says something changed, or the IDLE/poll period is over; raises
+        ConnectionError (or TimeoutError) the moment the connection is found gone."""
+        if not client.has_capability("IDLE"):
+            self.stats.waiting = "poll"
             try:
-                done, _ = await asyncio.wait(
-                    {push, stop, idle, lost}, return_when=asyncio.FIRST_COMPLETED
-                )
+                await self._until(self.config.poll_seconds, self._stopping, self._lost)
             finally:
-                for waiting in (push, stop, lost):
-                    waiting.cancel()
-            if lost in done or self._lost.is_set():
-                idle.cancel()
+                self.stats.waiting = ""
+            if self._lost.is_set():
                 raise ConnectionError("the server closed the connection")
-            if idle in done:
-                idle.result()  # an IDLE that ended by itself: the connection is gone
-                raise ConnectionError("IDLE ended")
-            client.idle_done()
-            await asyncio.wait_for(idle, self.config.timeout)
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self.config.poll_seconds)
+            return
+        idle = await self._exchange(client.idle_start(timeout=self.config.idle_seconds), "IDLE")
+        self.stats.waiting = "idle"
+        # Never reached: the renewal below comes first (the wait only must not be endless).
+        push = asyncio.ensure_future(
+            client.wait_server_push(self.config.idle_seconds + self.config.timeout)
+        )
+        try:
+            await self._until(self.config.idle_seconds, self._stopping, self._lost, push, idle)
+        finally:
+            self.stats.waiting = ""
+            if not push.done():
+                push.cancel()
+        if self._lost.is_set():
+            idle.cancel()
+            raise ConnectionError("the server closed the connection")
+        if idle.done():
+            idle.result()  # an IDLE that ended by itself: the connection is going
+            raise ConnectionError("the server ended IDLE")
+        told = (
+            push.result()
+            if push.done() and not push.cancelled() and push.exception() is None
+            else []
+        )
+        if any(bytes(line).startswith(b"BYE") for line in told):
+            # A server going down says BYE, then closes: do not wait for the close.
+            idle.cancel()
+            raise ConnectionError("the server said BYE")
+        # New mail, the renewal, or stopping: end the IDLE. Its answer is the heartbeat of a
+        # connection that may have gone silent without closing.
+        client.idle_done()
+        await self._exchange(idle, "DONE (the end of IDLE)")
+
+    async def _until(self, seconds: float, *events: asyncio.Event | asyncio.Future[Any]) -> None:
+        """Until one of `events` is set (or done) or `seconds` have passed, beating the
+        heartbeat every BEAT_SECONDS meanwhile (a listener waiting in IDLE is alive)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + seconds
+        mine: list[asyncio.Future[Any]] = [
+            asyncio.ensure_future(e.wait()) for e in events if isinstance(e, asyncio.Event)
+        ]
+        waits = {*mine, *(e for e in events if isinstance(e, asyncio.Future))}
+        try:
+            while (left := end - loop.time()) > 0:
+                done, _ = await asyncio.wait(
+                    waits, timeout=min(left, BEAT_SECONDS), return_when=asyncio.FIRST_COMPLETED
+                )
+                self.stats.heartbeat.beat()
+                if done:
+                    return
+        finally:
+            for waiting in mine:
+                waiting.cancel()
 
     async def run(self) -> None:
         """The worker: take, wait for more, take again; reconnect after any failure."""
@@ -426,10 +549,10 @@ class MailboxListener:
             while not self._stopping.is_set():
                 try:
                     client = await self.connect()
-                    backoff.reset()
                     while not self._stopping.is_set():
                         self.stats.heartbeat.beat()
                         await self.take_all(client)
+                        backoff.reset()  # a whole pass: the next failure starts afresh
                         await self._wait(client)
                 except asyncio.CancelledError:
                     raise
@@ -450,6 +573,32 @@ class MailboxListener:
     async def stop(self) -> None:
         """End the loop (an IDLE in progress is left at once)."""
         self._stopping.set()
+
+
+def _keep_alive(transport: asyncio.BaseTransport | None) -> None:
+    """TCP keepalive on the connection's socket, so that a peer gone without a word (a host
+    down, a NAT entry dropped) ends the connection instead of leaving it open for ever."""
+    sock = None if transport is None else transport.get_extra_info("socket")
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        for option, value in (
+            ("TCP_KEEPIDLE", KEEPALIVE_IDLE),
+            ("TCP_KEEPINTVL", KEEPALIVE_INTERVAL),
+            ("TCP_KEEPCNT", KEEPALIVE_PROBES),
+        ):
+            if hasattr(socket, option):
+                sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, option), value)
+
+
+def _drop(client: aioimaplib.IMAP4) -> None:
+    """Close the connection and end whatever aioimaplib still has waiting on it."""
+    transport = client.protocol.transport
+    if transport is not None:
+        transport.close()
+    for task in [*client.tasks, *client.protocol.tasks]:
+        task.cancel()
 
 
 def _reason(exc: BaseException) -> str:

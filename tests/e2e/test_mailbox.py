@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from bot.pipeline.mailbox import DONE_FOLDER, MailboxConfig, MailboxListener
 from bot.store import keys
 from bot.usecases.notices import CONFIRMED, DISCARDED, NOTICE_RECEIVED_AT
 from tests.support.chat import button, chat_says, press, say
-from tests.support.process import all_deliveries
+from tests.support.process import ServeProcess, all_deliveries, serve_env
 from tests.support.world import CHATS, STOCKHOLM, World, eventually, running_world
 
 CORPUS = Path(__file__).parents[1] / "data" / "notices"
@@ -40,6 +41,12 @@ SUPERVISOR_MAIL = "kommunledning@ostersund.example.se"
 # Tuesday 1 December 2026, 09:00 in Östersund: a working day, the office open.
 MORNING = datetime(2026, 12, 1, 9, 0, tzinfo=STOCKHOLM)
 IMAP_WAIT = 45.0  # a bounded wait for the IMAP round trip (IDLE push, reconnect), not for time
+# A bound on noticing a closed connection, which takes milliseconds: well under the 30 s a
+# command waits for its answer, the old way a dead connection showed itself.
+NOTICED = 10.0
+# The command timeout of the listeners the fault tests run: a dead connection noticed only by a
+# command timing out would stall them for ten minutes, far past IMAP_WAIT.
+PATIENT = 600.0
 
 
 @pytest.fixture(autouse=True)
@@ -53,18 +60,39 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# pymap as its own command runs, but declaring no IDLE (its dict backend's capabilities with
+# idle=False; pymap's own disable_idle setting is accepted and ignored): a server to poll.
+PYMAP_WITHOUT_IDLE = """
+import sys
+from pymap.backend.dict import Config
+from pymap.config import BackendCapability
+Config.backend_capability = property(
+    lambda self: BackendCapability(idle=False, object_id=True, multi_append=True)
+)
+from pymap.main import main
+sys.argv[0] = "pymap"
+sys.exit(main())
+"""
+
+
 class Pymap:
     """A pymap server in a subprocess (in-memory dict backend: a restart empties it)."""
 
-    def __init__(self, cert: Path, port: int) -> None:
+    def __init__(self, cert: Path, port: int, idle: bool = True) -> None:
         self.cert = cert
         self.port = port
+        self.idle = idle
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        command = (
+            [str(Path(sys.executable).with_name("pymap"))]
+            if self.idle
+            else [sys.executable, "-c", PYMAP_WITHOUT_IDLE]
+        )
         self.process = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("pymap")),
+                *command,
                 "--host", "127.0.0.1", "--port", str(self.port),
                 "--cert", str(self.cert), "--key", str(self.cert),
                 "dict", "--demo-user", USER, "--demo-password", PASSWORD,
@@ -94,6 +122,80 @@ class Pymap:
         self.process = None
 
 
+class Proxy:
+    """A TCP relay between a listener and pymap that breaks connections the way networks do:
+    `cut` closes both ends (the listener's side sees the connection go), `freeze` lets nothing
+    through and closes nothing (a silent drop: a dead NAT entry, a pulled cable). New
+    connections always pass."""
+
+    def __init__(self, target: Pymap) -> None:
+        self.target = target
+        self.port = 0
+        self.server: asyncio.Server | None = None
+        self.links: list[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = []
+        self.frozen: set[int] = set()  # indexes into links
+        self.cut_next_write = False  # the next bytes a listener sends cut its link instead
+        # For each new connection in turn: how many of the listener's writes (one command
+        # each: it waits for the answer before the next) pass before the link is cut there.
+        self.cut_new: list[int] = []
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        self.cut()
+        if self.server is not None:
+            self.server.close()
+
+    def cut(self) -> None:
+        """Every open connection closed at both ends, without a word."""
+        for down, up in self.links:
+            down.transport.abort()
+            up.transport.abort()
+
+    def freeze(self) -> None:
+        """Every open connection silent from now on, in both directions, and left open."""
+        self.frozen.update(range(len(self.links)))
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target.port)
+        index = len(self.links)
+        self.links.append((writer, up_writer))
+        cut_at = self.cut_new.pop(0) if self.cut_new else None
+        await asyncio.gather(
+            self._pump(index, reader, up_writer, from_listener=True, cut_at=cut_at),
+            self._pump(index, up_reader, writer, from_listener=False),
+            return_exceptions=True,
+        )
+        writer.transport.abort()
+        up_writer.transport.abort()
+
+    async def _pump(
+        self,
+        index: int,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        from_listener: bool,
+        cut_at: int | None = None,
+    ) -> None:
+        writes = 0
+        while data := await reader.read(65536):
+            if index in self.frozen:
+                continue  # swallowed
+            if from_listener and (self.cut_next_write or writes == cut_at):
+                self.cut_next_write = False
+                down, up = self.links[index]
+                down.transport.abort()
+                up.transport.abort()
+                return
+            writes += 1
+            writer.write(data)
+            await writer.drain()
+        writer.transport.abort()
+
+
 @pytest.fixture
 def tls(tmp_path: Path) -> tuple[Path, Path]:
     ca = trustme.CA()
@@ -114,7 +216,27 @@ def imap(tls: tuple[Path, Path]) -> Iterator[Pymap]:
         server.stop()
 
 
-def imap_url(server: Pymap) -> str:
+@pytest.fixture
+def imap_without_idle(tls: tuple[Path, Path]) -> Iterator[Pymap]:
+    server = Pymap(tls[0], free_port(), idle=False)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def proxy(imap: Pymap) -> AsyncIterator[Proxy]:
+    relay = Proxy(imap)
+    await relay.start()
+    try:
+        yield relay
+    finally:
+        await relay.stop()
+
+
+def imap_url(server: Pymap | Proxy) -> str:
     return f"imap://{USER}:{PASSWORD.replace('ö', '%C3%B6')}@127.0.0.1:{server.port}/INBOX"
 
 
@@ -129,7 +251,7 @@ def expected(name: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def world_with_mailbox(
-    redis_url: str, tmp_path: Path, server: Pymap, ca: Path, **settings: Any
+    redis_url: str, tmp_path: Path, server: Pymap | Proxy, ca: Path, **settings: Any
 ) -> AsyncIterator[World]:
     async with running_world(
         redis_url,
@@ -147,6 +269,55 @@ def listener_of(world: World, server: Pymap, ca: Path) -> MailboxListener:
     """Another listener on the same mailbox and store (a second `serve` process's)."""
     config = MailboxConfig.from_url(
         imap_url(server), reception_unit=RECEPTION, ca_file=ca, backoff_cap=1.0
+    )
+    s = world.services
+    return MailboxListener(config, s.drafts, s.redis, s.clock, s.settings.secret())
+
+
+async def idling(listener: MailboxListener) -> bool:
+    return listener.stats.waiting == "idle"
+
+
+async def polling(listener: MailboxListener) -> bool:
+    return listener.stats.waiting == "poll"
+
+
+async def disconnected(listener: MailboxListener) -> bool:
+    return not listener.stats.connected
+
+
+async def until_counted(listener: MailboxListener, drafted: int) -> None:
+    """Until the listener has counted its drafts (it counts once the message is put away)."""
+
+    async def counted() -> bool:
+        return listener.stats.drafted >= drafted
+
+    await eventually(counted, IMAP_WAIT, f"{drafted} draft(s) counted by the listener")
+    assert listener.stats.drafted == drafted
+
+
+@contextlib.asynccontextmanager
+async def listening(listener: MailboxListener) -> AsyncIterator[MailboxListener]:
+    """The listener's loop on a task of its own, as `serve` runs it; stopped afterwards."""
+    task = asyncio.create_task(listener.run())
+    try:
+        yield listener
+    finally:
+        await listener.stop()
+        try:
+            await asyncio.wait_for(task, IMAP_WAIT)
+        finally:
+            task.cancel()
+
+
+def patient_listener(world: World, proxy: Proxy, ca: Path, **options: Any) -> MailboxListener:
+    """A listener through the proxy whose commands wait PATIENT seconds for an answer."""
+    config = MailboxConfig.from_url(
+        imap_url(proxy),
+        reception_unit=RECEPTION,
+        ca_file=ca,
+        backoff_cap=1.0,
+        **{"timeout": PATIENT, **options},
     )
     s = world.services
     return MailboxListener(config, s.drafts, s.redis, s.clock, s.settings.secret())
@@ -260,28 +431,184 @@ async def test_two_listeners_take_each_notice_once(
         assert len(told) == len(names)
 
 
-# Fails about one full-suite run in three (timed out after 45 s, passes alone in ~11 s): the
-# listener seems not to notice every dropped IDLE connection until its IDLE renewal
-# (idle_seconds, 300 s). Not proven yet, so not asserted strictly: issue 15 stays open on it.
-@pytest.mark.xfail(strict=False, reason="reconnect after a restart mid-IDLE is not reliable yet")
+async def mailbox_counts(world: World, base: str) -> dict[str, float]:
+    """A `serve` process's mailbox counter by outcome, from its /metrics."""
+    async with world.http.get(f"{base}/metrics") as response:
+        assert response.status == 200
+        text = await response.text()
+    found = re.findall(r'ankomst_mailbox_messages_total\{outcome="(\w+)"\} ([\d.e+]+)', text)
+    return {outcome: float(value) for outcome, value in found}
+
+
+async def test_two_serve_processes_take_each_notice_once(
+    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+) -> None:
+    # The world's service is one `serve`; a real `ankomst serve` subprocess is the other, on
+    # the same store and mailbox. Both reach it through the proxy, which shows when the second
+    # has connected (and gives both the same mailbox name, as one ANKOMST_IMAP_URL would).
+    names = ["sv_plain", "en_plain", "sv_html", "sv_pdf", "sv_ocr", "en_forwarded", "en_html"]
+    async with world_with_mailbox(redis_url, tmp_path, proxy, tls[1]) as world:
+        ours = world.services.workers.mailbox
+        assert ours is not None
+        await eventually(lambda: idling(ours), IMAP_WAIT, "our listener to idle")
+        assert len(proxy.links) == 1
+        env = serve_env(
+            redis_url,
+            tmp_path / "second",
+            world.smtp,
+            None,
+            imap_url=imap_url(proxy),
+            imap_reception_unit=RECEPTION,
+            imap_ca_file=tls[1],
+            stream_trim_seconds=3600,  # as the world's: the events stay to be counted
+        )
+        second = ServeProcess(env, tmp_path / "second.log")
+        await second.start()
+        try:
+
+            async def second_connected() -> bool:
+                return len(proxy.links) == 2
+
+            await eventually(second_connected, IMAP_WAIT, "the second process to connect")
+            await append(world, imap, tls[1], *(notice(n) for n in names))
+            await until_drafts(world, len(names))
+
+            async def all_put_away() -> bool:
+                return await folder_count(world, imap, tls[1], DONE_FOLDER) == len(names)
+
+            await eventually(all_put_away, IMAP_WAIT, "every notice put away")
+            theirs = await mailbox_counts(world, second.base)
+        finally:
+            await second.stop()
+        assert len(await drafts(world)) == len(names)
+        assert await folder_count(world, imap, tls[1], "INBOX") == 0
+        # Each message read once, by one process: none drafted twice, none seen as a duplicate.
+        assert ours.stats.drafted + theirs.get("drafted", 0) == len(names), theirs
+        assert ours.stats.duplicates + theirs.get("duplicate", 0) == 0, theirs
+        assert ours.stats.failed + theirs.get("failed", 0) == 0, theirs
+        events = await world.services.redis.xrange(keys.EVENTS)
+        told = [f for _, f in events if f.get("topic") == str(Topic.NOTICE_DRAFT)]
+        assert len(told) == len(names)
+
+
 async def test_the_server_restarted_mid_idle_loses_nothing(
     redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         listener = world.services.workers.mailbox
         assert listener is not None
-
-        async def idling() -> bool:
-            return listener.stats.connected
-
-        await eventually(idling, IMAP_WAIT, "the listener to connect")
+        await eventually(lambda: idling(listener), IMAP_WAIT, "the listener to idle")
         connects = listener.stats.connects
-        imap.stop()
-        imap.start()  # a new, empty server on the same port
+        # Stopped (pymap says BYE, then closes) while the service runs on: the listener sees
+        # the connection go at once — long before a command timeout (30 s) would tell it.
+        await asyncio.to_thread(imap.stop)
+        await eventually(lambda: disconnected(listener), NOTICED, "the listener to notice")
+        await asyncio.to_thread(imap.start)  # a new, empty server on the same port
         await append(world, imap, tls[1], notice("sv_ocr"))
         [draft] = await until_drafts(world, 1)
         assert listener.stats.connects > connects
         assert draft["arrival_date"] == "2026-12-09"
+
+
+async def test_a_connection_cut_while_a_command_waits_is_noticed_at_once(
+    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+) -> None:
+    # The listener idles; a notice comes; the server tells it (EXISTS) and it ends the IDLE
+    # (DONE) — and the connection is cut just then, the answer never comes. Noticed at once,
+    # not after PATIENT seconds: it reconnects and takes the notice.
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        async with listening(patient_listener(world, proxy, tls[1])) as listener:
+            await eventually(lambda: idling(listener), IMAP_WAIT, "the listener to idle")
+            proxy.cut_next_write = True
+            await append(world, imap, tls[1], notice("sv_plain"))
+            [draft] = await until_drafts(world, 1)
+            await until_counted(listener, 1)
+            assert not proxy.cut_next_write  # the cut did happen, on the way to the DONE
+            assert listener.stats.connects == 2
+            assert draft["arrival_date"] == expected("sv_plain")["draft"]["arrival_date"]
+        assert await folder_count(world, imap, tls[1], "INBOX") == 0
+
+
+async def test_a_connection_cut_while_it_is_made_is_noticed_at_once(
+    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+) -> None:
+    # The first connection is cut as the listener asks for the greeting's CAPABILITY, the
+    # second as it asks for STARTTLS: aioimaplib would wait PATIENT seconds for the first
+    # answer and for ever for the second. The listener tries again by itself and gets in.
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        proxy.cut_new = [0, 1]
+        async with listening(patient_listener(world, proxy, tls[1])) as listener:
+            await eventually(lambda: idling(listener), IMAP_WAIT, "the listener to idle")
+            assert proxy.cut_new == []
+            assert len(proxy.links) == 3
+            assert listener.stats.connects == 1  # the cut tries never got as far as LOGIN
+            await append(world, imap, tls[1], notice("en_plain"))
+            await until_drafts(world, 1)
+            await until_counted(listener, 1)
+
+
+async def test_a_connection_that_goes_silent_is_left_at_the_idle_renewal(
+    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+) -> None:
+    # No FIN, no RST, no answer: only asking tells. The IDLE renewal asks (DONE, answered within
+    # `timeout`); unanswered, the listener connects anew and misses nothing.
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        listener = patient_listener(world, proxy, tls[1], idle_seconds=1.0, timeout=5.0)
+        async with listening(listener):
+            await eventually(lambda: idling(listener), IMAP_WAIT, "the listener to idle")
+            proxy.freeze()
+            await append(world, imap, tls[1], notice("sv_html"))
+            await until_drafts(world, 1)
+            await until_counted(listener, 1)
+            assert listener.stats.connects >= 2
+
+
+async def offers_idle(world: World, server: Pymap, ca: Path) -> bool:
+    client = await listener_of(world, server, ca).connect()
+    try:
+        return bool(client.has_capability("IDLE"))
+    finally:
+        await client.logout()
+
+
+async def test_without_idle_the_service_polls_the_mailbox(
+    redis_url: str, tmp_path: Path, imap_without_idle: Pymap, tls: tuple[Path, Path]
+) -> None:
+    server = imap_without_idle
+    async with world_with_mailbox(
+        redis_url, tmp_path, server, tls[1], imap_poll_seconds=0.5
+    ) as world:
+        assert not await offers_idle(world, server, tls[1])
+        listener = world.services.workers.mailbox
+        assert listener is not None
+        await eventually(lambda: polling(listener), IMAP_WAIT, "the listener to wait a poll")
+        await append(world, server, tls[1], notice("sv_plain"))
+        await until_drafts(world, 1)
+        await until_counted(listener, 1)
+        assert listener.stats.connects == 1  # found by a later look, on the same connection
+
+
+async def test_without_idle_a_cut_is_noticed_at_once_not_at_the_next_poll(
+    redis_url: str, tmp_path: Path, imap_without_idle: Pymap, tls: tuple[Path, Path]
+) -> None:
+    # Polling only every PATIENT seconds: a notice appended now waits for the next look,
+    # unless the connection drops — then the listener reconnects at once and takes it.
+    server = imap_without_idle
+    relay = Proxy(server)
+    await relay.start()
+    try:
+        async with running_world(redis_url, tmp_path, now=MORNING) as world:
+            listener = patient_listener(world, relay, tls[1], poll_seconds=PATIENT)
+            async with listening(listener):
+                await eventually(lambda: polling(listener), IMAP_WAIT, "the listener to wait")
+                await append(world, server, tls[1], notice("en_html"))
+                assert listener.stats.waiting == "poll"  # the next look is PATIENT s away
+                relay.cut()
+                await until_drafts(world, 1)
+                await until_counted(listener, 1)
+                assert listener.stats.connects == 2
+    finally:
+        await relay.stop()
 
 
 async def test_nothing_personal_in_redis_or_the_log(
