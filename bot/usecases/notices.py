@@ -1,6 +1,6 @@
 """Drafts from Migrationsverket's notices: made, shown, confirmed or discarded, and watched.
 
-A notice read from the watched mailbox (bot/channels/mailbox.py) becomes a draft case record,
+A notice read from the watched mailbox (bot/pipeline/mailbox.py) becomes a draft case record,
 `ankomst:draft:{id}` (a hash whose fields carry ArrivalIn's names where they map, read by the
 board to fill in `/dashboard/ny?draft=ID`), indexed per reception unit. Only what the service may
 keep is stored (bot/domain/notice.py decides that): no name, identity number or address. The

@@ -9,12 +9,9 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import datetime
-from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import pytest
-from redis.asyncio import Redis as RedisPy
-from redis.asyncio.connection import Connection, UnixDomainSocketConnection
 
 from bot.domain.actor import Actor
 from bot.domain.arrival import ArrivalIn
@@ -24,6 +21,7 @@ from bot.store import Redis, keys
 from bot.store.client import redis_py
 from bot.store.scripts import source
 from bot.usecases.cases import CaseService, Conflict
+from tests.support.round_trips import counting_client, writes
 from tests.support.world import EXAMPLE_DIRECTORY, arrival
 
 ZONE = ZoneInfo("Europe/Stockholm")
@@ -31,35 +29,14 @@ ZONE = ZoneInfo("Europe/Stockholm")
 NOW = datetime.fromisoformat("2026-12-31T23:30:00+00:00")
 
 
-class CountingConnection(Connection):
-    """A redis-py connection that counts its writes: one per command or pipeline sent."""
-
-    writes = 0
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.writes += 1
-        await super().send_packed_command(command, check_health)
-
-
-class CountingUnixConnection(UnixDomainSocketConnection):
-    """The same on a Unix socket (the embedded server's), counted in the same place."""
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.writes += 1
-        await super().send_packed_command(command, check_health)
-
-
 @pytest.fixture
 async def counted(redis_url: str, redis: object) -> AsyncIterator[Redis]:
-    """A client on the test database whose round trips `CountingConnection` counts, with the
-    script already loaded (loading it is once per server, not per registration)."""
-    client = RedisPy.from_url(redis_url, decode_responses=True)
-    pool = client.connection_pool
-    unix = issubclass(pool.connection_class, UnixDomainSocketConnection)
-    pool.connection_class = CountingUnixConnection if unix else CountingConnection
+    """A client on the test database whose round trips `writes()` counts, with the script
+    already loaded (loading it is once per server, not per registration)."""
+    client = counting_client(redis_url)
     await client.script_load(source("case_register"))
     try:
-        yield cast(Redis, client)
+        yield client
     finally:
         await client.aclose()
 
@@ -74,9 +51,9 @@ def reception(municipality: str) -> Actor:
 
 async def test_a_registration_is_one_round_trip_and_writes_everything(counted: Redis) -> None:
     cases = service(counted)
-    before = CountingConnection.writes
+    before = writes()
     case, created = await cases.register(ArrivalIn(**arrival()), reception("ostersund"))
-    assert CountingConnection.writes - before == 1
+    assert writes() - before == 1
     assert created
     assert case.reference == "OSD-2027-0001"
 
@@ -154,9 +131,9 @@ async def test_concurrent_registrations_take_one_round_trip_each_and_no_number_i
 
     # 32 connections opened first: a connection's handshake is not the registration's.
     await asyncio.gather(*(counted.ping() for _ in range(32)))
-    before = CountingConnection.writes
+    before = writes()
     answers = await asyncio.gather(*(register(n) for n in range(32)))
-    assert CountingConnection.writes - before == 32
+    assert writes() - before == 32
     for m in municipalities:
         code = cases.directory.municipalities[m].code
         assert sorted(ref for mm, ref in answers if mm == m) == [

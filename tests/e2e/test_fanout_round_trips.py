@@ -8,11 +8,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
 
 import pytest
-from redis.asyncio import Redis as RedisPy
-from redis.asyncio.connection import Connection
 
 from bot.domain.actor import SYSTEM
 from bot.domain.case import notice_event
@@ -23,6 +20,7 @@ from bot.store import Redis, keys
 from bot.store.client import redis_py
 from bot.store.deliveries import DeliveryStore
 from bot.usecases.access import ChatLinks
+from tests.support.round_trips import Trips, counting_client
 from tests.support.world import CHATS, World, arrival, running_world
 
 SCHOOL = "ostersund-skola"
@@ -30,36 +28,15 @@ HC = "hc-lugnvik"
 CLOCK = ManualClock(datetime.fromisoformat("2026-11-25T09:00:00+01:00"))
 
 
-class CountingConnection(Connection):
-    """A redis-py connection that counts its writes: one per command or pipeline sent."""
-
-    writes = 0
-
-    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
-        CountingConnection.writes += 1
-        await super().send_packed_command(command, check_health)
-
-
 @pytest.fixture
 async def counted(redis_url: str, redis: object) -> AsyncIterator[Redis]:
-    """A client on the test database whose round trips `CountingConnection` counts."""
-    client = RedisPy.from_url(redis_url, decode_responses=True, connection_class=CountingConnection)
+    """A client on the test database whose round trips `Trips` counts."""
+    client = counting_client(redis_url)
     await client.ping()  # the connection's handshake is not the code's round trip
     try:
-        yield cast(Redis, client)
+        yield client
     finally:
         await client.aclose()
-
-
-class Trips:
-    """Round trips made inside `with Trips() as t:` (`t.count`)."""
-
-    def __enter__(self) -> Trips:
-        self.start = CountingConnection.writes
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.count = CountingConnection.writes - self.start
 
 
 async def test_the_chats_of_many_organisations_are_read_in_one_round_trip(
