@@ -474,7 +474,10 @@ async def test_an_answer_that_comes_while_the_budget_is_spent_is_recorded_at_onc
 
             assert result.ok
             assert not held.done()
-            assert waits.waits == [pytest.approx(GLOBAL_WINDOW_MS / 1000, abs=0.2)]
+            # One wait, for what is left of the window the other process's sends opened (how
+            # much is left depends on how long the setup above took on the real clock).
+            [wait] = waits.waits
+            assert 0 < wait <= GLOBAL_WINDOW_MS / 1000 + 0.05
             assert await redis.get(keys.telegram_chat_done(1)) is not None
             assert api.sent_to(2) == []
         finally:
