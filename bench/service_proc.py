@@ -28,12 +28,15 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-ROUND_TRIPS: Counter[str] = Counter()
+RAW: Counter[Any] = Counter()  # raw command name (bytes or str) -> sent alone
+PIPELINES: Counter[frozenset[Any]] = Counter()  # the raw names a pipeline carried -> sent
 COUNTING = False
 
 
 def count_round_trips() -> None:
-    """Count what the service sends to Redis (see the module docstring)."""
+    """Count what the service sends to Redis (see the module docstring). Kept cheap, as it runs
+    inside the measured process: raw command names are counted and named at the end
+    (`named_round_trips`)."""
     from redis.asyncio.client import Redis
     from redis.asyncio.connection import AbstractConnection
 
@@ -44,18 +47,15 @@ def count_round_trips() -> None:
     inside = [False]  # pack_commands packs each command of a pipeline with pack_command
 
     def pack_command(self: Any, *args: Any) -> Any:
-        if COUNTING and args and not inside[0]:
-            name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-            ROUND_TRIPS[name.split()[0].upper()] += 1
+        if COUNTING and not inside[0] and args:
+            RAW[args[0]] += 1
         return pack_one(self, *args)
 
     def pack_commands(self: Any, commands: Any) -> Any:
         commands = list(commands)
         if COUNTING:
-            names = [str(c[0]).split()[0].upper() for c in commands if c]
-            inner = [n for n in names if n not in ("MULTI", "EXEC")]
-            ROUND_TRIPS["pipeline:" + "+".join(sorted(set(inner)))[:60]] += 1
-            ROUND_TRIPS["(commands in pipelines)"] += len(inner)
+            PIPELINES[frozenset(c[0] for c in commands if c)] += 1
+            RAW["(commands in pipelines)"] += len(commands)
         inside[0] = True
         try:
             return pack_many(self, commands)
@@ -65,14 +65,33 @@ def count_round_trips() -> None:
     async def counted_xreadgroup(self: Any, *args: Any, **kwargs: Any) -> Any:
         response = await xreadgroup(self, *args, **kwargs)
         if COUNTING:
-            got = sum(len(entries) for _stream, entries in response or [])
-            ROUND_TRIPS["(xreadgroup reads)"] += 1
-            ROUND_TRIPS["(xreadgroup entries)"] += got
+            RAW["(xreadgroup reads)"] += 1
+            RAW["(xreadgroup entries)"] += sum(len(entries) for _stream, entries in response or [])
         return response
 
     AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
     AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
-    Redis.xreadgroup = counted_xreadgroup  # type: ignore[method-assign]
+    Redis.xreadgroup = counted_xreadgroup  # type: ignore[method-assign,assignment]
+
+
+def _name(command: Any) -> str:
+    text = command.decode() if isinstance(command, bytes) else str(command)
+    return text.split()[0].upper() if text else "?"
+
+
+def named_round_trips() -> dict[str, int]:
+    """The counts by command name (a pipeline by the names it carried, MULTI/EXEC left out)."""
+    named: Counter[str] = Counter()
+    for command, k in RAW.items():
+        is_special = isinstance(command, str) and command.startswith("(")
+        named[command if is_special else _name(command)] += k
+    for names, k in PIPELINES.items():
+        inner = sorted({_name(n) for n in names} - {"MULTI", "EXEC"})
+        named["pipeline:" + "+".join(inner)[:60]] += k
+    named["(commands in pipelines)"] -= 2 * sum(
+        k for names, k in PIPELINES.items() if {_name(n) for n in names} >= {"MULTI", "EXEC"}
+    )
+    return dict(named)
 
 
 def _usage() -> dict[str, float]:
@@ -126,7 +145,7 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
     await stop.wait()
     loaded: dict[str, Any] = dict(_usage())  # before stopping: what the loaded service holds
     COUNTING = False
-    loaded["redis"] = dict(ROUND_TRIPS)
+    loaded["redis"] = named_round_trips()
     if profiler is not None and profile:
         profiler.stop()
         text = profiler.output_text(unicode=True, show_all=False)
