@@ -41,9 +41,11 @@ from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
 from bot.domain.events import EventType
 from bot.store import Pipeline, Redis, keys
-from bot.store.scripts import register
+from bot.store.batching import Coalescer, LuaScript
 from bot.store.streams import StreamConsumer
 from bot.store.trim import count_after
+
+DEADLINE_INDEX = LuaScript.of("deadline_index")  # see Metrics.keep_deadlines
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
@@ -199,7 +201,9 @@ class Metrics:
             registry=r,
         )
         self.consumers: Sequence[StreamConsumer] = ()
-        self._index = register(redis, "deadline_index")
+        # Called after many events at once under load: with the others of its loop turn, in
+        # one round trip (bot/store/batching.py).
+        self._index_batch = Coalescer(redis)
         self._org_ids = tuple(directory.organisations)
 
     # -- what this process does ----------------------------------------------------------
@@ -325,7 +329,9 @@ class Metrics:
         ]
         others = self._org_ids if everyone else ()
         while True:
-            reply = await self._index(keys=index_keys, args=[*prefixes, "", len(others), *others])
+            reply = await self._index_batch.script(
+                DEADLINE_INDEX, index_keys, [*prefixes, "", len(others), *others]
+            )
             state = _Inputs.of_script(json.loads(reply[0]))
             want = self._deadlines_of(case_id, state)
             writes: list[str | int] = []
@@ -345,7 +351,9 @@ class Metrics:
                 changes += len(gone) + len(kept)
             if not changes:
                 return  # the sets already say what the state says
-            if await self._index(keys=index_keys, args=[*prefixes, reply[0], *writes]):
+            if await self._index_batch.script(
+                DEADLINE_INDEX, index_keys, [*prefixes, reply[0], *writes]
+            ):
                 return
 
     async def index_open_cases(self, batch: int = 500) -> int:
