@@ -212,7 +212,7 @@ class Deadlines:
         self._make_script = register(redis, "timer_lib", "deadline_make")
         # Run once per message reached, many at once under load: with the others of its loop
         # turn, in one round trip (bot/store/batching.py).
-        self._batch = Coalescer(redis)
+        self._batch = Coalescer.of(redis)
         self._notified_script = register(redis, "timer_lib", "deadline_notified")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)

@@ -203,7 +203,7 @@ class Metrics:
         self.consumers: Sequence[StreamConsumer] = ()
         # Called after many events at once under load: with the others of its loop turn, in
         # one round trip (bot/store/batching.py).
-        self._index_batch = Coalescer(redis)
+        self._index_batch = Coalescer.of(redis)
         self._org_ids = tuple(directory.organisations)
 
     # -- what this process does ----------------------------------------------------------

@@ -21,6 +21,7 @@ Lua script (one command), never several commands of a batch.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +61,10 @@ class LuaScript:
         return cls(names)
 
 
+# The shared coalescers, by client (gone with the client) and linger.
+_SHARED: weakref.WeakKeyDictionary[Redis, dict[float, Coalescer]] = weakref.WeakKeyDictionary()
+
+
 @dataclass
 class _Call:
     queue: Callable[[Pipeline], object]
@@ -67,7 +72,21 @@ class _Call:
 
 
 class Coalescer:
-    """Sends the commands asked of it in one loop turn as one pipeline (see the module)."""
+    """Sends the commands asked of it in one loop turn as one pipeline (see the module).
+
+    `Coalescer.of(redis)` is the one shared by every part of the process that uses that client
+    (the deliverer, the deadline worker, the metrics, the stream consumers' acknowledgements):
+    what they ask in the same turn goes out together.
+    """
+
+    @classmethod
+    def of(cls, redis: Redis, *, linger: float = 0.0) -> Coalescer:
+        """The process's coalescer for `redis` (one per `linger`)."""
+        by_linger = _SHARED.setdefault(redis, {})
+        found = by_linger.get(linger)
+        if found is None:
+            found = by_linger[linger] = cls(redis, linger=linger)
+        return found
 
     def __init__(self, redis: Redis, *, linger: float = 0.0) -> None:
         self.redis = redis

@@ -33,7 +33,7 @@ class DeliveryStore:
         self._renew = register(redis, "claim_renew")
         self._release = register(redis, "claim_release")
         # Claims, marks and records of deliveries handled at once go out together.
-        self._batch = Coalescer(redis)
+        self._batch = Coalescer.of(redis)
 
     async def create(
         self, ident: str, case_id: str, outbox: str, fields: Mapping[str, str]

@@ -120,7 +120,7 @@ class StreamConsumer:
         # the other's fault as over.
         # An entry done is acknowledged with those done within the next few milliseconds, in
         # one round trip; until then it is still pending, and handled again only after a crash.
-        self._acks = Coalescer(redis, linger=ACK_LINGER)
+        self._acks = Coalescer.of(redis, linger=ACK_LINGER)
         self._faults = FaultLog(log, f"stream {stream} group {group}")
         self._entry_faults = FaultLog(log, f"stream {stream} group {group} handling entries")
 

@@ -89,7 +89,11 @@ async def test_a_send_longer_than_the_claim_is_not_taken_over_and_each_mail_arri
     async def settled() -> bool:
         # While the first process's slow DATA outlasts the claim, the second keeps taking the
         # entries over and trying them, as its XAUTOCLAIM would once they are idle a claim long.
-        await second_sender.take_over()
+        # It starts once the first has deliveries in hand ("sending"): before that it would
+        # only race the first for entries nobody holds yet, which is not the case tested.
+        rows = (await all_deliveries(redis)).values()
+        if any(d["status"] == "sending" for d in rows):
+            await second_sender.take_over()
         return await all_settled(redis)
 
     await eventually(settled, 60, "every delivery sent")
