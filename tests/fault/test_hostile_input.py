@@ -149,7 +149,9 @@ def test_any_json_body_for_a_new_arrival_is_answered_soundly(api: Api, body: Any
 
 
 @BOUNDED
-@given(field=st.sampled_from(ARRIVAL_FIELDS), value=FIELD_VALUES, n=st.integers(0, 10**6))
+# n below 700000: the module's one world keeps every case, and MIG-2026-777777/888888/999999
+# are the other tests' (a case made here as 999999 with another field made theirs a 409).
+@given(field=st.sampled_from(ARRIVAL_FIELDS), value=FIELD_VALUES, n=st.integers(0, 699_999))
 def test_one_hostile_field_in_an_otherwise_good_arrival(
     api: Api, field: str, value: Any, n: int
 ) -> None:

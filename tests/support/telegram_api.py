@@ -21,10 +21,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar, Self
+from unittest import mock
 
 from aiogram import Bot
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.session.base import BaseSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiohttp import web
 
@@ -67,13 +69,61 @@ _DESCRIPTIONS = {
 }
 
 
+async def close_without_tls_wait(session: BaseSession) -> None:
+    """aiogram's `AiohttpSession.close` without its wait of 250 ms for TLS connections to close.
+
+    The fake Bot API is plain HTTP on 127.0.0.1: there is nothing to wait for, and every test
+    world stops a Bot (250 ms each).
+    """
+    if not isinstance(session, AiohttpSession):
+        await session.close()
+        return
+    client = session._session
+    if client is not None and not client.closed:
+        await client.close()
+
+
+# The answer models kept by `keep_answer_types` (strong references: pydantic's are weak).
+_KEPT_ANSWER_TYPES: list[type[Any]] = []
+
+
+def keep_answer_types() -> None:
+    """Build aiogram's answer model of every method this server answers, and keep it.
+
+    aiogram reads each answer as `Response[the method's result type]`, a pydantic generic model
+    that pydantic caches only weakly. Once the garbage collector has taken it, the next answer
+    builds it again: ~100 ms of CPU for `Response[Message]` or `Response[list[Update]]`, twice
+    or more in every test world. The test session keeps them (tests/conftest.py); nothing else
+    calls this, so a bench measuring the service (which imports this module) is not changed.
+    """
+    if _KEPT_ANSWER_TYPES:
+        return
+    import aiogram.methods
+    from aiogram.methods.base import Response
+
+    answer_of: Any = Response  # subscripted with types known only at run time
+    returning = {
+        name.lower(): getattr(method, "__returning__", None)
+        for name in aiogram.methods.__all__
+        if isinstance(method := getattr(aiogram.methods, name), type)
+    }
+    for name in FakeTelegramAPI._methods:
+        _KEPT_ANSWER_TYPES.append(answer_of[returning[name]])
+
+
+def sessions_close_without_tls_wait() -> contextlib.AbstractContextManager[Any]:
+    """While in it, every `AiohttpSession.close` is `close_without_tls_wait` (for a service
+    that closes its own Bot's session)."""
+    return mock.patch.object(AiohttpSession, "close", close_without_tls_wait)
+
+
 @dataclass(frozen=True)
 class Call:
     """One API call the server answered."""
 
     method: str
     params: dict[str, Any]
-    at: float  # the server's time.monotonic() when it answered
+    at: float  # the server's clock (time.monotonic() unless given) when it answered
     status: int = 200
     token: str = DEFAULT_TOKEN
 
@@ -192,7 +242,11 @@ class FakeTelegramAPI:
         long_poll_cap: float = 1.0,
         bot_username: str = "ankomst_test_bot",
         latency: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        # The server's clock (seconds), for each call's time and the limits: real time, or a
+        # test's own clock so that a burst is at one instant however slow the machine is.
+        self.clock = clock
         # Seconds every request waits before it is handled: a network round trip to
         # api.telegram.org, simulated at the server (bench/pipeline.py's latency rows).
         self.latency = latency
@@ -212,6 +266,7 @@ class FakeTelegramAPI:
         self._message_ids = itertools.count(1)
         self._messages: dict[tuple[int | str, int], dict[str, Any]] = {}
         self._update_arrived = asyncio.Event()
+        self._answered = asyncio.Event()  # set at every call answered (`until` waits on it)
         self._closing = False
         self._runner: web.AppRunner | None = None
         self._base_url: str | None = None
@@ -274,7 +329,7 @@ class FakeTelegramAPI:
         try:
             yield bot
         finally:
-            await bot.session.close()
+            await close_without_tls_wait(bot.session)
 
     # --- what bots did -----------------------------------------------------------------------
 
@@ -290,6 +345,19 @@ class FakeTelegramAPI:
     def calls_to(self, method: str) -> list[Call]:
         """Every answered call of one method (successful or not)."""
         return [c for c in self.calls if c.method.lower() == method.lower()]
+
+    async def until(self, check: Callable[[], bool], timeout: float, what: str) -> None:
+        """Wait until `check()` holds, looking again at every call this server answers (no
+        polling interval); fail after `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not check():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                raise AssertionError(f"timed out waiting for {what}")
+            self._answered.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._answered.wait(), remaining)
 
     def limit_violations(self, tolerance: float | None = None) -> list[LimitViolation]:
         """Check the delivered messages' server timestamps against Telegram's limits.
@@ -561,7 +629,8 @@ class FakeTelegramAPI:
         status: int,
         body: dict[str, Any] | str | None,
     ) -> web.Response:
-        self.calls.append(Call(method, params, time.monotonic(), status, token))
+        self.calls.append(Call(method, params, self.clock(), status, token))
+        self._answered.set()
         if isinstance(body, str):
             return web.Response(status=status, text=body, content_type="text/html")
         return web.json_response(body, status=status)
@@ -582,7 +651,7 @@ class FakeTelegramAPI:
 
     def _would_exceed(self, chat_id: int | str | None) -> int | None:
         """The retry_after to answer if one more message now would break a limit."""
-        now = time.monotonic()
+        now = self.clock()
         tol = self.limit_tolerance
         sent = self.sent
 
@@ -723,4 +792,7 @@ __all__ = [
     "FakeTelegramAPI",
     "Fault",
     "LimitViolation",
+    "close_without_tls_wait",
+    "keep_answer_types",
+    "sessions_close_without_tls_wait",
 ]

@@ -20,7 +20,7 @@ from bot.runtime.services import Services
 from bot.runtime.settings import Settings
 from handlers.main import Ankomst
 from tests.support.smtp_sink import SmtpSink
-from tests.support.telegram_api import FakeTelegramAPI
+from tests.support.telegram_api import FakeTelegramAPI, sessions_close_without_tls_wait
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
 TOKEN = "123456:TEST-TOKEN"
@@ -201,10 +201,10 @@ class World:
         before = len(self.telegram.sent_to(chat_id))
         self.telegram.push_update(self.telegram.message_update(chat_id, f"/start {code}"))
 
-        async def replied() -> bool:
+        def replied() -> bool:
             return len(self.telegram.sent_to(chat_id)) > before
 
-        await eventually(replied, 10.0, f"/start reply in chat {chat_id}")
+        await self.telegram.until(replied, 10.0, f"/start reply in chat {chat_id}")
         link = await self.services.chats.link_of(chat_id)
         assert link is not None and link.org_id == org_id
 
@@ -266,7 +266,9 @@ async def running_world(
         if chat_spacing_ms is not None
         else contextlib.nullcontext()
     )
-    with spacing:
+    # The service closes aiogram's session less aiogram's wait for TLS connections to close:
+    # the world's Bot API is plain HTTP (tests/support/telegram_api.py).
+    with spacing, sessions_close_without_tls_wait():
         async with _running_world(
             redis_url, data_dir, clock, link_chats, chats, directory, settings
         ) as world:
