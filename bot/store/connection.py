@@ -83,6 +83,10 @@ def _client_options(tcp: bool) -> dict[str, Any]:
         "health_check_interval": HEALTH_CHECK_INTERVAL,
         "retry": command_retry(),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
+        # No CLIENT SETINFO on connect: Redis before 7.2 answers it with an error that redis-py
+        # reads and drops, and under load that reply was seen to reach a later command
+        # ("unknown subcommand 'SETINFO'"). It only names the library in CLIENT LIST.
+        "driver_info": None,
     }
     if tcp:
         # Keepalive only exists for TCP; unix-socket connections refuse the option.

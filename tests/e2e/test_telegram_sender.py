@@ -348,8 +348,10 @@ async def test_two_processes_share_one_budget(
 
             assert (await first.send(42, "ett")).ok
             assert (await second.send(42, "två")).ok
-            # the other process's message counted (less only by the time the calls took)
-            assert max(second_waits.waits) >= 0.95
+            # the other process's message counted: the second waits for the rest of the chat's
+            # second (less only by the time the calls took on the real clock; under load that
+            # was 0.09 s once, so what is asserted is a wait that only the shared log explains)
+            assert max(second_waits.waits) >= 0.5
 
             api.throttle_next(retry_after=5, chat_id=7)
             assert (await first.send(7, "tre")).ok
