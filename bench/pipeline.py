@@ -136,6 +136,29 @@ def _cpu_seconds(services: list[Service]) -> float:
     return float(sum(t.user + t.system for t in times))
 
 
+def service_settings(
+    directory: Path, smtp_port: int, telegram_api_url: str, prefix: str
+) -> dict[str, Any]:
+    """The settings a benchmark's `serve` processes run with (bench/service_proc.py): the
+    benchmark's Redis, the given directory, the sink and the Bot API server."""
+    return {
+        # redis-py 8's asyncio pool holds at most 100 connections and fails at once beyond
+        # that ("Too many connections" → 503); the service does not set a size, so the URL does.
+        "redis_url": common.redis_url(max_connections=POOL),
+        "data_dir": str(Path(tempfile.mkdtemp(prefix=prefix))),
+        "directory": str(directory),
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "public_url": "http://ankomst.example.se",
+        "secret_key": "bench-secret-key-for-signing",
+        "smtp_host": "127.0.0.1",
+        "smtp_port": smtp_port,
+        "smtp_from": FROM,
+        "telegram_token": TOKEN,
+        "telegram_api_url": telegram_api_url,
+    }
+
+
 async def run(
     n: int,
     processes: int = 1,
@@ -167,24 +190,7 @@ async def run(
     sink = await SinkProcess.start(smtp_delay_ms)
     api = FakeTelegramAPI(enforce_limits=False, latency=bot_api_ms / 1000)
     await api.start()
-    data = Path(tempfile.mkdtemp(prefix="ankomst-bench-"))
-    settings = {
-        # redis-py 8's asyncio pool holds at most 100 connections and fails at once beyond
-        # that ("Too many connections" → 503); the service does not set a size, so the URL does.
-        "redis_url": common.redis_url(max_connections=POOL),
-        "data_dir": str(data),
-        "directory": str(EXAMPLE_DIRECTORY),
-        "http_host": "127.0.0.1",
-        "http_port": 0,
-        "public_url": "http://ankomst.example.se",
-        "secret_key": "bench-secret-key-for-signing",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": sink.port,
-        "smtp_from": FROM,
-        "telegram_token": TOKEN,
-        "telegram_api_url": api.base_url,
-        **(overrides or {}),
-    }
+    settings = service_settings(EXAMPLE_DIRECTORY, sink.port, api.base_url, "ankomst-bench-")
     services = [
         await Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
         for i in range(processes)

@@ -56,16 +56,15 @@ import aiohttp
 
 from bench import common, email_peers
 from bench.common import SinkProcess, fresh_redis, percentile, table
-from bench.email_peers import FROM
 from bench.pipeline import (
     LATENCY,
-    POOL,
     STOCKHOLM,
     TERMINAL,
     Service,
     _db_usage,
     _round_trips,
     _statuses,
+    service_settings,
 )
 from bot.domain.clock import SystemClock
 from bot.domain.directory import Directory
@@ -505,21 +504,7 @@ async def run(
     sink = await SinkProcess.start(smtp_delay_ms)
     api = FakeTelegramAPI(enforce_limits=enforce_limits, latency=bot_api_ms / 1000)
     await api.start()
-    data = Path(tempfile.mkdtemp(prefix="ankomst-bench-scale-"))
-    settings = {
-        "redis_url": common.redis_url(max_connections=POOL),
-        "data_dir": str(data),
-        "directory": str(directory_path),
-        "http_host": "127.0.0.1",
-        "http_port": 0,
-        "public_url": "http://ankomst.example.se",
-        "secret_key": "bench-secret-key-for-signing",
-        "smtp_host": "127.0.0.1",
-        "smtp_port": sink.port,
-        "smtp_from": FROM,
-        "telegram_token": TOKEN,
-        "telegram_api_url": api.base_url,
-    }
+    settings = service_settings(directory_path, sink.port, api.base_url, "ankomst-bench-scale-")
     services: list[Service] = []
     ready_at: list[float] = []
     started: dict[str, float] = {}
