@@ -118,16 +118,30 @@ async def _db_usage(redis: Any) -> tuple[int, float]:
     return usage.keys, usage.mb
 
 
-async def _all_terminal(redis: Any, case_ids: list[str], within: float = 60.0) -> None:
-    """Wait until every delivery of `case_ids` is made (sent, failed or superseded)."""
-    deadline = time.time() + within
+async def made(
+    redis: Any, case_ids: list[str], deadline: float, pause: float = 0.25
+) -> dict[str, list[dict[str, str]]]:
+    """Wait until every delivery of `case_ids` is made (sent, failed or superseded), by
+    `deadline` (time.time()) or TimeoutError; each case's delivery rows.
+
+    Only cases not yet finished are read again, and less often the more there are: with
+    10,000 cases a full read is ~90,000 Redis replies, CPU taken from the service on a small
+    machine. Latencies come from `sent_at`, so the polling pace does not bias them."""
+    statuses: dict[str, list[dict[str, str]]] = {}
+    waiting = case_ids
     while True:
-        found = await _statuses(redis, case_ids)
-        if all(rs and all(r.get("status") in TERMINAL for r in rs) for rs in found.values()):
-            return
+        found = await _statuses(redis, waiting)
+        statuses.update(found)
+        waiting = [
+            cid
+            for cid, rs in found.items()
+            if not rs or any(r.get("status") not in TERMINAL for r in rs)
+        ]
+        if not waiting:
+            return statuses
         if time.time() > deadline:
-            raise TimeoutError("the warm-up's deliveries were not made")
-        await asyncio.sleep(0.1)
+            raise TimeoutError(f"{len(waiting)} of {len(case_ids)} cases still pending")
+        await asyncio.sleep(max(pause, len(waiting) / 4000))
 
 
 def _cpu_seconds(services: list[Service]) -> float:
@@ -226,7 +240,7 @@ async def run(
             # the Lua scripts loaded, the SMTP connections opened) is not a delivery's, so a
             # few arrivals go through first and the measurement starts after them.
             await asyncio.gather(*(post(i, "WARMUP") for i in range(WARMUP)))
-            await _all_terminal(redis, list(started))
+            await made(redis, list(started), time.time() + 60.0, pause=0.1)
             warm_cases = len(started)
             started.clear()
             await settled(redis, within=30.0)
@@ -242,25 +256,7 @@ async def run(
         accept_rate = n / (t_posted - t_start)
         say(f"  {n} arrivals accepted in {t_posted - t_start:.1f} s ({accept_rate:,.0f}/s)")
         case_ids = list(started)
-        deadline = time.time() + max(120.0, n * 0.5)
-        # Only cases not yet finished are read again, and less often the more there are: with
-        # 10,000 cases a full read is ~90,000 Redis replies, CPU taken from the service on a
-        # small machine. Latencies come from `sent_at`, so the polling pace does not bias them.
-        statuses: dict[str, list[dict[str, str]]] = {}
-        waiting = case_ids
-        while True:
-            found = await _statuses(redis, waiting)
-            statuses.update(found)
-            waiting = [
-                cid
-                for cid, rs in found.items()
-                if not rs or any(r.get("status") not in TERMINAL for r in rs)
-            ]
-            if not waiting:
-                break
-            if time.time() > deadline:
-                raise TimeoutError(f"{len(waiting)} of {len(case_ids)} cases still pending")
-            await asyncio.sleep(max(0.25, len(waiting) / 4000))
+        statuses = await made(redis, case_ids, time.time() + max(120.0, n * 0.5))
         rows = [r for rs in statuses.values() for r in rs]
         # What stays behind: open cases, their deadline timers, and the store's memory for them,
         # once the service is done (every group finished, the timers made, the streams trimmed).

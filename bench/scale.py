@@ -59,11 +59,10 @@ from bench.common import SinkProcess, fresh_redis, percentile, table
 from bench.pipeline import (
     LATENCY,
     STOCKHOLM,
-    TERMINAL,
     Service,
     _db_usage,
     _round_trips,
-    _statuses,
+    made,
     service_settings,
 )
 from bot.domain.clock import SystemClock
@@ -554,21 +553,7 @@ async def run(
                 break
             await asyncio.sleep(0.5)
         info_after = await _redis_info(redis)
-        statuses: dict[str, list[dict[str, str]]] = {}
-        waiting = case_ids
-        while True:
-            found = await _statuses(redis, waiting)
-            statuses.update(found)
-            waiting = [
-                cid
-                for cid, rs in found.items()
-                if not rs or any(r.get("status") not in TERMINAL for r in rs)
-            ]
-            if not waiting:
-                break
-            if time.time() > deadline:
-                raise TimeoutError(f"{len(waiting)} of {len(case_ids)} cases still pending")
-            await asyncio.sleep(max(0.5, len(waiting) / 4000))
+        statuses = await made(redis, case_ids, deadline, pause=0.5)
         load.append(os.getloadavg()[0])
         db_keys, db_mb = await _db_usage(redis)
         open_cases = await redis.scard(keys.OPEN_CASES)
