@@ -272,7 +272,7 @@ class Deliverer:
         # Claim and read in one round trip: when the claim is ours the status the read shows
         # cannot change under us (another worker may have finished the delivery before, which
         # the status then shows).
-        claimed, d, stored = await self.deliveries.claim_with_case(
+        claimed, d, stored = await self.deliveries.claim(
             ident, token, self.settings.claim_ms, case_of(ident)
         )
         if d is None or d.status.done:

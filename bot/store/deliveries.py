@@ -53,20 +53,16 @@ class DeliveryStore:
         data = await self.redis.hgetall(keys.delivery(ident))
         return Delivery.from_hash(ident, data) if data else None
 
-    async def claim(self, ident: str, token: str, ms: int) -> tuple[bool, Delivery | None]:
-        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip
-        (shared with the other deliveries claimed in this loop turn): (claimed, the delivery or
-        None). The read runs after the SET, so when the claim is ours the status it shows
-        cannot change under us. A record that cannot be read gives the claim back and raises."""
-        claimed, d, _case = await self.claim_with_case(ident, token, ms, None)
-        return claimed, d
-
-    async def claim_with_case(
+    async def claim(
         self, ident: str, token: str, ms: int, case: tuple[str, int] | None
     ) -> tuple[bool, Delivery | None, tuple[dict[str, str], str | None] | None]:
-        """`claim`, and in the same round trip the record of `case` (case id, version): the
-        case's hash and that version's text, for the deliverer to render from without asking
-        again; None when `case` is None."""
+        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip
+        (shared with the other deliveries claimed in this loop turn); with `case` (case id,
+        version), the case's hash and that version's text in the same round trip, for the
+        deliverer to render from without asking again. (claimed, the delivery or None, the
+        case's two replies or None.) The read runs after the SET, so when the claim is ours the
+        status it shows cannot change under us. A record that cannot be read gives the claim
+        back and raises."""
 
         def queue(pipe: Pipeline) -> None:
             pipe.set(keys.delivery_claim(ident), token, nx=True, px=ms)
