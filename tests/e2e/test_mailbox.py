@@ -206,24 +206,22 @@ def tls(tmp_path: Path) -> tuple[Path, Path]:
     return server_pem, ca_pem
 
 
-@pytest.fixture
-def imap(tls: tuple[Path, Path]) -> Iterator[Pymap]:
-    server = Pymap(tls[0], free_port())
+def _serving(server: Pymap) -> Iterator[Pymap]:
     server.start()
     try:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def imap(tls: tuple[Path, Path]) -> Iterator[Pymap]:
+    yield from _serving(Pymap(tls[0], free_port()))
 
 
 @pytest.fixture
 def imap_without_idle(tls: tuple[Path, Path]) -> Iterator[Pymap]:
-    server = Pymap(tls[0], free_port(), idle=False)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
+    yield from _serving(Pymap(tls[0], free_port(), idle=False))
 
 
 @pytest.fixture
