@@ -165,3 +165,25 @@ async def fresh_redis() -> tuple[Redis, str]:
     await redis.ping()
     await redis.flushdb()
     return redis, REDIS_URL
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process and its children (taskiq forks its worker) have used.
+
+    psutil comes with the `bench` extra; it is imported here, not at the top, so that the
+    bench modules import without it (tests/unit/test_bench_scale.py runs under `make test`)."""
+    import psutil  # type: ignore[import-untyped]
+
+    total = 0.0
+    try:
+        proc = psutil.Process(pid)
+        family = [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return total
+    for p in family:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total

@@ -25,7 +25,6 @@ from typing import Any
 
 import aiohttp
 import aiosmtplib
-import psutil  # type: ignore[import-untyped]
 from aiohttp import web
 
 from bench import common
@@ -119,18 +118,6 @@ async def wait_forever() -> None:
     await asyncio.Event().wait()
 
 
-def _cpu(proc: psutil.Process) -> float:
-    """User + system CPU seconds of a process and its children (taskiq forks its worker)."""
-    total = 0.0
-    for p in [proc, *proc.children(recursive=True)]:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
 async def _start(module: str, role: str, *args: str) -> asyncio.subprocess.Process:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", module, role, *args, stdout=asyncio.subprocess.PIPE
@@ -168,8 +155,8 @@ async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
         await _first_line(worker, f"{module} worker")
         handler = await _start(module, "handler", url)
         port = int((await _first_line(handler, f"{module} handler")).split()[1])
-        procs = [psutil.Process(worker.pid), psutil.Process(handler.pid)]
-        cpu_before = [_cpu(p) for p in procs]
+        procs = [worker.pid, handler.pid]
+        cpu_before = [common.cpu_seconds(p) for p in procs]
         date = (datetime.now().date() + timedelta(days=2)).isoformat()
         municipalities = list(DIRECTORY.municipalities)
         expected = 0
@@ -208,7 +195,7 @@ async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
                 raise TimeoutError(f"{module}: {done} of {expected} deliveries")
             await asyncio.sleep(0.02)
         t_done = time.time()
-        cpu = sum(_cpu(p) - b for p, b in zip(procs, cpu_before, strict=True))
+        cpu = sum(common.cpu_seconds(p) - b for p, b in zip(procs, cpu_before, strict=True))
         emails = (await sink.stats())["messages"]
         chats = len(api.sent)
     finally:

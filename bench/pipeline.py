@@ -17,7 +17,6 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 import aiohttp
-import psutil  # type: ignore[import-untyped]
 
 from bench import common, peers_arq, peers_taskiq
 from bench.common import SinkProcess, fresh_redis, percentile, table
@@ -146,8 +145,7 @@ async def made(
 
 def _cpu_seconds(services: list[Service]) -> float:
     """CPU seconds the service processes have used so far."""
-    times = [psutil.Process(s.proc.pid).cpu_times() for s in services]
-    return float(sum(t.user + t.system for t in times))
+    return sum(common.cpu_seconds(s.proc.pid) for s in services)
 
 
 def service_settings(
