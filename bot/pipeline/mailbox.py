@@ -59,6 +59,7 @@ logging.getLogger("aioimaplib").setLevel(logging.WARNING)
 
 DONE_FOLDER: Final = "Ankomst/Behandlat"
 DONE_FLAG: Final = "\\Seen"
+DONE_TTL_MS: Final = keys.MAILBOX_DONE_TTL * 1000
 MAX_MESSAGE_BYTES: Final = 25 * 1024 * 1024  # a notice bigger than this is left for a person
 BEAT_SECONDS: Final = 30.0  # a waiting listener beats its heartbeat this often (liveness)
 # TCP keepalive on the mailbox connection: a peer silent this long is probed, and after the
@@ -352,7 +353,10 @@ class MailboxListener:
         """Take one message exactly once (see the module); None if another process has it."""
         mailbox = self.config.key  # claims; never logged
         by_uid = f"uid:{validity}:{uid}"
-        if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
+        # Done before: the mark is renewed (PEXPIRE answers whether it exists), so a message
+        # left in the folder — flagged on a server without MOVE — stays done for as long as it
+        # is there, not only for MAILBOX_DONE_TTL after it was taken.
+        if await self.redis.pexpire(keys.mailbox_done(mailbox, by_uid), DONE_TTL_MS):
             await self._put_away(client, uid)  # a move that failed before: try again
             return None
         claim = keys.mailbox_claim(mailbox, by_uid)
@@ -361,7 +365,7 @@ class MailboxListener:
         try:
             # Another process may have taken it whole between the look above and this claim
             # (it marks a message done before it lets the claim go): look again, holding it.
-            if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
+            if await self.redis.pexpire(keys.mailbox_done(mailbox, by_uid), DONE_TTL_MS):
                 return None
             outcome = await self._process(client, by_uid, uid)
         finally:
@@ -431,11 +435,9 @@ class MailboxListener:
     async def _mark_done(self, by_uid: str, by_message: str | None) -> None:
         mailbox = self.config.key
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(keys.mailbox_done(mailbox, by_uid), "1", px=keys.MAILBOX_DONE_TTL * 1000)
+            pipe.set(keys.mailbox_done(mailbox, by_uid), "1", px=DONE_TTL_MS)
             if by_message is not None:
-                pipe.set(
-                    keys.mailbox_done(mailbox, by_message), "1", px=keys.MAILBOX_DONE_TTL * 1000
-                )
+                pipe.set(keys.mailbox_done(mailbox, by_message), "1", px=DONE_TTL_MS)
             await pipe.execute()
 
     async def _put_away(self, client: aioimaplib.IMAP4, uid: str) -> None:

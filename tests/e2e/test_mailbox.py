@@ -60,15 +60,21 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-# pymap as its own command runs, but declaring no IDLE (its dict backend's capabilities with
-# idle=False; pymap's own disable_idle setting is accepted and ignored): a server to poll.
-PYMAP_WITHOUT_IDLE = """
+# pymap as its own command runs, but declaring less than it has: no IDLE (its dict backend's
+# capabilities with idle=False; pymap's own disable_idle setting is accepted and ignored), a
+# server to poll; or no MOVE (taken out of what it announces after login), a server whose
+# processed messages are flagged.
+PYMAP_DECLARING_LESS = """
 import sys
 from pymap.backend.dict import Config
 from pymap.config import BackendCapability
-Config.backend_capability = property(
-    lambda self: BackendCapability(idle=False, object_id=True, multi_append=True)
-)
+if "{idle}" == "no":
+    Config.backend_capability = property(
+        lambda self: BackendCapability(idle=False, object_id=True, multi_append=True)
+    )
+if "{move}" == "no":
+    announced = Config.login_capability.fget
+    Config.login_capability = property(lambda self: [c for c in announced(self) if c != b"MOVE"])
 from pymap.main import main
 sys.argv[0] = "pymap"
 sys.exit(main())
@@ -78,17 +84,19 @@ sys.exit(main())
 class Pymap:
     """A pymap server in a subprocess (in-memory dict backend: a restart empties it)."""
 
-    def __init__(self, cert: Path, port: int, idle: bool = True) -> None:
+    def __init__(self, cert: Path, port: int, idle: bool = True, move: bool = True) -> None:
         self.cert = cert
         self.port = port
         self.idle = idle
+        self.move = move
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        less = {"idle": "" if self.idle else "no", "move": "" if self.move else "no"}
         command = (
             [str(Path(sys.executable).with_name("pymap"))]
-            if self.idle
-            else [sys.executable, "-c", PYMAP_WITHOUT_IDLE]
+            if self.idle and self.move
+            else [sys.executable, "-c", PYMAP_DECLARING_LESS.format(**less)]
         )
         self.process = subprocess.Popen(
             [
@@ -225,6 +233,11 @@ def imap_without_idle(tls: tuple[Path, Path]) -> Iterator[Pymap]:
 
 
 @pytest.fixture
+def imap_without_move(tls: tuple[Path, Path]) -> Iterator[Pymap]:
+    yield from _serving(Pymap(tls[0], free_port(), move=False))
+
+
+@pytest.fixture
 async def proxy(imap: Pymap) -> AsyncIterator[Proxy]:
     relay = Proxy(imap)
     await relay.start()
@@ -263,10 +276,12 @@ async def world_with_mailbox(
         yield world
 
 
-def listener_of(world: World, server: Pymap, ca: Path) -> MailboxListener:
+def listener_of(
+    world: World, server: Pymap, ca: Path, reception_unit: str = RECEPTION, **options: Any
+) -> MailboxListener:
     """Another listener on the same mailbox and store (a second `serve` process's)."""
     config = MailboxConfig.from_url(
-        imap_url(server), reception_unit=RECEPTION, ca_file=ca, backoff_cap=1.0
+        imap_url(server), reception_unit=reception_unit, ca_file=ca, backoff_cap=1.0, **options
     )
     s = world.services
     return MailboxListener(config, s.drafts, s.redis, s.clock, s.settings.secret())
@@ -945,3 +960,97 @@ async def test_a_mailbox_named_in_the_directory_drafts_for_its_reception_unit(
         assert draft["municipality"] == "berg"
         assert await drafts(world) == []  # not Östersund's
         assert await folder_count(world, imap, tls[1], "INBOX") == 0
+
+
+# -- the mailbox left tidy: failed messages stay, deletion only when set, flags without MOVE --
+
+
+async def inbox_flags(world: World, server: Pymap, ca: Path) -> list[str]:
+    """The flags of each message in INBOX, as the server lists them."""
+    client = await listener_of(world, server, ca).connect()
+    try:
+        assert (await client.select("INBOX")).result == "OK"
+        response = await client.uid("fetch", "1:*", "(FLAGS)")
+        return [bytes(line).decode() for line in response.lines if b"FLAGS" in bytes(line)]
+    finally:
+        await client.logout()
+
+
+async def test_a_message_that_cannot_be_drafted_stays_in_the_inbox_logged_and_counted(
+    redis_url: str,
+    tmp_path: Path,
+    imap: Pymap,
+    tls: tuple[Path, Path],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        raw = notice("sv_plain")
+        await append(world, imap, tls[1], raw)
+        # Set up for a school, which is no reception unit: the draft cannot be made.
+        wrong = listener_of(world, imap, tls[1], reception_unit="ostersund-skola")
+        with caplog.at_level(logging.INFO):
+            assert await wrong.run_once() == 1
+        assert (wrong.stats.failed, wrong.stats.drafted) == (1, 0)
+        assert await drafts(world) == []
+        # Still in the inbox for a person to see; nothing moved, nothing marked done.
+        assert await folder_count(world, imap, tls[1], "INBOX") == 1
+        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 0
+        [line] = [
+            r.getMessage() for r in caplog.records if "not made into a draft" in r.getMessage()
+        ]
+        assert re.search(r"uid \d+ not made into a draft \(Forbidden\)", line), line
+        subject = re.search(rb"^Subject: (.*)$", raw, re.M)
+        assert subject is not None
+        logged = "\n".join(r.getMessage() for r in caplog.records)
+        assert subject.group(1).decode().strip() not in logged
+
+        # Nothing is lost: set up right, the next listener takes it.
+        right = listener_of(world, imap, tls[1])
+        assert await right.run_once() == 1
+        assert right.stats.drafted == 1
+        assert len(await drafts(world)) == 1
+        assert await folder_count(world, imap, tls[1], "INBOX") == 0
+        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 1
+
+
+async def test_a_processed_message_is_deleted_only_when_the_setting_says_so(
+    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+) -> None:
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        await append(world, imap, tls[1], notice("sv_plain"))
+        deleting = listener_of(world, imap, tls[1], delete_processed=True)
+        assert await deleting.run_once() == 1
+        assert deleting.stats.drafted == 1
+        assert await folder_count(world, imap, tls[1], "INBOX") == 0
+        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 0  # gone, not moved
+        assert len(await drafts(world)) == 1
+
+
+async def test_without_move_a_processed_message_is_flagged_and_not_taken_again(
+    redis_url: str, tmp_path: Path, imap_without_move: Pymap, tls: tuple[Path, Path]
+) -> None:
+    server = imap_without_move
+    async with running_world(redis_url, tmp_path, now=MORNING) as world:
+        await append(world, server, tls[1], notice("sv_plain"), notice("en_html"))
+        first = listener_of(world, server, tls[1])
+        assert await first.run_once() == 2
+        assert first.stats.drafted == 2
+        # Left where it was, flagged as processed; no folder made.
+        assert await folder_count(world, server, tls[1], "INBOX") == 2
+        assert await folder_count(world, server, tls[1], DONE_FOLDER) == 0
+        flags = await inbox_flags(world, server, tls[1])
+        assert len(flags) == 2 and all("\\Seen" in f for f in flags), flags
+        # The marks that they are done would lapse MAILBOX_DONE_TTL after they were taken
+        # (shortened here to a second); each look at the folder renews them.
+        redis = world.services.redis
+        done = [k async for k in redis.scan_iter(keys.mailbox_done(first.config.key, "uid:*"))]
+        assert len(done) == 2
+        for key in done:
+            await redis.pexpire(key, 1000)
+        # Another listener (a restart, a second process) takes neither again.
+        again = listener_of(world, server, tls[1])
+        assert await again.run_once() == 0
+        assert (again.stats.drafted, again.stats.duplicates, again.stats.failed) == (0, 0, 0)
+        assert len(await drafts(world)) == 2
+        for key in done:
+            assert await redis.pttl(key) > (keys.MAILBOX_DONE_TTL - 60) * 1000
