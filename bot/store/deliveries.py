@@ -7,6 +7,10 @@ read here come back with those fields filled in (`delivery_row`).
 A claim is taken with a token of its taker's own (`claim`), renewed only while it is still that
 token's (`renew`, bot/store/lua/claim_renew.lua) and given up the same way (`release`,
 `finish`), so a worker whose claim lapsed can never extend or delete another worker's claim.
+
+A case's deliveries are indexed in a hash (`keys.case_delivery_ids`) whose fields are their ids
+without the leading "{case_id}:"; the older layout's set of full ids (`keys.case_deliveries`)
+is still read. `case_delivery_ids` is the one place that lists them.
 """
 
 from __future__ import annotations
@@ -22,6 +26,27 @@ from bot.store.scripts import register
 
 FINISH = LuaScript.of("delivery_finish")
 RELAY_ATTEMPTS = "relay_attempts"  # record field: send attempts that failed on the relay
+
+
+def _prefix_length(case_id: str, idents: Sequence[str]) -> int:
+    """How many characters of each id the case's index leaves out: "{case_id}:", which every
+    delivery id begins with (bot/domain/delivery.py `delivery_id`). An id that does not would
+    be listed back under another id, so it is refused before anything is written."""
+    prefix = f"{case_id}:"
+    for ident in idents:
+        if not ident.startswith(prefix) or ident == prefix:
+            raise ValueError(f"delivery {ident!r} is not of case {case_id!r}")
+    return len(prefix)
+
+
+async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
+    """The full ids of every delivery made for a case, sorted, in one round trip: its index
+    hash (ids without the case's prefix) and the set the older layout kept (full ids)."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.case_delivery_ids(case_id))
+        pipe.smembers(keys.case_deliveries(case_id))
+        listed, older = await pipe.execute()
+    return sorted({*(f"{case_id}:{short}" for short in listed), *older})
 
 
 class DeliveryStore:
@@ -40,11 +65,13 @@ class DeliveryStore:
     ) -> bool:
         """Store the record, index it under its case and queue its send on `outbox`, in one
         step and only if it does not exist yet; whether it was made. Of `fields` only what
-        the id does not name is stored (`stored_fields`)."""
+        the id does not name is stored (`stored_fields`). ValueError if `ident` does not begin
+        with "{case_id}:"."""
+        skip = _prefix_length(case_id, [ident])
         flat = [x for pair in stored_fields(ident, fields).items() for x in pair]
         made = await self._create(
-            keys=[keys.delivery(ident), keys.case_deliveries(case_id), outbox],
-            args=[ident, *flat],
+            keys=[keys.delivery(ident), keys.case_delivery_ids(case_id), outbox],
+            args=[ident, skip, *flat],
         )
         return bool(int(made))
 
@@ -148,7 +175,7 @@ class DeliveryStore:
 
     async def of_case(self, case_id: str) -> list[Delivery]:
         """Every delivery of a case, oldest first."""
-        ids = sorted(await self.redis.smembers(keys.case_deliveries(case_id)))
+        ids = await case_delivery_ids(self.redis, case_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             for ident in ids:
                 pipe.hgetall(keys.delivery(ident))
@@ -166,13 +193,15 @@ class DeliveryStore:
         round trip per `per_call` of them (bot/store/lua/delivery_create_many.lua; an event's
         deliveries are far fewer): each is stored, indexed and queued, in the order given, only
         if it does not exist yet; of its fields only what the id does not name
-        (`stored_fields`). Whether each was made, in order."""
+        (`stored_fields`). Whether each was made, in order. ValueError, before anything is
+        written, if an id does not begin with "{case_id}:"."""
         script = register(self.redis, "delivery_create_many")
+        skip = _prefix_length(case_id, [ident for ident, _, _ in items])
         made: list[bool] = []
         for start in range(0, len(items), per_call):
             batch = items[start : start + per_call]
-            names = [keys.case_deliveries(case_id)]
-            args: list[str | int] = []
+            names = [keys.case_delivery_ids(case_id)]
+            args: list[str | int] = [skip]
             for ident, outbox, fields in batch:
                 stored = stored_fields(ident, fields)
                 if not stored:

@@ -49,8 +49,18 @@ def case_versions(case_id: str) -> str:
     return f"{PREFIX}:case:{case_id}:versions"
 
 
+def case_delivery_ids(case_id: str) -> str:
+    """Hash: the deliveries made for a case as fields, each its id without the leading
+    "{case_id}:" (every delivery id begins with its case's), valued "" (bot/store/deliveries.py
+    `case_delivery_ids` gives the full ids back). A hash of short fields is a listpack on
+    Redis 7.0, where a set of strings is a hashtable: a case's 8 deliveries took 886 bytes
+    (MEMORY USAGE) as a set of full ids, 408 as this hash."""
+    return f"{PREFIX}:case:{case_id}:delivery_ids"
+
+
 def case_deliveries(case_id: str) -> str:
-    """Set of delivery ids made for the case."""
+    """The older layout of `case_delivery_ids`: a set of full delivery ids. Read, never added
+    to (bot/store/deliveries.py `case_delivery_ids`)."""
     return f"{PREFIX}:case:{case_id}:deliveries"
 
 

@@ -41,6 +41,7 @@ from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.domain.personal import PERSONAL_KEYS
 from bot.store import Redis, WatchError, keys
+from bot.store.deliveries import case_delivery_ids
 from bot.store.faults import DEFAULT_STALE_SECONDS, Backoff, FaultLog, Heartbeat, pause
 from bot.store.timers import timers_of_case
 from bot.store.trim import trim_stream, trim_streams, unfinished_entries
@@ -302,7 +303,7 @@ class Retention:
                     continue
 
     async def _erase_deliveries(self, case_id: str) -> None:
-        ids = await self.redis.smembers(keys.case_deliveries(case_id))
+        ids = await case_delivery_ids(self.redis, case_id)
         for ident in ids:
             params = await self.redis.hget(keys.delivery(ident), "params")
             if params is not None and _has_personal(params):

@@ -15,6 +15,7 @@ from bot.domain.policy import Policy, project
 from bot.domain.progress import Progress, arrival_messages, case_progress, progress
 from bot.store import Redis, keys
 from bot.store.cases import CaseStore
+from bot.store.deliveries import case_delivery_ids
 from bot.store.timers import timers_of_case
 
 _DELIVERY_FIELDS = (
@@ -34,7 +35,7 @@ _DELIVERY_FIELDS = (
 async def deliveries(redis: Redis, case_id: str) -> list[dict[str, str]]:
     """Every delivery of a case, oldest first, each with the fields its id names
     (`delivery_row`)."""
-    ids = sorted(await redis.smembers(keys.case_deliveries(case_id)))
+    ids = await case_delivery_ids(redis, case_id)
     async with redis.pipeline(transaction=False) as pipe:
         for ident in ids:
             pipe.hgetall(keys.delivery(ident))

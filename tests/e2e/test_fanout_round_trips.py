@@ -18,7 +18,7 @@ from bot.domain.events import EventType, Topic, telegram_channel
 from bot.pipeline.fanout import EMAIL, FanOut
 from bot.store import Redis, keys
 from bot.store.client import redis_py
-from bot.store.deliveries import DeliveryStore
+from bot.store.deliveries import DeliveryStore, case_delivery_ids
 from bot.usecases.access import ChatLinks
 from tests.support.round_trips import Trips, counting_client
 from tests.support.world import CHATS, World, arrival, running_world
@@ -73,25 +73,29 @@ async def test_create_many_creates_each_delivery_once_in_order_in_one_round_trip
     counted: Redis, per_call: int
 ) -> None:
     store = DeliveryStore(counted)
+    d1, d2, d3, d4 = (f"c1:d{n}" for n in range(1, 5))  # a delivery id begins with its case's
     first = [
-        ("d1", keys.OUTBOX_EMAIL, fields("d1", topic="notice")),
-        ("d2", keys.OUTBOX_TELEGRAM, fields("d2")),
-        ("d3", keys.OUTBOX_EMAIL, fields("d3")),
+        (d1, keys.OUTBOX_EMAIL, fields(d1, topic="notice")),
+        (d2, keys.OUTBOX_TELEGRAM, fields(d2)),
+        (d3, keys.OUTBOX_EMAIL, fields(d3)),
     ]
-    await store.create_many("c0", [("warm", keys.OUTBOX_EMAIL, fields("warm"))])  # loads it
+    await store.create_many("c0", [("c0:warm", keys.OUTBOX_EMAIL, fields("c0:warm"))])  # loads it
     with Trips() as trips:
         made = await store.create_many("c1", first, per_call)
     assert made == [True, True, True]
     assert trips.count == -(-len(first) // per_call)
     # Again, with one new among them and one twice: only the new one is made, once.
-    again = [*first[:2], ("d4", keys.OUTBOX_EMAIL, fields("d4")), first[2], first[1]]
+    again = [*first[:2], (d4, keys.OUTBOX_EMAIL, fields(d4)), first[2], first[1]]
     assert await store.create_many("c1", again, per_call) == [False, False, True, False, False]
 
-    assert await counted.smembers(keys.case_deliveries("c1")) == {"d1", "d2", "d3", "d4"}
-    assert await counted.hgetall(keys.delivery("d1")) == fields("d1", topic="notice")
+    # Indexed without the case's prefix, listed back whole.
+    index = await counted.hgetall(keys.case_delivery_ids("c1"))
+    assert index == {"d1": "", "d2": "", "d3": "", "d4": ""}
+    assert await case_delivery_ids(counted, "c1") == [d1, d2, d3, d4]
+    assert await counted.hgetall(keys.delivery(d1)) == fields(d1, topic="notice")
     queued = [f["delivery"] for _, f in await counted.xrange(keys.OUTBOX_EMAIL)]
-    assert queued == ["warm", "d1", "d3", "d4"]
-    assert [f["delivery"] for _, f in await counted.xrange(keys.OUTBOX_TELEGRAM)] == ["d2"]
+    assert queued == ["c0:warm", d1, d3, d4]
+    assert [f["delivery"] for _, f in await counted.xrange(keys.OUTBOX_TELEGRAM)] == [d2]
     with Trips() as trips:
         assert await store.create_many("c1", []) == []
     assert trips.count == 0
@@ -123,7 +127,7 @@ async def test_an_event_costs_the_same_few_round_trips_for_any_number_of_recipie
         ChatLinks(counted, world.clock, {}),
         world.clock,
     )
-    await fanout.deliveries.create_many("warm", [("warm", "warm", {"id": "warm"})])
+    await fanout.deliveries.create_many("warm", [("warm:0", "warm", {"id": "warm:0"})])
 
     # The version's event handled again (after a crash): the case, the chats, the script —
     # and nothing is queued twice.
