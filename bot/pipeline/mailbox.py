@@ -22,7 +22,8 @@ done-marker (with a TTL) for both is written once its draft is stored, before th
 go; a message whose marker is there — looked for before claiming and again once the claim is
 held — is not read again, only moved. The draft itself is idempotent too (its id is a keyed
 hash of Migrationsverket's case number). After processing the message is moved to
-`Ankomst/Behandlat` (created if missing), or flagged \\Seen if the server cannot move; it is
+`Ankomst/Behandlat` (created if missing; "/" stands for the server's hierarchy delimiter,
+`Ankomst.Behandlat` on Dovecot's default layout), or flagged \\Seen if the server cannot move; it is
 deleted only when ANKOMST_IMAP_DELETE_PROCESSED says so. A message that fails stays in the
 folder, its failure counted and logged by UID and reason — never a subject, address or body.
 """
@@ -169,6 +170,16 @@ def _quote(name: str) -> str:
     return '"' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def in_hierarchy(name: str, delimiter: str | None) -> str:
+    """A folder name written with "/" between its levels (`Ankomst/Behandlat`) as the server
+    spells it: Dovecot's default Maildir++ layout, Courier and Cyrus separate levels with "."
+    and refuse "/" in a name, so there it is `Ankomst.Behandlat`; a server without levels
+    (delimiter NIL) gets one folder, `Ankomst-Behandlat`."""
+    return name.replace("/", delimiter or "-")
+
+
+# LIST's answer for the hierarchy delimiter: `(\Noselect) "." ""` or `(\Noselect) NIL ""`.
+_DELIMITER = re.compile(rb'^\([^)]*\) (?:"((?:[^"\\]|\\.)+)"|NIL) ')
 _UIDVALIDITY = re.compile(rb"UIDVALIDITY (\d+)")
 _INTERNALDATE = re.compile(rb'INTERNALDATE "([^"]+)"')
 
@@ -196,6 +207,7 @@ class MailboxListener:
         self._stopping = asyncio.Event()
         self._client: aioimaplib.IMAP4 | None = None
         self._lost = asyncio.Event()
+        self._done_folder: str | None = None  # as the server spells it, asked once per connection
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -210,6 +222,7 @@ class MailboxListener:
             client = aioimaplib.IMAP4(host=c.host, port=c.port, timeout=c.timeout)
         self._watch_loss(client)
         self._client = client
+        self._done_folder = None
         try:
             await self._exchange(client.wait_hello_from_server(), "the greeting")
             _keep_alive(client.protocol.transport)
@@ -365,7 +378,7 @@ class MailboxListener:
         try:
             # Another process may have taken it whole between the look above and this claim
             # (it marks a message done before it lets the claim go): look again, holding it.
-            if await self.redis.pexpire(keys.mailbox_done(mailbox, by_uid), DONE_TTL_MS):
+            if await self.redis.exists(keys.mailbox_done(mailbox, by_uid)):
                 return None
             outcome = await self._process(client, by_uid, uid)
         finally:
@@ -449,7 +462,7 @@ class MailboxListener:
             await self._exchange(client.expunge(), "EXPUNGE")
             return
         if "MOVE" in client.protocol.capabilities:
-            folder = _quote(c.done_folder)
+            folder = _quote(await self._done_folder_on(client))
             moved = await self._exchange(client.uid("move", uid, folder), "MOVE")
             if moved.result != "OK":
                 await self._exchange(client.create(folder), "CREATE")
@@ -457,6 +470,22 @@ class MailboxListener:
             if moved.result == "OK":
                 return
         await self._exchange(client.uid("store", uid, "+FLAGS.SILENT", f"({DONE_FLAG})"), "STORE")
+
+    async def _done_folder_on(self, client: aioimaplib.IMAP4) -> str:
+        """The done folder in the server's hierarchy (`LIST "" ""` names its delimiter)."""
+        if self._done_folder is None:
+            response = await self._exchange(client.list('""', '""'), "LIST")
+            delimiter: str | None = "/"  # what the setting is written with, if LIST says nothing
+            for line in response.lines:
+                match = (
+                    _DELIMITER.match(bytes(line)) if isinstance(line, bytes | bytearray) else None
+                )
+                if match:
+                    found = match.group(1)
+                    delimiter = found.decode().replace("\\", "") if found is not None else None
+                    break
+            self._done_folder = in_hierarchy(self.config.done_folder, delimiter)
+        return self._done_folder
 
     def _count(self, outcome: Outcome) -> None:
         if outcome == "drafted":

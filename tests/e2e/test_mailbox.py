@@ -8,15 +8,19 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
+import pwd
 import re
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 import trustme
@@ -26,7 +30,7 @@ from bot.domain.arrival import ArrivalIn, InvalidInput, parse
 from bot.domain.events import Topic
 from bot.domain.notice import NoticeDraft
 from bot.pipeline.deadletters import DeadLetterAlarm
-from bot.pipeline.mailbox import DONE_FOLDER, MailboxConfig, MailboxListener
+from bot.pipeline.mailbox import DONE_FOLDER, MailboxConfig, MailboxListener, in_hierarchy
 from bot.store import keys
 from bot.usecases.notices import CONFIRMED, DISCARDED, NOTICE_RECEIVED_AT
 from tests.support.chat import button, chat_says, press, say
@@ -81,6 +85,20 @@ sys.exit(main())
 """
 
 
+def listening_on(process: subprocess.Popen[bytes], port: int, what: str) -> None:
+    """Until the server process listens on `port` (up to 30 s: a process start, not time)."""
+    for _ in range(300):
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} did not start")
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection(("127.0.0.1", port), 0.1),
+        ):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"{what} did not listen")
+
+
 class Pymap:
     """A pymap server in a subprocess (in-memory dict backend: a restart empties it)."""
 
@@ -108,16 +126,7 @@ class Pymap:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        for _ in range(300):  # up to 30 s for the server to listen (a process start, not time)
-            if self.process.poll() is not None:
-                raise RuntimeError("pymap did not start")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), 0.1),
-            ):
-                return
-            time.sleep(0.1)
-        raise RuntimeError("pymap did not listen")
+        listening_on(self.process, self.port, "pymap")
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -130,13 +139,108 @@ class Pymap:
         self.process = None
 
 
+DOVECOT = shutil.which("dovecot") or next(
+    (p for p in ("/usr/sbin/dovecot",) if Path(p).exists()), None
+)
+
+
+class Dovecot:
+    """Debian's Dovecot as an instance of its own: configuration, maildir and sockets under
+    `root`, STARTTLS with the test CA's certificate, the same user and password as pymap's.
+    Unlike pymap's dict backend it keeps the mail on disk, so a restart keeps the mailbox."""
+
+    def __init__(self, cert: Path, port: int, root: Path) -> None:
+        self.cert = cert
+        self.port = port
+        self.root = root
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def _configure(self) -> Path:
+        conf = self.root / "dovecot.conf"
+        if conf.exists():
+            return conf
+        # Dovecot refuses mail access as root: as root its mail runs as its own system user.
+        me = pwd.getpwnam("dovecot") if os.geteuid() == 0 else pwd.getpwuid(os.geteuid())
+        home = self.root / "home"
+        home.mkdir()
+        os.chown(home, me.pw_uid, me.pw_gid)
+        # Dovecot's login and mail processes (another user) reach their sockets through it.
+        os.chmod(self.root, 0o711)  # noqa: S103
+        (self.root / "passwd").write_text(f"{USER}:{{PLAIN}}{PASSWORD}::::::\n", "utf-8")
+        unprivileged = (
+            ""
+            if os.geteuid() == 0
+            else f"default_internal_user = {me.pw_name}\ndefault_login_user = {me.pw_name}\n"
+        )
+        conf.write_text(
+            f"""base_dir = {self.root}/run
+state_dir = {self.root}/state
+log_path = {self.root}/dovecot.log
+instance_name = {self.root.name}
+protocols = imap
+listen = 127.0.0.1
+ssl = yes
+ssl_cert = <{self.cert}
+ssl_key = <{self.cert}
+auth_mechanisms = plain login
+first_valid_uid = {me.pw_uid}
+{unprivileged}passdb {{
+  driver = passwd-file
+  args = {self.root}/passwd
+}}
+userdb {{
+  driver = static
+  args = uid={me.pw_uid} gid={me.pw_gid} home={home}/%u
+}}
+mail_location = maildir:~/Maildir
+service imap-login {{
+  chroot =
+  inet_listener imap {{
+    port = {self.port}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service anvil {{
+  chroot =
+}}
+""",
+            "utf-8",
+        )
+        return conf
+
+    def start(self) -> None:
+        assert DOVECOT is not None
+        self.process = subprocess.Popen(
+            [DOVECOT, "-F", "-c", str(self._configure())],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        listening_on(self.process, self.port, "dovecot")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self.process = None
+
+
+ImapServer = Pymap | Dovecot
+Served = TypeVar("Served", Pymap, Dovecot)
+
+
 class Proxy:
     """A TCP relay between a listener and pymap that breaks connections the way networks do:
     `cut` closes both ends (the listener's side sees the connection go), `freeze` lets nothing
     through and closes nothing (a silent drop: a dead NAT entry, a pulled cable). New
     connections always pass."""
 
-    def __init__(self, target: Pymap) -> None:
+    def __init__(self, target: ImapServer) -> None:
         self.target = target
         self.port = 0
         self.server: asyncio.Server | None = None
@@ -214,7 +318,7 @@ def tls(tmp_path: Path) -> tuple[Path, Path]:
     return server_pem, ca_pem
 
 
-def _serving(server: Pymap) -> Iterator[Pymap]:
+def _serving(server: Served) -> Iterator[Served]:
     server.start()
     try:
         yield server
@@ -223,8 +327,30 @@ def _serving(server: Pymap) -> Iterator[Pymap]:
 
 
 @pytest.fixture
-def imap(tls: tuple[Path, Path]) -> Iterator[Pymap]:
-    yield from _serving(Pymap(tls[0], free_port()))
+def imap(request: pytest.FixtureRequest, tls: tuple[Path, Path]) -> Iterator[ImapServer]:
+    """pymap, or with `ON_BOTH` each of pymap and Dovecot in turn."""
+    if getattr(request, "param", "pymap") == "pymap":
+        yield from _serving(Pymap(tls[0], free_port()))
+        return
+    with tempfile.TemporaryDirectory(prefix="ankomst-dovecot-") as root:
+        yield from _serving(Dovecot(tls[0], free_port(), Path(root)))
+
+
+# The acceptance tests run against both servers: pymap everywhere, Debian's Dovecot where it is
+# installed (.ci/run installs dovecot-imapd).
+ON_BOTH = pytest.mark.parametrize(
+    "imap",
+    [
+        "pymap",
+        pytest.param(
+            "dovecot",
+            marks=pytest.mark.skipif(
+                DOVECOT is None, reason="Debian's dovecot-imapd is not installed"
+            ),
+        ),
+    ],
+    indirect=True,
+)
 
 
 @pytest.fixture
@@ -238,7 +364,7 @@ def imap_without_move(tls: tuple[Path, Path]) -> Iterator[Pymap]:
 
 
 @pytest.fixture
-async def proxy(imap: Pymap) -> AsyncIterator[Proxy]:
+async def proxy(imap: ImapServer) -> AsyncIterator[Proxy]:
     relay = Proxy(imap)
     await relay.start()
     try:
@@ -247,7 +373,7 @@ async def proxy(imap: Pymap) -> AsyncIterator[Proxy]:
         await relay.stop()
 
 
-def imap_url(server: Pymap | Proxy) -> str:
+def imap_url(server: ImapServer | Proxy) -> str:
     return f"imap://{USER}:{PASSWORD.replace('ö', '%C3%B6')}@127.0.0.1:{server.port}/INBOX"
 
 
@@ -262,7 +388,7 @@ def expected(name: str) -> dict[str, Any]:
 
 @contextlib.asynccontextmanager
 async def world_with_mailbox(
-    redis_url: str, tmp_path: Path, server: Pymap | Proxy, ca: Path, **settings: Any
+    redis_url: str, tmp_path: Path, server: ImapServer | Proxy, ca: Path, **settings: Any
 ) -> AsyncIterator[World]:
     async with running_world(
         redis_url,
@@ -277,7 +403,7 @@ async def world_with_mailbox(
 
 
 def listener_of(
-    world: World, server: Pymap, ca: Path, reception_unit: str = RECEPTION, **options: Any
+    world: World, server: ImapServer, ca: Path, reception_unit: str = RECEPTION, **options: Any
 ) -> MailboxListener:
     """Another listener on the same mailbox and store (a second `serve` process's)."""
     config = MailboxConfig.from_url(
@@ -336,7 +462,7 @@ def patient_listener(world: World, proxy: Proxy, ca: Path, **options: Any) -> Ma
     return MailboxListener(config, s.drafts, s.redis, s.clock, s.settings.secret())
 
 
-async def append(world: World, server: Pymap, ca: Path, *raws: bytes) -> None:
+async def append(world: World, server: ImapServer, ca: Path, *raws: bytes) -> None:
     client = await listener_of(world, server, ca).connect()
     try:
         for raw in raws:
@@ -346,7 +472,7 @@ async def append(world: World, server: Pymap, ca: Path, *raws: bytes) -> None:
         await client.logout()
 
 
-async def folder_count(world: World, server: Pymap, ca: Path, folder: str) -> int:
+async def folder_count(world: World, server: ImapServer, ca: Path, folder: str) -> int:
     client = await listener_of(world, server, ca).connect()
     try:
         response = await client.select(f'"{folder}"')
@@ -356,6 +482,11 @@ async def folder_count(world: World, server: Pymap, ca: Path, folder: str) -> in
         return sum(len(bytes(line).split()) for line in search.lines[:-1])
     finally:
         await client.logout()
+
+
+def done_folder(server: ImapServer) -> str:
+    """Ankomst/Behandlat as the server spells it (Dovecot's Maildir++ levels are "."-separated)."""
+    return in_hierarchy(DONE_FOLDER, "." if isinstance(server, Dovecot) else "/")
 
 
 async def drafts(world: World) -> list[dict[str, str]]:
@@ -374,8 +505,9 @@ def without_ref(fields: dict[str, str]) -> dict[str, str]:
     return {k: v for k, v in fields.items() if k != "external_ref"}
 
 
+@ON_BOTH
 async def test_a_notice_in_the_mailbox_becomes_one_draft_and_the_unit_is_told(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         assert world.services.workers.mailbox is not None
@@ -389,9 +521,10 @@ async def test_a_notice_in_the_mailbox_becomes_one_draft_and_the_unit_is_told(
         assert draft["reception_unit"] == RECEPTION
         assert draft["municipality"] == "ostersund"
         assert datetime.fromisoformat(draft["received_at"]) <= world.clock.now()
-        # Out of the inbox, into Ankomst/Behandlat (created by the listener).
+        # Out of the inbox, into Ankomst/Behandlat (created by the listener), once counted.
+        await until_counted(world.services.workers.mailbox, 1)
         assert await folder_count(world, imap, tls[1], "INBOX") == 0
-        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 1
+        assert await folder_count(world, imap, tls[1], done_folder(imap)) == 1
 
         await world.drain()
         records = [
@@ -407,8 +540,9 @@ async def test_a_notice_in_the_mailbox_becomes_one_draft_and_the_unit_is_told(
         assert any(f"/ny {draft['id']}" in t and "granska" in t for t in chat), chat
 
 
+@ON_BOTH
 async def test_the_same_notice_twice_is_one_draft(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         raw = notice("en_plain")
@@ -422,8 +556,9 @@ async def test_the_same_notice_twice_is_one_draft(
         assert len(world.mails_to(RECEPTION_MAIL)) == 1
 
 
+@ON_BOTH
 async def test_two_listeners_take_each_notice_once(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     names = ["sv_plain", "en_plain", "sv_html", "sv_pdf", "sv_ocr", "en_forwarded", "en_html"]
     async with world_with_mailbox(
@@ -454,7 +589,7 @@ async def mailbox_counts(world: World, base: str) -> dict[str, float]:
 
 
 async def test_two_serve_processes_take_each_notice_once(
-    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, proxy: Proxy, tls: tuple[Path, Path]
 ) -> None:
     # The world's service is one `serve`; a real `ankomst serve` subprocess is the other, on
     # the same store and mailbox. Both reach it through the proxy, which shows when the second
@@ -487,7 +622,7 @@ async def test_two_serve_processes_take_each_notice_once(
             await until_drafts(world, len(names))
 
             async def all_put_away() -> bool:
-                return await folder_count(world, imap, tls[1], DONE_FOLDER) == len(names)
+                return await folder_count(world, imap, tls[1], done_folder(imap)) == len(names)
 
             await eventually(all_put_away, IMAP_WAIT, "every notice put away")
             theirs = await mailbox_counts(world, second.base)
@@ -504,8 +639,9 @@ async def test_two_serve_processes_take_each_notice_once(
         assert len(told) == len(names)
 
 
+@ON_BOTH
 async def test_the_server_restarted_mid_idle_loses_nothing(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         listener = world.services.workers.mailbox
@@ -524,7 +660,7 @@ async def test_the_server_restarted_mid_idle_loses_nothing(
 
 
 async def test_a_connection_cut_while_a_command_waits_is_noticed_at_once(
-    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, proxy: Proxy, tls: tuple[Path, Path]
 ) -> None:
     # The listener idles; a notice comes; the server tells it (EXISTS) and it ends the IDLE
     # (DONE) — and the connection is cut just then, the answer never comes. Noticed at once,
@@ -543,7 +679,7 @@ async def test_a_connection_cut_while_a_command_waits_is_noticed_at_once(
 
 
 async def test_a_connection_cut_while_it_is_made_is_noticed_at_once(
-    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, proxy: Proxy, tls: tuple[Path, Path]
 ) -> None:
     # The first connection is cut as the listener asks for the greeting's CAPABILITY, the
     # second as it asks for STARTTLS: aioimaplib would wait PATIENT seconds for the first
@@ -561,7 +697,7 @@ async def test_a_connection_cut_while_it_is_made_is_noticed_at_once(
 
 
 async def test_a_connection_that_goes_silent_is_left_at_the_idle_renewal(
-    redis_url: str, tmp_path: Path, imap: Pymap, proxy: Proxy, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, proxy: Proxy, tls: tuple[Path, Path]
 ) -> None:
     # No FIN, no RST, no answer: only asking tells. The IDLE renewal asks (DONE, answered within
     # `timeout`); unanswered, the listener connects anew and misses nothing.
@@ -576,7 +712,7 @@ async def test_a_connection_that_goes_silent_is_left_at_the_idle_renewal(
             assert listener.stats.connects >= 2
 
 
-async def offers_idle(world: World, server: Pymap, ca: Path) -> bool:
+async def offers_idle(world: World, server: ImapServer, ca: Path) -> bool:
     client = await listener_of(world, server, ca).connect()
     try:
         return bool(client.has_capability("IDLE"))
@@ -624,10 +760,11 @@ async def test_without_idle_a_cut_is_noticed_at_once_not_at_the_next_poll(
         await relay.stop()
 
 
+@ON_BOTH
 async def test_nothing_personal_in_redis_or_the_log(
     redis_url: str,
     tmp_path: Path,
-    imap: Pymap,
+    imap: ImapServer,
     tls: tuple[Path, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -664,7 +801,7 @@ async def test_nothing_personal_in_redis_or_the_log(
 
 
 async def test_confirming_a_draft_registers_and_every_recipient_is_told(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         await append(world, imap, tls[1], notice("sv_plain"))
@@ -705,7 +842,7 @@ async def test_confirming_a_draft_registers_and_every_recipient_is_told(
 
 
 async def test_an_unconfirmed_draft_alerts_the_unit_then_the_supervisor(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         await append(world, imap, tls[1], notice("unreadable"))
@@ -726,7 +863,7 @@ async def test_an_unconfirmed_draft_alerts_the_unit_then_the_supervisor(
 
 
 async def test_discarding_needs_a_reason_and_is_kept(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with world_with_mailbox(redis_url, tmp_path, imap, tls[1]) as world:
         await append(world, imap, tls[1], notice("en_html"))
@@ -922,7 +1059,7 @@ async def test_a_draft_notice_that_cannot_be_delivered_is_reported_not_dead_lett
 async def test_a_mailbox_named_in_the_directory_drafts_for_its_reception_unit(
     redis_url: str,
     tmp_path: Path,
-    imap: Pymap,
+    imap: ImapServer,
     tls: tuple[Path, Path],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -965,7 +1102,7 @@ async def test_a_mailbox_named_in_the_directory_drafts_for_its_reception_unit(
 # -- the mailbox left tidy: failed messages stay, deletion only when set, flags without MOVE --
 
 
-async def inbox_flags(world: World, server: Pymap, ca: Path) -> list[str]:
+async def inbox_flags(world: World, server: ImapServer, ca: Path) -> list[str]:
     """The flags of each message in INBOX, as the server lists them."""
     client = await listener_of(world, server, ca).connect()
     try:
@@ -979,7 +1116,7 @@ async def inbox_flags(world: World, server: Pymap, ca: Path) -> list[str]:
 async def test_a_message_that_cannot_be_drafted_stays_in_the_inbox_logged_and_counted(
     redis_url: str,
     tmp_path: Path,
-    imap: Pymap,
+    imap: ImapServer,
     tls: tuple[Path, Path],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -994,7 +1131,7 @@ async def test_a_message_that_cannot_be_drafted_stays_in_the_inbox_logged_and_co
         assert await drafts(world) == []
         # Still in the inbox for a person to see; nothing moved, nothing marked done.
         assert await folder_count(world, imap, tls[1], "INBOX") == 1
-        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 0
+        assert await folder_count(world, imap, tls[1], done_folder(imap)) == 0
         [line] = [
             r.getMessage() for r in caplog.records if "not made into a draft" in r.getMessage()
         ]
@@ -1010,11 +1147,11 @@ async def test_a_message_that_cannot_be_drafted_stays_in_the_inbox_logged_and_co
         assert right.stats.drafted == 1
         assert len(await drafts(world)) == 1
         assert await folder_count(world, imap, tls[1], "INBOX") == 0
-        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 1
+        assert await folder_count(world, imap, tls[1], done_folder(imap)) == 1
 
 
 async def test_a_processed_message_is_deleted_only_when_the_setting_says_so(
-    redis_url: str, tmp_path: Path, imap: Pymap, tls: tuple[Path, Path]
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:
     async with running_world(redis_url, tmp_path, now=MORNING) as world:
         await append(world, imap, tls[1], notice("sv_plain"))
@@ -1022,7 +1159,7 @@ async def test_a_processed_message_is_deleted_only_when_the_setting_says_so(
         assert await deleting.run_once() == 1
         assert deleting.stats.drafted == 1
         assert await folder_count(world, imap, tls[1], "INBOX") == 0
-        assert await folder_count(world, imap, tls[1], DONE_FOLDER) == 0  # gone, not moved
+        assert await folder_count(world, imap, tls[1], done_folder(imap)) == 0  # gone, not moved
         assert len(await drafts(world)) == 1
 
 
@@ -1037,7 +1174,7 @@ async def test_without_move_a_processed_message_is_flagged_and_not_taken_again(
         assert first.stats.drafted == 2
         # Left where it was, flagged as processed; no folder made.
         assert await folder_count(world, server, tls[1], "INBOX") == 2
-        assert await folder_count(world, server, tls[1], DONE_FOLDER) == 0
+        assert await folder_count(world, server, tls[1], done_folder(server)) == 0
         flags = await inbox_flags(world, server, tls[1])
         assert len(flags) == 2 and all("\\Seen" in f for f in flags), flags
         # The marks that they are done would lapse MAILBOX_DONE_TTL after they were taken
