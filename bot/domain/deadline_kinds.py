@@ -10,7 +10,7 @@ directory's as it is when the case is read.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, datetime
 from typing import Any, Final
 
 from bot.domain.directory import Directory
@@ -27,6 +27,26 @@ DISAGREEMENT_ESCALATION: Final = "disagreement_escalation"  # §7: unresolved to
 ESCALATION_DIGEST: Final = "escalation_digest"
 ACK_KINDS: Final = (ACK_REMINDER, ACK_ESCALATION)
 BOOKING_KINDS: Final = (BOOKING_REMINDER, BOOKING_ESCALATION)
+
+# What the payload of a deadline timer of each kind holds (bot/pipeline/deadlines.py makes it):
+# its items' names in order, each with its type; `datetime` stands for the ISO text of an aware
+# time. bot/store/timers.py stores such a payload as the items' values in this order, without
+# the names and without the values the timer's id already says, so that a timer takes a few
+# dozen bytes. A changed list cannot read the timers stored by the one before it (the scheduler
+# leaves such a timer to the lease, as one of a kind it has no handler for): add a kind, or
+# change a kind's items only with no timer of it stored.
+_ACK_PAYLOAD: Final = (("version", int), ("organisation", str), ("told_at", datetime))
+_BOOKING_PAYLOAD: Final = (("organisation", str), ("informed_at", datetime), ("deadline", str))
+_SAME_DAY_PAYLOAD: Final = (("version", int), ("day", str))
+PAYLOAD_ITEMS: Final[Mapping[str, tuple[tuple[str, type], ...]]] = {
+    ACK_REMINDER: _ACK_PAYLOAD,
+    ACK_ESCALATION: _ACK_PAYLOAD,
+    BOOKING_REMINDER: _BOOKING_PAYLOAD,
+    BOOKING_ESCALATION: _BOOKING_PAYLOAD,
+    SAME_DAY_CHECK: _SAME_DAY_PAYLOAD,
+    SAME_DAY_CLOSE: _SAME_DAY_PAYLOAD,
+    DISAGREEMENT_ESCALATION: (("disagreement", str), ("days", int)),
+}
 
 
 def name_of(directory: Directory, org_id: str) -> str:

@@ -88,6 +88,7 @@ from bot.store.timers import (
     case_timer_ids,
     forget_case_timer,
     timer_args,
+    timer_keys,
     timers_of_case,
 )
 from bot.usecases.access import SYSTEM
@@ -403,8 +404,8 @@ class Deadlines:
             *(once or ("", "")),
         ]
         for guard, timer in batch.timers:
-            timer_keys, timer_argv = timer_args(timer)
-            keys_ += timer_keys
+            own_keys, timer_argv = timer_args(timer)
+            keys_ += own_keys
             args += [guard, *timer_argv]
         for guard, entry in batch.entries:
             keys_.append(entry.digest)
@@ -464,6 +465,7 @@ class Deadlines:
                 keys.TIMERS,
                 keys.timer(check),
                 keys.timer(booking),
+                keys.case_timers(case_id),  # both timers' index (`timer_keys`: the id's case)
             ],
             [
                 org_id,
@@ -474,6 +476,7 @@ class Deadlines:
                 check,
                 keys.booking_informed_marker(org_id) if centre else "",
                 keys.booking_reported_marker(org_id),
+                booking,
             ],
         )
         if int(reply[0]) < 0:
@@ -560,7 +563,7 @@ class Deadlines:
         same = rules.reached_same_day(self.calendar, at, day)
         close = timer_id(SAME_DAY_CLOSE, case_id)
         await self._notified_script(
-            keys=[keys.case(case_id), keys.TIMERS, keys.timer(close)],
+            keys=[keys.case(case_id), keys.TIMERS, *timer_keys(close)],
             args=[
                 at.isoformat(),
                 "true" if same else "false",

@@ -285,14 +285,16 @@ DIGEST_TTL = 14 * 86400  # bookkeeping: well past a digest's instant and any lat
 
 
 def timer(timer_id: str) -> str:
-    """Hash with a timer's payload."""
+    """Hash: a timer of its own (state, due time, payload), for one whose id does not say its
+    case or too long to pack, and every timer of the older layouts (bot/store/timers.py)."""
     return f"{PREFIX}:timer:{timer_id}"
 
 
 def case_timers(case_id: str) -> str:
-    """Hash: the timer ids made for a case (pending, fired or cancelled) as fields, each with
-    the value "" (bot/store/timers.py). A hash of short fields is a listpack on Redis 7.0, where
-    a set of strings is a hashtable: 9 ids took 1.1 KB as a set."""
+    """Hash: the timers made for a case (pending, fired or cancelled), each id a field valued
+    the timer packed (bot/store/timers.py `pack`), or "" for one with a hash of its own
+    (`timer`). Its values are kept short, so that Redis 7.0 keeps it a listpack: ten timers
+    took 2.6 KB as hashes of their own and 0.6 KB more in this index (ids only)."""
     return f"{PREFIX}:case:{case_id}:timer_ids"
 
 

@@ -1,29 +1,47 @@
 """Timers kept in Redis, fired once each however many `serve` processes run.
 
-A timer is a hash (`ankomst:timer:{id}`: kind, case, due time, state, and each payload item as
-a field of its own) and a member of the sorted set `ankomst:timers`, scored by its due time;
-its case's index (`ankomst:case:{case}:timer_ids`) lists it as a field of a hash (a listpack;
-the older layout's set `ankomst:case:{case}:timers` is still read).
-The hash is kept small: the id is the key's, kind and case are left out when the id begins with
-them (a deadline's id is "{kind}:{case}:…"), the due time is epoch seconds, and each payload
-item is its own short field (`_name` -> JSON), so that Redis stores it compactly (a listpack:
-no value over 64 bytes). What a deadline says in words is not stored; it is made from the kind
-and the payload when it is shown. A timer stored in the older layout (`id`, ISO `due_at`, one
-JSON `payload`) reads the same. Every step is one Lua script (bot/store/lua/timer_*.lua):
+A timer is a member of the sorted set `ankomst:timers` (its id, scored by its due time) and a
+field of its case's index, the hash `ankomst:case:{case}:timer_ids`: the id is the field and
+the timer packed is the value (`pack`): a state code and the attempts, "|", the due time in
+epoch seconds, "|", the payload. A deadline's id is "{kind}:{case}:…", so the value need not
+say kind or case; a payload of a kind listed in `bot.domain.deadline_kinds.PAYLOAD_ITEMS` is
+its items' values in order, the names left out, a value the id says left empty (an
+acknowledgement reminder's id says its version and organisation) and an ISO time as epoch
+seconds; any other payload is its JSON. So a timer is a value of some 40 bytes and the index
+stays a listpack (Redis 7.0 keeps a hash so while no value is over 64 bytes: a packed timer is
+kept under that with room for 999 attempts, `PACKED_MAX`): with the benchmark's open cases the
+index grew by about 40 bytes a timer (MEMORY USAGE), where a hash of its own took about 260.
+
+A timer whose id does not say its kind and case (a digest's: "escalation_digest:{org}:{when}",
+filed under the pseudo-case "digests"; a notice draft's), or whose packed value would be too
+long, has a hash of its own instead, `ankomst:timer:{id}` (due time, state, attempts, each
+payload item as a field `_name` -> JSON, and kind and case unless the id says them), listed in
+its case's index with the value "". That is also how every timer was stored before (and, older
+still, listed in the set `ankomst:case:{case}:timers`, an ISO `due_at` and one JSON `payload`):
+such timers are read, claimed, completed and cancelled the same (`timer_keys` names both
+places; the scripts look for the hash first). Every step is one Lua script
+(bot/store/lua/timer_*.lua, with the steps of timer_lib.lua, its one reader of the packing):
 
 - create: only if no timer of that id exists (pending, fired or cancelled). Ids are derived from
   what the timer is for, so replaying an event never makes a second timer. Many timers are
   made in one call (`schedule_many`); a caller with more to write in the same step runs the
   shared steps of timer_lib.lua in a script of its own (`timer_args` gives what they take).
 - claim: only if the timer is due by the clock. Claiming moves its score forward by the lease,
-  so no other process sees it as due while it is being fired. A process that dies mid-fire
+  so no other process sees it as due while it is being fired, and counts an attempt; the
+  attempt number is the claim (a later claim has a higher one). A process that dies mid-fire
   leaves the lease to run out; the timer is then due again and fired by whoever looks next.
   Firing must therefore be idempotent (a notice's delivery id makes a second firing queue
   nothing).
 - complete: only by the holder of the claim; the timer leaves the set and is kept as a
-  tombstone for a while, so that a replayed event does not bring it back.
+  tombstone, so that a replayed event does not bring it back.
 - cancel: a pending (or claimed) timer leaves the set and is kept as a tombstone; many at
   once in one call (`cancel_all`).
+
+A tombstone in its case's index stays as long as the index: a hash field cannot expire on its
+own before Redis 7.4, and a case's keys are never deleted (erasure, bot/usecases/privacy.py,
+scrubs personal fields and keeps the case and its index). A tombstone with a hash of its own
+expires `keep_seconds` after it was made one, its field in the index (valued "") staying.
+`forget_case_timer` takes a timer off its case's index, and so forgets a packed one whole.
 
 Nothing lives in a process: after a restart or a stop of every process the timers are all still
 there, and one that fell due meanwhile fires late rather than never, with a warning saying how
@@ -36,13 +54,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bot.domain.clock import Clock
+from bot.domain.deadline_kinds import PAYLOAD_ITEMS
 from bot.store import keys
 from bot.store.client import Redis
 from bot.store.faults import (
@@ -64,7 +82,16 @@ CANCELLED: Final = "cancelled"
 FAILED: Final = "failed"
 
 
-# A payload item's field in the timer hash: "_" and its name (its value is the item's JSON).
+# A packed timer's state, as one letter (timer_lib.lua `TIMER_CODE` reads the same).
+STATE_CODES: Final = {PENDING: "p", CLAIMED: "c", FIRED: "f", CANCELLED: "x", FAILED: "e"}
+_STATES: Final = {code: state for state, code in STATE_CODES.items()}
+
+# A packed timer is made only this long (bytes), so that with up to 999 attempts it stays within
+# Redis 7.0's hash-max-listpack-value (64): one longer would turn its case's index into a
+# hashtable for good.
+PACKED_MAX: Final = 62
+
+# A payload item's field in a timer's own hash: "_" and its name (its value is the item's JSON).
 PAYLOAD_FIELD: Final = "_"
 
 
@@ -76,11 +103,132 @@ def _due_text(moment: datetime) -> str:
     return repr(_score(moment))
 
 
+def _epoch_text(moment: datetime) -> str:
+    """Epoch seconds, as short as they read back the same ("1764057600", "1764057600.25")."""
+    return _due_text(moment).removesuffix(".0")
+
+
 def _due_from(text: str) -> datetime:
     # Epoch seconds; a timer stored before the compact layout has an ISO time.
     if "T" in text:
         return datetime.fromisoformat(text)
     return datetime.fromtimestamp(float(text), UTC)
+
+
+def _iso_of(epoch: str) -> str:
+    return datetime.fromtimestamp(float(epoch), UTC).isoformat()
+
+
+def _says_kind_and_case(timer_id: str, kind: str, case: str) -> bool:
+    """Whether the id is "{kind}:{case}" or begins "{kind}:{case}:" (neither holding ':'), so
+    that `_case_of` finds the case from the id alone."""
+    if ":" in kind or ":" in case:
+        return False
+    head = f"{kind}:{case}"
+    return timer_id == head or timer_id.startswith(head + ":")
+
+
+def _case_of(timer_id: str) -> str:
+    """The case a timer's id names, where a packed timer of that id would be filed."""
+    return [*timer_id.split(":", 2), ""][1]
+
+
+def timer_keys(timer_id: str) -> list[str]:
+    """Where timer `timer_id` may be, as timer_lib.lua's steps take it: its own hash (the older
+    layout, or an id that does not say its case), and the index of the case its id names."""
+    return [keys.timer(timer_id), keys.case_timers(_case_of(timer_id))]
+
+
+def _item_text(value: Any, kind: type) -> str | None:
+    """A payload item's text by its type in `PAYLOAD_ITEMS`, None if it is not of that type."""
+    if kind is int:
+        return str(value) if type(value) is int else None
+    return value if isinstance(value, str) else None
+
+
+def _pack_items(kind: str, timer_id: str, payload: Mapping[str, Any]) -> str | None:
+    """The payload as its items' values in the order `PAYLOAD_ITEMS` gives for the kind, joined
+    by "|": empty for a value that is the id's next part after kind and case, epoch seconds for
+    an ISO time; None unless it reads back the same (`_unpack_payload`)."""
+    layout = PAYLOAD_ITEMS.get(kind)
+    if layout is None or sorted(payload) != sorted(name for name, _ in layout):
+        return None
+    said = timer_id.split(":")[2:]
+    fields: list[str] = []
+    for name, item in layout:
+        text = _item_text(payload[name], item)
+        if text is None:
+            return None
+        if said and text == said[0]:
+            said.pop(0)
+            fields.append("")
+            continue
+        if item is datetime:
+            try:
+                moment = datetime.fromisoformat(text)
+            except ValueError:
+                return None
+            if moment.tzinfo is None:
+                return None
+            text = _epoch_text(moment)
+        if text == "" or "|" in text:
+            return None
+        fields.append(text)
+    packed = "|".join(fields)
+    if packed.startswith("{"):
+        return None
+    try:
+        same = _unpack_payload(kind, timer_id, packed) == dict(payload)
+    except (ValueError, KeyError, StopIteration):
+        return None
+    return packed if same else None
+
+
+def _unpack_payload(kind: str, timer_id: str, text: str) -> dict[str, Any]:
+    """A packed timer's payload (`_pack_items`, or JSON when it begins with "{")."""
+    if text.startswith("{"):
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+    layout = PAYLOAD_ITEMS[kind]
+    said = iter(timer_id.split(":")[2:])
+    fields = text.split("|")
+    if len(fields) != len(layout):
+        raise ValueError(f"timer {timer_id}: {len(fields)} payload items for {kind}")
+    payload: dict[str, Any] = {}
+    for (name, item), field_ in zip(layout, fields, strict=True):
+        raw = next(said) if field_ == "" else field_
+        if item is int:
+            payload[name] = int(raw)
+        elif item is datetime and field_ != "":
+            payload[name] = _iso_of(raw)
+        else:
+            payload[name] = raw
+    return payload
+
+
+def pack(
+    timer_id: str,
+    kind: str,
+    case: str,
+    due_at: datetime,
+    payload: Mapping[str, Any],
+    state: str = PENDING,
+    attempts: int = 0,
+) -> str | None:
+    """A timer as its value in its case's index (`Timer.from_packed` reads it back), or None
+    where it has a hash of its own: its id does not say its kind and case, or the value would
+    be over `PACKED_MAX` bytes."""
+    if not _says_kind_and_case(timer_id, kind, case):
+        return None
+    items = _pack_items(kind, timer_id, payload)
+    if items is None:
+        items = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    packed = f"{STATE_CODES[state]}{attempts}|{_epoch_text(due_at)}|{items}"
+    return packed if len(packed.encode()) <= PACKED_MAX else None
+
+
+class UnreadableTimer(ValueError):
+    """A packed timer this code cannot read (see `Timer.from_packed`)."""
 
 
 @dataclass(frozen=True)
@@ -101,8 +249,27 @@ class Timer:
         return self.state in (PENDING, CLAIMED)
 
     @classmethod
+    def from_packed(cls, timer_id: str, packed: str) -> Timer:
+        """Build from its value in its case's index (`pack`); UnreadableTimer if this code
+        does not know how it was packed (a payload of a kind whose items have changed)."""
+        kind, case = [*timer_id.split(":", 2), ""][:2]
+        try:
+            head, due, items = packed.split("|", 2)
+            return cls(
+                id=timer_id,
+                kind=kind,
+                case=case,
+                due_at=_due_from(due),
+                payload=_unpack_payload(kind, timer_id, items),
+                state=_STATES[head[0]],
+                attempts=int(head[1:]),
+            )
+        except (ValueError, KeyError, IndexError, StopIteration) as exc:
+            raise UnreadableTimer(f"timer {timer_id}: {packed!r}") from exc
+
+    @classmethod
     def from_hash(cls, data: Mapping[str, str], timer_id: str = "") -> Timer:
-        """Build from the timer hash (`timer_id`: its id, which the hash does not repeat)."""
+        """Build from a timer's own hash (`timer_id`: its id, which the hash does not repeat)."""
         if "payload" in data:
             payload = json.loads(data["payload"] or "{}")
         else:
@@ -140,20 +307,26 @@ class NewTimer:
 
 
 def timer_args(timer: NewTimer) -> tuple[list[str], list[str]]:
-    """What timer_lib.lua's `timer_make` takes for one timer: its keys (hash, case's index) and
-    its args (id, due score, kind, case, the number of payload field/value args, those args);
-    the script writes kind, case, due_at (the score) and state itself."""
+    """What timer_lib.lua's `timer_make` takes for one timer: its keys (its hash, its case's
+    index) and its args (id, due score, its packed value or "", then the number of field/value
+    args for its own hash when it has one, those args)."""
     if timer.due_at.tzinfo is None:
         raise ValueError("due_at must be timezone-aware")
-    payload: list[str] = []
-    for name, value in timer.payload.items():
-        payload += [
-            PAYLOAD_FIELD + name,
-            json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str),
-        ]
+    due = _due_text(timer.due_at)
+    packed = pack(timer.id, timer.kind, timer.case, timer.due_at, timer.payload)
+    fields: list[str] = []
+    if packed is None:
+        fields = ["due_at", due, "state", PENDING]
+        if not _says_kind_and_case(timer.id, timer.kind, timer.case):
+            fields += ["kind", timer.kind, "case", timer.case]
+        for name, value in timer.payload.items():
+            fields += [
+                PAYLOAD_FIELD + name,
+                json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str),
+            ]
     return (
         [keys.timer(timer.id), keys.case_timers(timer.case)],
-        [timer.id, _due_text(timer.due_at), timer.kind, timer.case, str(len(payload)), *payload],
+        [timer.id, due, packed or "", str(len(fields)), *fields],
     )
 
 
@@ -188,7 +361,8 @@ async def case_timer_ids(redis: Redis, case_id: str) -> list[str]:
 
 
 async def forget_case_timer(redis: Redis, case_id: str, timer_id: str) -> None:
-    """Take a timer off its case's index (and the older layout's set), in one round trip."""
+    """Take a timer off its case's index (and the older layout's set), in one round trip; a
+    timer packed in the index is forgotten whole (tombstone and all)."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hdel(keys.case_timers(case_id), timer_id)
         pipe.srem(keys.case_timers_set(case_id), timer_id)
@@ -197,15 +371,19 @@ async def forget_case_timer(redis: Redis, case_id: str, timer_id: str) -> None:
 
 async def timers_of_case(redis: Redis, case_id: str) -> list[Timer]:
     """Every timer of a case still stored (any state), by due time."""
-    ids = await case_timer_ids(redis, case_id)
     async with redis.pipeline(transaction=False) as pipe:
-        for ident in ids:
-            pipe.hgetall(keys.timer(ident))
-        rows: list[dict[str, str]] = await pipe.execute()
-    return sorted(
-        (Timer.from_hash(r, i) for i, r in zip(ids, rows, strict=True) if r),
-        key=lambda t: (t.due_at, t.id),
-    )
+        pipe.hgetall(keys.case_timers(case_id))
+        pipe.smembers(keys.case_timers_set(case_id))
+        listed, older = await pipe.execute()
+    found = [Timer.from_packed(i, v) for i, v in listed.items() if v]
+    own = sorted({*(i for i, v in listed.items() if not v), *older} - {t.id for t in found})
+    if own:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ident in own:
+                pipe.hgetall(keys.timer(ident))
+            rows: list[dict[str, str]] = await pipe.execute()
+        found += (Timer.from_hash(r, i) for i, r in zip(own, rows, strict=True) if r)
+    return sorted(found, key=lambda t: (t.due_at, t.id))
 
 
 @dataclass
@@ -250,8 +428,8 @@ class Scheduler:
         self._handlers: dict[str, TimerHandler] = {}
         self._stopping = asyncio.Event()
         self._create = register(redis, "timer_lib", "timer_create")
-        self._claim = register(redis, "timer_claim")
-        self._complete = register(redis, "timer_complete")
+        self._claim = register(redis, "timer_lib", "timer_claim")
+        self._complete = register(redis, "timer_lib", "timer_complete")
         self._cancel = register(redis, "timer_lib", "timer_cancel")
 
     def on(self, kind: str, handler: TimerHandler) -> None:
@@ -295,15 +473,21 @@ class Scheduler:
         if not ids:
             return 0
         done = await self._cancel(
-            keys=[keys.TIMERS, *(keys.timer(t) for t in ids)],
+            keys=[keys.TIMERS, *(k for t in ids for k in timer_keys(t))],
             args=[self.clock.now().isoformat(), self.keep_seconds, *ids],
         )
         return int(done)
 
     async def get(self, timer_id: str) -> Timer | None:
         """A timer by id, in whatever state, or None (never made, or its tombstone expired)."""
-        data = await self.redis.hgetall(keys.timer(timer_id))
-        return Timer.from_hash(data, timer_id) if data else None
+        own, index = timer_keys(timer_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(own)
+            pipe.hget(index, timer_id)
+            data, packed = await pipe.execute()
+        if data:
+            return Timer.from_hash(data, timer_id)
+        return Timer.from_packed(timer_id, packed) if packed else None
 
     async def of_case(self, case_id: str) -> list[Timer]:
         """Every timer of a case still stored, by due time."""
@@ -319,30 +503,24 @@ class Scheduler:
     # -- firing -----------------------------------------------------------------------------
 
     async def claim(self, timer_id: str) -> tuple[str, int] | None:
-        """Take a due timer for firing: (claim token, attempt number), or None if not ours.
+        """Take a due timer for firing: (claim, attempt number), or None if not ours. The claim
+        is the attempt number, as text: a later claim (after the lease ran out) has a higher.
 
         Atomic: of any number of concurrent claimers, exactly one gets a due timer.
         """
         now = self.clock.now()
-        token = secrets.token_hex(8)
         attempt = int(
             await self._claim(
-                keys=[keys.TIMERS, keys.timer(timer_id)],
-                args=[
-                    timer_id,
-                    repr(_score(now)),
-                    repr(_score(now + self.lease)),
-                    token,
-                    now.isoformat(),
-                ],
+                keys=[keys.TIMERS, *timer_keys(timer_id)],
+                args=[timer_id, repr(_score(now)), repr(_score(now + self.lease))],
             )
         )
-        return (token, attempt) if attempt else None
+        return (str(attempt), attempt) if attempt else None
 
     async def complete(self, timer_id: str, token: str, state: str = FIRED) -> bool:
         """Record a claimed timer as done (fired or failed); only the claim's holder can."""
         done = await self._complete(
-            keys=[keys.TIMERS, keys.timer(timer_id)],
+            keys=[keys.TIMERS, *timer_keys(timer_id)],
             args=[timer_id, token, state, self.clock.now().isoformat(), self.keep_seconds],
         )
         return bool(done)
@@ -370,7 +548,13 @@ class Scheduler:
                 return fired
 
     async def _fire(self, timer_id: str, token: str, attempt: int) -> bool:
-        timer = await self.get(timer_id)
+        try:
+            timer = await self.get(timer_id)
+        except UnreadableTimer:
+            # Packed by a process that knows its kind's items otherwise: as for a kind without
+            # a handler, leave it to the lease and whoever can read it.
+            log.exception("timer %s cannot be read", timer_id)
+            return False
         if timer is None:
             return False
         handler = self._handlers.get(timer.kind)

@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from bot.domain.case import CaseNotFound
 from bot.pipeline.deadlines import DIGEST_TIMERS
 from bot.store import keys
-from bot.store.timers import FIRED, case_timer_ids
+from bot.store.timers import FIRED, PENDING, Timer, case_timer_ids, pack
 from handlers.main import Ankomst
 from tests.support.world import (
     CHATS,
@@ -315,7 +315,12 @@ async def test_a_timer_fired_again_after_a_crash_queues_nothing_twice(
         assert len(mails(world, HC, REMINDER)) == 1
         # As if the process had died after firing but before recording it: due once more.
         ident = f"ack_reminder:{case_id}:1:{HC}"
-        await redis.hset(keys.timer(ident), mapping={"state": "pending"})
+        index = keys.case_timers(case_id)
+        fired = Timer.from_packed(ident, await redis.hget(index, ident) or "")
+        assert fired.state == FIRED
+        again = pack(ident, fired.kind, fired.case, fired.due_at, fired.payload, PENDING, 1)
+        assert again is not None
+        await redis.hset(index, ident, again)
         await redis.zadd(keys.TIMERS, {ident: world.clock.now().timestamp()})
         assert await world.tick() == 1
         assert len(mails(world, HC, REMINDER)) == 1

@@ -18,6 +18,7 @@ from bot.store.timers import (
     CANCELLED,
     FAILED,
     FIRED,
+    PENDING,
     NewTimer,
     Scheduler,
     Timer,
@@ -27,11 +28,24 @@ from bot.store.timers import (
 )
 
 NINE = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
+TOLD = (NINE - timedelta(hours=1, microseconds=3)).isoformat()
 
 
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(NINE)
+
+
+@pytest.fixture(params=["own hash", "packed"])
+def t1(request: pytest.FixtureRequest) -> str:
+    """The id of a timer of kind "remind" for case "c1": one that does not say its case (the
+    timer has a hash of its own), and one that does (the timer is packed in the case's index)."""
+    return "t1" if request.param == "own hash" else "remind:c1:1"
+
+
+async def stored_apart(redis: Redis, timer_id: str) -> bool:
+    """Whether the timer has a hash of its own (else it is packed in its case's index)."""
+    return bool(await redis.exists(keys.timer(timer_id)))
 
 
 class Recorder:
@@ -77,11 +91,11 @@ async def test_a_timer_is_made_once_however_often_it_is_scheduled(
 
 
 async def test_a_timer_fires_when_the_clock_says_so_and_only_once(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     handler = Recorder()
     s = scheduler(redis, clock, handler)
-    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=2))
+    await s.schedule(t1, "remind", "c1", NINE + timedelta(hours=2))
     assert await s.run_due() == 0
     clock.advance(timedelta(hours=1, minutes=59, seconds=59))
     assert await s.run_due() == 0
@@ -90,41 +104,49 @@ async def test_a_timer_fires_when_the_clock_says_so_and_only_once(
     assert await s.run_due() == 0
     clock.advance(timedelta(days=30))
     assert await s.run_due() == 0
-    assert handler.fired == Counter({"t1": 1})
-    timer = await s.get("t1")
+    assert handler.fired == Counter({t1: 1})
+    timer = await s.get(t1)
     assert timer is not None and timer.state == FIRED and not timer.pending
     assert await redis.zcard(keys.TIMERS) == 0
     # The fired timer is kept as a tombstone: scheduling it again makes nothing.
-    assert await s.schedule("t1", "remind", "c1", NINE) is False
-    assert await redis.ttl(keys.timer("t1")) > 0
+    assert await s.schedule(t1, "remind", "c1", NINE) is False
+    if await stored_apart(redis, t1):
+        assert await redis.ttl(keys.timer(t1)) > 0  # a hash of its own expires in time
+    else:
+        assert (await redis.hget(keys.case_timers("c1"), t1) or "").startswith("f1|")
 
 
+@pytest.mark.parametrize("packed", [False, True])
 async def test_many_claimers_at_once_fire_every_timer_exactly_once(
-    redis: Redis, clients: list[Redis], clock: ManualClock
+    redis: Redis, clients: list[Redis], clock: ManualClock, packed: bool
 ) -> None:
     handler = Recorder()
     processes = [scheduler(client, clock, handler) for client in clients]
-    for i in range(60):
-        await processes[0].schedule(f"t{i}", "remind", f"c{i % 7}", NINE + timedelta(minutes=i))
+    ids = [f"remind:c{i % 7}:{i}" if packed else f"t{i}" for i in range(60)]
+    for i, ident in enumerate(ids):
+        await processes[0].schedule(ident, "remind", f"c{i % 7}", NINE + timedelta(minutes=i))
+    assert all([await stored_apart(redis, i) != packed for i in ids])
     clock.advance(timedelta(hours=2))
     fired = await asyncio.gather(*(p.run_due() for p in processes for _ in range(3)))
     assert sum(fired) == 60
-    assert handler.fired == Counter({f"t{i}": 1 for i in range(60)})
+    assert handler.fired == Counter(dict.fromkeys(ids, 1))
 
 
 async def test_of_many_concurrent_claims_on_one_due_timer_exactly_one_wins(
-    redis: Redis, clients: list[Redis], clock: ManualClock
+    redis: Redis, clients: list[Redis], clock: ManualClock, t1: str
 ) -> None:
     processes = [scheduler(client, clock, Recorder()) for client in clients]
-    await processes[0].schedule("t1", "remind", "c1", NINE)
-    claims = await asyncio.gather(*(p.claim("t1") for p in processes for _ in range(5)))
+    await processes[0].schedule(t1, "remind", "c1", NINE)
+    claims = await asyncio.gather(*(p.claim(t1) for p in processes for _ in range(5)))
     assert len([c for c in claims if c is not None]) == 1
 
 
-async def test_a_timer_not_yet_due_cannot_be_claimed(redis: Redis, clock: ManualClock) -> None:
+async def test_a_timer_not_yet_due_cannot_be_claimed(
+    redis: Redis, clock: ManualClock, t1: str
+) -> None:
     s = scheduler(redis, clock, Recorder())
-    await s.schedule("t1", "remind", "c1", NINE + timedelta(seconds=1))
-    assert await s.claim("t1") is None
+    await s.schedule(t1, "remind", "c1", NINE + timedelta(seconds=1))
+    assert await s.claim(t1) is None
     assert await s.claim("no-such-timer") is None
 
 
@@ -151,12 +173,12 @@ def test_durations_in_the_log_read_plainly() -> None:
 
 
 async def test_a_timer_whose_claimer_died_mid_fire_is_fired_after_the_lease(
-    redis_url: str, redis: Redis, clock: ManualClock
+    redis_url: str, redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     handler = Recorder()
     crashed = scheduler(Redis.from_url(redis_url, decode_responses=True), clock, handler, lease=120)
-    await crashed.schedule("t1", "remind", "c1", NINE)
-    assert await crashed.claim("t1") is not None  # ... and the process dies here
+    await crashed.schedule(t1, "remind", "c1", NINE)
+    assert await crashed.claim(t1) is not None  # ... and the process dies here
     await crashed.redis.aclose()
 
     survivor = scheduler(redis, clock, handler, lease=120)
@@ -165,55 +187,55 @@ async def test_a_timer_whose_claimer_died_mid_fire_is_fired_after_the_lease(
     assert await survivor.run_due() == 0
     clock.advance(timedelta(seconds=1))
     assert await survivor.run_due() == 1
-    timer = await survivor.get("t1")
+    timer = await survivor.get(t1)
     assert timer is not None and timer.state == FIRED and timer.attempts == 2
-    assert handler.fired == Counter({"t1": 1})
+    assert handler.fired == Counter({t1: 1})
 
 
 async def test_only_the_holder_of_the_claim_completes_a_timer(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     s = scheduler(redis, clock, Recorder())
-    await s.schedule("t1", "remind", "c1", NINE)
-    first = await s.claim("t1")
+    await s.schedule(t1, "remind", "c1", NINE)
+    first = await s.claim(t1)
     assert first is not None
     clock.advance(timedelta(minutes=5))  # the lease runs out; another process takes it over
-    second = await s.claim("t1")
+    second = await s.claim(t1)
     assert second is not None and second[1] == 2
-    assert await s.complete("t1", first[0]) is False
-    assert await s.complete("t1", second[0]) is True
+    assert await s.complete(t1, first[0]) is False
+    assert await s.complete(t1, second[0]) is True
 
 
 async def test_timers_outlive_the_scheduler_that_made_them(
-    redis_url: str, redis: Redis, clock: ManualClock
+    redis_url: str, redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     before = Redis.from_url(redis_url, decode_responses=True)
-    await scheduler(before, clock, Recorder()).schedule("t1", "remind", "c1", NINE)
+    await scheduler(before, clock, Recorder()).schedule(t1, "remind", "c1", NINE)
     await before.aclose()
     clock.advance(timedelta(days=3))  # everything was down for three days
     handler = Recorder()
     assert await scheduler(redis, clock, handler).run_due() == 1
-    assert handler.fired == Counter({"t1": 1})
+    assert handler.fired == Counter({t1: 1})
 
 
 async def test_a_cancelled_timer_never_fires_and_is_not_made_again(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     handler = Recorder()
     s = scheduler(redis, clock, handler)
-    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1))
-    assert await s.cancel("t1") is True
-    assert await s.cancel("t1") is False
-    assert await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1)) is False
+    await s.schedule(t1, "remind", "c1", NINE + timedelta(hours=1))
+    assert await s.cancel(t1) is True
+    assert await s.cancel(t1) is False
+    assert await s.schedule(t1, "remind", "c1", NINE + timedelta(hours=1)) is False
     clock.advance(timedelta(days=1))
     assert await s.run_due() == 0
-    timer = await s.get("t1")
+    timer = await s.get(t1)
     assert timer is not None and timer.state == CANCELLED
     assert handler.fired == Counter()
 
 
 async def test_a_failing_timer_is_retried_after_the_lease_then_given_up(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     calls = 0
 
@@ -224,22 +246,22 @@ async def test_a_failing_timer_is_retried_after_the_lease_then_given_up(
 
     s = Scheduler(redis, clock, lease_seconds=60, max_attempts=3)
     s.on("remind", broken)
-    await s.schedule("t1", "remind", "c1", NINE)
+    await s.schedule(t1, "remind", "c1", NINE)
     for _ in range(5):
         await s.run_due()
         clock.advance(timedelta(seconds=60))
     assert calls == 3
-    timer = await s.get("t1")
+    timer = await s.get(t1)
     assert timer is not None and timer.state == FAILED
     assert await redis.zcard(keys.TIMERS) == 0
 
 
 async def test_the_loop_fires_by_the_clock_not_by_real_time(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, t1: str
 ) -> None:
     handler = Recorder()
     s = scheduler(redis, clock, handler, poll_seconds=0.01)
-    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=2))
+    await s.schedule(t1, "remind", "c1", NINE + timedelta(hours=2))
     task = asyncio.create_task(s.run())
     try:
         await asyncio.sleep(0.1)  # many rounds of real time: the clock has not moved
@@ -252,7 +274,7 @@ async def test_the_loop_fires_by_the_clock_not_by_real_time(
     finally:
         await s.stop()
         await asyncio.wait_for(task, 5)
-    assert handler.fired == Counter({"t1": 1})
+    assert handler.fired == Counter({t1: 1})
     assert not s.stats.alive
 
 
@@ -262,32 +284,109 @@ async def test_due_times_must_be_aware(redis: Redis, clock: ManualClock) -> None
         await s.schedule("t1", "remind", "c1", datetime(2026, 11, 25, 9))
 
 
+@pytest.mark.parametrize(
+    ("ident", "payload"),
+    [
+        (
+            "ack_escalation:9dc00c8a49aedbe0:1:ostersund-skola",
+            {"version": 1, "organisation": "ostersund-skola", "told_at": TOLD},
+        ),
+        (
+            "booking_escalation:9dc00c8a49aedbe0:hc-ostersund-centrum",
+            {"organisation": "hc-ostersund-centrum", "informed_at": TOLD, "deadline": "2026-12-04"},
+        ),
+        ("same_day_check:9dc00c8a49aedbe0:2", {"version": 2, "day": "2026-11-25"}),
+        ("same_day_close:9dc00c8a49aedbe0", {"version": 1, "day": "2026-11-25"}),
+        ("disagreement_escalation:9dc00c8a49aedbe0:d7", {"disagreement": "d7", "days": 3}),
+    ],
+)
 async def test_a_timer_is_stored_compactly_without_its_words(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, ident: str, payload: dict[str, object]
 ) -> None:
-    """No field repeats the key or holds a long text: Redis keeps the hash as a listpack."""
-    s = scheduler(redis, clock, Recorder())
-    told = NINE.isoformat()
-    ident = "ack_escalation:9dc00c8a49aedbe0:1:ostersund-skola"
+    """A deadline's timer is a short value in its case's index, in every state, so that Redis
+    keeps the index as a listpack; it reads back exactly as it was made."""
+    kind, case = ident.split(":")[:2]
+    handler = Recorder()
+    s = scheduler(redis, clock, handler, lease=60)
+    s.on(kind, handler)
+    index = keys.case_timers(case)
     due = NINE + timedelta(hours=2, microseconds=7)
-    payload = {"version": 1, "organisation": "ostersund-skola", "told_at": told}
-    assert await s.schedule(ident, "ack_escalation", "9dc00c8a49aedbe0", due, payload)
-    stored = await redis.hgetall(keys.timer(ident))
-    assert "id" not in stored and "payload" not in stored
-    # Its id says its kind and case: the hash does not repeat them.
-    assert "kind" not in stored and "case" not in stored
-    assert max(len(v.encode()) for v in stored.values()) <= 64
-    assert await redis.object("encoding", keys.timer(ident)) == "listpack"
+    assert await s.schedule(ident, kind, case, due, payload)
+    assert not await stored_apart(redis, ident)
+    packed = await redis.hget(index, ident)
+    assert packed is not None and packed.startswith("p0|")
+    # Neither the item names nor what the id says are repeated.
+    assert not any(name in packed for name in payload)
+    assert ident.split(":", 2)[1] not in packed
     timer = await s.get(ident)
     assert timer is not None
-    assert (timer.id, timer.due_at, dict(timer.payload)) == (ident, due, payload)
-    assert (timer.kind, timer.case) == ("ack_escalation", "9dc00c8a49aedbe0")
-    assert [t.id for t in await s.of_case("9dc00c8a49aedbe0")] == [ident]
-    # Its case's index is a hash of short fields, which Redis 7.0 keeps as a listpack (a set of
-    # strings it keeps as a hashtable, near twice the size).
-    index = keys.case_timers("9dc00c8a49aedbe0")
-    assert await redis.hgetall(index) == {ident: ""}
+    assert (timer.id, timer.kind, timer.case) == (ident, kind, case)
+    assert (timer.due_at, dict(timer.payload), timer.state) == (due, payload, PENDING)
+    assert [t.id for t in await s.of_case(case)] == [ident]
+    clock.advance(timedelta(hours=3))
+    for _ in range(998):  # claimed again and again (each lease ran out): still short
+        assert await s.claim(ident) is not None
+        clock.advance(timedelta(seconds=60))
+    claim = await s.claim(ident)
+    assert claim is not None and claim[1] == 999
+    assert len((await redis.hget(index, ident) or "").encode()) <= 64
     assert await redis.object("encoding", index) == "listpack"
+    assert await s.complete(ident, claim[0], FAILED)
+    timer = await s.get(ident)
+    assert timer is not None
+    assert (timer.due_at, dict(timer.payload), timer.state, timer.attempts) == (
+        due,
+        payload,
+        FAILED,
+        999,
+    )
+    assert await redis.object("encoding", index) == "listpack"
+
+
+async def test_a_timer_with_a_hash_of_its_own_is_read_claimed_completed_and_cancelled(
+    redis: Redis, clock: ManualClock
+) -> None:
+    """The layout before the packed one: a hash per timer (its id saying kind and case), the
+    case's index listing it with "" — as a deployment has them in Redis."""
+    handler = Recorder()
+    s = scheduler(redis, clock, handler, lease=60)
+    ids = [f"remind:c1:{n}" for n in range(3)]
+    for ident in ids:
+        await redis.hset(
+            keys.timer(ident),
+            mapping={"due_at": repr(NINE.timestamp()), "state": "pending", "_n": "1"},
+        )
+        await redis.zadd(keys.TIMERS, {ident: NINE.timestamp()})
+        await redis.hset(keys.case_timers("c1"), ident, "")
+    first, second, third = ids
+    timer = await s.get(first)
+    assert timer is not None
+    assert (timer.kind, timer.case, timer.due_at, dict(timer.payload)) == (
+        "remind",
+        "c1",
+        NINE,
+        {"n": 1},
+    )
+    # Made again (a replayed event): nothing changes, and nothing is packed beside it.
+    assert await s.schedule(first, "remind", "c1", NINE, {"n": 2}) is False
+    assert await redis.hget(keys.case_timers("c1"), first) == ""
+    assert [t.id for t in await s.of_case("c1")] == ids
+    assert await s.cancel(third) is True
+    claim = await s.claim(first)
+    assert claim is not None and claim[1] == 1
+    clock.advance(timedelta(seconds=60))
+    later = await s.claim(first)  # the lease ran out: taken over
+    assert later is not None and later[1] == 2
+    assert await s.complete(first, claim[0]) is False
+    assert await s.complete(first, later[0]) is True
+    assert await s.run_due() == 1
+    assert handler.fired == Counter({second: 1})
+    states = {t.id: t.state for t in await s.of_case("c1")}
+    assert states == {first: FIRED, second: FIRED, third: CANCELLED}
+    for ident in ids:
+        assert await redis.ttl(keys.timer(ident)) > 0  # the tombstones expire in time
+        assert await redis.hget(keys.case_timers("c1"), ident) == ""
+    assert await redis.zcard(keys.TIMERS) == 0
 
 
 async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_same(
@@ -327,34 +426,39 @@ async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_sa
     assert await case_timer_ids(redis, "c1") == ["old1"]
 
 
+@pytest.mark.parametrize("packed", [False, True])
 async def test_many_timers_are_made_and_cancelled_in_one_call_each(
-    redis: Redis, clock: ManualClock
+    redis: Redis, clock: ManualClock, packed: bool
 ) -> None:
     s = scheduler(redis, clock, Recorder())
-    await s.schedule("t1", "remind", "c1", NINE + timedelta(hours=1))
+    t1, t2, t3 = ("remind:c1:1", "remind:c1:2", "remind:c2:3") if packed else ("t1", "t2", "t3")
+    await s.schedule(t1, "remind", "c1", NINE + timedelta(hours=1))
     made = await s.schedule_many(
         [
-            NewTimer("t1", "remind", "c1", NINE + timedelta(hours=5)),  # exists: left as it is
-            NewTimer("t2", "remind", "c1", NINE + timedelta(hours=2), {"n": 2}),
-            NewTimer("t3", "remind", "c2", NINE + timedelta(hours=3)),
+            NewTimer(t1, "remind", "c1", NINE + timedelta(hours=5)),  # exists: left as it is
+            NewTimer(t2, "remind", "c1", NINE + timedelta(hours=2), {"n": 2}),
+            NewTimer(t3, "remind", "c2", NINE + timedelta(hours=3)),
         ]
     )
     assert made == 2
     assert await s.schedule_many([]) == 0
-    timer = await s.get("t1")
+    assert [await stored_apart(redis, t) for t in (t1, t2, t3)] == [not packed] * 3
+    timer = await s.get(t1)
     assert timer is not None and timer.due_at == NINE + timedelta(hours=1)
-    assert [t.id for t in await s.of_case("c1")] == ["t1", "t2"]
+    assert [t.id for t in await s.of_case("c1")] == [t1, t2]
     assert await redis.zcard(keys.TIMERS) == 3
     # Twice the same id, one never made: each pending timer is cancelled once.
-    assert await s.cancel_all(["t1", "t2", "t1", "nope"]) == 2
-    assert await s.cancel_all(["t1", "t2", "t3"]) == 1
+    assert await s.cancel_all([t1, t2, t1, "nope", "remind:c1:9"]) == 2
+    assert await s.cancel_all([t1, t2, t3]) == 1
     assert await s.cancel_all([]) == 0
     assert await redis.zcard(keys.TIMERS) == 0
     assert {t.state for t in await s.of_case("c1")} == {CANCELLED}
+    timer = await s.get(t2)
+    assert timer is not None and dict(timer.payload) == {"n": 2}
 
 
 @pytest.mark.parametrize(
-    ("ident", "kind", "case", "kept"),
+    ("ident", "kind", "case", "apart"),
     [
         ("remind:c1", "remind", "c1", False),
         ("remind:c1:2:hc:x", "remind", "c1", False),
@@ -367,17 +471,61 @@ async def test_many_timers_are_made_and_cancelled_in_one_call_each(
         ("escalation_digest:org:1", "escalation_digest", "digests", True),
     ],
 )
-async def test_kind_and_case_are_kept_only_where_the_id_does_not_say_them(
-    redis: Redis, clock: ManualClock, ident: str, kind: str, case: str, kept: bool
+async def test_a_timer_is_packed_in_its_cases_index_where_its_id_says_kind_and_case(
+    redis: Redis, clock: ManualClock, ident: str, kind: str, case: str, apart: bool
 ) -> None:
+    """Where the id does not say them, the timer has a hash of its own that keeps them, and
+    its case's index lists it with the value ""."""
     handler = Recorder()
     s = scheduler(redis, clock, handler)
     s.on(kind, handler)
     assert await s.schedule(ident, kind, case, NINE, {"n": 1})
     stored = await redis.hgetall(keys.timer(ident))
-    assert ("kind" in stored, "case" in stored) == (kept, kept)
+    assert bool(stored) == apart
+    assert ("kind" in stored, "case" in stored) == (apart, apart)
+    listed = await redis.hget(keys.case_timers(case), ident)
+    assert (listed == "") == apart
     timer = await s.get(ident)
     assert timer is not None and (timer.id, timer.kind, timer.case) == (ident, kind, case)
+    assert dict(timer.payload) == {"n": 1}
     assert [t.id for t in await s.of_case(case)] == [ident]
     assert await s.run_due() == 1
     assert handler.fired == Counter({ident: 1})
+    timer = await s.get(ident)
+    assert timer is not None and timer.state == FIRED and timer.attempts == 1
+    assert await s.schedule(ident, kind, case, NINE) is False
+
+
+async def test_a_payload_too_long_to_pack_gets_a_hash_of_its_own(
+    redis: Redis, clock: ManualClock
+) -> None:
+    s = scheduler(redis, clock, Recorder())
+    payload = {"note": "x" * 60}
+    assert await s.schedule("remind:c1:long", "remind", "c1", NINE, payload)
+    assert await stored_apart(redis, "remind:c1:long")
+    assert await redis.hget(keys.case_timers("c1"), "remind:c1:long") == ""
+    assert await redis.object("encoding", keys.case_timers("c1")) == "listpack"
+    timer = await s.get("remind:c1:long")
+    assert timer is not None and (timer.kind, timer.case, dict(timer.payload)) == (
+        "remind",
+        "c1",
+        payload,
+    )
+
+
+async def test_a_timer_this_code_cannot_read_is_left_to_the_lease(
+    redis: Redis, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Packed by a process that knows its kind's items otherwise: the others fire all the same."""
+    handler = Recorder()
+    s = scheduler(redis, clock, handler)
+    s.on("ack_reminder", handler)
+    odd = "ack_reminder:c1:1:hc"
+    await redis.hset(keys.case_timers("c1"), odd, f"p0|{NINE.timestamp()!r}||")
+    await redis.zadd(keys.TIMERS, {odd: NINE.timestamp()})
+    await s.schedule("remind:c1:1", "remind", "c1", NINE)
+    with caplog.at_level(logging.ERROR, logger="bot.store.timers"):
+        assert await s.run_due() == 1
+    assert handler.fired == Counter({"remind:c1:1": 1})
+    assert any("cannot be read" in r.getMessage() for r in caplog.records)
+    assert await redis.zscore(keys.TIMERS, odd) == (NINE + timedelta(seconds=120)).timestamp()

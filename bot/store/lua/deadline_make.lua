@@ -7,7 +7,8 @@
 -- its digest hash.
 -- ARGV: version or '', number of timers, number of entries, a case field to set once or '' and
 -- its value; per timer: guard or '', then as timer_lib.lua's `timer_make` takes it (id, due
--- score, kind, case, number of payload field/value args, those args);
+-- score, packed value or '', number of field/value args for its hash, those args:
+-- bot/store/timers.py `timer_args`);
 -- per entry: guard or '', member, value, seconds the digest lives.
 local case = redis.call('HMGET', KEYS[2], 'status', 'version')
 if not case[1] then return -1 end
@@ -15,12 +16,12 @@ if case[1] == 'cancelled' or (ARGV[1] ~= '' and case[2] ~= ARGV[1]) then return 
 if ARGV[4] ~= '' then redis.call('HSETNX', KEYS[2], ARGV[4], ARGV[5]) end
 local k, a = 4, 6
 for _ = 1, tonumber(ARGV[2]) do
-  local count = tonumber(ARGV[a + 5])
+  local count = tonumber(ARGV[a + 4])
   if ARGV[a] == '' or redis.call('HEXISTS', KEYS[3], ARGV[a]) == 0 then
-    timer_make(KEYS[1], KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-      ARGV[a + 4], a + 6, count)
+    timer_make(KEYS[1], KEYS[k], KEYS[k + 1], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], a + 5,
+      count)
   end
-  k, a = k + 2, a + 6 + count
+  k, a = k + 2, a + 5 + count
 end
 for _ = 1, tonumber(ARGV[3]) do
   if ARGV[a] == '' or redis.call('HEXISTS', KEYS[3], ARGV[a]) == 0 then

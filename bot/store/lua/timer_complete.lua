@@ -1,9 +1,5 @@
--- Finish a claimed timer (bot/store/timers.py). KEYS: timers zset, timer hash.
--- ARGV: id, claim token, final state, when (ISO), seconds to keep the tombstone.
-if redis.call('HGET', KEYS[2], 'state') ~= 'claimed' then return 0 end
-if redis.call('HGET', KEYS[2], 'claim') ~= ARGV[2] then return 0 end
-redis.call('ZREM', KEYS[1], ARGV[1])
-redis.call('HSET', KEYS[2], 'state', ARGV[3], 'done_at', ARGV[4])
-redis.call('HDEL', KEYS[2], 'claim')
-redis.call('EXPIRE', KEYS[2], ARGV[5])
-return 1
+-- Finish a claimed timer (bot/store/timers.py `Scheduler.complete`; after timer_lib.lua).
+-- KEYS: timers zset, the timer's hash, its case's index (bot/store/timers.py `timer_keys`).
+-- ARGV: id, the claim (attempts), final state, when (ISO), seconds a tombstone hash is kept.
+-- Returns 1 if done, 0 if the claim is not (or no longer) the caller's.
+return timer_complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])

@@ -1,34 +1,117 @@
--- Timers (bot/store/timers.py): the steps shared by every script that makes or cancels timers.
--- A script using them is this file followed by its own (bot/store/scripts.py `source`).
+-- Timers (bot/store/timers.py): the steps shared by every script that makes, claims, completes
+-- or cancels timers. A script using them is this file followed by its own
+-- (bot/store/scripts.py `source`).
+--
+-- A timer is where bot/store/timers.py `timer_args` / `timer_keys` say: mostly a field of its
+-- case's index `index` (a hash), the id as the field and the timer packed as the value (`pack`
+-- in bot/store/timers.py: a state code and the attempts, '|', the due time, '|', the payload,
+-- which no script reads); or a hash of its own `hash` (state, attempts, due_at, …), listed in
+-- `index` with the value '' (the older layout, or a timer whose id does not say its case).
 
--- Make timer `id` of `kind` for `case` due at `score` unless a timer of that id exists in any
--- state: its hash `hash` gets due_at (the score), state pending, the payload's field/value
--- pairs ARGV[first .. first + count - 1] (bot/store/timers.py `timer_args`) and kind and case
--- unless the id says them (it is "{kind}:{case}" or begins "{kind}:{case}:", neither holding
--- ':'; `Timer.from_hash` reads them back from it), the due set `zset` gets it at `score`, and
--- its case's index `index` (a hash: the id as a field, valued '') lists it. Returns 1 if made.
-local function timer_make(zset, hash, index, id, score, kind, case, first, count)
-  if redis.call('EXISTS', hash) == 1 then return 0 end
-  redis.call('HSET', hash, 'due_at', score, 'state', 'pending',
-    unpack(ARGV, first, first + count - 1))
-  local head = kind .. ':' .. case
-  if kind:find(':', 1, true) or case:find(':', 1, true)
-    or (id ~= head and id:sub(1, #head + 1) ~= head .. ':') then
-    redis.call('HSET', hash, 'kind', kind, 'case', case)
+-- The state codes of a packed timer (bot/store/timers.py `STATE_CODES`).
+local TIMER_CODE = {pending = 'p', claimed = 'c', fired = 'f', cancelled = 'x', failed = 'e'}
+
+-- Where timer `id` is: true when it has a hash of its own, its packed value when it is a field
+-- of its case's index, nil when there is no such timer (never made, or its tombstone expired).
+local function timer_find(hash, index, id)
+  if redis.call('EXISTS', hash) == 1 then return true end
+  local packed = redis.call('HGET', index, id)
+  if packed and packed ~= '' then return packed end
+  return nil
+end
+
+-- A packed timer's state code, attempts and the rest (due time and payload, kept as they are).
+local function timer_unpack(packed)
+  local code, attempts, rest = string.match(packed, '^(%a)(%d+)|(.*)$')
+  return code, tonumber(attempts), rest
+end
+
+local function timer_pack(code, attempts, rest)
+  return code .. string.format('%d', attempts) .. '|' .. rest
+end
+
+-- Make timer `id` due at `score` unless a timer of that id exists in any state: the packed
+-- value `packed` becomes its field in its case's index `index`, or, when `packed` is '', its
+-- hash `hash` gets the field/value pairs ARGV[first .. first + count - 1] and `index` lists it
+-- with the value ''; the due set `zset` gets it at `score`. Returns 1 if made.
+local function timer_make(zset, hash, index, id, score, packed, first, count)
+  if timer_find(hash, index, id) then return 0 end
+  if packed ~= '' then
+    redis.call('HSET', index, id, packed)
+  else
+    redis.call('HSET', hash, unpack(ARGV, first, first + count - 1))
+    redis.call('HSET', index, id, '')
   end
   redis.call('ZADD', zset, score, id)
-  redis.call('HSET', index, id, '')
   return 1
 end
 
--- Cancel timer `id` (hash `hash`) if it has still to fire (pending, or claimed and not done):
--- it leaves the due set and stays `keep` seconds as a tombstone. Returns 1 if it was pending.
-local function timer_cancel(zset, hash, id, now, keep)
-  local state = redis.call('HGET', hash, 'state')
-  if state ~= 'pending' and state ~= 'claimed' then return 0 end
+-- Claim timer `id` if it is due by `now` (a score) and has still to fire: its score moves to
+-- `lease` (no one else sees it due meanwhile) and its attempts go up by one. Returns the
+-- attempts, which the claim's holder completes it with, or 0.
+local function timer_claim(zset, hash, index, id, now, lease)
+  local score = redis.call('ZSCORE', zset, id)
+  if not score or tonumber(score) > tonumber(now) then return 0 end
+  local found = timer_find(hash, index, id)
+  if found == true then
+    local state = redis.call('HGET', hash, 'state')
+    if state == 'pending' or state == 'claimed' then
+      redis.call('ZADD', zset, lease, id)
+      redis.call('HSET', hash, 'state', 'claimed')
+      return redis.call('HINCRBY', hash, 'attempts', 1)
+    end
+  elseif found then
+    local code, attempts, rest = timer_unpack(found)
+    if code == 'p' or code == 'c' then
+      redis.call('ZADD', zset, lease, id)
+      redis.call('HSET', index, id, timer_pack('c', attempts + 1, rest))
+      return attempts + 1
+    end
+  end
+  redis.call('ZREM', zset, id)  -- done, cancelled or gone: not due any more
+  return 0
+end
+
+-- Record claimed timer `id` as done (`state`: fired or failed) if `attempts` is still its
+-- attempts (the claim's holder's: a later claim has more): it leaves the due set and is kept
+-- as a tombstone (a hash of its own for `keep` seconds). Returns 1 if done.
+local function timer_complete(zset, hash, index, id, attempts, state, now, keep)
+  local found = timer_find(hash, index, id)
+  if found == true then
+    local held = redis.call('HMGET', hash, 'state', 'attempts')
+    if held[1] ~= 'claimed' or tonumber(held[2]) ~= tonumber(attempts) then return 0 end
+    redis.call('HSET', hash, 'state', state, 'done_at', now)
+    redis.call('HDEL', hash, 'claim')
+    redis.call('EXPIRE', hash, keep)
+  elseif found then
+    local code, count, rest = timer_unpack(found)
+    if code ~= 'c' or count ~= tonumber(attempts) then return 0 end
+    redis.call('HSET', index, id, timer_pack(TIMER_CODE[state], count, rest))
+  else
+    return 0
+  end
   redis.call('ZREM', zset, id)
-  redis.call('HSET', hash, 'state', 'cancelled', 'done_at', now)
-  redis.call('HDEL', hash, 'claim')
-  redis.call('EXPIRE', hash, keep)
+  return 1
+end
+
+-- Cancel timer `id` if it has still to fire (pending, or claimed and not done): it leaves the
+-- due set and is kept as a tombstone (a hash of its own for `keep` seconds). Returns 1 if it
+-- was pending.
+local function timer_cancel(zset, hash, index, id, now, keep)
+  local found = timer_find(hash, index, id)
+  if found == true then
+    local state = redis.call('HGET', hash, 'state')
+    if state ~= 'pending' and state ~= 'claimed' then return 0 end
+    redis.call('HSET', hash, 'state', 'cancelled', 'done_at', now)
+    redis.call('HDEL', hash, 'claim')
+    redis.call('EXPIRE', hash, keep)
+  elseif found then
+    local code, attempts, rest = timer_unpack(found)
+    if code ~= 'p' and code ~= 'c' then return 0 end
+    redis.call('HSET', index, id, timer_pack('x', attempts, rest))
+  else
+    return 0
+  end
+  redis.call('ZREM', zset, id)
   return 1
 end
