@@ -13,6 +13,7 @@ import pwd
 import re
 import shutil
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -151,7 +152,8 @@ class Dovecot:
 
     def __init__(self, cert: Path, port: int, root: Path) -> None:
         self.cert = cert
-        self.port = port
+        self.port = port  # IMAP, STARTTLS
+        self.tls_port = free_port()  # IMAPS, TLS from the first byte
         self.root = root
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -199,7 +201,7 @@ service imap-login {{
     port = {self.port}
   }}
   inet_listener imaps {{
-    port = 0
+    port = {self.tls_port}
   }}
 }}
 service anvil {{
@@ -375,6 +377,10 @@ async def proxy(imap: ImapServer) -> AsyncIterator[Proxy]:
 
 def imap_url(server: ImapServer | Proxy) -> str:
     return f"imap://{USER}:{PASSWORD.replace('ö', '%C3%B6')}@127.0.0.1:{server.port}/INBOX"
+
+
+def imaps_url(server: Dovecot) -> str:
+    return f"imaps://{USER}:{PASSWORD.replace('ö', '%C3%B6')}@127.0.0.1:{server.tls_port}/INBOX"
 
 
 def notice(name: str) -> bytes:
@@ -1191,3 +1197,45 @@ async def test_without_move_a_processed_message_is_flagged_and_not_taken_again(
         assert len(await drafts(world)) == 2
         for key in done:
             assert await redis.pttl(key) > (keys.MAILBOX_DONE_TTL - 60) * 1000
+
+
+@pytest.mark.parametrize(
+    "imap",
+    [
+        pytest.param(
+            "dovecot",
+            marks=pytest.mark.skipif(
+                DOVECOT is None, reason="Debian's dovecot-imapd is not installed"
+            ),
+        )
+    ],
+    indirect=True,
+)
+async def test_imaps_with_a_private_ca(
+    redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
+) -> None:
+    # TLS from the first byte (imaps://, port 993 in real life), the server's certificate from
+    # the municipality's own CA, trusted through ANKOMST_IMAP_CA_FILE alone.
+    assert isinstance(imap, Dovecot)
+    async with running_world(
+        redis_url,
+        tmp_path,
+        now=MORNING,
+        imap_url=imaps_url(imap),
+        imap_reception_unit=RECEPTION,
+        imap_ca_file=str(tls[1]),
+    ) as world:
+        listener = world.services.workers.mailbox
+        assert listener is not None and listener.config.implicit_tls
+        await append(world, imap, tls[1], notice("sv_plain"))
+        [draft] = await until_drafts(world, 1)
+        assert draft["reception_unit"] == RECEPTION
+        await until_counted(listener, 1)
+        assert await folder_count(world, imap, tls[1], done_folder(imap)) == 1
+
+        # Without the CA the server is not trusted: no connection, so nothing is taken.
+        s = world.services
+        config = MailboxConfig.from_url(imaps_url(imap), reception_unit=RECEPTION)
+        untrusting = MailboxListener(config, s.drafts, s.redis, s.clock, s.settings.secret())
+        with pytest.raises(ssl.SSLCertVerificationError):
+            await untrusting.connect()
