@@ -185,7 +185,8 @@ def render(
         "sender and plain aiosmtplib look better than they would against a real mail server.",
         "- The latency rows of benchmark 2 simulate the network at the servers, not in the "
         "kernel: the SMTP sink (`bench/smtp_sink_proc.py --reply-delay-ms`) holds every reply, "
-        "the greeting included, and the Bot API server (`FakeTelegramAPI(latency=...)`) holds "
+        "the greeting included, and the Bot API server (`bench/botapi_proc.py --latency-ms`, "
+        "the tests' `FakeTelegramAPI(latency=...)` in a process of its own) holds "
         f"every request, by {pipeline.LATENCY[0]:g} ms and {pipeline.LATENCY[1]:g} ms. "
         f"{pipeline.LATENCY[0]:g} ms is a round trip to a mail relay in Sweden or a "
         "neighbouring country; a round trip from Sweden to api.telegram.org (Amsterdam) plus "

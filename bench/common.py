@@ -1,4 +1,5 @@
-"""Shared pieces: the machine, statistics, Markdown tables, the sink process, Redis."""
+"""Shared pieces: the machine, statistics, Markdown tables, the sink and Bot API server
+processes, Redis."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import json
 import os
 import platform
 import resource
+import signal
 import statistics
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import aiohttp
 from redis.asyncio import Redis
@@ -118,28 +120,97 @@ def raise_fd_limit() -> None:
 
 
 @dataclass
-class SinkProcess:
-    """bench/smtp_sink_proc.py running as a child process."""
+class ChildServer:
+    """A server of the bench in a child process of its own (`python -m <module> ...`), so that
+    its work is not on the event loop (nor under the GIL) of the load generator. The child
+    prints one line naming its ports, the last two words "STATS <port>", then serves until
+    SIGTERM; GET on the stats port answers its counts as JSON (the child's side:
+    `serve_stats`)."""
 
     proc: asyncio.subprocess.Process
-    port: int
     stats_port: int
+
+    @staticmethod
+    async def _spawn(
+        module: str, args: Sequence[str], within: float
+    ) -> tuple[asyncio.subprocess.Process, list[str]]:
+        """Start `python -m module args`; the process and the words of its first line."""
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", module, *args, stdout=asyncio.subprocess.PIPE
+        )
+        assert proc.stdout is not None
+        words = (await asyncio.wait_for(proc.stdout.readline(), within)).decode().split()
+        if len(words) < 2 or words[-2] != "STATS":
+            raise RuntimeError(f"{module} did not start: {words!r}")
+        return proc, words
+
+    async def stats(self, **query: str) -> dict[str, int]:
+        url = f"http://127.0.0.1:{self.stats_port}/"
+        async with aiohttp.ClientSession() as s, s.get(url, params=query) as r:
+            data: dict[str, int] = json.loads(await r.text())
+            return data
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            self.proc.terminate()
+            await self.proc.wait()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def serve_stats(
+    first_words: str,
+    counts: Callable[[Mapping[str, str]], dict[str, int]],
+    reset: Callable[[], None] | None = None,
+) -> None:
+    """The child's side of `ChildServer`: serve `counts(query)` as JSON on GET / of a free port
+    (POST /reset calls `reset`), print `first_words` and "STATS <port>" on one line, and return
+    at SIGINT or SIGTERM."""
+    from aiohttp import web
+
+    async def get(request: web.Request) -> web.Response:
+        return web.json_response(counts(request.query))
+
+    async def post_reset(request: web.Request) -> web.Response:
+        if reset is not None:
+            reset()
+        return web.json_response(counts({}))
+
+    app = web.Application()
+    app.router.add_get("/", get)
+    app.router.add_post("/reset", post_reset)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    stats_port = runner.addresses[0][1]
+    print(f"{first_words} STATS {stats_port}", flush=True)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class SinkProcess(ChildServer):
+    """bench/smtp_sink_proc.py running as a child process."""
+
+    port: int
 
     @classmethod
     async def start(cls, reply_delay_ms: float = 0.0) -> SinkProcess:
         """Start the sink; `reply_delay_ms` holds each SMTP reply that long (simulated RTT)."""
-        args = [sys.executable, "-m", "bench.smtp_sink_proc"]
-        if reply_delay_ms:
-            args += ["--reply-delay-ms", str(reply_delay_ms)]
-        proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
-        assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode().split()
-        return cls(proc, int(line[1]), int(line[3]))
-
-    async def stats(self) -> dict[str, int]:
-        async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{self.stats_port}/") as r:
-            data: dict[str, int] = json.loads(await r.text())
-            return data
+        args = ["--reply-delay-ms", str(reply_delay_ms)] if reply_delay_ms else []
+        proc, words = await cls._spawn("bench.smtp_sink_proc", args, within=15)
+        return cls(proc=proc, stats_port=int(words[-1]), port=int(words[1]))
 
     async def reset(self) -> None:
         async with aiohttp.ClientSession() as s:
@@ -153,10 +224,32 @@ class SinkProcess:
                 raise TimeoutError(f"sink got fewer than {count} messages")
             await asyncio.sleep(0.02)
 
-    async def stop(self) -> None:
-        if self.proc.returncode is None:
-            self.proc.terminate()
-            await self.proc.wait()
+
+@dataclass
+class BotApiProcess(ChildServer):
+    """bench/botapi_proc.py, the Bot API server of the tests (tests/support/telegram_api.py's
+    FakeTelegramAPI), running as a child process: `base_url` is the service's
+    `telegram_api_url`; `stats()` answers {"sent": messages delivered (successful
+    sendMessage), "calls": calls answered, "telegram_429": calls answered 429}, and with
+    `violations="1"` also "limit_violations" (FakeTelegramAPI.limit_violations)."""
+
+    base_url: str
+
+    @classmethod
+    async def start(cls, enforce_limits: bool = False, latency_ms: float = 0.0) -> BotApiProcess:
+        """Start the server; `enforce_limits` answers 429 past Telegram's limits, `latency_ms`
+        holds every request that long (simulated RTT)."""
+        args = ["--enforce-limits"] if enforce_limits else []
+        if latency_ms:
+            args += ["--latency-ms", str(latency_ms)]
+        # The child imports aiogram (the tests' support module does) before it answers: a
+        # second or two with the models' builds deferred, more on a busy machine.
+        proc, words = await cls._spawn("bench.botapi_proc", args, within=30)
+        return cls(proc=proc, stats_port=int(words[-1]), base_url=words[1])
+
+    async def sent(self) -> int:
+        """The messages delivered so far."""
+        return (await self.stats())["sent"]
 
 
 async def fresh_redis() -> tuple[Redis, str]:

@@ -7,10 +7,11 @@ that sends each job: the mail with `aiosmtplib.send()` (the same bytes as benchm
 `render_message`), the chat message with aiogram's `Bot.send_message`. Nothing else: no
 idempotency, no deadlines, no history, no claim — what Ankomst does besides sending.
 
-The runner (`run_peer`) starts the sink, the Bot API server, the worker and the handler, posts
-the arrivals as benchmark 2 does, waits until the sink and the Bot API server have every
-delivery, and reads the CPU of the handler and worker processes (their children included)
-with psutil from the moment both were ready.
+The runner (`run_peer`) starts the sink and the Bot API server (each in a process of its own:
+bench/common.py's SinkProcess and BotApiProcess), the worker and the handler, posts the
+arrivals as benchmark 2 does, waits until the sink and the Bot API server have every delivery,
+and reads the CPU of the handler and worker processes (their children included) with psutil
+from the moment both were ready.
 """
 
 from __future__ import annotations
@@ -28,11 +29,10 @@ import aiosmtplib
 from aiohttp import web
 
 from bench import common
-from bench.common import SinkProcess, fresh_redis
+from bench.common import BotApiProcess, SinkProcess, fresh_redis
 from bench.email_peers import FROM, HTML, TEXT
 from bot.channels.email import OutgoingMail, render_message
 from bot.runtime.directory_file import load_directory
-from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN, arrival
 
 DIRECTORY = load_directory(EXAMPLE_DIRECTORY)
@@ -147,8 +147,7 @@ async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
     """Post `n` arrivals to the peer in `module` and wait for every delivery; its figures."""
     redis, url = await fresh_redis()
     sink = await SinkProcess.start()
-    api = FakeTelegramAPI(enforce_limits=False)
-    await api.start()
+    api = await BotApiProcess.start()
     worker = await _start(module, "worker", url, str(sink.port), api.base_url)
     handler: asyncio.subprocess.Process | None = None
     try:
@@ -188,7 +187,7 @@ async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
             t_posted = time.time()
         deadline = time.time() + max(120.0, n * 0.5)
         while True:
-            done = (await sink.stats())["messages"] + len(api.sent)
+            done = (await sink.stats())["messages"] + await api.sent()
             if done >= expected:
                 break
             if time.time() > deadline:
@@ -197,12 +196,12 @@ async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
         t_done = time.time()
         cpu = sum(common.cpu_seconds(p) - b for p, b in zip(procs, cpu_before, strict=True))
         emails = (await sink.stats())["messages"]
-        chats = len(api.sent)
+        chats = await api.sent()
     finally:
         if handler is not None:
             await _stop(handler)
         await _stop(worker)
-        await api.close()
+        await api.stop()
         await sink.stop()
         await redis.flushdb()
         await redis.aclose()

@@ -1,4 +1,5 @@
-"""The pipeline: arrivals over HTTP → Redis → fan-out → e-mail sink (own process) and Bot API.
+"""The pipeline: arrivals over HTTP → Redis → fan-out → e-mail sink and Bot API server (each in
+its own process).
 
 Also, in the same run, a naive sequential sender: for each delivery, a new SMTP connection per
 mail (aiosmtplib.send) or one Bot API call per chat message, each awaited in turn.
@@ -18,8 +19,8 @@ from zoneinfo import ZoneInfo
 
 import aiohttp
 
-from bench import common, peers_arq, peers_taskiq
-from bench.common import SinkProcess, fresh_redis, percentile, table
+from bench import common, peers, peers_arq, peers_taskiq
+from bench.common import BotApiProcess, SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bench.redis_usage import db_usage, settled
 from bot.domain.clock import SystemClock
@@ -27,7 +28,6 @@ from bot.domain.delivery import delivery_row
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
 from bot.usecases.access import ApiTokens, ChatLinks
-from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN, arrival
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -200,8 +200,7 @@ async def run(
         code = await chats.create_invite(org_id, "member", 3600)
         assert await chats.redeem(code, chat_id, "bench") is not None
     sink = await SinkProcess.start(smtp_delay_ms)
-    api = FakeTelegramAPI(enforce_limits=False, latency=bot_api_ms / 1000)
-    await api.start()
+    api = await BotApiProcess.start(latency_ms=bot_api_ms)
     settings = service_settings(EXAMPLE_DIRECTORY, sink.port, api.base_url, "ankomst-bench-")
     services = [
         await Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
@@ -269,7 +268,8 @@ async def run(
         of_cases = usage.minus(setup)
     finally:
         usages = [await s.stop() for s in services]
-        await api.close()
+        bot_api_messages = await api.sent()
+        await api.stop()
         sink_stats = await sink.stats()
         await sink.stop()
         await redis.flushdb()
@@ -313,7 +313,7 @@ async def run(
         "cpu_per_1000": cpu / total * 1000,
         "sink_messages": sink_stats["messages"],
         "sink_connections": sink_stats["connections"],
-        "bot_api_messages": len(api.sent),
+        "bot_api_messages": bot_api_messages,
         "open_cases": open_cases,
         "timers": timers,
         "redis_before_mb": redis_before,
@@ -360,8 +360,8 @@ async def naive(
     chat_ids = list(bench_chats().values())
     try:
         async with (
-            FakeTelegramAPI(enforce_limits=False, latency=latency[1] / 1000) as api,
-            api.bot(TOKEN) as bot,
+            await BotApiProcess.start(latency_ms=latency[1]) as api,
+            peers.make_bot(api.base_url) as bot,
         ):
             # Interleave the two kinds as the deliveries of successive cases would come.
             jobs = [
@@ -478,7 +478,9 @@ async def bench(
         f"({f0['emails']} e-mail, {f0['chats']} Telegram; statuses {f0['statuses']}); "
         f"sink received {f0['sink_messages']} mails over {f0['sink_connections']} connections, "
         f"Bot API {f0['bot_api_messages']} messages. Bot API limits off and the service's "
-        "Telegram limiter relaxed (see below). Naive baseline: "
+        "Telegram limiter relaxed (see below). The SMTP sink and the Bot API server each run "
+        "in a process of their own (bench/smtp_sink_proc.py, bench/botapi_proc.py), apart from "
+        "the benchmark's, which posts the arrivals and reads Redis. Naive baseline: "
         f"{naive_n} deliveries in the same e-mail/chat proportion, each awaited in turn, a new "
         "SMTP connection per mail. RSS and CPU are the service process(es) only; CPU counts "
         "from the moment the service was ready and is summed over the processes; RSS is the "

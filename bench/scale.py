@@ -18,7 +18,9 @@ The load, and what it assumes (each an assumption, named here so a reader can ch
   population, split over its municipalities by rank (Zipf: the k-th gets a share ∝ 1/k).
 - Arrival times are a Poisson process at the replayed rate (seeded).
 
-The runs, each against two `serve` processes and one Redis (db flushed before each):
+The runs, each against two `serve` processes and one Redis (db flushed before each), the SMTP
+sink and the Bot API server each in a process of its own (bench/common.py's SinkProcess and
+BotApiProcess):
 
 1. the replay, with the service's real Telegram limiter, a Bot API server enforcing Telegram's
    limits and the network latency of bench/pipeline.py (20 ms per SMTP reply, 50 ms per Bot API
@@ -55,7 +57,7 @@ from typing import Any
 import aiohttp
 
 from bench import common, email_peers
-from bench.common import SinkProcess, fresh_redis, percentile, table
+from bench.common import BotApiProcess, SinkProcess, fresh_redis, percentile, table
 from bench.pipeline import (
     LATENCY,
     STOCKHOLM,
@@ -70,7 +72,6 @@ from bot.domain.directory import Directory
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
 from bot.usecases.access import ApiTokens
-from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN
 
 # --- the country ---------------------------------------------------------------------------
@@ -501,8 +502,7 @@ async def run(
         for mid in sorted({b["municipality"] for b in bodies})
     }
     sink = await SinkProcess.start(smtp_delay_ms)
-    api = FakeTelegramAPI(enforce_limits=enforce_limits, latency=bot_api_ms / 1000)
-    await api.start()
+    api = await BotApiProcess.start(enforce_limits=enforce_limits, latency_ms=bot_api_ms)
     settings = service_settings(directory_path, sink.port, api.base_url, "ankomst-bench-scale-")
     services: list[Service] = []
     ready_at: list[float] = []
@@ -548,7 +548,7 @@ async def run(
         deadline = time.time() + max(180.0, n * 0.5)
         # Wait on the sink's and the Bot API server's counts first: reading every delivery hash
         # of 2,000 cases twice a second would be more Redis work than the service's own.
-        while (await sink.stats())["messages"] + len(api.sent) < expected:
+        while (await sink.stats())["messages"] + await api.sent() < expected:
             if time.time() > deadline:
                 break
             await asyncio.sleep(0.5)
@@ -560,7 +560,8 @@ async def run(
     finally:
         t_stop = time.time()
         usages = [await s.stop() for s in services]
-        await api.close()
+        api_stats = await api.stats(violations="1") if enforce_limits else await api.stats()
+        await api.stop()
         sink_stats = await sink.stats()
         await sink.stop()
         await redis.flushdb()
@@ -627,9 +628,9 @@ async def run(
         * 1e6,
         "sink_messages": sink_stats["messages"],
         "sink_connections": sink_stats["connections"],
-        "bot_api_messages": len(api.sent),
-        "telegram_429": sum(1 for c in api.calls if c.status == 429),
-        "limit_violations": len(api.limit_violations()) if enforce_limits else 0,
+        "bot_api_messages": api_stats["sent"],
+        "telegram_429": api_stats["telegram_429"],
+        "limit_violations": api_stats.get("limit_violations", 0),
         "load": load,
         **_round_trips(usages, total),
     }
@@ -656,7 +657,7 @@ async def idle(rounds: int = 3, say: Any = print) -> list[dict[str, Any]]:
     sink = await SinkProcess.start()
     rows: list[dict[str, Any]] = []
     try:
-        async with FakeTelegramAPI() as api:
+        async with await BotApiProcess.start() as api:
             for name, path in [("example", example), ("national", national)] * rounds:
                 redis, _ = await fresh_redis()
                 settings = {
@@ -884,7 +885,9 @@ def render(r: Results) -> str:
         "the municipalities, round two `serve` processes on one Redis. The replay (and the "
         "as-deployed run) use the service's real Telegram limiter, a Bot API server enforcing "
         f"Telegram's limits (429 past them), {LATENCY[0]:g} ms per SMTP reply and "
-        f"{LATENCY[1]:g} ms per Bot API request. CPU is per process, as a share of one core "
+        f"{LATENCY[1]:g} ms per Bot API request. The SMTP sink and the Bot API server each run "
+        "in a process of their own (bench/smtp_sink_proc.py, bench/botapi_proc.py), apart from "
+        "the benchmark's, which posts the arrivals. CPU is per process, as a share of one core "
         "from ready to stop; RSS is the peak per process; Redis is the sum of `MEMORY USAGE` "
         "over the benchmark's db and, less what it held before the first arrival (tokens, "
         "empty streams), per open case; load is the machine's 1-minute load average before "

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import sys
+from collections.abc import Mapping
 from typing import Any
 
-from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
+
+from bench.common import serve_stats
 
 COUNTS = {"messages": 0, "connections": 0}
 REPLY_DELAY = 0.0  # seconds, from --reply-delay-ms
@@ -46,13 +47,12 @@ class _Session(SMTP):
         await super().push(status)
 
 
-async def _stats(request: web.Request) -> web.Response:
-    return web.json_response(COUNTS)
+def _counts(query: Mapping[str, str]) -> dict[str, int]:
+    return COUNTS
 
 
-async def _reset(request: web.Request) -> web.Response:
+def _reset() -> None:
     COUNTS["messages"] = COUNTS["connections"] = 0
-    return web.json_response(COUNTS)
 
 
 async def main() -> None:
@@ -63,22 +63,9 @@ async def main() -> None:
         return _Session(handler, hostname="sink.bench", loop=loop)
 
     server = await loop.create_server(factory, "127.0.0.1", 0, backlog=4096)
-    app = web.Application()
-    app.router.add_get("/", _stats)
-    app.router.add_post("/reset", _reset)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    stats_port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
     smtp_port = server.sockets[0].getsockname()[1]
-    print(f"SMTP {smtp_port} STATS {stats_port}", flush=True)
-    stop = asyncio.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    await serve_stats(f"SMTP {smtp_port}", _counts, _reset)
     server.close()
-    await runner.cleanup()
 
 
 if __name__ == "__main__":
