@@ -24,10 +24,10 @@ from bench.common import BotApiProcess, SinkProcess, fresh_redis, percentile, ta
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bench.redis_usage import db_usage, settled
 from bot.domain.clock import SystemClock
-from bot.domain.delivery import delivery_row
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
 from bot.usecases.access import ApiTokens, ChatLinks
+from bot.usecases.views import deliveries
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN, arrival
 
 STOCKHOLM = ZoneInfo("Europe/Stockholm")
@@ -88,21 +88,10 @@ class Service:
 
 
 async def _statuses(redis: Any, case_ids: list[str]) -> dict[str, list[dict[str, str]]]:
-    pipe = redis.pipeline(transaction=False)
-    for cid in case_ids:
-        pipe.smembers(keys.case_deliveries(cid))
-    members = await pipe.execute()
-    pipe = redis.pipeline(transaction=False)
-    order: list[tuple[str, str]] = []
-    for cid, ids in zip(case_ids, members, strict=True):
-        for did in ids:
-            pipe.hgetall(keys.delivery(did))
-            order.append((cid, did))
-    rows = await pipe.execute()
-    out: dict[str, list[dict[str, str]]] = {cid: [] for cid in case_ids}
-    for (cid, did), row in zip(order, rows, strict=True):
-        out[cid].append(delivery_row(did, row) if row else row)
-    return out
+    """Each case's delivery rows, read as the service reads them (bot/usecases/views.py
+    `deliveries`: whatever the store's layout)."""
+    rows = await asyncio.gather(*(deliveries(redis, cid) for cid in case_ids))
+    return dict(zip(case_ids, rows, strict=True))
 
 
 async def _redis_used_mb(redis: Any) -> float:
