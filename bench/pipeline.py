@@ -40,6 +40,7 @@ def bench_chats() -> dict[str, int]:
 
 
 POOL = 1000
+READ_AT_ONCE = 32  # cases read at once while waiting (each read holds a connection of the pool)
 PROFILE: str | None = None  # set by `python -m bench --profile FILE`
 TERMINAL = {"sent", "failed", "superseded"}
 WARMUP = 16  # arrivals sent through before each measured run (two per municipality)
@@ -90,8 +91,12 @@ class Service:
 async def _statuses(redis: Any, case_ids: list[str]) -> dict[str, list[dict[str, str]]]:
     """Each case's delivery rows, read as the service reads them (bot/usecases/views.py
     `deliveries`: whatever the store's layout)."""
-    rows = await asyncio.gather(*(deliveries(redis, cid) for cid in case_ids))
-    return dict(zip(case_ids, rows, strict=True))
+    out: dict[str, list[dict[str, str]]] = {}
+    for at in range(0, len(case_ids), READ_AT_ONCE):
+        part = case_ids[at : at + READ_AT_ONCE]
+        rows = await asyncio.gather(*(deliveries(redis, cid) for cid in part))
+        out.update(zip(part, rows, strict=True))
+    return out
 
 
 async def _redis_used_mb(redis: Any) -> float:
