@@ -73,9 +73,39 @@ class Version:
         )
 
 
+# A case's recipients in its hash: organisation ids joined by this (an id is a slug, never a
+# comma: bot/domain/directory.py), so 5-6 recipients stay within the 64 bytes Redis keeps a
+# hash compact for (hash-max-listpack-value). Older cases hold a JSON list: both are read.
+RECIPIENTS_SEP = ","
+
+
+def recipients_text(orgs: tuple[str, ...] | list[str]) -> str:
+    """The case hash's `recipients` value of these organisation ids."""
+    if any(RECIPIENTS_SEP in o or not o for o in orgs):
+        raise ValueError(f"not an organisation id: {orgs!r}")
+    return RECIPIENTS_SEP.join(orgs)
+
+
+def parse_recipients(text: str | None) -> tuple[str, ...]:
+    """The organisation ids of a case hash's `recipients` value (joined, or an older case's
+    JSON list); none for a missing or empty value."""
+    if not text:
+        return ()
+    if text.startswith("["):
+        return tuple(json.loads(text))
+    return tuple(text.split(RECIPIENTS_SEP))
+
+
 @dataclass(frozen=True)
 class Case:
-    """A case as stored: the current facts and who is on it."""
+    """A case as stored: the current facts and who is on it.
+
+    The case hash (`to_hash`) keeps every value short, so Redis keeps it compact (a listpack,
+    values of at most 64 bytes): the current facts are not in it but in the current version's
+    snapshot (the versions hash, field `version`), which the store reads with the hash in one
+    round trip (bot/store/cases.py `read_case`). A case stored before holds them in its hash as
+    `facts` (JSON): that wins when present (`from_hash`); a new version deletes it.
+    """
 
     id: str
     reference: str
@@ -105,8 +135,11 @@ class Case:
         return (self.reception_unit, *self.recipients)
 
     @classmethod
-    def from_hash(cls, data: dict[str, str]) -> Case:
-        """Build from the case hash."""
+    def from_hash(cls, data: dict[str, str], facts: dict[str, Any] | None = None) -> Case:
+        """Build from the case hash and the current version's `facts` (an older case's hash
+        holds them itself, and those are taken; none given and none held: empty, which only a
+        reader that uses no facts may accept — bot/store/cases.py `parse_with_version`)."""
+        held = data.get("facts")
         return cls(
             id=data["id"],
             reference=data["reference"],
@@ -117,13 +150,13 @@ class Case:
             version=int(data["version"]),
             created_at=datetime.fromisoformat(data["created_at"]),
             updated_at=datetime.fromisoformat(data["updated_at"]),
-            recipients=tuple(json.loads(data["recipients"])),
-            facts=json.loads(data["facts"]),
+            recipients=parse_recipients(data.get("recipients")),
+            facts=json.loads(held) if held else dict(facts or {}),
             content_hash=data.get("content_hash", ""),
         )
 
     def to_hash(self) -> dict[str, str]:
-        """Fields for the case hash."""
+        """Fields for the case hash (the facts go in the version's snapshot instead)."""
         return {
             "id": self.id,
             "reference": self.reference,
@@ -134,8 +167,7 @@ class Case:
             "version": str(self.version),
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
-            "recipients": json.dumps(list(self.recipients)),
-            "facts": json.dumps(self.facts, ensure_ascii=False),
+            "recipients": recipients_text(self.recipients),
             "content_hash": self.content_hash,
         }
 

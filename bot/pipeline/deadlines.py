@@ -98,7 +98,8 @@ from messages import deadlines as words
 
 log = logging.getLogger(__name__)
 
-REACHED = LuaScript.of("timer_lib", "deadline_reached")  # one message reached: see delivered()
+# One message reached: see delivered().
+REACHED = LuaScript.of("timer_lib", "case_lib", "deadline_reached")
 
 # The timer kinds live in bot.domain.deadline_kinds (the case view words them from there); they
 # are named here too, where they are made and fired.

@@ -36,6 +36,7 @@ from datetime import datetime
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.case import parse_recipients
 from bot.domain.clock import Clock
 from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
@@ -45,7 +46,7 @@ from bot.store.batching import Coalescer, LuaScript
 from bot.store.streams import StreamConsumer
 from bot.store.trim import count_after
 
-DEADLINE_INDEX = LuaScript.of("deadline_index")  # see Metrics.keep_deadlines
+DEADLINE_INDEX = LuaScript.of("case_lib", "deadline_index")  # see Metrics.keep_deadlines
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
 
@@ -95,7 +96,7 @@ class _Inputs:
     ) -> _Inputs:
         """From the case's CASE_FIELDS, its acknowledgements and its markers."""
         version, status, booked, told, recipients = case
-        orgs = tuple(json.loads(recipients)) if recipients else ()
+        orgs = parse_recipients(recipients)
         return cls(
             version=version or "",
             status=status or "",

@@ -14,6 +14,7 @@ from bot.domain.case import Case, CaseNotFound, Version, event_fields, history_e
 from bot.domain.events import EventType
 from bot.store import keys
 from bot.store.client import Redis
+from bot.store.scripts import register
 from bot.store.transaction import Pipeline
 
 
@@ -54,6 +55,33 @@ def change_record(
     )
 
 
+async def read_case(
+    redis: Redis, case_id: str, number: int | None = None
+) -> tuple[Case, dict[str, str], Version | None]:
+    """The case (else CaseNotFound) with its current facts, its hash as stored (for the fields
+    `Case` does not hold: booking, clearance, markers of the deadlines) and, with `number`,
+    what that version said (None if missing): one round trip (bot/store/lua/case_read.lua).
+
+    The one way to read a case's hash with its facts, which are the current version's
+    snapshot's (bot/domain/case.py `Case`). A read inside a WATCH of the case's hash may use
+    it: a new version writes the hash and the snapshot in one MULTI."""
+    if not case_id or len(case_id) > 64:
+        raise CaseNotFound(case_id)
+    flat, current, asked = await register(redis, "case_read")(
+        keys=[keys.case(case_id), keys.case_versions(case_id)],
+        args=[] if number is None else [number],
+    )
+    data = dict(zip(flat[::2], flat[1::2], strict=True))
+    if not data:
+        raise CaseNotFound(case_id)
+    facts = Version.from_json(current).facts if current is not None else None
+    return (
+        Case.from_hash(data, facts),
+        data,
+        None if asked is None else Version.from_json(asked),
+    )
+
+
 class CaseStore:
     """Reads cases; shared by the use cases, the fan-out and the senders."""
 
@@ -62,12 +90,13 @@ class CaseStore:
 
     async def get(self, case_id: str) -> Case:
         """The case, or CaseNotFound."""
-        if not case_id or len(case_id) > 64:
-            raise CaseNotFound(case_id)
-        data = await self.redis.hgetall(keys.case(case_id))
-        if not data:
-            raise CaseNotFound(case_id)
-        return Case.from_hash(data)
+        case, _, _ = await read_case(self.redis, case_id)
+        return case
+
+    async def read(self, case_id: str) -> tuple[Case, dict[str, str]]:
+        """The case (else CaseNotFound) and its hash as stored: `read_case`."""
+        case, data, _ = await read_case(self.redis, case_id)
+        return case, data
 
     async def by_reference(self, reference: str) -> Case:
         """The case with a human reference (OSD-2026-0001), or CaseNotFound."""
@@ -86,23 +115,23 @@ class CaseStore:
     async def with_version(self, case_id: str, number: int) -> tuple[Case, Version | None]:
         """The case (else CaseNotFound) and what its version `number` said (None if that is
         missing), in one round trip."""
-        if not case_id or len(case_id) > 64:
-            raise CaseNotFound(case_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.case(case_id))
-            pipe.hget(keys.case_versions(case_id), str(number))
-            data, text = await pipe.execute()
-        return self.parse_with_version(case_id, data, text)
+        case, _, version = await read_case(self.redis, case_id, number)
+        return case, version
 
     @staticmethod
     def parse_with_version(
         case_id: str, data: dict[str, str], text: str | None
     ) -> tuple[Case, Version | None]:
-        """`with_version`'s answer from the two replies it reads (the case's hash, the
-        version's text), for a caller that read them in a round trip of its own."""
+        """`with_version`'s answer from two replies a caller read in a round trip of its own
+        (the case's hash, the version's text: the deliverer's claim). The case's facts are
+        the current version's only when that is the version read (or the hash holds them, in
+        a case stored before); otherwise they are left empty — the deliverer renders from the
+        version, never from the case's facts. A reader that needs them uses `with_version`."""
         if not data:
             raise CaseNotFound(case_id)
-        return Case.from_hash(data), None if text is None else Version.from_json(text)
+        version = None if text is None else Version.from_json(text)
+        current = version is not None and str(version.number) == data.get("version")
+        return Case.from_hash(data, version.facts if current and version else None), version
 
     async def acks(self, case_id: str) -> dict[str, dict[str, Any]]:
         """Acknowledgements by "{version}:{org}"."""

@@ -12,8 +12,7 @@ import json
 import secrets
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import date, datetime
-from typing import Any
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from bot.domain.actor import Actor
@@ -174,17 +173,17 @@ class CaseService:
         build: Callable[[Case, datetime], Version | None],
         event: EventType,
         what: str,
-        notices: Callable[[dict[str, str], Case, datetime], list[dict[str, str]]] | None = None,
+        notices: Callable[[dict[str, str], Case, Case, datetime], list[dict[str, str]]]
+        | None = None,
     ) -> Case:
         """Write a new version (change or cancellation) with its history and event, atomically;
-        `notices(stored hash, updated case, now)` may add notice events to the same MULTI."""
+        `notices(stored hash, case, updated case, now)` may add notice events to the same
+        MULTI."""
         case_key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> Case:
-            data = await pipe.hgetall(case_key)
-            if not data:
-                raise CaseNotFound(case_id)
-            case = Case.from_hash(data)
+            # Read under the WATCH (the hash and the snapshot of its facts change together).
+            case, data = await self.store.read(case_id)
             self.require_change(actor, case)
             now = self.clock.now()
             version = build(case, now)
@@ -202,6 +201,8 @@ class CaseService:
             )
             pipe.multi()
             pipe.hset(case_key, mapping=updated.to_hash())
+            if "facts" in data:
+                pipe.hdel(case_key, "facts")  # a case stored before: its snapshot has them now
             pipe.hset(keys.case_versions(case_id), str(version.number), version.to_json())
             if version.kind == "cancelled":
                 pipe.srem(keys.OPEN_CASES, case_id)
@@ -215,7 +216,7 @@ class CaseService:
                 event,
                 {"changes": list(version.changes) or None, "reason": version.reason or None},
             )
-            for notice in notices(data, updated, now) if notices else ():
+            for notice in notices(data, case, updated, now) if notices else ():
                 pipe.xadd(keys.EVENTS, notice)
             await pipe.execute()
             return updated
@@ -241,15 +242,17 @@ class CaseService:
                 case.version + 1, "changed", facts, now, actor.org_id, actor.via, changes
             )
 
-        def notices(data: dict[str, str], updated: Case, now: datetime) -> list[dict[str, str]]:
-            return self._booking_before_arrival(data, updated, actor, now)
+        def notices(
+            data: dict[str, str], case: Case, updated: Case, now: datetime
+        ) -> list[dict[str, str]]:
+            return self._booking_before_arrival(data, case, updated, actor, now)
 
         return await self._new_version(
             case_id, actor, build, EventType.CASE_CHANGED, "changed", notices
         )
 
     def _booking_before_arrival(
-        self, data: dict[str, str], updated: Case, actor: Actor, now: datetime
+        self, data: dict[str, str], case: Case, updated: Case, actor: Actor, now: datetime
     ) -> list[dict[str, str]]:
         """The notice to write when a date change moves the arrival after the booked health
         conversation: the health centre that booked it and the reception unit learn that the
@@ -257,8 +260,7 @@ class CaseService:
         not when the booking already lay before the old date (they were told then)."""
         if not data.get("booking"):
             return []
-        old_facts: dict[str, Any] = json.loads(data["facts"])
-        old_day = date.fromisoformat(old_facts["arrival_date"])
+        old_day = case.arrival_date
         new_day = updated.arrival_date
         booking = json.loads(data["booking"])
         booked_at = datetime.fromisoformat(booking["at"])
@@ -307,10 +309,7 @@ class CaseService:
         case_key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> tuple[AckOutcome, Case]:
-            data = await pipe.hgetall(case_key)
-            if not data:
-                raise CaseNotFound(case_id)
-            case = Case.from_hash(data)
+            case, _ = await self.store.read(case_id)  # under the WATCH
             if org_id not in case.recipients:
                 await pipe.unwatch()
                 return "not_recipient", case

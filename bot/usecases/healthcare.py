@@ -13,13 +13,13 @@ from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 
 from bot.domain.arrival import InvalidInput
 from bot.domain.calendar import WorkingDayCalendar
-from bot.domain.case import Case, CaseNotFound, Conflict, notice_event
+from bot.domain.case import Case, Conflict, notice_event
 from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.domain.events import EventType, Topic
 from bot.domain.policy import Policy
 from bot.store import Pipeline, Redis, keys
-from bot.store.cases import record_change
+from bot.store.cases import read_case, record_change
 from bot.store.durability import Durability
 from bot.store.transaction import optimistic
 from bot.usecases.access import Actor
@@ -169,10 +169,7 @@ class HealthCentre:
         key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> Case:
-            data = await pipe.hgetall(key)
-            if not data:
-                raise CaseNotFound(case_id)
-            case = Case.from_hash(data)
+            case, data, _ = await read_case(self.redis, case_id)  # under the WATCH of its hash
             self.require_health_centre(actor, case)
             if check is not None:
                 check(data)

@@ -270,11 +270,15 @@ class Retention:
                     ref = data.get("external_ref", "")
                     pipe.multi()
                     if data:
-                        facts = scrub(json.loads(data.get("facts") or "{}"))
+                        # The facts are in the versions (scrubbed below); a case stored before
+                        # holds the current ones in its hash too.
+                        held = data.get("facts")
+                        facts = scrub(json.loads(held)) if held else None
+                        fields = {"facts": json.dumps(facts, ensure_ascii=False)} if held else {}
                         pipe.hset(
                             case_key,
                             mapping={
-                                "facts": json.dumps(facts, ensure_ascii=False),
+                                **fields,
                                 "external_ref": "",
                                 "content_hash": "",
                                 "erased_at": self.clock.now().isoformat(),

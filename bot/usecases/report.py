@@ -38,8 +38,10 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from bot.domain.calendar import WorkingDayCalendar
+from bot.domain.case import CaseNotFound
 from bot.domain.directory import Directory
 from bot.store import Redis, keys
+from bot.store.cases import read_case
 from messages.languages import canonical_language
 
 ALL_KINDS = "alla"
@@ -96,8 +98,9 @@ async def case_statistics(
     Only times, organisation ids, kinds and counts go in; never initials, details or free
     texts, and the children only as a count per age band.
     """
-    data = await redis.hgetall(keys.case(case_id))
-    if not data:
+    try:
+        case, data, _ = await read_case(redis, case_id)
+    except CaseNotFound:
         return None
 
     def kind(org_id: str) -> str:
@@ -137,7 +140,7 @@ async def case_statistics(
         for e in history
         if e.get("what") == "same_day_alert" and not e.get("organisation")
     ]
-    recipients = json.loads(data.get("recipients") or "[]")
+    recipients = case.recipients
     markers = await redis.hgetall(keys.case_markers(case_id))
     booking = json.loads(data["booking"]) if data.get("booking") else None
     bookings = []
@@ -175,7 +178,7 @@ async def case_statistics(
                 "resolved_at": d.get("resolved_at") or None,
             }
         )
-    facts = json.loads(data.get("facts") or "{}")
+    facts = case.facts
     bands = Counter(age_band(int(c["age"])) for c in facts.get("children", []))
     same_day = data.get("notified_same_day")
     return {

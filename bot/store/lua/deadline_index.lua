@@ -2,6 +2,7 @@
 -- without WATCH: a first call reads what they derive from, and the members now there; a second
 -- writes the members the caller worked out, only if what they derive from is still what the
 -- first call read (else it writes nothing and returns 0: the caller reads again).
+-- After case_lib.lua (case_recipients).
 -- KEYS: case hash, acks hash, markers hash, ACK_DEADLINES, BOOKING_DEADLINES.
 -- ARGV: the case's member prefix ("{case}|"), the booking-informed and booking-reported marker
 -- prefixes, then
@@ -16,7 +17,7 @@ local function inputs()
     'recipients')
   local out = {case[1] or '', case[2] or '', case[3] and '1' or '', case[4] or '', case[5] or ''}
   if case[5] then
-    for _, org in ipairs(cjson.decode(case[5])) do
+    for _, org in ipairs(case_recipients(case[5])) do
       local acked = case[1] and redis.call('HEXISTS', KEYS[2], case[1] .. ':' .. org) == 1
       out[#out + 1] = org
       out[#out + 1] = acked and '1' or ''

@@ -2,6 +2,7 @@
 -- timer_lib.lua), in one step: the first reach of it (and of it for the version) is recorded;
 -- a health centre's first reach is its booking clock's start (the marker is set once); once
 -- every recipient has the case's current version, that version's same-day check is cancelled.
+-- After case_lib.lua (case_recipients).
 -- KEYS: case hash, reached hash, markers hash, timers zset, the version's same-day check timer
 -- hash, the health centre's booking escalation timer hash (any key when not a health centre),
 -- the case's timer index (both timers' case: bot/store/timers.py `timer_keys`).
@@ -17,7 +18,7 @@ local case = redis.call('HMGET', KEYS[1], 'status', 'recipients', 'version', 'no
 if not case[1] then return {-1} end
 if case[1] == 'cancelled' then return {0} end
 local org, version, at = ARGV[1], ARGV[2], ARGV[3]
-local recipients = case[2] and cjson.decode(case[2]) or {}
+local recipients = case_recipients(case[2])
 local found = false
 for _, o in ipairs(recipients) do
   if o == org then found = true end
