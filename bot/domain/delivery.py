@@ -1,20 +1,33 @@
 """A delivery: one message about one case version, to one organisation, on one channel.
 
-Stored as a hash of strings (bot/store/deliveries.py); `Delivery.from_hash` reads it once at the
-store boundary, so the pipeline and the views work with typed fields.
+Its record is a set of named strings (bot/store/deliveries.py); `Delivery.from_hash` reads it
+once at the store boundary, so the pipeline and the views work with typed fields.
 
-The record holds only what its id (its key) does not say: the id names the case, version,
-organisation, channel and topic (`delivery_id`), so they are not stored again, nor an empty
-`params` or `attempts` 0. `delivery_row` gives a record back with all of them, and reads records
-written before, which hold them, the same.
+The record holds only what its id does not say: the id names the case, version, organisation,
+channel and topic (`delivery_id`), so they are not stored again, nor an empty `params` or
+`attempts` 0. `delivery_row` gives a record back with all of them, and reads records written
+before, which hold them, the same.
+
+A record is stored packed (`pack_items`, `unpack`): the value of its id's field in its case's
+delivery index, a few dozen bytes, so that the index stays a listpack (Redis 7.0 keeps a hash
+so while no value is over 64 bytes; a hash of its own per delivery took 312-440 bytes). Packed,
+it is its fields as items joined by "|", each a one-letter code (`CODES`) and the value:
+the status as one letter, a number as its digits, a time as epoch microseconds (the time it
+was queued; any other relative to that, which bot/store/lua/delivery_lib.lua works out), an
+e-mail's Message-ID as "@" where it is the one its id gives with the case's sender domain
+(kept once per case in the index, `SHARED`), other text as it is ("|" and "%" escaped). A value
+that would not read back the same so is kept as text ("=" first). Records stored before, a hash
+of their own, are read the same.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bot.domain.events import (
@@ -23,6 +36,7 @@ from bot.domain.events import (
     DeliveryTopic,
     EventType,
     Topic,
+    UnknownTopic,
     chat_of,
 )
 
@@ -93,6 +107,178 @@ def delivery_row(ident: str, stored: Mapping[str, str]) -> dict[str, str]:
     if all(k in stored for k in NAMED_BY_ID):
         return {**DEFAULTS, **stored}
     return {**DEFAULTS, **id_fields(ident), **stored}
+
+
+def mail_ids(
+    ident: str, case: str, org: str, version: int, topic: DeliveryTopic, from_domain: str
+) -> tuple[str, str]:
+    """(a delivery's e-mail Message-ID, its case thread's root id) for one recipient: the first
+    arrival message starts the thread, everything after answers it (bot/pipeline/rendering.py
+    `thread_ids`)."""
+    digest = hashlib.sha256(ident.encode()).hexdigest()[:16]
+    root = f"<{case}.{org}@{from_domain}>"
+    if topic.kind is Topic.ESCALATION_DIGEST:
+        # A digest lists several cases: it belongs to no one case's thread.
+        return f"<digest.{digest}@{from_domain}>", f"<digest.{digest}@{from_domain}>"
+    own = root if version == 1 and topic.kind is Topic.NOTICE and not topic.suffix else None
+    return own or f"<{case}.{digest}@{from_domain}>", root
+
+
+def _own_mail_id(ident: str, from_domain: str) -> str | None:
+    """The Message-ID an e-mail delivery of id `ident` is sent with; None if the id is not one
+    (`id_fields`) or its topic unknown."""
+    try:
+        named = id_fields(ident)
+        topic = DeliveryTopic.parse(named["topic"])
+    except (ValueError, UnknownTopic):
+        return None
+    if named["channel"] != ChannelKind.EMAIL:
+        return None
+    own, _ = mail_ids(ident, named["case"], named["org"], int(named["version"]), topic, from_domain)
+    return own
+
+
+# -- packed records ---------------------------------------------------------------------------
+
+# A record field's one-letter code in a packed record; any other field is "_" and its name,
+# "=" and its value (a record whose id is not of the usual shape keeps id, case, ... so).
+CODES: Final = {
+    "status": "s",
+    "attempts": "a",
+    "queued_at": "q",
+    "sending_at": "g",
+    "sent_at": "t",
+    "failed_at": "f",
+    "retry_at": "r",
+    "superseded_at": "x",
+    "error": "e",
+    "message_id": "m",
+    "params": "p",
+    "relay_attempts": "n",
+    "migrated_to": "c",
+}
+_NAMES: Final = {code: name for name, code in CODES.items()}
+_STATUS_CODES: Final = {
+    DeliveryStatus.QUEUED: "q",
+    DeliveryStatus.SENDING: "g",
+    DeliveryStatus.SENT: "s",
+    DeliveryStatus.FAILED: "f",
+    DeliveryStatus.RETRYING: "r",
+    DeliveryStatus.SUPERSEDED: "x",
+}
+_STATUSES: Final = {code: str(status) for status, code in _STATUS_CODES.items()}
+_TIMES: Final = frozenset({"q", "g", "t", "f", "r", "x"})
+_NUMBERS: Final = frozenset({"a", "n"})
+QUEUED_CODE: Final = "q"  # the time the others are relative to
+# The field of a case's delivery index holding what packed records there share: the sender
+# domain of their e-mails' Message-IDs. No delivery's short id is "@" (each begins with its
+# version).
+SHARED: Final = "@"
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_NUMBER: Final = re.compile(r"-?[0-9]+")
+_ESCAPED: Final = re.compile(r"%(25|7C)")
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%25").replace("|", "%7C")
+
+
+def _unescape(text: str) -> str:
+    return _ESCAPED.sub(lambda m: "%" if m.group(1) == "25" else "|", text)
+
+
+def _micros(text: str) -> int | None:
+    """An ISO time as epoch microseconds, if it reads back as exactly the same text."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        return None
+    count = (moment - _EPOCH) // timedelta(microseconds=1)
+    return count if _iso(count) == text else None
+
+
+def _iso(micros: int) -> str:
+    return (_EPOCH + timedelta(microseconds=micros)).isoformat()
+
+
+def pack_items(ident: str, fields: Mapping[str, str]) -> list[str]:
+    """`fields` of the record of `ident` as packed items (`unpack` reads them), in order, the
+    time it was queued first. A time is its epoch microseconds: any but the time queued after
+    "+", which bot/store/lua/delivery_lib.lua stores relative to the time queued. A Message-ID
+    its id gives is "@" and the sender domain, which the script keeps once per case."""
+    items: list[str] = []
+    for name, value in sorted(fields.items(), key=lambda kv: CODES.get(kv[0]) != QUEUED_CODE):
+        code = CODES.get(name)
+        if code is None:
+            if "=" in name or "|" in name or "%" in name:
+                raise ValueError(f"delivery {ident}: field {name!r} cannot be packed")
+            items.append(f"_{name}={_escape(value)}")
+            continue
+        items.append(code + _pack_value(ident, code, value))
+    return items
+
+
+def _pack_value(ident: str, code: str, value: str) -> str:
+    if code == "s" and value in _STATUS_CODES:
+        return _STATUS_CODES[DeliveryStatus(value)]
+    if code in _NUMBERS and _NUMBER.fullmatch(value) and str(int(value)) == value:
+        return value
+    if code in _TIMES:
+        micros = _micros(value)
+        if micros is not None:
+            return str(micros) if code == QUEUED_CODE else f"+{micros}"
+    if code == "m" and value.startswith("<") and "@" in value:
+        domain = value.rsplit("@", 1)[1].removesuffix(">")
+        if domain and "|" not in domain and _own_mail_id(ident, domain) == value:
+            return f"@{domain}"
+    if code in ("e", "p", "c", "m") and not value.startswith(("=", "@", "+")):
+        return _escape(value)
+    return "=" + _escape(value)
+
+
+class UnreadableDelivery(ValueError):
+    """A packed record this code cannot read."""
+
+
+def unpack(ident: str, packed: str, shared: str | None = None) -> dict[str, str]:
+    """A packed record (`pack_items`, as bot/store/lua/delivery_lib.lua stores them) as the
+    fields a hash of its own would hold; `shared`: its case's index's `SHARED` value."""
+    try:
+        items = [i for i in packed.split("|") if i]
+        values = {i[0]: i[1:] for i in items if i[0] != "_"}
+        base = values.get(QUEUED_CODE, "")
+        relative = _NUMBER.fullmatch(base) is not None
+        out: dict[str, str] = {}
+        for item in items:
+            code, value = item[0], item[1:]
+            if code == "_":
+                name, _, text = value.partition("=")
+                out[name] = _unescape(text)
+                continue
+            out[_NAMES[code]] = _unpack_value(ident, code, value, base if relative else "", shared)
+        return out
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UnreadableDelivery(f"delivery {ident}: {packed!r}") from exc
+
+
+def _unpack_value(ident: str, code: str, value: str, base: str, shared: str | None) -> str:
+    if value.startswith("="):
+        return _unescape(value[1:])
+    if code == "s":
+        return _STATUSES[value]
+    if code in _TIMES and code != QUEUED_CODE and base and _NUMBER.fullmatch(value):
+        return _iso(int(base) + int(value))
+    if code in _TIMES:
+        return _iso(int(value))
+    if code == "m" and value.startswith("@"):
+        domain = value[1:] or shared
+        own = _own_mail_id(ident, domain) if domain else None
+        if own is None:
+            raise ValueError(f"no Message-ID for {ident} with {domain!r}")
+        return own
+    return _unescape(value)
 
 
 def _time(text: str | None) -> datetime | None:

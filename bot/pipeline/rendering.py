@@ -7,7 +7,6 @@ nothing here sends or records anything.
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +21,7 @@ from bot.domain.actor import Actor
 from bot.domain.calendar import WorkingDayCalendar
 from bot.domain.case import Case, Version
 from bot.domain.clock import Clock
-from bot.domain.delivery import Delivery
+from bot.domain.delivery import Delivery, mail_ids
 from bot.domain.directory import Directory, Organisation
 from bot.domain.events import ChannelKind, Topic
 from bot.domain.policy import Policy
@@ -106,14 +105,9 @@ def _value(field: str, raw: Any) -> Any:
 
 def thread_ids(d: Delivery, from_domain: str) -> tuple[str, str]:
     """(this message's Message-ID, the case thread's root id) for one recipient: the first
-    arrival message starts the thread, everything after answers it."""
-    digest = hashlib.sha256(d.id.encode()).hexdigest()[:16]
-    root = f"<{d.case}.{d.org}@{from_domain}>"
-    if d.topic.kind is Topic.ESCALATION_DIGEST:
-        # A digest lists several cases: it belongs to no one case's thread.
-        return f"<digest.{digest}@{from_domain}>", f"<digest.{digest}@{from_domain}>"
-    own = root if d.version == 1 and d.topic.kind is Topic.NOTICE and not d.topic.suffix else None
-    return own or f"<{d.case}.{digest}@{from_domain}>", root
+    arrival message starts the thread, everything after answers it (made in one place,
+    bot/domain/delivery.py `mail_ids`, which a stored record's Message-ID is told from)."""
+    return mail_ids(d.id, d.case, d.org, d.version, d.topic, from_domain)
 
 
 def booking_ics(

@@ -9,8 +9,13 @@ token's (`renew`, bot/store/lua/claim_renew.lua) and given up the same way (`rel
 `finish`), so a worker whose claim lapsed can never extend or delete another worker's claim.
 
 A case's deliveries are indexed in a hash (`keys.case_delivery_ids`) whose fields are their ids
-without the leading "{case_id}:"; the older layout's set of full ids (`keys.case_deliveries`)
-is still read. `case_delivery_ids` is the one place that lists them.
+without the leading "{case_id}:", and each field's value is the delivery's record, packed
+(bot/domain/delivery.py `pack_items`, `unpack`; the scripts merge fields into it,
+bot/store/lua/delivery_lib.lua), so that a case's deliveries are one small hash (a listpack)
+where they were a hash each. Records of the older layouts, a hash of their own
+(`keys.delivery`) listed with the value "" or in the older set of full ids
+(`keys.case_deliveries`), are read, claimed and recorded as before. `case_delivery_ids` and
+`case_delivery_rows` are the places that list them.
 """
 
 from __future__ import annotations
@@ -18,14 +23,15 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 
-from bot.domain.delivery import Delivery, delivery_row, stored_fields
+from bot.domain.delivery import SHARED, Delivery, delivery_row, pack_items, stored_fields, unpack
 from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Pipeline, Redis
 from bot.store.scripts import register
 
-FINISH = LuaScript.of("delivery_finish")
-RELAY_ATTEMPTS = "relay_attempts"  # record field: send attempts that failed on the relay
+FINISH = LuaScript.of("delivery_lib", "delivery_finish")
+UPDATE = LuaScript.of("delivery_lib", "delivery_update")
+RELAY = LuaScript.of("delivery_lib", "delivery_relay")
 
 
 def _prefix_length(case_id: str, idents: Sequence[str]) -> int:
@@ -39,6 +45,29 @@ def _prefix_length(case_id: str, idents: Sequence[str]) -> int:
     return len(prefix)
 
 
+def _places(ident: str) -> tuple[str, str, str]:
+    """Where delivery `ident`'s record may be: its own hash (the older layouts), its case's
+    index (the case its id begins with) and its field there (the id without "{case}:")."""
+    case_id, _, short = ident.partition(":")
+    return keys.delivery(ident), keys.case_delivery_ids(case_id), short
+
+
+def _stored(
+    ident: str, packed: str | None, shared: str | None, own: dict[str, str]
+) -> dict[str, str]:
+    """A record as a hash of its own holds it: unpacked, or its own hash; {} if none."""
+    return unpack(ident, packed, shared) if packed else own
+
+
+def _changes(ident: str, fields: Mapping[str, str]) -> list[str]:
+    """A record's new fields as the scripts take them (delivery_lib.lua `delivery_record`):
+    the count of field/value pairs and the pairs (for a hash of its own), the count of packed
+    items and the items."""
+    items = pack_items(ident, fields)
+    flat = [x for pair in fields.items() for x in pair]
+    return [str(len(flat)), *flat, str(len(items)), *items]
+
+
 async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
     """The full ids of every delivery made for a case, sorted, in one round trip: its index
     hash (ids without the case's prefix) and the set the older layout kept (full ids)."""
@@ -46,7 +75,31 @@ async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
         pipe.hgetall(keys.case_delivery_ids(case_id))
         pipe.smembers(keys.case_deliveries(case_id))
         listed, older = await pipe.execute()
-    return sorted({*(f"{case_id}:{short}" for short in listed), *older})
+    return sorted({*(f"{case_id}:{short}" for short in listed if short != SHARED), *older})
+
+
+async def case_delivery_rows(redis: Redis, case_id: str) -> list[tuple[str, dict[str, str]]]:
+    """Every delivery of a case as (id, its record as stored: `delivery_row` completes it),
+    by id: the packed ones with its index, in one round trip; those with a hash of their own
+    (the older layouts) in one more, only when there are any."""
+    async with redis.pipeline(transaction=False) as pipe:
+        pipe.hgetall(keys.case_delivery_ids(case_id))
+        pipe.smembers(keys.case_deliveries(case_id))
+        listed, older = await pipe.execute()
+    shared = listed.get(SHARED)
+    found = {
+        f"{case_id}:{short}": unpack(f"{case_id}:{short}", packed, shared)
+        for short, packed in listed.items()
+        if packed and short != SHARED
+    }
+    own = sorted({*(f"{case_id}:{s}" for s, v in listed.items() if not v), *older} - set(found))
+    if own:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ident in own:
+                pipe.hgetall(keys.delivery(ident))
+            rows: list[dict[str, str]] = await pipe.execute()
+        found.update((i, r) for i, r in zip(own, rows, strict=True) if r)
+    return sorted(found.items())
 
 
 class DeliveryStore:
@@ -54,7 +107,7 @@ class DeliveryStore:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._create = register(redis, "delivery_create")
+        self._create = register(redis, "delivery_lib", "delivery_create")
         self._renew = register(redis, "claim_renew")
         self._release = register(redis, "claim_release")
         # Claims, marks and records of deliveries handled at once go out together.
@@ -68,17 +121,28 @@ class DeliveryStore:
         the id does not name is stored (`stored_fields`). ValueError if `ident` does not begin
         with "{case_id}:"."""
         skip = _prefix_length(case_id, [ident])
-        flat = [x for pair in stored_fields(ident, fields).items() for x in pair]
+        stored = stored_fields(ident, fields)
+        if not stored:
+            raise ValueError(f"delivery {ident}: no fields to store")
         made = await self._create(
             keys=[keys.delivery(ident), keys.case_delivery_ids(case_id), outbox],
-            args=[ident, skip, *flat],
+            args=[ident, skip, *pack_items(ident, stored)],
         )
         return bool(int(made))
 
     async def get(self, ident: str) -> Delivery | None:
         """The delivery, or None if there is no such record."""
-        data = await self.redis.hgetall(keys.delivery(ident))
+        data = await self._read(ident)
         return Delivery.from_hash(ident, data) if data else None
+
+    async def _read(self, ident: str) -> dict[str, str]:
+        """The record as stored (`_stored`), in one round trip."""
+        own, index, short = _places(ident)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hmget(index, [short, SHARED])
+            pipe.hgetall(own)
+            (packed, shared), data = await pipe.execute()
+        return _stored(ident, packed, shared, data)
 
     async def claim(
         self, ident: str, token: str, ms: int, case: tuple[str, int] | None
@@ -91,22 +155,26 @@ class DeliveryStore:
         status it shows cannot change under us. A record that cannot be read gives the claim
         back and raises."""
 
+        own, index, short = _places(ident)
+
         def queue(pipe: Pipeline) -> None:
             pipe.set(keys.delivery_claim(ident), token, nx=True, px=ms)
-            pipe.hgetall(keys.delivery(ident))
+            pipe.hmget(index, [short, SHARED])
+            pipe.hgetall(own)  # a record of the older layouts
             if case is not None:
                 pipe.hgetall(keys.case(case[0]))
                 pipe.hget(keys.case_versions(case[0]), str(case[1]))
 
         replies = await self._batch.run(queue)
-        claimed, data = replies[0], replies[1]
+        claimed, (packed, shared) = replies[0], replies[1]
         try:
+            data = _stored(ident, packed, shared, replies[2])
             d = Delivery.from_hash(ident, data) if data else None
         except Exception:
             if claimed:
                 await self.release(ident)
             raise
-        return bool(claimed), d, (replies[2], replies[3]) if case is not None else None
+        return bool(claimed), d, (replies[3], replies[4]) if case is not None else None
 
     async def renew(self, ident: str, token: str, ms: int) -> bool:
         """Extend the delivery's claim to `ms` from now if it is still held with `token`;
@@ -123,12 +191,15 @@ class DeliveryStore:
 
     async def add_relay_attempts(self, ident: str, count: int) -> int:
         """Add `count` attempts that failed on the relay (not on the message); the total."""
-        return int(await self.redis.hincrby(keys.delivery(ident), RELAY_ATTEMPTS, count))
+        own, index, short = _places(ident)
+        return int(await self._batch.script(RELAY, [own, index], [short, count]))
 
     async def update(self, ident: str, **fields: str) -> None:
         """Record fields of the delivery, keeping the claim (e.g. "sending"); batched with
-        the other deliveries' writes of this loop turn."""
-        await self._batch.run(lambda pipe: pipe.hset(keys.delivery(ident), mapping=fields))
+        the other deliveries' writes of this loop turn. Nothing is written when there is no
+        such delivery."""
+        own, index, short = _places(ident)
+        await self._batch.script(UPDATE, [own, index], [short, *_changes(ident, fields)])
 
     async def finish(
         self,
@@ -143,15 +214,14 @@ class DeliveryStore:
         dead-letter stream (if given: `stream`, `entry`, `error`, `fields`) and give up the
         claim (only if still held with `token`, when given), atomically: one Lua script
         (bot/store/lua/delivery_finish.lua), batched with the other deliveries' of this turn."""
-        args: list[str] = [token or ""]
-        for group in (fields, event or {}, dead_letter or {}):
-            args.append(str(len(group)))
+        own, index, short = _places(ident)
+        args: list[str] = [token or "", short, *_changes(ident, fields)]
+        for group in (event or {}, dead_letter or {}):
+            args.append(str(2 * len(group)))
             for name, value in group.items():
                 args += (name, value)
         await self._batch.script(
-            FINISH,
-            [keys.delivery(ident), keys.delivery_claim(ident), keys.EVENTS, keys.DEAD_LETTER],
-            args,
+            FINISH, [own, index, keys.delivery_claim(ident), keys.EVENTS, keys.DEAD_LETTER], args
         )
 
     @staticmethod
@@ -170,17 +240,13 @@ class DeliveryStore:
         """The record's fields unparsed, with those its id names (`delivery_row`); {} when
         there is none: for the dead-letter path, which must mark even a record it cannot read
         as failed."""
-        data: dict[str, str] = await self.redis.hgetall(keys.delivery(ident))
+        data = await self._read(ident)
         return delivery_row(ident, data) if data else {}
 
     async def of_case(self, case_id: str) -> list[Delivery]:
         """Every delivery of a case, oldest first."""
-        ids = await case_delivery_ids(self.redis, case_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for ident in ids:
-                pipe.hgetall(keys.delivery(ident))
-            rows: list[dict[str, str]] = await pipe.execute()
-        found = [Delivery.from_hash(i, r) for i, r in zip(ids, rows, strict=True) if r]
+        rows = await case_delivery_rows(self.redis, case_id)
+        found = [Delivery.from_hash(i, r) for i, r in rows]
         return sorted(found, key=lambda d: (d.queued_at.isoformat() if d.queued_at else "", d.id))
 
     async def create_many(
@@ -195,7 +261,7 @@ class DeliveryStore:
         if it does not exist yet; of its fields only what the id does not name
         (`stored_fields`). Whether each was made, in order. ValueError, before anything is
         written, if an id does not begin with "{case_id}:"."""
-        script = register(self.redis, "delivery_create_many")
+        script = register(self.redis, "delivery_lib", "delivery_create_many")
         skip = _prefix_length(case_id, [ident for ident, _, _ in items])
         made: list[bool] = []
         for start in range(0, len(items), per_call):
@@ -206,8 +272,9 @@ class DeliveryStore:
                 stored = stored_fields(ident, fields)
                 if not stored:
                     raise ValueError(f"delivery {ident}: no fields to store")
+                packed = pack_items(ident, stored)
                 names += [keys.delivery(ident), outbox]
-                args += [ident, len(stored), *(x for pair in stored.items() for x in pair)]
+                args += [ident, len(packed), *packed]
             replies = await script(keys=names, args=args)
             made += [bool(int(r)) for r in replies]
         return made

@@ -51,10 +51,13 @@ def case_versions(case_id: str) -> str:
 
 def case_delivery_ids(case_id: str) -> str:
     """Hash: the deliveries made for a case as fields, each its id without the leading
-    "{case_id}:" (every delivery id begins with its case's), valued "" (bot/store/deliveries.py
-    `case_delivery_ids` gives the full ids back). A hash of short fields is a listpack on
-    Redis 7.0, where a set of strings is a hashtable: a case's 8 deliveries took 886 bytes
-    (MEMORY USAGE) as a set of full ids, 408 as this hash."""
+    "{case_id}:" (every delivery id begins with its case's), valued its record packed
+    (bot/domain/delivery.py `pack_items`), or "" for one with a hash of its own (`delivery`,
+    the older layout); the field "@" holds what the packed records share (their e-mails'
+    sender domain). bot/store/deliveries.py `case_delivery_ids` gives the full ids back. Its
+    values are kept short, so that Redis 7.0 keeps it a listpack: a case's 8 deliveries took
+    886 bytes (MEMORY USAGE) as a set of full ids, 408 as this hash valued "", and some 2.8 KB
+    more as a hash per delivery."""
     return f"{PREFIX}:case:{case_id}:delivery_ids"
 
 
@@ -137,7 +140,8 @@ def case_disagreements(case_id: str) -> str:
 
 
 def delivery(delivery_id: str) -> str:
-    """Hash with one delivery's status."""
+    """Hash: one delivery's record, as the older layouts kept it (still read and written);
+    a delivery made now is packed in its case's index instead (`case_delivery_ids`)."""
     return f"{PREFIX}:delivery:{delivery_id}"
 
 

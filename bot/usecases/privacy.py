@@ -41,7 +41,7 @@ from bot.domain.clock import Clock
 from bot.domain.directory import Directory
 from bot.domain.personal import PERSONAL_KEYS
 from bot.store import Redis, WatchError, keys
-from bot.store.deliveries import case_delivery_ids
+from bot.store.deliveries import DeliveryStore, case_delivery_rows
 from bot.store.faults import DEFAULT_STALE_SECONDS, Backoff, FaultLog, Heartbeat, pause
 from bot.store.timers import timers_of_case
 from bot.store.trim import trim_stream, trim_streams, unfinished_entries
@@ -307,12 +307,14 @@ class Retention:
                     continue
 
     async def _erase_deliveries(self, case_id: str) -> None:
-        ids = await case_delivery_ids(self.redis, case_id)
-        for ident in ids:
-            params = await self.redis.hget(keys.delivery(ident), "params")
+        # Packed in the case's index or a hash of their own (the older layouts): the store
+        # reads and writes either.
+        store = DeliveryStore(self.redis)
+        for ident, stored in await case_delivery_rows(self.redis, case_id):
+            params = stored.get("params")
             if params is not None and _has_personal(params):
                 clean = json.dumps(scrub(json.loads(params)), ensure_ascii=False)
-                await self.redis.hset(keys.delivery(ident), "params", clean)
+                await store.update(ident, params=clean)
 
     async def _erase_disagreements(self, case_id: str) -> None:
         for ident in await self.redis.smembers(keys.case_disagreements(case_id)):

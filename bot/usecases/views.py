@@ -15,7 +15,7 @@ from bot.domain.policy import Policy, project
 from bot.domain.progress import Progress, arrival_messages, case_progress, progress
 from bot.store import Redis, keys
 from bot.store.cases import CaseStore
-from bot.store.deliveries import case_delivery_ids
+from bot.store.deliveries import case_delivery_rows
 from bot.store.timers import timers_of_case
 
 _DELIVERY_FIELDS = (
@@ -35,12 +35,7 @@ _DELIVERY_FIELDS = (
 async def deliveries(redis: Redis, case_id: str) -> list[dict[str, str]]:
     """Every delivery of a case, oldest first, each with the fields its id names
     (`delivery_row`)."""
-    ids = await case_delivery_ids(redis, case_id)
-    async with redis.pipeline(transaction=False) as pipe:
-        for ident in ids:
-            pipe.hgetall(keys.delivery(ident))
-        stored: list[dict[str, str]] = await pipe.execute()
-    rows = [delivery_row(i, r) for i, r in zip(ids, stored, strict=True) if r]
+    rows = [delivery_row(i, r) for i, r in await case_delivery_rows(redis, case_id)]
     return sorted(rows, key=lambda r: (r.get("queued_at", ""), r["id"]))
 
 

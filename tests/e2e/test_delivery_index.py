@@ -1,8 +1,9 @@
 """A case's index of its deliveries (issue 17: Redis per open case) is a hash whose fields are
-the delivery ids without the case's prefix: a listpack on Redis 7.0, where the set of full ids
-it replaces is a hashtable. The older layout's set is still listed, by the one function that
-lists a case's deliveries (`case_delivery_ids`), and so by every reader: the repository, the
-case view and the erasure. Real servers."""
+the delivery ids without the case's prefix, each valued its delivery's record packed: a
+listpack on Redis 7.0, where the set of full ids and the hash per delivery it replaces took far
+more. The older layouts (a set of full ids; a hash per delivery) are still listed and read, by
+the functions that list a case's deliveries (`case_delivery_ids`, `case_delivery_rows`), and
+so by every reader: the repository, the case view and the erasure. Real servers."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.domain.delivery import NAMED_BY_ID, SHARED
 from bot.store import keys
 from bot.store.client import redis_py
 from bot.store.deliveries import case_delivery_ids
@@ -34,18 +36,40 @@ async def test_new_deliveries_are_indexed_in_a_listpack_by_their_short_ids(world
     assert len(made) >= 4
 
     index = keys.case_delivery_ids(case_id)
-    assert await redis.hgetall(index) == {i.removeprefix(f"{case_id}:"): "" for i in made}
+    shorts = {i.removeprefix(f"{case_id}:") for i in made}
+    assert set(await redis.hkeys(index)) == {*shorts, SHARED}
     assert await redis_py(redis).object("encoding", index) == "listpack"
     assert not await redis.exists(keys.case_deliveries(case_id))  # the older set: not added to
     assert await case_delivery_ids(redis, case_id) == sorted(made)
 
-    # The point of it: smaller than the same ids as a set.
+    # The point of it: smaller than the same ids as a set, and by far than the layout before
+    # it (every record a hash of its own, the index valued "").
+    client = redis_py(redis)
     scratch = f"{keys.PREFIX}:test:as-a-set"
     await redis.sadd(scratch, *made)
-    hashed = await redis_py(redis).memory_usage(index)
-    as_set = await redis_py(redis).memory_usage(scratch)
+    hashed = await client.memory_usage(index)
+    as_set = await client.memory_usage(scratch)
+    before = 0
+    store = world.services.fanout.deliveries
+    for n, ident in enumerate(made):
+        stored = {k: v for k, v in (await store.raw(ident)).items() if k not in NAMED_BY_ID}
+        await redis.hset(f"{keys.PREFIX}:test:record:{n}", mapping=stored)
+        before += await client.memory_usage(f"{keys.PREFIX}:test:record:{n}") or 0
+    await redis.hset(f"{keys.PREFIX}:test:ids", mapping=dict.fromkeys(shorts, ""))
+    before += await client.memory_usage(f"{keys.PREFIX}:test:ids") or 0
     assert hashed is not None and as_set is not None
     assert hashed < as_set, (hashed, as_set)
+    assert hashed * 3 < before, (hashed, before)
+
+
+async def _to_older_layout(world: World, ident: str) -> None:
+    """Store a delivery as the older layout did: a hash of its own, listed in the older set."""
+    redis = world.services.redis
+    case_id, short = ident.split(":", 1)
+    raw = await world.services.fanout.deliveries.raw(ident)
+    await redis.hset(keys.delivery(ident), mapping=raw)
+    await redis_py(redis).hdel(keys.case_delivery_ids(case_id), short)
+    await redis.sadd(keys.case_deliveries(case_id), ident)
 
 
 async def test_an_index_in_the_older_layout_is_still_listed_by_every_reader(
@@ -60,12 +84,10 @@ async def test_an_index_in_the_older_layout_is_still_listed_by_every_reader(
     rows = await deliveries(redis, case_id)
     ids = sorted(d.id for d in before)
 
-    # Half of the deliveries indexed as the older layout kept them: full ids in a set.
+    # Half of the deliveries as the older layout kept them: a hash each, full ids in a set.
     older = ids[::2]
-    await redis_py(redis).hdel(
-        keys.case_delivery_ids(case_id), *(i.split(":", 1)[1] for i in older)
-    )
-    await redis.sadd(keys.case_deliveries(case_id), *older)
+    for ident in older:
+        await _to_older_layout(world, ident)
 
     assert await case_delivery_ids(redis, case_id) == ids
     assert await store.of_case(case_id) == before
@@ -79,19 +101,22 @@ async def test_erasure_scrubs_deliveries_indexed_in_either_layout(world: World) 
     redis = world.services.redis
     retention = world.services.retention
     assert retention is not None
+    store = world.services.fanout.deliveries
     ids = await case_delivery_ids(redis, case_id)
     older, newer = ids[0], ids[-1]
-    await redis_py(redis).hdel(keys.case_delivery_ids(case_id), older.split(":", 1)[1])
-    await redis.sadd(keys.case_deliveries(case_id), older)
-    personal = json.dumps({"text": "Storgatan 1", "kept": "yes"})
+    personal = json.dumps({"text": "Storgatan 1 | 100%", "kept": "yes"})
     for ident in (older, newer):
-        await redis.hset(keys.delivery(ident), "params", personal)
+        await store.update(ident, params=personal)
+    await _to_older_layout(world, older)
+    assert (await store.raw(older))["params"] == personal
 
     await retention.erase([case_id])
 
     for ident in (older, newer):
-        params = await redis.hget(keys.delivery(ident), "params")
+        params = (await store.raw(ident)).get("params")
         assert params is not None and json.loads(params) == {"kept": "yes"}, ident
+    assert "Storgatan" not in str(await redis.hgetall(keys.case_delivery_ids(case_id)))
+    assert "Storgatan" not in str(await redis.hgetall(keys.delivery(older)))
     # The index stays (an erased case still shows who was told what, when), in both layouts.
     assert await case_delivery_ids(redis, case_id) == ids
 

@@ -1,7 +1,9 @@
 """A delivery's record in Redis holds only what its id does not name (issue 17: Redis per open
-case), and every reader still gets the case, version, organisation, channel and topic: the
-repository, the case view, the dead-letter path's raw read, the tests' scan. A record written
-the old way, every field in it, reads the same. Real servers."""
+case), packed as the value of its field in its case's delivery index (a listpack), and every
+reader still gets the case, version, organisation, channel and topic: the repository, the case
+view, the dead-letter path's raw read, the tests' scan. A record written the old ways (a hash
+of its own, every field in it, listed with "" or in the older set) reads the same, and is
+claimed, marked and finished the same. Real servers."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.domain.delivery import NAMED_BY_ID, delivery_row
+from bot.domain.delivery import NAMED_BY_ID, SHARED, delivery_row, unpack
 from bot.domain.events import DeliveryStatus, Topic
-from bot.store import keys
+from bot.pipeline.rendering import thread_ids
+from bot.runtime.services import from_domain
+from bot.store import Redis, keys
+from bot.store.client import redis_py
+from bot.store.deliveries import DeliveryStore, case_delivery_ids
 from bot.usecases.views import deliveries
 from tests.support.process import all_deliveries
 from tests.support.world import World, arrival, running_world
@@ -31,11 +37,24 @@ async def test_records_hold_only_what_the_id_does_not_name_and_read_whole(world:
     store = world.services.fanout.deliveries
     made = await store.of_case(answer["id"])
     assert len(made) >= 4 and all(d.status is DeliveryStatus.SENT for d in made)
+    index_key = keys.case_delivery_ids(answer["id"])
+    index = await redis.hgetall(index_key)
+    assert index[SHARED] == from_domain(world.services.settings)  # the senders', once
     for d in made:
-        stored = await redis.hgetall(keys.delivery(d.id))
+        packed = index[d.id.removeprefix(f"{d.case}:")]
+        # Short: a sent delivery's record keeps its case's index a listpack.
+        assert len(packed.encode()) <= 64, packed
+        assert not await redis.exists(keys.delivery(d.id))
+        stored = unpack(d.id, packed, index[SHARED])
         assert not set(stored) & set(NAMED_BY_ID), stored
         assert stored.get("params") != "{}" and stored.get("attempts") != "0", stored
         assert stored["status"] == "sent" and stored["sent_at"]
+        # Times are stored as numbers and read back as the ISO text they were written as.
+        assert "T" not in packed and d.sent_at is not None
+        assert stored["sent_at"] == d.sent_at.isoformat()
+        if d.channel == "email":
+            assert "<" not in packed  # the Message-ID is told from the id and the domain
+            assert stored["message_id"] == thread_ids(d, index[SHARED])[0]
         assert d.case == answer["id"] and d.version == 1
         assert d.id.startswith(f"{d.case}:1:{d.org}:{d.channel}:{d.topic}")
         assert await store.get(d.id) == d
@@ -46,6 +65,7 @@ async def test_records_hold_only_what_the_id_does_not_name_and_read_whole(world:
             "org": d.org,
             "channel": d.channel,
         }
+    assert await redis_py(redis).object("encoding", index_key) == "listpack"
     rows = await deliveries(redis, answer["id"])
     assert [(r["id"], r["org"], r["channel"], r["topic"]) for r in rows] == [
         (d.id, d.org, d.channel, str(d.topic)) for d in made
@@ -62,13 +82,89 @@ async def test_a_record_written_the_old_way_reads_the_same(world: World) -> None
     store = world.services.fanout.deliveries
     before = await store.of_case(answer["id"])
     [first, *_] = [d for d in before if d.topic.kind is Topic.NOTICE]
-    stored = await redis.hgetall(keys.delivery(first.id))
-    whole = delivery_row(first.id, stored)
-    assert set(whole) > set(stored)
-    await redis.delete(keys.delivery(first.id))
-    await redis.hset(keys.delivery(first.id), mapping=whole)  # as written before
+    rows = await deliveries(redis, answer["id"])
+    whole = delivery_row(first.id, await store.raw(first.id))
+    # As written before: a hash of its own with every field, listed with "".
+    await redis.hset(keys.delivery(first.id), mapping=whole)
+    await redis.hset(keys.case_delivery_ids(first.case), first.id.split(":", 1)[1], "")
     assert await store.get(first.id) == first
     assert await store.of_case(answer["id"]) == before
     assert await store.raw(first.id) == whole
-    [row] = [r for r in await deliveries(redis, answer["id"]) if r["id"] == first.id]
-    assert row == whole
+    assert await deliveries(redis, answer["id"]) == rows
+
+
+def _record(ident: str, **fields: str) -> dict[str, str]:
+    return {"status": "queued", "queued_at": "2026-11-25T08:00:00.000001+00:00", **fields}
+
+
+@pytest.mark.parametrize("layout", ["packed", "hash", "set"])
+async def test_a_record_in_any_layout_is_made_once_claimed_marked_and_finished(
+    redis: Redis, layout: str
+) -> None:
+    """The store's every step on a record packed in its case's index, and on one of the older
+    layouts: a hash of its own listed in the index with "", or in the older set."""
+    store = DeliveryStore(redis)
+    case = "4c3c14a9dcaeda04"
+    ident = f"{case}:1:ostersund-skola:email:notice"
+    short = ident.split(":", 1)[1]
+    fields = _record(ident, params='{"copy": true}')
+    if layout == "packed":
+        assert await store.create(ident, case, keys.OUTBOX_EMAIL, fields)
+    else:
+        await redis.hset(keys.delivery(ident), mapping=delivery_row(ident, fields))
+        if layout == "hash":
+            await redis.hset(keys.case_delivery_ids(case), short, "")
+        else:
+            await redis.sadd(keys.case_deliveries(case), ident)
+    assert not await store.create(ident, case, keys.OUTBOX_EMAIL, _record(ident))
+    assert await case_delivery_ids(redis, case) == [ident]
+
+    claimed, d, _ = await store.claim(ident, "t1", 60_000, None)
+    assert claimed and d is not None and d.status is DeliveryStatus.QUEUED and d.is_copy
+    again, _, _ = await store.claim(ident, "t2", 60_000, None)
+    assert not again
+    await store.update(ident, status="sending", sending_at="2026-11-25T08:00:01.5+00:00")
+    assert (await store.raw(ident))["status"] == "sending"
+    assert await store.add_relay_attempts(ident, 2) == 2
+    assert await store.add_relay_attempts(ident, 1) == 3
+    error = "+550 5.1.1 <mottagning@ostersund.example.se>: no such user | 100% sure"
+    await store.finish(
+        ident,
+        {
+            "status": "failed",
+            "failed_at": "2026-11-25T09:00:00+01:00",  # not UTC: kept as it was written
+            "attempts": "3",
+            "error": error,
+        },
+        {"type": "delivery.failed", "delivery": ident},
+        token="t1",
+        dead_letter={"stream": keys.OUTBOX_EMAIL, "entry": "1-0", "error": "x", "fields": "{}"},
+    )
+    row = await store.raw(ident)
+    assert row == delivery_row(
+        ident,
+        {
+            **fields,
+            "status": "failed",
+            "sending_at": "2026-11-25T08:00:01.5+00:00",
+            "relay_attempts": "3",
+            "failed_at": "2026-11-25T09:00:00+01:00",
+            "attempts": "3",
+            "error": error,
+        },
+    )
+    d = await store.get(ident)
+    assert d is not None and d.status is DeliveryStatus.FAILED and d.error == error
+    assert [f["delivery"] for _, f in await redis.xrange(keys.EVENTS)] == [ident]
+    assert len(await redis.xrange(keys.DEAD_LETTER)) == 1
+    assert not await redis.exists(keys.delivery_claim(ident))  # given back
+    assert await store.of_case(case) == [d]
+    assert await redis.exists(keys.delivery(ident)) == (layout != "packed")
+    if layout == "packed":  # an error this long is a longer value: still read whole
+        assert "no such user" in (await redis.hget(keys.case_delivery_ids(case), short) or "")
+    # Nothing is written for a delivery that was never made.
+    other = f"{case}:1:ostersund-skola:email:clearance"
+    await store.finish(other, {"status": "sent"}, token="")
+    await store.update(other, status="sending")
+    assert await store.get(other) is None
+    assert await case_delivery_ids(redis, case) == [ident]

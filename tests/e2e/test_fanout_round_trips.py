@@ -14,6 +14,7 @@ import pytest
 from bot.domain.actor import SYSTEM
 from bot.domain.case import notice_event
 from bot.domain.clock import ManualClock
+from bot.domain.delivery import unpack
 from bot.domain.events import EventType, Topic, telegram_channel
 from bot.pipeline.fanout import EMAIL, FanOut
 from bot.store import Redis, keys
@@ -88,11 +89,13 @@ async def test_create_many_creates_each_delivery_once_in_order_in_one_round_trip
     again = [*first[:2], (d4, keys.OUTBOX_EMAIL, fields(d4)), first[2], first[1]]
     assert await store.create_many("c1", again, per_call) == [False, False, True, False, False]
 
-    # Indexed without the case's prefix, listed back whole.
+    # Indexed without the case's prefix, each record packed as the field's value, listed back
+    # whole.
     index = await counted.hgetall(keys.case_delivery_ids("c1"))
-    assert index == {"d1": "", "d2": "", "d3": "", "d4": ""}
+    assert set(index) == {"d1", "d2", "d3", "d4"}
     assert await case_delivery_ids(counted, "c1") == [d1, d2, d3, d4]
-    assert await counted.hgetall(keys.delivery(d1)) == fields(d1, topic="notice")
+    assert unpack(d1, index["d1"]) == fields(d1, topic="notice")
+    assert not await counted.exists(keys.delivery(d1))
     queued = [f["delivery"] for _, f in await counted.xrange(keys.OUTBOX_EMAIL)]
     assert queued == ["c0:warm", d1, d3, d4]
     assert [f["delivery"] for _, f in await counted.xrange(keys.OUTBOX_TELEGRAM)] == [d2]

@@ -533,11 +533,8 @@ async def test_a_notice_in_the_mailbox_becomes_one_draft_and_the_unit_is_told(
         assert await folder_count(world, imap, tls[1], done_folder(imap)) == 1
 
         await world.drain()
-        records = [
-            await world.services.redis.hgetall(k)
-            async for k in world.services.redis.scan_iter("ankomst:delivery:*")
-        ]
-        assert all(r.get("status") == "sent" for r in records), records
+        records = list((await all_deliveries(world.services.redis)).values())
+        assert records and all(r.get("status") == "sent" for r in records), records
         [mail] = world.mails_to(RECEPTION_MAIL)
         assert str(mail["Subject"]).startswith("Ny avisering – granska och skicka")
         text = mail.get_body(preferencelist=("plain",)).get_content()  # type: ignore[attr-defined]
@@ -1052,10 +1049,10 @@ async def test_a_draft_notice_that_cannot_be_delivered_is_reported_not_dead_lett
         # The dead-letter path too: a given-up draft delivery is failed and reported, no error.
         alarm = DeadLetterAlarm(s.redis, s.clock)
         tg = by_topic[("notice_draft", "tg")]
-        await s.redis.hset(keys.delivery(tg["id"]), "status", "queued")
+        await alarm.deliveries.update(tg["id"], status="queued")
         await alarm(keys.OUTBOX_TELEGRAM, {"delivery": tg["id"]}, "gave up")
         await world.drain()
-        assert (await s.redis.hgetall(keys.delivery(tg["id"])))["status"] == "failed"
+        assert (await alarm.deliveries.raw(tg["id"]))["status"] == "failed"
         assert await s.redis.xrange(keys.DEAD_LETTER) == []
         # Only the alarm's own line; nothing looked the draft up as a case and failed.
         errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]

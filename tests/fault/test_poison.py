@@ -65,14 +65,15 @@ async def test_a_delivery_that_always_fails_is_given_up_marked_failed_and_recept
         answer["id"], 1, [Planned("ostersund-skola", EMAIL, "no_such_topic", {})]
     )
     ident = f"{answer['id']}:1:ostersund-skola:{EMAIL}:no_such_topic"
+    store = world.services.fanout.deliveries
 
     async def failed() -> bool:
-        return await redis.hget(keys.delivery(ident), "status") == "failed"
+        return (await store.raw(ident)).get("status") == "failed"
 
     await eventually(failed, 20, "the poison delivery to be given up")
     (letter,) = await dead_letters(redis)
     assert letter["stream"] == keys.OUTBOX_EMAIL and "no_such_topic" in letter["error"]
-    assert "no_such_topic" in (await redis.hget(keys.delivery(ident), "error") or "")
+    assert "no_such_topic" in (await store.raw(ident)).get("error", "")
 
     async def told() -> bool:
         return any(

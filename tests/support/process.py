@@ -28,6 +28,7 @@ from redis.asyncio import Redis
 
 from bot.domain.delivery import delivery_row
 from bot.store import keys
+from bot.store.deliveries import case_delivery_rows
 from tests.support.smtp_sink import SmtpSink
 from tests.support.telegram_api import FakeTelegramAPI
 from tests.support.world import EXAMPLE_DIRECTORY, TOKEN
@@ -217,12 +218,21 @@ async def post_arrival(
 
 async def all_deliveries(redis: Redis) -> dict[str, dict[str, str]]:
     """Every delivery record in the store, by id, with the fields its id names
-    (`delivery_row`)."""
+    (`delivery_row`): those of every case's index (packed, or listed there and in the older
+    set with a hash of their own, read through the store), and any other hash of its own."""
     out: dict[str, dict[str, str]] = {}
+    cases: set[str] = set()
+    for suffix in ("delivery_ids", "deliveries"):
+        async for key in redis.scan_iter(match=f"{keys.PREFIX}:case:*:{suffix}", count=500):
+            cases.add(key.removeprefix(f"{keys.PREFIX}:case:").removesuffix(f":{suffix}"))
+    for case_id in cases:
+        for ident, stored in await case_delivery_rows(redis, case_id):
+            out[ident] = delivery_row(ident, stored)
     async for key in redis.scan_iter(match=f"{keys.PREFIX}:delivery:*", count=500):
         ident = key.removeprefix(f"{keys.PREFIX}:delivery:")
-        stored = await redis.hgetall(key)
-        out[ident] = delivery_row(ident, stored) if stored else stored
+        if ident not in out:
+            stored = await redis.hgetall(key)
+            out[ident] = delivery_row(ident, stored) if stored else stored
     return out
 
 
