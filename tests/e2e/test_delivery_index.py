@@ -42,8 +42,8 @@ async def test_new_deliveries_are_indexed_in_a_listpack_by_their_short_ids(world
     assert not await redis.exists(keys.case_deliveries(case_id))  # the older set: not added to
     assert await case_delivery_ids(redis, case_id) == sorted(made)
 
-    # The point of it: smaller than the same ids as a set, and by far than the layout before
-    # it (every record a hash of its own, the index valued "").
+    # The point of it: smaller than the same ids as a set (on Redis 7.0), and by far than the
+    # layout before it (every record a hash of its own, the index valued "").
     client = redis_py(redis)
     scratch = f"{keys.PREFIX}:test:as-a-set"
     await redis.sadd(scratch, *made)
@@ -58,7 +58,10 @@ async def test_new_deliveries_are_indexed_in_a_listpack_by_their_short_ids(world
     await redis.hset(f"{keys.PREFIX}:test:ids", mapping=dict.fromkeys(shorts, ""))
     before += await client.memory_usage(f"{keys.PREFIX}:test:ids") or 0
     assert hashed is not None and as_set is not None
-    assert hashed < as_set, (hashed, as_set)
+    if await client.object("encoding", scratch) == "hashtable":
+        # Redis before 7.2 keeps no set of strings compact; 7.2 and Valkey keep a small one as a
+        # listpack, smaller than the ids with their records. The layout before counts everywhere.
+        assert hashed < as_set, (hashed, as_set)
     assert hashed * 3 < before, (hashed, before)
 
 
