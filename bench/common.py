@@ -11,6 +11,7 @@ import resource
 import signal
 import statistics
 import sys
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
@@ -280,3 +281,20 @@ def cpu_seconds(pid: int) -> float:
         except psutil.NoSuchProcess:
             pass
     return total
+
+
+async def post_arrival(
+    http: aiohttp.ClientSession, port: int, body: dict[str, Any], token: str
+) -> tuple[str, float]:
+    """POST one arrival to the service on `port` with `token`; (its case id, when the request
+    went out). Any answer but 201 raises."""
+    sent = time.time()
+    async with http.post(
+        f"http://127.0.0.1:{port}/api/v1/arrivals",
+        json=body,
+        headers={"Authorization": f"Bearer {token}"},
+    ) as r:
+        answer = await r.json()
+        if r.status != 201:
+            raise RuntimeError(f"{r.status}: {answer}")
+    return str(answer["id"]), sent

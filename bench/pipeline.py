@@ -220,19 +220,12 @@ async def run(
                 body = arrival(
                     external_ref=f"{prefix}-{run_id}-{i:06d}", arrival_date=date, municipality=where
                 )
-                auth = {"Authorization": f"Bearer {tokens[where]}"}
                 port = services[i % len(services)].port
                 if rate is not None and prefix != "WARMUP":
                     await asyncio.sleep(max(0.0, t_start + i / rate - time.time()))
                 async with sem:
-                    t0 = time.time()
-                    async with http.post(
-                        f"http://127.0.0.1:{port}/api/v1/arrivals", json=body, headers=auth
-                    ) as r:
-                        answer = await r.json()
-                        if r.status != 201:
-                            raise RuntimeError(f"{r.status}: {answer}")
-                started[answer["id"]] = t0
+                    case_id, t0 = await common.post_arrival(http, port, body, tokens[where])
+                started[case_id] = t0
 
             # Warm-up: a long-running service is warm. What the first messages cost once (the
             # lazy pydantic models of aiogram's getUpdates reply, Jinja's compiled templates,

@@ -524,17 +524,12 @@ async def run(
             async def post(i: int, body: dict[str, Any]) -> None:
                 if offsets is not None:
                     await asyncio.sleep(max(0.0, t_start + offsets[i] - time.time()))
-                auth = {"Authorization": f"Bearer {tokens[body['municipality']]}"}
                 port = services[i % len(services)].port
                 async with sem:
-                    t = time.time()
-                    async with http.post(
-                        f"http://127.0.0.1:{port}/api/v1/arrivals", json=body, headers=auth
-                    ) as r:
-                        answer = await r.json()
-                        if r.status != 201:
-                            raise RuntimeError(f"{r.status}: {answer}")
-                started[answer["id"]] = t
+                    case_id, t = await common.post_arrival(
+                        http, port, body, tokens[body["municipality"]]
+                    )
+                started[case_id] = t
 
             t_start = time.time()
             await asyncio.gather(*(post(i, b) for i, b in enumerate(bodies)))
@@ -727,29 +722,20 @@ async def bench(
         f"{LATENCY[0]:g}/{LATENCY[1]:g} ms …"
     )
     parts = slices(directory)
-    replay = await run(
-        path,
-        directory,
-        replay_bodies,
-        offsets,
-        say,
-        expected=expected_deliveries(parts, replay_bodies),
-        relax=False,
-        latency=LATENCY,
-        enforce_limits=True,
+
+    async def through(
+        bodies: list[dict[str, Any]], at: list[float] | None, **options: Any
+    ) -> dict[str, Any]:
+        expected = expected_deliveries(parts, bodies)
+        return await run(path, directory, bodies, at, say, expected=expected, **options)
+
+    replay = await through(
+        replay_bodies, offsets, relax=False, latency=LATENCY, enforce_limits=True
     )
     say(f"  replay: {replay}")
     say(f"  flat out, loopback, Telegram limiter relaxed: {flat_n} arrivals, 2 processes …")
     flat_bodies = arrival_bodies(flat_n, generated.weights, rng, date, tag + "-f")
-    flat = await run(
-        path,
-        directory,
-        flat_bodies,
-        None,
-        say,
-        expected=expected_deliveries(parts, flat_bodies),
-        relax=True,
-    )
+    flat = await through(flat_bodies, None, relax=True)
     say(f"  flat: {flat}")
     relay_rate = await relay(400, say)
     deployed = None
@@ -759,16 +745,8 @@ async def bench(
             f"default SMTP pool): {deployed_n} arrivals, 2 processes …"
         )
         deployed_bodies = arrival_bodies(deployed_n, generated.weights, rng, date, tag + "-d")
-        deployed = await run(
-            path,
-            directory,
-            deployed_bodies,
-            None,
-            say,
-            expected=expected_deliveries(parts, deployed_bodies),
-            relax=False,
-            latency=LATENCY,
-            enforce_limits=True,
+        deployed = await through(
+            deployed_bodies, None, relax=False, latency=LATENCY, enforce_limits=True
         )
         say(f"  deployed: {deployed}")
     results = Results(generated, directory, paper, replay_s, replay, flat, relay_rate, deployed)

@@ -45,3 +45,12 @@ class ManualClock:
     def advance(self, delta: timedelta) -> None:
         """Move the clock forward by `delta`."""
         self._now += delta
+
+
+def aware_time(text: str) -> datetime | None:
+    """`text` as a timezone-aware time (ISO 8601), or None if it is not one."""
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None

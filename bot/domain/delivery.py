@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
+from bot.domain.clock import aware_time
 from bot.domain.events import (
     ChannelKind,
     DeliveryStatus,
@@ -189,11 +190,8 @@ def _unescape(text: str) -> str:
 
 def _micros(text: str) -> int | None:
     """An ISO time as epoch microseconds, if it reads back as exactly the same text."""
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        return None
-    if moment.tzinfo is None:
+    moment = aware_time(text)
+    if moment is None:
         return None
     count = (moment - _EPOCH) // timedelta(microseconds=1)
     return count if _iso(count) == text else None

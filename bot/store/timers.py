@@ -59,7 +59,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from bot.domain.clock import Clock
+from bot.domain.clock import Clock, aware_time
 from bot.domain.deadline_kinds import PAYLOAD_ITEMS
 from bot.store import keys
 from bot.store.client import Redis
@@ -164,11 +164,8 @@ def _pack_items(kind: str, timer_id: str, payload: Mapping[str, Any]) -> str | N
             fields.append("")
             continue
         if item is datetime:
-            try:
-                moment = datetime.fromisoformat(text)
-            except ValueError:
-                return None
-            if moment.tzinfo is None:
+            moment = aware_time(text)
+            if moment is None:
                 return None
             text = _epoch_text(moment)
         if text == "" or "|" in text:

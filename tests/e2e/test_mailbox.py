@@ -100,6 +100,17 @@ def listening_on(process: subprocess.Popen[bytes], port: int, what: str) -> None
     raise RuntimeError(f"{what} did not listen")
 
 
+def stopped(process: subprocess.Popen[bytes] | None) -> None:
+    """Ask a server process to end, and make it end if it does not within 10 s."""
+    if process is not None and process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 class Pymap:
     """A pymap server in a subprocess (in-memory dict backend: a restart empties it)."""
 
@@ -130,13 +141,7 @@ class Pymap:
         listening_on(self.process, self.port, "pymap")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stopped(self.process)
         self.process = None
 
 
@@ -222,13 +227,7 @@ service anvil {{
         listening_on(self.process, self.port, "dovecot")
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        stopped(self.process)
         self.process = None
 
 
@@ -340,19 +339,12 @@ def imap(request: pytest.FixtureRequest, tls: tuple[Path, Path]) -> Iterator[Ima
 
 # The acceptance tests run against both servers: pymap everywhere, Debian's Dovecot where it is
 # installed (.ci/run installs dovecot-imapd).
-ON_BOTH = pytest.mark.parametrize(
-    "imap",
-    [
-        "pymap",
-        pytest.param(
-            "dovecot",
-            marks=pytest.mark.skipif(
-                DOVECOT is None, reason="Debian's dovecot-imapd is not installed"
-            ),
-        ),
-    ],
-    indirect=True,
+WITH_DOVECOT = pytest.param(
+    "dovecot",
+    marks=pytest.mark.skipif(DOVECOT is None, reason="Debian's dovecot-imapd is not installed"),
 )
+ON_BOTH = pytest.mark.parametrize("imap", ["pymap", WITH_DOVECOT], indirect=True)
+ON_DOVECOT = pytest.mark.parametrize("imap", [WITH_DOVECOT], indirect=True)
 
 
 @pytest.fixture
@@ -1196,18 +1188,7 @@ async def test_without_move_a_processed_message_is_flagged_and_not_taken_again(
             assert await redis.pttl(key) > (keys.MAILBOX_DONE_TTL - 60) * 1000
 
 
-@pytest.mark.parametrize(
-    "imap",
-    [
-        pytest.param(
-            "dovecot",
-            marks=pytest.mark.skipif(
-                DOVECOT is None, reason="Debian's dovecot-imapd is not installed"
-            ),
-        )
-    ],
-    indirect=True,
-)
+@ON_DOVECOT
 async def test_imaps_with_a_private_ca(
     redis_url: str, tmp_path: Path, imap: ImapServer, tls: tuple[Path, Path]
 ) -> None:

@@ -72,6 +72,14 @@ local function timer_claim(zset, hash, index, id, now, lease)
   return 0
 end
 
+-- A timer of the older layout (a hash of its own) as a tombstone: its final `state`, when,
+-- no claim, kept `keep` seconds.
+local function timer_bury(hash, state, now, keep)
+  redis.call('HSET', hash, 'state', state, 'done_at', now)
+  redis.call('HDEL', hash, 'claim')
+  redis.call('EXPIRE', hash, keep)
+end
+
 -- Record claimed timer `id` as done (`state`: fired or failed) if `attempts` is still its
 -- attempts (the claim's holder's: a later claim has more): it leaves the due set and is kept
 -- as a tombstone (a hash of its own for `keep` seconds). Returns 1 if done.
@@ -80,9 +88,7 @@ local function timer_complete(zset, hash, index, id, attempts, state, now, keep)
   if found == true then
     local held = redis.call('HMGET', hash, 'state', 'attempts')
     if held[1] ~= 'claimed' or tonumber(held[2]) ~= tonumber(attempts) then return 0 end
-    redis.call('HSET', hash, 'state', state, 'done_at', now)
-    redis.call('HDEL', hash, 'claim')
-    redis.call('EXPIRE', hash, keep)
+    timer_bury(hash, state, now, keep)
   elseif found then
     local code, count, rest = timer_unpack(found)
     if code ~= 'c' or count ~= tonumber(attempts) then return 0 end
@@ -102,9 +108,7 @@ local function timer_cancel(zset, hash, index, id, now, keep)
   if found == true then
     local state = redis.call('HGET', hash, 'state')
     if state ~= 'pending' and state ~= 'claimed' then return 0 end
-    redis.call('HSET', hash, 'state', 'cancelled', 'done_at', now)
-    redis.call('HDEL', hash, 'claim')
-    redis.call('EXPIRE', hash, keep)
+    timer_bury(hash, 'cancelled', now, keep)
   elseif found then
     local code, attempts, rest = timer_unpack(found)
     if code ~= 'p' and code ~= 'c' then return 0 end
