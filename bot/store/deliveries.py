@@ -14,7 +14,8 @@ without the leading "{case_id}:", and each field's value is the delivery's recor
 bot/store/lua/delivery_lib.lua), so that a case's deliveries are one small hash (a listpack)
 where they were a hash each. Records of the older layouts, a hash of their own
 (`keys.delivery`) listed with the value "" or in the older set of full ids
-(`keys.case_deliveries`), are read, claimed and recorded as before. `case_delivery_ids` and
+(`keys.case_deliveries`), are read, claimed and recorded as before. A delivery is made by
+`create_many` (`create` is it for one). `case_delivery_ids` and
 `case_delivery_rows` are the places that list them.
 """
 
@@ -68,13 +69,20 @@ def _changes(ident: str, fields: Mapping[str, str]) -> list[str]:
     return [str(len(flat)), *flat, str(len(items)), *items]
 
 
-async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
-    """The full ids of every delivery made for a case, sorted, in one round trip: its index
-    hash (ids without the case's prefix) and the set the older layout kept (full ids)."""
+async def _listing(redis: Redis, case_id: str) -> tuple[dict[str, str], set[str]]:
+    """A case's index (short id -> packed record, "" for one with a hash of its own; and
+    `SHARED`) and the older layout's set of full ids, in one round trip."""
     async with redis.pipeline(transaction=False) as pipe:
         pipe.hgetall(keys.case_delivery_ids(case_id))
         pipe.smembers(keys.case_deliveries(case_id))
         listed, older = await pipe.execute()
+    return listed, older
+
+
+async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
+    """The full ids of every delivery made for a case, sorted, in one round trip: its index
+    hash (ids without the case's prefix) and the set the older layout kept (full ids)."""
+    listed, older = await _listing(redis, case_id)
     return sorted({*(f"{case_id}:{short}" for short in listed if short != SHARED), *older})
 
 
@@ -82,10 +90,7 @@ async def case_delivery_rows(redis: Redis, case_id: str) -> list[tuple[str, dict
     """Every delivery of a case as (id, its record as stored: `delivery_row` completes it),
     by id: the packed ones with its index, in one round trip; those with a hash of their own
     (the older layouts) in one more, only when there are any."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.case_delivery_ids(case_id))
-        pipe.smembers(keys.case_deliveries(case_id))
-        listed, older = await pipe.execute()
+    listed, older = await _listing(redis, case_id)
     shared = listed.get(SHARED)
     found = {
         f"{case_id}:{short}": unpack(f"{case_id}:{short}", packed, shared)
@@ -107,7 +112,7 @@ class DeliveryStore:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._create = register(redis, "delivery_lib", "delivery_create")
+        self._create_many = register(redis, "delivery_lib", "delivery_create_many")
         self._renew = register(redis, "claim_renew")
         self._release = register(redis, "claim_release")
         # Claims, marks and records of deliveries handled at once go out together.
@@ -120,15 +125,8 @@ class DeliveryStore:
         step and only if it does not exist yet; whether it was made. Of `fields` only what
         the id does not name is stored (`stored_fields`). ValueError if `ident` does not begin
         with "{case_id}:"."""
-        skip = _prefix_length(case_id, [ident])
-        stored = stored_fields(ident, fields)
-        if not stored:
-            raise ValueError(f"delivery {ident}: no fields to store")
-        made = await self._create(
-            keys=[keys.delivery(ident), keys.case_delivery_ids(case_id), outbox],
-            args=[ident, skip, *pack_items(ident, stored)],
-        )
-        return bool(int(made))
+        [made] = await self.create_many(case_id, [(ident, outbox, fields)])
+        return made
 
     async def get(self, ident: str) -> Delivery | None:
         """The delivery, or None if there is no such record."""
@@ -261,7 +259,7 @@ class DeliveryStore:
         if it does not exist yet; of its fields only what the id does not name
         (`stored_fields`). Whether each was made, in order. ValueError, before anything is
         written, if an id does not begin with "{case_id}:"."""
-        script = register(self.redis, "delivery_lib", "delivery_create_many")
+        script = self._create_many
         skip = _prefix_length(case_id, [ident for ident, _, _ in items])
         made: list[bool] = []
         for start in range(0, len(items), per_call):

@@ -1,5 +1,5 @@
--- Create several deliveries of one case, each only if it does not exist yet (as
--- delivery_create.lua does for one), in one call (bot/store/deliveries.py create_many; after
+-- Create deliveries of one case (one or several), each only if it does not exist yet, in one
+-- call (bot/store/deliveries.py create_many, which `create` calls for one; after
 -- delivery_lib.lua).
 -- KEYS: the case's delivery index, then per delivery its own hash (the older layout's, only
 -- looked for) and its outbox.
