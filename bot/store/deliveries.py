@@ -28,6 +28,7 @@ from bot.domain.delivery import SHARED, Delivery, delivery_row, pack_items, stor
 from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Pipeline, Redis
+from bot.store.packed_index import listing, own_hashes
 from bot.store.scripts import register
 
 FINISH = LuaScript.of("delivery_lib", "delivery_finish")
@@ -72,11 +73,7 @@ def _changes(ident: str, fields: Mapping[str, str]) -> list[str]:
 async def _listing(redis: Redis, case_id: str) -> tuple[dict[str, str], set[str]]:
     """A case's index (short id -> packed record, "" for one with a hash of its own; and
     `SHARED`) and the older layout's set of full ids, in one round trip."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.case_delivery_ids(case_id))
-        pipe.smembers(keys.case_deliveries(case_id))
-        listed, older = await pipe.execute()
-    return listed, older
+    return await listing(redis, keys.case_delivery_ids(case_id), keys.case_deliveries(case_id))
 
 
 async def case_delivery_ids(redis: Redis, case_id: str) -> list[str]:
@@ -98,12 +95,7 @@ async def case_delivery_rows(redis: Redis, case_id: str) -> list[tuple[str, dict
         if packed and short != SHARED
     }
     own = sorted({*(f"{case_id}:{s}" for s, v in listed.items() if not v), *older} - set(found))
-    if own:
-        async with redis.pipeline(transaction=False) as pipe:
-            for ident in own:
-                pipe.hgetall(keys.delivery(ident))
-            rows: list[dict[str, str]] = await pipe.execute()
-        found.update((i, r) for i, r in zip(own, rows, strict=True) if r)
+    found.update(await own_hashes(redis, own, keys.delivery))
     return sorted(found.items())
 
 

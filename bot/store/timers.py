@@ -71,6 +71,7 @@ from bot.store.faults import (
     pause,
     store_unavailable,
 )
+from bot.store.packed_index import listing, own_hashes
 from bot.store.scripts import register
 
 log = logging.getLogger(__name__)
@@ -350,10 +351,7 @@ def describe_duration(delta: timedelta) -> str:
 async def case_timer_ids(redis: Redis, case_id: str) -> list[str]:
     """The ids of every timer made for a case (any state; a tombstone's may have expired), in
     one round trip: its index hash, and the set the older layout kept."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.case_timers(case_id))
-        pipe.smembers(keys.case_timers_set(case_id))
-        listed, older = await pipe.execute()
+    listed, older = await listing(redis, keys.case_timers(case_id), keys.case_timers_set(case_id))
     return sorted({*listed, *older})
 
 
@@ -368,18 +366,11 @@ async def forget_case_timer(redis: Redis, case_id: str, timer_id: str) -> None:
 
 async def timers_of_case(redis: Redis, case_id: str) -> list[Timer]:
     """Every timer of a case still stored (any state), by due time."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hgetall(keys.case_timers(case_id))
-        pipe.smembers(keys.case_timers_set(case_id))
-        listed, older = await pipe.execute()
+    listed, older = await listing(redis, keys.case_timers(case_id), keys.case_timers_set(case_id))
     found = [Timer.from_packed(i, v) for i, v in listed.items() if v]
     own = sorted({*(i for i, v in listed.items() if not v), *older} - {t.id for t in found})
-    if own:
-        async with redis.pipeline(transaction=False) as pipe:
-            for ident in own:
-                pipe.hgetall(keys.timer(ident))
-            rows: list[dict[str, str]] = await pipe.execute()
-        found += (Timer.from_hash(r, i) for i, r in zip(own, rows, strict=True) if r)
+    rows = await own_hashes(redis, own, keys.timer)
+    found += (Timer.from_hash(r, i) for i, r in rows.items())
     return sorted(found, key=lambda t: (t.due_at, t.id))
 
 
