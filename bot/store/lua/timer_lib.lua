@@ -10,6 +10,8 @@
 
 -- The state codes of a packed timer (bot/store/timers.py `STATE_CODES`).
 local TIMER_CODE = {pending = 'p', claimed = 'c', fired = 'f', cancelled = 'x', failed = 'e'}
+local TIMER_STATE = {}
+for state, code in pairs(TIMER_CODE) do TIMER_STATE[code] = state end
 
 -- Where timer `id` is: true when it has a hash of its own, its packed value when it is a field
 -- of its case's index, nil when there is no such timer (never made, or its tombstone expired).
@@ -72,27 +74,21 @@ local function timer_claim(zset, hash, index, id, now, lease)
   return 0
 end
 
--- A timer of the older layout (a hash of its own) as a tombstone: its final `state`, when,
--- no claim, kept `keep` seconds.
-local function timer_bury(hash, state, now, keep)
-  redis.call('HSET', hash, 'state', state, 'done_at', now)
-  redis.call('HDEL', hash, 'claim')
-  redis.call('EXPIRE', hash, keep)
-end
-
--- Record claimed timer `id` as done (`state`: fired or failed) if `attempts` is still its
--- attempts (the claim's holder's: a later claim has more): it leaves the due set and is kept
--- as a tombstone (a hash of its own for `keep` seconds). Returns 1 if done.
-local function timer_complete(zset, hash, index, id, attempts, state, now, keep)
+-- End timer `id` as `state` (fired, failed or cancelled) if `may(state it is in, attempts)`
+-- says it may end: it leaves the due set and is kept as a tombstone (in its case's index, or a
+-- hash of its own kept `keep` seconds, without its claim). Returns 1 if ended.
+local function timer_end(zset, hash, index, id, state, now, keep, may)
   local found = timer_find(hash, index, id)
   if found == true then
     local held = redis.call('HMGET', hash, 'state', 'attempts')
-    if held[1] ~= 'claimed' or tonumber(held[2]) ~= tonumber(attempts) then return 0 end
-    timer_bury(hash, state, now, keep)
+    if not may(held[1], tonumber(held[2])) then return 0 end
+    redis.call('HSET', hash, 'state', state, 'done_at', now)
+    redis.call('HDEL', hash, 'claim')
+    redis.call('EXPIRE', hash, keep)
   elseif found then
-    local code, count, rest = timer_unpack(found)
-    if code ~= 'c' or count ~= tonumber(attempts) then return 0 end
-    redis.call('HSET', index, id, timer_pack(TIMER_CODE[state], count, rest))
+    local code, attempts, rest = timer_unpack(found)
+    if not may(TIMER_STATE[code], attempts) then return 0 end
+    redis.call('HSET', index, id, timer_pack(TIMER_CODE[state], attempts, rest))
   else
     return 0
   end
@@ -100,22 +96,18 @@ local function timer_complete(zset, hash, index, id, attempts, state, now, keep)
   return 1
 end
 
--- Cancel timer `id` if it has still to fire (pending, or claimed and not done): it leaves the
--- due set and is kept as a tombstone (a hash of its own for `keep` seconds). Returns 1 if it
+-- Record claimed timer `id` as done (`state`: fired or failed) if `attempts` is still its
+-- attempts (the claim's holder's: a later claim has more). Returns 1 if done.
+local function timer_complete(zset, hash, index, id, attempts, state, now, keep)
+  return timer_end(zset, hash, index, id, state, now, keep, function(held, count)
+    return held == 'claimed' and count == tonumber(attempts)
+  end)
+end
+
+-- Cancel timer `id` if it has still to fire (pending, or claimed and not done). Returns 1 if it
 -- was pending.
 local function timer_cancel(zset, hash, index, id, now, keep)
-  local found = timer_find(hash, index, id)
-  if found == true then
-    local state = redis.call('HGET', hash, 'state')
-    if state ~= 'pending' and state ~= 'claimed' then return 0 end
-    timer_bury(hash, 'cancelled', now, keep)
-  elseif found then
-    local code, attempts, rest = timer_unpack(found)
-    if code ~= 'p' and code ~= 'c' then return 0 end
-    redis.call('HSET', index, id, timer_pack('x', attempts, rest))
-  else
-    return 0
-  end
-  redis.call('ZREM', zset, id)
-  return 1
+  return timer_end(zset, hash, index, id, 'cancelled', now, keep, function(held)
+    return held == 'pending' or held == 'claimed'
+  end)
 end
