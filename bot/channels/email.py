@@ -212,7 +212,7 @@ def render_message(mail: OutgoingMail, from_addr: str, *, now: datetime | None =
         _from_header(from_addr),
         _header("To", plain_address(mail.to)),
         _subject_header(mail.subject),
-        _header("Date", format_datetime(now or datetime.now(UTC))),
+        _date_header((now or datetime.now(UTC)).replace(microsecond=0)),
         _header("Message-ID", _message_id(mail.message_id)),
     ]
     if mail.in_reply_to is not None:
@@ -235,6 +235,13 @@ def render_message(mail: OutgoingMail, from_addr: str, *, now: datetime | None =
 def _subject_header(subject: str) -> bytes:
     # The same for every recipient of a message: cleaned, folded and encoded once.
     return _header("Subject", _clean_subject(subject))
+
+
+@functools.lru_cache(maxsize=4)
+def _date_header(second: datetime) -> bytes:
+    # The Date header names the second (RFC 5322 has no fractions): the mails of one second
+    # share it, formatted once.
+    return _header("Date", format_datetime(second))
 
 
 @functools.lru_cache(maxsize=8)

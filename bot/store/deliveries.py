@@ -27,13 +27,14 @@ from collections.abc import Mapping, Sequence
 from bot.domain.delivery import SHARED, Delivery, delivery_row, pack_items, stored_fields, unpack
 from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
-from bot.store.client import Pipeline, Redis
+from bot.store.client import Redis
 from bot.store.packed_index import listing, own_hashes
 from bot.store.scripts import register
 
 FINISH = LuaScript.of("delivery_lib", "delivery_finish")
 UPDATE = LuaScript.of("delivery_lib", "delivery_update")
 RELAY = LuaScript.of("delivery_lib", "delivery_relay")
+CLAIM = LuaScript.of("delivery_claim")
 
 
 def _prefix_length(case_id: str, idents: Sequence[str]) -> int:
@@ -59,6 +60,11 @@ def _stored(
 ) -> dict[str, str]:
     """A record as a hash of its own holds it: unpacked, or its own hash; {} if none."""
     return unpack(ident, packed, shared) if packed else own
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash read inside a script (HGETALL there gives field/value pairs in a flat list)."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _changes(ident: str, fields: Mapping[str, str]) -> list[str]:
@@ -137,34 +143,30 @@ class DeliveryStore:
     async def claim(
         self, ident: str, token: str, ms: int, case: tuple[str, int] | None
     ) -> tuple[bool, Delivery | None, tuple[dict[str, str], str | None] | None]:
-        """Try to take the delivery's claim (SET NX PX) and read the record, in one round trip
-        (shared with the other deliveries claimed in this loop turn); with `case` (case id,
+        """Try to take the delivery's claim (SET NX PX) and read the record, in one script
+        (bot/store/lua/delivery_claim.lua) sent with the other deliveries' claims of this
+        loop turn; with `case` (case id,
         version), the case's hash and that version's text in the same round trip, for the
         deliverer to render from without asking again. (claimed, the delivery or None, the
         case's two replies or None.) The read runs after the SET, so when the claim is ours the
         status it shows cannot change under us. A record that cannot be read gives the claim
         back and raises."""
-
         own, index, short = _places(ident)
-
-        def queue(pipe: Pipeline) -> None:
-            pipe.set(keys.delivery_claim(ident), token, nx=True, px=ms)
-            pipe.hmget(index, [short, SHARED])
-            pipe.hgetall(own)  # a record of the older layouts
-            if case is not None:
-                pipe.hgetall(keys.case(case[0]))
-                pipe.hget(keys.case_versions(case[0]), str(case[1]))
-
-        replies = await self._batch.run(queue)
-        claimed, (packed, shared) = replies[0], replies[1]
+        claim_keys = [keys.delivery_claim(ident), index, own]
+        args: list[str | int] = [token, ms, short, SHARED]
+        if case is not None:
+            claim_keys += [keys.case(case[0]), keys.case_versions(case[0])]
+            args.append(str(case[1]))
+        reply = await self._batch.script(CLAIM, claim_keys, args)
+        claimed, packed, shared = reply[0] == 1, reply[1], reply[2]
         try:
-            data = _stored(ident, packed, shared, replies[2])
+            data = _stored(ident, packed, shared, _pairs(reply[3]))
             d = Delivery.from_hash(ident, data) if data else None
         except Exception:
             if claimed:
                 await self.release(ident)
             raise
-        return bool(claimed), d, (replies[3], replies[4]) if case is not None else None
+        return claimed, d, (_pairs(reply[4]), reply[5]) if case is not None else None
 
     async def renew(self, ident: str, token: str, ms: int) -> bool:
         """Extend the delivery's claim to `ms` from now if it is still held with `token`;

@@ -102,7 +102,10 @@ def note_personal_entries(redis: Redis, handle: Handler) -> Handler:
 
 
 def _has_personal(text: str | None) -> bool:
-    if not text:
+    # Only a JSON object can hold a personal key (`scrub` takes keys out of objects, at any
+    # depth): a value that is not an object or array is not parsed. Most stream fields are
+    # ids, times and kinds, and a failed parse (an exception) was most of this hook's cost.
+    if not text or text.lstrip()[:1] not in ("{", "["):
         return False
     try:
         value = json.loads(text)
