@@ -44,6 +44,7 @@ STOP_WAIT = 120.0  # seconds a service process has to stop before it is killed
 READ_AT_ONCE = 32  # cases read at once while waiting (each read holds a connection of the pool)
 PROFILE: str | None = None  # set by `python -m bench --profile FILE`
 TERMINAL = {"sent", "failed", "superseded"}
+TOP = 12
 WARMUP = 16  # arrivals sent through before each measured run (two per municipality)
 
 
@@ -336,7 +337,7 @@ def _round_trips(usages: list[dict[str, Any]], deliveries: int) -> dict[str, Any
     special = {n: counts.pop(n) for n in list(counts) if n.startswith("(")}
     trips = sum(counts.values())
     reads = special.get("(xreadgroup reads)", 0)
-    top = sorted(counts.items(), key=lambda kv: -kv[1])[:12]
+    top = sorted(counts.items(), key=lambda kv: -kv[1])[:TOP]
     return {
         "round_trips_per_delivery": trips / max(1, deliveries),
         "commands_in_pipelines_per_delivery": special.get("(commands in pipelines)", 0)

@@ -124,12 +124,13 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
         tg.PRIVATE_SPACING_MS = 1
         tg.GROUP_SPACING_MS = 1
     from bot.runtime.settings import Settings
-    from handlers.main import Ankomst
+    from handlers.main import Ankomst, freeze_startup_heap
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(_env_file=None, **json.loads(raw))
     service = Ankomst(settings, say=lambda line: None)
     await service.start()
+    freeze_startup_heap()  # as `serve` does once started
     profiler = None
     if profile:
         from pyinstrument import Profiler
@@ -161,4 +162,6 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
 if __name__ == "__main__":
     rest = sys.argv[2:]
     path = rest[rest.index("--profile") + 1] if "--profile" in rest else None
-    asyncio.run(main(sys.argv[1], "--relax-telegram-limiter" in rest, path))
+    from handlers.main import run
+
+    run(main(sys.argv[1], "--relax-telegram-limiter" in rest, path))  # on the loop `serve` runs on

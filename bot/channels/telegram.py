@@ -26,6 +26,7 @@ import itertools
 import json
 import logging
 import random
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -179,7 +180,7 @@ class _Waiter:
 
 @dataclass
 class _Note:
-    """An answer ("a", with the loop time it came) or a push back ("p", ms) to record."""
+    """An answer ("a", with the monotonic time it came) or a push back ("p", ms) to record."""
 
     op: str
     chat_id: int
@@ -244,7 +245,7 @@ class _Gate:
         Noted before the first await: a send cancelled here still has its answer recorded.
         If the store is unreachable, returns all the same; the answer goes with a later round.
         """
-        await self._note("a", chat_id, send_id, asyncio.get_running_loop().time())
+        await self._note("a", chat_id, send_id, time.monotonic())
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
         """Hold `chat_id` for `seconds` from now, in every process; returns once recorded."""
@@ -284,7 +285,11 @@ class _Gate:
                     asking, self._waiters = self._waiters, []
                     asking.sort(key=lambda w: (-self._queued.get(w.step.chat_id, 0), w.seq))
                 notes, self._notes = self._notes, []
-                now = asyncio.get_running_loop().time()
+                # The clock itself, not the loop's time: uvloop's (handlers/main.py) is the
+                # time its current turn began, so an answer noted late in a long turn would
+                # be stamped early, counted older than it is, and the chat's next message
+                # would leave up to that turn's length too soon (seen as 429s under a burst).
+                now = time.monotonic()
                 try:
                     results = await self._limiter.run(
                         [*(n.step(now) for n in notes), *(w.step for w in asking)]
