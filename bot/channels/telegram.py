@@ -285,10 +285,10 @@ class _Gate:
                     asking, self._waiters = self._waiters, []
                     asking.sort(key=lambda w: (-self._queued.get(w.step.chat_id, 0), w.seq))
                 notes, self._notes = self._notes, []
-                # The clock itself, not the loop's time: uvloop's (handlers/main.py) is the
-                # time its current turn began, so an answer noted late in a long turn would
-                # be stamped early, counted older than it is, and the chat's next message
-                # would leave up to that turn's length too soon (seen as 429s under a burst).
+                # The clock itself, not the loop's time: uvloop's (handlers/main.py) counts
+                # whole milliseconds, cut down, so an answer's age came out up to a millisecond
+                # too old, and with the spacing counted exactly from the answer the chat's next
+                # message could leave that much too soon (seen as 429s under a burst).
                 now = time.monotonic()
                 try:
                     results = await self._limiter.run(
