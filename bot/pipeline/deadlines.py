@@ -100,6 +100,8 @@ log = logging.getLogger(__name__)
 
 # One message reached: see delivered().
 REACHED = LuaScript.of("timer_lib", "case_lib", "deadline_reached")
+MAKE = LuaScript.of("timer_lib", "deadline_make")
+NOTIFIED = LuaScript.of("timer_lib", "deadline_notified")
 
 # The timer kinds live in bot.domain.deadline_kinds (the case view words them from there); they
 # are named here too, where they are made and fired.
@@ -211,11 +213,10 @@ class Deadlines:
         self.cases = CaseStore(redis)
         self._emit = register(redis, "deadline_emit")
         self._emit_digest = register(redis, "digest_emit")
-        self._make_script = register(redis, "timer_lib", "deadline_make")
-        # Run once per message reached, many at once under load: with the others of its loop
-        # turn, in one round trip (bot/store/batching.py).
+        # A version's timers (`MAKE`), a message reached (`REACHED`) and everyone reached
+        # (`NOTIFIED`) run many at once under load: with the others of their loop turn, in one
+        # round trip (bot/store/batching.py).
         self._batch = Coalescer.of(redis)
-        self._notified_script = register(redis, "timer_lib", "deadline_notified")
         scheduler.on(ACK_REMINDER, self._fire_ack)
         scheduler.on(ACK_ESCALATION, self._fire_ack)
         scheduler.on(BOOKING_REMINDER, self._fire_booking)
@@ -411,7 +412,7 @@ class Deadlines:
         for guard, entry in batch.entries:
             keys_.append(entry.digest)
             args += [guard, entry.member, entry.value, str(entry.ttl)]
-        stood = int(await self._make_script(keys=keys_, args=args))
+        stood = int(await self._batch.script(MAKE, keys_, args))
         if stood < 0:
             raise CaseNotFound(case_id)
         return stood > 0
@@ -563,9 +564,10 @@ class Deadlines:
         day = date.fromisoformat(by) if by else self.same_day_due(created_at).day
         same = rules.reached_same_day(self.calendar, at, day)
         close = timer_id(SAME_DAY_CLOSE, case_id)
-        await self._notified_script(
-            keys=[keys.case(case_id), keys.TIMERS, *timer_keys(close)],
-            args=[
+        await self._batch.script(
+            NOTIFIED,
+            [keys.case(case_id), keys.TIMERS, *timer_keys(close)],
+            [
                 at.isoformat(),
                 "true" if same else "false",
                 self.clock.now().isoformat(),

@@ -13,6 +13,7 @@ from bot.domain.actor import Actor
 from bot.domain.case import Case, CaseNotFound, Version, event_fields, history_entry
 from bot.domain.events import EventType
 from bot.store import keys
+from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Redis
 from bot.store.scripts import register
 from bot.store.transaction import Pipeline
@@ -56,7 +57,7 @@ def change_record(
 
 
 async def read_case(
-    redis: Redis, case_id: str, number: int | None = None
+    redis: Redis, case_id: str, number: int | None = None, *, batch: Coalescer | None = None
 ) -> tuple[Case, dict[str, str], Version | None]:
     """The case (else CaseNotFound) with its current facts, its hash as stored (for the fields
     `Case` does not hold: booking, clearance, markers of the deadlines) and, with `number`,
@@ -64,13 +65,16 @@ async def read_case(
 
     The one way to read a case's hash with its facts, which are the current version's
     snapshot's (bot/domain/case.py `Case`). A read inside a WATCH of the case's hash may use
-    it: a new version writes the hash and the snapshot in one MULTI."""
+    it: a new version writes the hash and the snapshot in one MULTI. With `batch` (the
+    client's `Coalescer`), the script goes with the other commands of this loop turn."""
     if not case_id or len(case_id) > 64:
         raise CaseNotFound(case_id)
-    flat, current, asked = await register(redis, "case_read")(
-        keys=[keys.case(case_id), keys.case_versions(case_id)],
-        args=[] if number is None else [number],
-    )
+    read_keys = [keys.case(case_id), keys.case_versions(case_id)]
+    read_args: list[str | int] = [] if number is None else [number]
+    if batch is not None:
+        flat, current, asked = await batch.script(CASE_READ, read_keys, read_args)
+    else:  # e.g. on a connection that WATCHes the case
+        flat, current, asked = await register(redis, "case_read")(keys=read_keys, args=read_args)
     data = dict(zip(flat[::2], flat[1::2], strict=True))
     if not data:
         raise CaseNotFound(case_id)
@@ -82,20 +86,26 @@ async def read_case(
     )
 
 
+CASE_READ = LuaScript.of("case_read")
+
+
 class CaseStore:
     """Reads cases; shared by the use cases, the fan-out and the senders."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
+        # Reads of many cases at once (the workers handle entries concurrently) share round
+        # trips with each other and with the deliveries' (bot/store/batching.py).
+        self._batch = Coalescer.of(redis)
 
     async def get(self, case_id: str) -> Case:
         """The case, or CaseNotFound."""
-        case, _, _ = await read_case(self.redis, case_id)
+        case, _, _ = await read_case(self.redis, case_id, batch=self._batch)
         return case
 
     async def read(self, case_id: str) -> tuple[Case, dict[str, str]]:
         """The case (else CaseNotFound) and its hash as stored: `read_case`."""
-        case, data, _ = await read_case(self.redis, case_id)
+        case, data, _ = await read_case(self.redis, case_id, batch=self._batch)
         return case, data
 
     async def by_reference(self, reference: str) -> Case:
@@ -115,7 +125,7 @@ class CaseStore:
     async def with_version(self, case_id: str, number: int) -> tuple[Case, Version | None]:
         """The case (else CaseNotFound) and what its version `number` said (None if that is
         missing), in one round trip."""
-        case, _, version = await read_case(self.redis, case_id, number)
+        case, _, version = await read_case(self.redis, case_id, number, batch=self._batch)
         return case, version
 
     @staticmethod
@@ -153,5 +163,5 @@ class CaseStore:
 
     async def marker(self, case_id: str, name: str) -> str | None:
         """A once-only marker of the case (see `keys.case_markers`), or None if not set."""
-        value: str | None = await self.redis.hget(keys.case_markers(case_id), name)
-        return value
+        [value] = await self._batch.run(lambda pipe: pipe.hget(keys.case_markers(case_id), name))
+        return value if value is None else str(value)

@@ -35,6 +35,7 @@ FINISH = LuaScript.of("delivery_lib", "delivery_finish")
 UPDATE = LuaScript.of("delivery_lib", "delivery_update")
 RELAY = LuaScript.of("delivery_lib", "delivery_relay")
 CLAIM = LuaScript.of("delivery_claim")
+CREATE_MANY = LuaScript.of("delivery_lib", "delivery_create_many")
 
 
 def _prefix_length(case_id: str, idents: Sequence[str]) -> int:
@@ -110,7 +111,6 @@ class DeliveryStore:
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        self._create_many = register(redis, "delivery_lib", "delivery_create_many")
         self._renew = register(redis, "claim_renew")
         self._release = register(redis, "claim_release")
         # Claims, marks and records of deliveries handled at once go out together.
@@ -253,7 +253,6 @@ class DeliveryStore:
         if it does not exist yet; of its fields only what the id does not name
         (`stored_fields`). Whether each was made, in order. ValueError, before anything is
         written, if an id does not begin with "{case_id}:"."""
-        script = self._create_many
         skip = _prefix_length(case_id, [ident for ident, _, _ in items])
         made: list[bool] = []
         for start in range(0, len(items), per_call):
@@ -267,6 +266,6 @@ class DeliveryStore:
                 packed = pack_items(ident, stored)
                 names += [keys.delivery(ident), outbox]
                 args += [ident, len(packed), *packed]
-            replies = await script(keys=names, args=args)
+            replies = await self._batch.script(CREATE_MANY, names, args)
             made += [bool(int(r)) for r in replies]
         return made
