@@ -162,6 +162,4 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
 if __name__ == "__main__":
     rest = sys.argv[2:]
     path = rest[rest.index("--profile") + 1] if "--profile" in rest else None
-    from handlers.main import run
-
-    run(main(sys.argv[1], "--relax-telegram-limiter" in rest, path))  # on the loop `serve` runs on
+    asyncio.run(main(sys.argv[1], "--relax-telegram-limiter" in rest, path))

@@ -399,14 +399,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _directory_check(args.file or settings.directory)
     try:
         if args.command == "serve":
-            from handlers.main import run, serve
+            from handlers.main import serve
 
-            run(serve(settings))
+            asyncio.run(serve(settings))
         elif args.command == "demo":
             from handlers.demo import run_demo
-            from handlers.main import run
 
-            run(run_demo(settings))
+            asyncio.run(run_demo(settings))
         elif args.command == "token" and args.token_command == "create":  # noqa: S105
             options = _token_options(args)
             if isinstance(options, str):

@@ -11,8 +11,7 @@ import contextlib
 import gc
 import logging
 import signal
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
@@ -242,28 +241,6 @@ class Ankomst:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-_T = TypeVar("_T")
-
-
-def new_event_loop() -> asyncio.AbstractEventLoop:
-    """The event loop `serve` (and `demo`, and the tests) run on: uvloop's where it is
-    installed (a dependency, except on Windows, which it does not support), else asyncio's.
-    uvloop's loop does the same work for less CPU — its transports and timers are written in
-    C over libuv — which a process bound by CPU under load turns into throughput: measured in
-    bench/ (issue 17), 5 % less CPU per delivery and 5 % more deliveries a second."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def run(main: Coroutine[Any, Any, _T]) -> _T:
-    """Run `main` to completion on a new loop of `new_event_loop` (as `asyncio.run`)."""
-    with asyncio.Runner(loop_factory=new_event_loop) as runner:
-        return runner.run(main)
 
 
 def freeze_startup_heap() -> None:

@@ -11,19 +11,11 @@ import sys
 import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
-from handlers.main import new_event_loop
 from tests.support.workers import url_of_worker, worker_index
-
-
-def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> dict[str, Any]:
-    """Every async test runs on the loop `serve` runs on (handlers/main.py `new_event_loop`:
-    uvloop's where it is installed)."""
-    return {"loop": new_event_loop}
 
 
 @pytest.fixture(scope="session")

@@ -26,7 +26,6 @@ import itertools
 import json
 import logging
 import random
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -180,7 +179,7 @@ class _Waiter:
 
 @dataclass
 class _Note:
-    """An answer ("a", with the monotonic time it came) or a push back ("p", ms) to record."""
+    """An answer ("a", with the loop time it came) or a push back ("p", ms) to record."""
 
     op: str
     chat_id: int
@@ -245,7 +244,7 @@ class _Gate:
         Noted before the first await: a send cancelled here still has its answer recorded.
         If the store is unreachable, returns all the same; the answer goes with a later round.
         """
-        await self._note("a", chat_id, send_id, time.monotonic())
+        await self._note("a", chat_id, send_id, asyncio.get_running_loop().time())
 
     async def push_back(self, chat_id: int, seconds: float) -> None:
         """Hold `chat_id` for `seconds` from now, in every process; returns once recorded."""
@@ -285,11 +284,7 @@ class _Gate:
                     asking, self._waiters = self._waiters, []
                     asking.sort(key=lambda w: (-self._queued.get(w.step.chat_id, 0), w.seq))
                 notes, self._notes = self._notes, []
-                # The clock itself, not the loop's time: uvloop's (handlers/main.py) counts
-                # whole milliseconds, cut down, so an answer's age came out up to a millisecond
-                # too old, and with the spacing counted exactly from the answer the chat's next
-                # message could leave that much too soon (seen as 429s under a burst).
-                now = time.monotonic()
+                now = asyncio.get_running_loop().time()
                 try:
                     results = await self._limiter.run(
                         [*(n.step(now) for n in notes), *(w.step for w in asking)]

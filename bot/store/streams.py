@@ -38,6 +38,12 @@ from bot.store.faults import (
 
 log = logging.getLogger(__name__)
 
+# After a read that brought some entries but not a full batch, the next read waits this long,
+# so that it brings more at once: under load a read came back with ~5 entries each time, and
+# each read, and the smaller batches of writes that followed it, cost CPU (issue 17, bench/:
+# round trips per delivery 2.7 → 2.2, CPU per delivery about 4 % less). A lone entry is not
+# delayed: a read that finds nothing blocks until one comes.
+READ_LINGER = 0.005
 ACK_LINGER = 0.005  # seconds an acknowledgement waits for others to go with it
 
 Handler = Callable[[str, dict[str, str]], Awaitable[bool]]
@@ -250,9 +256,13 @@ class StreamConsumer:
             # A read went through: whatever fault there was is over.
             self._faults.ok()
             backoff.reset()
+            got = 0
             for _stream, entries in response or []:
+                got += len(entries)
                 for entry_id, fields in entries:
                     await self._dispatch(entry_id, fields, fresh=True)
+            if 0 < got < self.batch:
+                await asyncio.sleep(READ_LINGER)
             if loop.time() >= next_reclaim:
                 await self.reclaim()
                 next_reclaim = loop.time() + reclaim_every
