@@ -40,6 +40,8 @@ def count_round_trips() -> None:
     from redis.asyncio.client import Redis
     from redis.asyncio.connection import AbstractConnection
 
+    from bot.store.connection import HiredisPacking
+
     pack_one = AbstractConnection.pack_command
     pack_many = AbstractConnection.pack_commands
     xreadgroup = Redis.xreadgroup
@@ -70,6 +72,15 @@ def count_round_trips() -> None:
         return response
 
     AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
+    # The store's connections pack with hiredis (bot/store/connection.py), over redis-py's.
+    hiredis_pack = HiredisPacking.pack_command
+
+    def pack_hiredis(self: Any, *args: Any) -> Any:
+        if COUNTING and not inside[0] and args:
+            RAW[args[0]] += 1
+        return hiredis_pack(self, *args)
+
+    HiredisPacking.pack_command = pack_hiredis  # type: ignore[method-assign]
     AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
     Redis.xreadgroup = counted_xreadgroup  # type: ignore[method-assign,assignment]
 

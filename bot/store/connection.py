@@ -22,9 +22,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff
+from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.utils import HIREDIS_AVAILABLE
 
 from bot.store import client
 from bot.store.embedded import EmbeddedValkey
@@ -155,7 +157,38 @@ def parse_sentinel_url(url: str) -> SentinelTarget:
     )
 
 
-class MasterOnlyConnection(SentinelManagedConnection):
+class HiredisPacking:
+    """Connections that pack commands with hiredis's packer, in C.
+
+    redis-py's asyncio connections pack every command in Python, argument by argument; its
+    synchronous ones use hiredis when it is installed (`HiredisRespSerializer`, reused here,
+    which gives the same bytes: tests/unit/test_hiredis_packing.py). Under load the pipelines'
+    packing was the largest part of the client's CPU (issue 17, a py-spy profile in
+    docs/benchmarks.md). Mixed in before redis-py's connection class (`_hiredis_packing`)."""
+
+    _packer = HiredisRespSerializer()
+
+    def pack_command(self, *args: Any) -> list[bytes]:
+        """The command in the Redis protocol, as redis-py's `pack_command` makes it."""
+        packed: list[bytes] = self._packer.pack(*args)
+        return packed
+
+
+_PACKING: dict[type[Any], type[Any]] = {}
+
+
+def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
+    """`connection_class` with `HiredisPacking` mixed in (one class per class)."""
+    if not HIREDIS_AVAILABLE or issubclass(connection_class, HiredisPacking):
+        return connection_class
+    made = _PACKING.get(connection_class)
+    if made is None:
+        name = f"Hiredis{connection_class.__name__}"
+        made = _PACKING[connection_class] = type(name, (HiredisPacking, connection_class), {})
+    return made
+
+
+class MasterOnlyConnection(HiredisPacking, SentinelManagedConnection):
     """A connection to the master the Sentinels name, that makes sure it is one.
 
     redis-py asks the Sentinels for the master's address on every new connection, but trusts
@@ -235,6 +268,8 @@ def _redis_py_from_url(url: str) -> Redis:
             timeout=POOL_WAIT_SECONDS,
             **_client_options(tcp=not url.startswith("unix://")),
         )
+        # The class the URL's scheme chose (TCP, TLS or unix socket), packing with hiredis.
+        pool.connection_class = _hiredis_packing(pool.connection_class)
         return Redis(connection_pool=pool)
     raise ValueError(
         "the Redis URL must start with redis://, rediss://, unix:// or redis+sentinel://"
