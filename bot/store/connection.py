@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+import hiredis  # a dependency: redis[hiredis]
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -26,7 +27,6 @@ from redis.connection import HiredisRespSerializer
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.utils import HIREDIS_AVAILABLE
 
 from bot.store import client
 from bot.store.embedded import EmbeddedValkey
@@ -170,6 +170,14 @@ class HiredisPacking:
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """The command in the Redis protocol, as redis-py's `pack_command` makes it."""
+        name = args[0]
+        if isinstance(name, str) and " " not in name:
+            # The usual case, without the serializer's look at every argument (for views,
+            # which hiredis refuses: the serializer handles those, and raises DataError).
+            try:
+                return [hiredis.pack_command(args)]
+            except TypeError:
+                pass
         packed: list[bytes] = self._packer.pack(*args)
         return packed
 
@@ -179,7 +187,7 @@ _PACKING: dict[type[Any], type[Any]] = {}
 
 def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
     """`connection_class` with `HiredisPacking` mixed in (one class per class)."""
-    if not HIREDIS_AVAILABLE or issubclass(connection_class, HiredisPacking):
+    if issubclass(connection_class, HiredisPacking):
         return connection_class
     made = _PACKING.get(connection_class)
     if made is None:
