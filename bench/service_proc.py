@@ -135,13 +135,13 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
         tg.PRIVATE_SPACING_MS = 1
         tg.GROUP_SPACING_MS = 1
     from bot.runtime.settings import Settings
-    from handlers.main import Ankomst, freeze_startup_heap
+    from handlers.main import Ankomst, tune_garbage_collector
 
     logging.basicConfig(level=logging.WARNING)
     settings = Settings(_env_file=None, **json.loads(raw))
     service = Ankomst(settings, say=lambda line: None)
     await service.start()
-    freeze_startup_heap()  # as `serve` does once started
+    tune_garbage_collector()  # as `serve` does once started
     profiler = None
     if profile:
         from pyinstrument import Profiler
