@@ -640,9 +640,12 @@ async def test_two_serve_processes_take_each_notice_once(
         assert ours.stats.drafted + theirs.get("drafted", 0) == len(names), theirs
         assert ours.stats.duplicates + theirs.get("duplicate", 0) == 0, theirs
         assert ours.stats.failed + theirs.get("failed", 0) == 0, theirs
+        # Each draft told once: no draft's notice event twice. (Counted as at most one each,
+        # not as exactly seven entries: an event every group has finished may already have been
+        # trimmed from the stream — in one full run on a loaded machine 6 of 7 were left.)
         events = await world.services.redis.xrange(keys.EVENTS)
-        told = [f for _, f in events if f.get("topic") == str(Topic.NOTICE_DRAFT)]
-        assert len(told) == len(names)
+        told = [f["case"] for _, f in events if f.get("topic") == str(Topic.NOTICE_DRAFT)]
+        assert len(told) == len(set(told)) and 0 < len(told) <= len(names)
 
 
 @ON_BOTH
