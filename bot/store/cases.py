@@ -15,7 +15,7 @@ from bot.domain.events import EventType
 from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Redis
-from bot.store.scripts import register
+from bot.store.scripts import hash_reply, register
 from bot.store.transaction import Pipeline
 
 
@@ -75,7 +75,7 @@ async def read_case(
         flat, current, asked = await batch.script(CASE_READ, read_keys, read_args)
     else:  # e.g. on a connection that WATCHes the case
         flat, current, asked = await register(redis, "case_read")(keys=read_keys, args=read_args)
-    data = dict(zip(flat[::2], flat[1::2], strict=True))
+    data = hash_reply(flat)
     if not data:
         raise CaseNotFound(case_id)
     facts = Version.from_json(current).facts if current is not None else None

@@ -29,7 +29,7 @@ from bot.store import keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.client import Redis
 from bot.store.packed_index import listing, own_hashes
-from bot.store.scripts import register
+from bot.store.scripts import hash_reply, register
 
 FINISH = LuaScript.of("delivery_lib", "delivery_finish")
 UPDATE = LuaScript.of("delivery_lib", "delivery_update")
@@ -61,11 +61,6 @@ def _stored(
 ) -> dict[str, str]:
     """A record as a hash of its own holds it: unpacked, or its own hash; {} if none."""
     return unpack(ident, packed, shared) if packed else own
-
-
-def _pairs(flat: Sequence[str]) -> dict[str, str]:
-    """A hash read inside a script (HGETALL there gives field/value pairs in a flat list)."""
-    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _changes(ident: str, fields: Mapping[str, str]) -> list[str]:
@@ -160,13 +155,13 @@ class DeliveryStore:
         reply = await self._batch.script(CLAIM, claim_keys, args)
         claimed, packed, shared = reply[0] == 1, reply[1], reply[2]
         try:
-            data = _stored(ident, packed, shared, _pairs(reply[3]))
+            data = _stored(ident, packed, shared, hash_reply(reply[3]))
             d = Delivery.from_hash(ident, data) if data else None
         except Exception:
             if claimed:
                 await self.release(ident)
             raise
-        return claimed, d, (_pairs(reply[4]), reply[5]) if case is not None else None
+        return claimed, d, (hash_reply(reply[4]), reply[5]) if case is not None else None
 
     async def renew(self, ident: str, token: str, ms: int) -> bool:
         """Extend the delivery's claim to `ms` from now if it is still held with `token`;

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import cache
 from importlib.resources import files
 
 from bot.store.client import Redis, Script
 
-__all__ = ["Script", "register", "source"]
+__all__ = ["Script", "hash_reply", "register", "source"]
 
 
 @cache
@@ -21,3 +22,8 @@ def register(redis: Redis, *names: str) -> Script:
     """The script made of `names` (see `source`), registered with `redis` (EVALSHA, loaded on
     first use)."""
     return redis.register_script(source(*names))
+
+
+def hash_reply(flat: Sequence[str]) -> dict[str, str]:
+    """A hash a script read with HGETALL and returned: field/value pairs in a flat list."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
