@@ -42,16 +42,20 @@ def count_round_trips() -> None:
 
     from bot.store.connection import HiredisPacking
 
-    pack_one = AbstractConnection.pack_command
     pack_many = AbstractConnection.pack_commands
     xreadgroup = Redis.xreadgroup
 
     inside = [False]  # pack_commands packs each command of a pipeline with pack_command
 
-    def pack_command(self: Any, *args: Any) -> Any:
-        if COUNTING and not inside[0] and args:
-            RAW[args[0]] += 1
-        return pack_one(self, *args)
+    def counting(pack_one: Any) -> Any:
+        """`pack_one` (a class's pack_command), counting each command sent alone."""
+
+        def pack_command(self: Any, *args: Any) -> Any:
+            if COUNTING and not inside[0] and args:
+                RAW[args[0]] += 1
+            return pack_one(self, *args)
+
+        return pack_command
 
     def pack_commands(self: Any, commands: Any) -> Any:
         commands = list(commands)
@@ -71,16 +75,9 @@ def count_round_trips() -> None:
             RAW["(xreadgroup entries)"] += sum(len(entries) for _stream, entries in response or [])
         return response
 
-    AbstractConnection.pack_command = pack_command  # type: ignore[method-assign]
-    # The store's connections pack with hiredis (bot/store/connection.py), over redis-py's.
-    hiredis_pack = HiredisPacking.pack_command
-
-    def pack_hiredis(self: Any, *args: Any) -> Any:
-        if COUNTING and not inside[0] and args:
-            RAW[args[0]] += 1
-        return hiredis_pack(self, *args)
-
-    HiredisPacking.pack_command = pack_hiredis  # type: ignore[method-assign]
+    # redis-py's packing, and the store's (bot/store/connection.py HiredisPacking), over it.
+    for packing in (AbstractConnection, HiredisPacking):
+        packing.pack_command = counting(packing.pack_command)  # type: ignore[method-assign]
     AbstractConnection.pack_commands = pack_commands  # type: ignore[method-assign]
     Redis.xreadgroup = counted_xreadgroup  # type: ignore[method-assign,assignment]
 

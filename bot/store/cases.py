@@ -163,5 +163,6 @@ class CaseStore:
 
     async def marker(self, case_id: str, name: str) -> str | None:
         """A once-only marker of the case (see `keys.case_markers`), or None if not set."""
+        value: str | None
         [value] = await self._batch.run(lambda pipe: pipe.hget(keys.case_markers(case_id), name))
-        return value if value is None else str(value)
+        return value

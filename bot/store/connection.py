@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
-import hiredis  # a dependency: redis[hiredis]
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -170,14 +169,6 @@ class HiredisPacking:
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """The command in the Redis protocol, as redis-py's `pack_command` makes it."""
-        name = args[0]
-        if isinstance(name, str) and " " not in name:
-            # The usual case, without the serializer's look at every argument (for views,
-            # which hiredis refuses: the serializer handles those, and raises DataError).
-            try:
-                return [hiredis.pack_command(args)]
-            except TypeError:
-                pass
         packed: list[bytes] = self._packer.pack(*args)
         return packed
 
@@ -189,11 +180,10 @@ def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
     """`connection_class` with `HiredisPacking` mixed in (one class per class)."""
     if issubclass(connection_class, HiredisPacking):
         return connection_class
-    made = _PACKING.get(connection_class)
-    if made is None:
+    if connection_class not in _PACKING:
         name = f"Hiredis{connection_class.__name__}"
-        made = _PACKING[connection_class] = type(name, (HiredisPacking, connection_class), {})
-    return made
+        _PACKING[connection_class] = type(name, (HiredisPacking, connection_class), {})
+    return _PACKING[connection_class]
 
 
 class MasterOnlyConnection(HiredisPacking, SentinelManagedConnection):
