@@ -22,7 +22,7 @@ import aiohttp
 from bench import common, peers, peers_arq, peers_taskiq
 from bench.common import BotApiProcess, SinkProcess, fresh_redis, percentile, table
 from bench.email_peers import FROM, HTML, mail, plain_send
-from bench.redis_usage import db_usage, settled
+from bench.redis_usage import backlog, db_usage, settled
 from bot.domain.clock import SystemClock
 from bot.runtime.directory_file import load_directory
 from bot.store import keys
@@ -126,9 +126,14 @@ async def made(
     """Wait until every delivery of `case_ids` is made (sent, failed or superseded), by
     `deadline` (time.time()) or TimeoutError; each case's delivery rows.
 
-    Only cases not yet finished are read again, and less often the more there are: with
-    10,000 cases a full read is ~90,000 Redis replies, CPU taken from the service on a small
-    machine. Latencies come from `sent_at`, so the polling pace does not bias them."""
+    First the service's consumer groups are watched until none has an entry unread or pending
+    (a few commands a look, whatever the number of cases): reading every waiting case's rows
+    four times a second took the harness a third as much CPU as the service itself, on a
+    2-core machine CPU taken from the service. Then the rows are read; only cases not yet
+    finished are read again, and less often the more there are. Latencies come from
+    `sent_at`, so the polling pace does not bias them."""
+    while await backlog(redis) and time.time() < deadline:
+        await asyncio.sleep(pause)
     statuses: dict[str, list[dict[str, str]]] = {}
     waiting = case_ids
     while True:

@@ -117,6 +117,22 @@ async def _unfinished(redis: Any) -> int:
     return left
 
 
+async def backlog(redis: Any) -> int:
+    """Entries the service's consumer groups hold pending or have not read: `XINFO GROUPS`'
+    pending and lag, a few commands whatever the backlog (counted by `_unfinished` where
+    Redis cannot tell the lag)."""
+    left = 0
+    for stream in TRIMMED:
+        if not await redis.exists(stream):
+            continue
+        for info in await redis.xinfo_groups(stream):
+            lag = info.get("lag")
+            if lag is None:
+                return await _unfinished(redis)
+            left += int(info.get("pending") or 0) + int(lag)
+    return left
+
+
 async def settled(redis: Any, within: float) -> dict[str, Any]:
     """Wait (at most `within` s) until the service is done: no consumer group has an entry
     pending or unread, the timers stopped changing, and the trimmed streams hold nothing (the
