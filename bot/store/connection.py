@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from redis._parsers.hiredis import NOT_ENOUGH_DATA as HIREDIS_NOT_ENOUGH_DATA
+from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
@@ -173,20 +175,87 @@ class HiredisPacking:
         return packed
 
 
+_NOT_IN_HAND = object()
+
+
+def _reply_in_hand(connection: Any, disable_decoding: bool) -> Any:
+    """The next reply if hiredis already holds all of it, as redis-py's read would return it
+    (an error reply raised); `_NOT_IN_HAND` when a read of the socket is needed (nothing is
+    taken from the buffer then) or the parser is not hiredis's."""
+    parser = connection._parser
+    if type(parser) is not _AsyncHiredisParser or not parser._connected:
+        return _NOT_IN_HAND
+    reader = parser._reader
+    if reader is None:
+        return _NOT_IN_HAND
+    reply = reader.gets(False) if disable_decoding else reader.gets()
+    if reply is HIREDIS_NOT_ENOUGH_DATA:
+        return _NOT_IN_HAND
+    # What redis-py's parser and connection do with a reply they read (redis/_parsers/
+    # hiredis.py, redis/asyncio/connection.py read_response), but for a push message, which
+    # the store never asks for (no client tracking): it is handed to the slow path's handler.
+    if isinstance(reply, RedisConnectionError):
+        raise reply
+    if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
+        raise reply[0]
+    push = parser._hiredis_PushNotificationType
+    if push is not None and isinstance(reply, push):
+        raise RedisConnectionError("unexpected push message on a store connection")
+    if connection.health_check_interval:
+        loop = asyncio.get_running_loop()
+        connection.next_health_check = loop.time() + connection.health_check_interval
+    if isinstance(reply, ResponseError):
+        raise reply from None
+    return reply
+
+
+class BufferedReplies:
+    """Connections that take a reply hiredis already holds without arming a timer.
+
+    redis-py reads every reply under its own `asyncio.timeout` (`socket_timeout`), also the
+    replies of a pipeline that came in the same packet as the first: a timer set and
+    cancelled, a coroutine and an error string per command, most of the client's CPU per reply
+    under load (issue 17). A reply already whole in hiredis's buffer needs no wait, so no
+    timeout: it is taken here; anything else goes to redis-py's read, timeout and all.
+    Checked in tests/unit/test_hiredis_packing.py."""
+
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (redis-py's signature)
+        *,
+        disconnect_on_error: bool = True,
+        push_request: bool | None = False,
+    ) -> Any:
+        """As redis-py's `read_response`, without the timer for a reply already in hand."""
+        if timeout is None and not push_request:
+            reply = _reply_in_hand(self, disable_decoding)
+            if reply is not _NOT_IN_HAND:
+                return reply
+        return await super().read_response(  # type: ignore[misc]
+            disable_decoding,
+            timeout,
+            disconnect_on_error=disconnect_on_error,
+            push_request=push_request,
+        )
+
+
 _PACKING: dict[type[Any], type[Any]] = {}
 
 
 def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
-    """`connection_class` with `HiredisPacking` mixed in (one class per class)."""
+    """`connection_class` with `HiredisPacking` and `BufferedReplies` mixed in (one class
+    per class)."""
     if issubclass(connection_class, HiredisPacking):
         return connection_class
     if connection_class not in _PACKING:
         name = f"Hiredis{connection_class.__name__}"
-        _PACKING[connection_class] = type(name, (HiredisPacking, connection_class), {})
+        bases = (BufferedReplies, HiredisPacking, connection_class)
+        _PACKING[connection_class] = type(name, bases, {})
     return _PACKING[connection_class]
 
 
-class MasterOnlyConnection(HiredisPacking, SentinelManagedConnection):
+class MasterOnlyConnection(BufferedReplies, HiredisPacking, SentinelManagedConnection):
     """A connection to the master the Sentinels name, that makes sure it is one.
 
     redis-py asks the Sentinels for the master's address on every new connection, but trusts
@@ -209,10 +278,27 @@ class MasterOnlyConnection(HiredisPacking, SentinelManagedConnection):
             await self.disconnect()
             raise RedisConnectionError(f"{address[0]}:{address[1]} is not the master: {role!r}")
 
-    async def read_response(self, *args: Any, **kwargs: Any) -> Any:
-        """As redis-py's, and on READONLY also drop the pool's idle connections."""
+    async def read_response(
+        self,
+        disable_decoding: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 (redis-py's signature)
+        *,
+        disconnect_on_error: float | None = True,  # sic: redis-py's annotation
+        push_request: bool | None = False,
+    ) -> Any:
+        """As redis-py's (a reply in hand taken as `BufferedReplies` does), and on READONLY
+        also drop the pool's idle connections."""
         try:
-            return await super(SentinelManagedConnection, self).read_response(*args, **kwargs)
+            if timeout is None and not push_request:
+                reply = _reply_in_hand(self, disable_decoding)
+                if reply is not _NOT_IN_HAND:
+                    return reply
+            return await super(SentinelManagedConnection, self).read_response(
+                disable_decoding,
+                timeout,
+                disconnect_on_error=bool(disconnect_on_error),
+                push_request=push_request,
+            )
         except ReadOnlyError:
             if not self.connection_pool.is_master:
                 raise

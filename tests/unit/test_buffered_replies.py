@@ -1,0 +1,101 @@
+"""A reply hiredis already holds is taken without a timer (bot/store/connection.py
+`BufferedReplies`), and nothing else changes: the same replies as redis-py's own connections,
+error replies raised or returned as before, and a reply that has not come still times out.
+Against the real server of the test session."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio.connection as redis_connection
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from bot.store.connection import BufferedReplies, MasterOnlyConnection, redis_from_url
+
+
+@pytest.fixture
+async def store(redis_url: str, redis: Redis) -> AsyncIterator[Any]:
+    """A client as the store makes it, on the test's flushed database."""
+    client = redis_from_url(redis_url)
+    assert issubclass(client.connection_pool.connection_class, BufferedReplies)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def commands(pipe: Any) -> None:
+    """A pipeline whose replies come back in one packet: strings, numbers, lists, hashes,
+    nil, non-ASCII text, and an error reply in the middle (WRONGTYPE)."""
+    pipe.set("s", "Östersund – ✓")
+    pipe.hset("h", mapping={"a": "1", "ö": "två"})
+    for i in range(40):
+        pipe.rpush("l", i)
+    pipe.hget("s", "a")  # WRONGTYPE: a string is not a hash
+    pipe.get("s")
+    pipe.hgetall("h")
+    pipe.lrange("l", 0, -1)
+    pipe.get("missing")
+    pipe.incrbyfloat("f", 2.5)
+
+
+async def test_a_pipeline_gives_what_redis_py_gives_and_arms_one_timer_or_so(
+    store: Any, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    plain = redis.pipeline(transaction=False)
+    commands(plain)
+    expected = await plain.execute(raise_on_error=False)
+    await redis.flushdb()
+
+    armed = 0
+    timeout = redis_connection.async_timeout
+
+    def counting(delay: float | None) -> Any:
+        nonlocal armed
+        armed += 1
+        return timeout(delay)
+
+    await store.ping()  # the connection is open: its set-up reads are not counted
+    monkeypatch.setattr(redis_connection, "async_timeout", counting)
+    pipe = store.pipeline(transaction=False)
+    commands(pipe)
+    got = await pipe.execute(raise_on_error=False)
+
+    assert [type(r) for r in got] == [type(r) for r in expected]
+    assert [str(r) if isinstance(r, ResponseError) else r for r in got] == [
+        str(r) if isinstance(r, ResponseError) else r for r in expected
+    ]
+    assert "WRONGTYPE" in str(got[42])
+    # 47 replies; redis-py arms a timer for each, the store only for a read of the socket.
+    assert armed < len(got) // 4
+
+
+async def test_an_error_reply_is_still_raised(store: Any) -> None:
+    await store.set("s", "x")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await store.hget("s", "a")
+    pipe = store.pipeline(transaction=False)
+    pipe.get("s")
+    pipe.hget("s", "a")
+    with pytest.raises(ResponseError, match="WRONGTYPE"):
+        await pipe.execute()
+    assert await store.get("s") == "x"  # the connection is still good after it
+
+
+async def test_a_reply_that_has_not_come_still_times_out(redis_url: str, redis: Redis) -> None:
+    client = redis_from_url(redis_url)
+    client.connection_pool.connection_kwargs["socket_timeout"] = 0.2
+    try:
+        with pytest.raises(RedisTimeoutError):
+            await client.blpop(["nothing-here"], timeout=5)
+        assert await client.ping() is True  # a fresh connection after the lost one
+    finally:
+        await client.aclose()
+
+
+def test_the_sentinel_master_connection_takes_replies_in_hand_too() -> None:
+    assert issubclass(MasterOnlyConnection, BufferedReplies)
