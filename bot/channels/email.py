@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import binascii
+import contextlib
 import functools
 import logging
 import random
@@ -250,6 +251,35 @@ def _from_header(from_addr: str) -> bytes:
     return _folded("From", from_addr)
 
 
+async def _transaction(
+    client: aiosmtplib.SMTP, sender: str, recipient: str, payload: bytes
+) -> None:
+    """MAIL, RCPT and DATA for one message to one recipient, as aiosmtplib's `sendmail` does
+    (RSET after a refusal, the SIZE the server asks for), without its second pass over the
+    message to count it and its second parse of both addresses: `payload` is `render_message`'s,
+    CRLF throughout, so its length is the size as sent (tests/unit/test_email_render.py)."""
+    if client.is_ehlo_or_helo_needed:
+        # As `sendmail` does: EHLO once per connection, HELO if the server will not have it;
+        # before MAIL, so the server's extensions (SIZE) are known.
+        try:
+            await client.ehlo()
+        except aiosmtplib.SMTPHeloError:
+            if not client.is_connected:
+                raise
+            await client.helo()
+    options = [f"SIZE={len(payload)}"] if client.supports_extension("size") else []
+    try:
+        await client.mail(sender, options=options)
+        await client.rcpt(recipient)
+        await client.data(payload)
+    except aiosmtplib.SMTPResponseException:
+        # The envelope is reset so the connection is clean for the next message; a reset that
+        # fails leaves the refusal to be reported, not the reset's trouble.
+        with contextlib.suppress(ConnectionError, aiosmtplib.SMTPResponseException):
+            await client.rset()
+        raise
+
+
 @dataclass(frozen=True)
 class _Outcome:
     ok: bool
@@ -461,7 +491,7 @@ class EmailSender:
                             return self._relay_down(_relay_outcome(exc))
                         self._relay_back()
                     try:
-                        await client.sendmail(self._envelope_from, [recipient], payload)
+                        await _transaction(client, self._envelope_from, recipient, payload)
                     except ConnectionError:
                         client.close()
                         if reused:
@@ -472,8 +502,8 @@ class EmailSender:
                     clean = True
                     return _DELIVERED
             except _SEND_ERRORS as exc:
-                # sendmail has already sent RSET after a refusal, so a connection that is still
-                # open is clean for the next message.
+                # `_transaction` has already sent RSET after a refusal, so a connection that is
+                # still open is clean for the next message.
                 clean = True
                 return _outcome_of(exc)
             finally:

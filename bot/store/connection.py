@@ -209,15 +209,19 @@ def _reply_in_hand(connection: Any, disable_decoding: bool) -> Any:
     return reply
 
 
-class BufferedReplies:
-    """Connections that take a reply hiredis already holds without arming a timer.
+class ReadyIO:
+    """Connections that arm no timer for what cannot wait: a reply hiredis already holds, and
+    a command the socket takes at once.
 
-    redis-py reads every reply under its own `asyncio.timeout` (`socket_timeout`), also the
-    replies of a pipeline that came in the same packet as the first: a timer set and
-    cancelled, a coroutine and an error string per command, most of the client's CPU per reply
-    under load (issue 17). A reply already whole in hiredis's buffer needs no wait, so no
-    timeout: it is taken here; anything else goes to redis-py's read, timeout and all.
-    Checked in tests/unit/test_hiredis_packing.py."""
+    redis-py reads every reply under an `asyncio.timeout` (`socket_timeout`), also the replies
+    of a pipeline that came in the same packet as the first; and it sends every command through
+    `asyncio.wait_for`, which in Python 3.11 makes a task of the write, with a timer and its
+    callbacks, though the kernel takes the bytes at once and there is nothing to wait for. Under
+    load that was most of the client's CPU per command (issue 17: 9 tasks and 13 timers per
+    delivery, a cProfile count). Here a reply already whole is taken without a timer, and a
+    command is written and waited on only if the socket did not take all of it; everything
+    else (a connection to open or to check, a reply still to come, a full socket buffer) goes
+    to redis-py's own code, timeouts and all. Checked in tests/unit/test_ready_io.py."""
 
     async def read_response(
         self,
@@ -239,23 +243,65 @@ class BufferedReplies:
             push_request=push_request,
         )
 
+    async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        """As redis-py's `send_packed_command`, without a task and a timer for a write the
+        socket takes whole."""
+        connection: Any = self
+        writer = connection._writer
+        if (
+            writer is None
+            or connection._reader is None
+            or isinstance(command, (str, bytes))
+            or (check_health and _health_check_due(connection))
+            or writer.transport.is_closing()
+            or writer.transport.get_write_buffer_size()
+        ):
+            await super().send_packed_command(command, check_health)  # type: ignore[misc]
+            return
+        writer.writelines(command)
+        if writer.transport.get_write_buffer_size():
+            # Not all taken: wait for the socket as redis-py does, under its timeout.
+            await _timed_drain(connection)
+
+
+def _health_check_due(connection: Any) -> bool:
+    interval = connection.health_check_interval
+    return bool(interval) and asyncio.get_running_loop().time() > connection.next_health_check
+
+
+async def _timed_drain(connection: Any) -> None:
+    """Wait until the socket has taken what was written, as redis-py's `send_packed_command`
+    waits (the connection dropped on a timeout or an error, and the error named as it names
+    them)."""
+    try:
+        await asyncio.wait_for(connection._writer.drain(), connection.socket_timeout)
+    except TimeoutError:
+        await connection.disconnect(nowait=True)
+        raise RedisTimeoutError("Timeout writing to socket") from None
+    except OSError as exc:
+        await connection.disconnect(nowait=True)
+        raise RedisConnectionError(f"Error while writing to socket. {exc.args}.") from exc
+    except BaseException:
+        await connection.disconnect(nowait=True)
+        raise
+
 
 _PACKING: dict[type[Any], type[Any]] = {}
 
 
 def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
-    """`connection_class` with `HiredisPacking` and `BufferedReplies` mixed in (one class
+    """`connection_class` with `HiredisPacking` and `ReadyIO` mixed in (one class
     per class)."""
     if issubclass(connection_class, HiredisPacking):
         return connection_class
     if connection_class not in _PACKING:
         name = f"Hiredis{connection_class.__name__}"
-        bases = (BufferedReplies, HiredisPacking, connection_class)
+        bases = (ReadyIO, HiredisPacking, connection_class)
         _PACKING[connection_class] = type(name, bases, {})
     return _PACKING[connection_class]
 
 
-class MasterOnlyConnection(BufferedReplies, HiredisPacking, SentinelManagedConnection):
+class MasterOnlyConnection(ReadyIO, HiredisPacking, SentinelManagedConnection):
     """A connection to the master the Sentinels name, that makes sure it is one.
 
     redis-py asks the Sentinels for the master's address on every new connection, but trusts
@@ -286,7 +332,7 @@ class MasterOnlyConnection(BufferedReplies, HiredisPacking, SentinelManagedConne
         disconnect_on_error: float | None = True,  # sic: redis-py's annotation
         push_request: bool | None = False,
     ) -> Any:
-        """As redis-py's (a reply in hand taken as `BufferedReplies` does), and on READONLY
+        """As redis-py's (a reply in hand taken as `ReadyIO` does), and on READONLY
         also drop the pool's idle connections."""
         try:
             if timeout is None and not push_request:

@@ -288,6 +288,30 @@ async def test_5xx_after_data_is_permanent_and_the_connection_stays_usable(
     assert [m["Message-ID"] for m in sink.messages] == ["<case-2-v2-vc@ankomst.example>"]
 
 
+async def test_the_size_declared_is_the_size_sent(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender]
+) -> None:
+    # RFC 1870: MAIL FROM says how big the message is, as sent; the sender counts the message
+    # it wrote instead of passing over it again, so line ends written any other way than CRLF,
+    # in the text, the HTML or an attachment, would make the count wrong.
+    invite = Attachment("kallelse.ics", "text/calendar; method=REQUEST", b"BEGIN:VCALENDAR\nX\r")
+    sender = make_sender()
+
+    result = await sender.send(
+        mail(
+            1,
+            text="rad ett\nrad två\r\n.punkt först\rslut",
+            html="<p>a\nb</p>\r",
+            attachments=(invite,),
+        )
+    )
+
+    assert result.ok
+    (message,) = sink.messages
+    assert message.mail_options == (f"SIZE={message.size}",)
+    assert message.size > 1000
+
+
 async def test_line_breaks_in_the_subject_are_stripped(
     sink: SmtpSink, make_sender: Callable[..., EmailSender]
 ) -> None:

@@ -38,6 +38,8 @@ class ReceivedMessage(EmailMessage):
     envelope_from: str = ""
     envelope_to: tuple[str, ...] = ()
     connection: int = 0  # 1-based number of the TCP connection, in order of opening
+    mail_options: tuple[str, ...] = ()  # the MAIL command's parameters (SIZE=...)
+    size: int = 0  # octets of the message as received (line ends CRLF, dots unstuffed)
 
 
 @dataclass
@@ -77,6 +79,8 @@ class _Recorder:
         message.envelope_from = str(envelope.mail_from or "")
         message.envelope_to = tuple(envelope.rcpt_tos)
         message.connection = getattr(server, "number", 0)
+        message.mail_options = tuple(envelope.mail_options)
+        message.size = len(content)
         self._sink.messages.append(message)
         self._sink.arrived.set()
         return f"250 2.0.0 Ok: queued as {len(self._sink.messages)}"

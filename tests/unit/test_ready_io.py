@@ -1,10 +1,12 @@
-"""A reply hiredis already holds is taken without a timer (bot/store/connection.py
-`BufferedReplies`), and nothing else changes: the same replies as redis-py's own connections,
-error replies raised or returned as before, and a reply that has not come still times out.
-Against the real server of the test session."""
+"""A reply hiredis already holds is taken without a timer, and a command the socket takes at
+once is sent without a task and a timer (bot/store/connection.py `ReadyIO`), and nothing else
+changes: the same replies as redis-py's own connections, error replies raised or returned as
+before, a reply that has not come still times out, a command too big for the socket buffer
+still goes whole. Against the real server of the test session."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,14 +16,14 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from bot.store.connection import BufferedReplies, MasterOnlyConnection, redis_from_url
+from bot.store.connection import MasterOnlyConnection, ReadyIO, redis_from_url
 
 
 @pytest.fixture
 async def store(redis_url: str, redis: Redis) -> AsyncIterator[Any]:
     """A client as the store makes it, on the test's flushed database."""
     client = redis_from_url(redis_url)
-    assert issubclass(client.connection_pool.connection_class, BufferedReplies)
+    assert issubclass(client.connection_pool.connection_class, ReadyIO)
     try:
         yield client
     finally:
@@ -99,5 +101,34 @@ async def test_a_reply_that_has_not_come_still_times_out(redis_url: str, redis: 
         await client.aclose()
 
 
+async def test_commands_the_socket_takes_at_once_make_no_task(
+    store: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waited = 0
+    wait_for = asyncio.wait_for
+
+    async def counting(awaitable: Any, delay: float | None) -> Any:
+        nonlocal waited
+        waited += 1
+        return await wait_for(awaitable, delay)
+
+    await store.ping()
+    monkeypatch.setattr(asyncio, "wait_for", counting)
+    for i in range(20):
+        await store.set(f"k{i}", i)
+    pipe = store.pipeline(transaction=False)
+    for i in range(20):
+        pipe.get(f"k{i}")
+    assert await pipe.execute() == [str(i) for i in range(20)]
+    assert waited == 0  # redis-py waits on every write: 21 here
+
+
+async def test_a_command_bigger_than_the_socket_takes_at_once_goes_whole(store: Any) -> None:
+    value = "å" * 8_000_000  # 16 MB: more than a loopback socket's buffer
+    await store.set("big", value)
+    assert await store.strlen("big") == 16_000_000
+    assert await store.get("big") == value
+
+
 def test_the_sentinel_master_connection_takes_replies_in_hand_too() -> None:
-    assert issubclass(MasterOnlyConnection, BufferedReplies)
+    assert issubclass(MasterOnlyConnection, ReadyIO)
