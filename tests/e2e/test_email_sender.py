@@ -253,6 +253,26 @@ async def test_a_slow_server_times_out_and_the_retry_delivers(
     assert len(sink.messages) == 1
 
 
+async def test_a_reply_that_does_not_come_closes_the_connection_for_the_retry(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender], sleeps: Sleeps
+) -> None:
+    # The RCPT reply is late: the connection is in an unknown state (the reply may still come
+    # and be taken for the next command's), so it is closed and the retry opens a new one.
+    sender = make_sender(timeout=0.2, pool_size=1)
+    sink.slow(1.0, "RCPT")
+
+    async def speed_up(waits: int) -> None:
+        sink.slow(0.0, "RCPT")
+
+    sleeps.hook = speed_up
+
+    result = await sender.send(mail())
+
+    assert (result.ok, result.attempts) == (True, 2)
+    assert sink.connections_opened == 2
+    assert [m.connection for m in sink.messages] == [2]
+
+
 async def test_550_for_one_address_fails_only_that_message_and_keeps_the_connection(
     sink: SmtpSink, make_sender: Callable[..., EmailSender], sleeps: Sleeps
 ) -> None:
