@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -233,6 +234,8 @@ class Deliverer:
         self.telegram = telegram
         self.cases = CaseStore(redis)
         self.deliveries = DeliveryStore(redis)
+        self._token_prefix = secrets.token_hex(6)
+        self._takings = itertools.count()
         self.renderer = MessageRenderer(
             self.cases, directory, chats, calendar, signer, clock, settings.rendering
         )
@@ -266,8 +269,10 @@ class Deliverer:
         """Consumer-group handler for an outbox stream."""
         ident = entry.get("delivery", "")
         # A token of this taking's own: a worker whose claim lapsed cannot renew or release
-        # the claim another worker has taken since (both would have the same entry id).
-        token = f"{entry_id}/{secrets.token_hex(6)}"
+        # the claim another worker has taken since (both would have the same entry id). This
+        # process's random part and a count: unique without a read of the system's randomness
+        # for every delivery.
+        token = f"{entry_id}/{self._token_prefix}{next(self._takings):x}"
         taken_at = asyncio.get_running_loop().time()
         # Claim and read in one round trip: when the claim is ours the status the read shows
         # cannot change under us (another worker may have finished the delivery before, which

@@ -1,0 +1,101 @@
+"""What concurrent callers ask of a `Coalescer` (bot/store/batching.py) in one turn goes out in
+one round trip on the coalescer's own connection, and each caller gets its own replies as if it
+had sent them alone. Against the real server of the test session, with the store's client."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from bot.store.batching import Coalescer, LuaScript
+from bot.store.connection import redis_from_url
+
+
+@pytest.fixture
+async def store(redis_url: str, redis: Redis) -> AsyncIterator[Any]:
+    """A client as the store makes it (its retry policy too), on the test's flushed db."""
+    client = redis_from_url(redis_url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def test_one_turn_one_round_trip_and_each_caller_its_own_replies(store: Any) -> None:
+    batch = Coalescer(store)
+
+    async def caller(i: int) -> list[Any]:
+        return await batch.run(lambda pipe: (pipe.set(f"k{i}", i), pipe.get(f"k{i}")))
+
+    replies = await asyncio.gather(*(caller(i) for i in range(30)))
+
+    assert replies == [[True, str(i)] for i in range(30)]
+    assert (batch.batches, batch.commands) == (1, 60)
+
+
+async def test_an_error_reply_fails_its_caller_only(store: Any) -> None:
+    batch = Coalescer(store)
+    await store.set("text", "x")
+
+    def wrong(pipe: Any) -> None:
+        pipe.hget("text", "field")  # WRONGTYPE
+
+    def mistaken(pipe: Any) -> None:
+        raise ValueError("the caller's own mistake")
+
+    results = await asyncio.gather(
+        batch.run(lambda pipe: pipe.get("text")),
+        batch.run(wrong),
+        batch.run(mistaken),
+        batch.run(lambda pipe: pipe.execute_command("INCR", "n")),
+        return_exceptions=True,
+    )
+
+    assert results[0] == ["x"]
+    assert isinstance(results[1], ResponseError) and "WRONGTYPE" in str(results[1])
+    assert isinstance(results[2], ValueError)
+    assert results[3] == [1]
+    assert batch.batches == 1
+
+
+async def test_batches_go_out_on_one_connection_that_comes_back_after_a_kill(
+    store: Any, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batch = Coalescer(store)
+    pool = store.connection_pool
+    taken = 0
+    get_connection = pool.get_connection
+
+    async def counting() -> Any:
+        nonlocal taken
+        taken += 1
+        return await get_connection()
+
+    monkeypatch.setattr(pool, "get_connection", counting)
+    ids = [
+        (await batch.run(lambda pipe: pipe.execute_command("CLIENT", "ID")))[0] for _ in range(5)
+    ]
+    # One connection kept for the batches, not one taken from the pool for each.
+    assert (len(set(ids)), taken) == (1, 1)
+
+    await redis.client_kill_filter(_id=ids[0])  # the server drops it between two batches
+    (after,) = await batch.run(lambda pipe: pipe.execute_command("CLIENT", "ID"))
+    assert after != ids[0]  # retried on a new connection, as the client's retry policy says
+    assert (await batch.run(lambda pipe: pipe.execute_command("CLIENT", "ID")))[0] == after
+
+
+async def test_a_script_the_server_does_not_know_is_loaded_once(store: Any, redis: Redis) -> None:
+    batch = Coalescer(store)
+    script = LuaScript.of("stream_count_after")
+    await redis.xadd("s", {"f": "v"})
+    await redis.script_flush()
+
+    counts = await asyncio.gather(*(batch.script(script, ["s"], ["0-0", 10]) for _ in range(3)))
+
+    assert counts == [1, 1, 1]
+    assert (await redis.script_exists(script.sha)) == [True]
