@@ -132,7 +132,9 @@ async def made(
     2-core machine CPU taken from the service. Then the rows are read; only cases not yet
     finished are read again, and less often the more there are. Latencies come from
     `sent_at`, so the polling pace does not bias them."""
-    while await backlog(redis) and time.time() < deadline:
+    while time.time() < deadline:
+        if not await backlog(redis):
+            break
         await asyncio.sleep(pause)
     statuses: dict[str, list[dict[str, str]]] = {}
     waiting = case_ids
