@@ -23,6 +23,10 @@ from redis.asyncio import Redis
 REDIS_URL = os.environ.get("ANKOMST_BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 _embedded: Any = None
 
+# Arrivals sent through before each measured run, Ankomst's and the peers' alike (two per
+# municipality): what the first messages cost once is not a delivery's.
+WARMUP = 16
+
 
 def redis_url(**params: object) -> str:
     """The Redis URL in use, with extra query parameters (e.g. max_connections)."""
