@@ -8,8 +8,10 @@ gathers what is asked of it until the loop has run everything ready, then sends 
 non-transactional pipeline and hands each caller its own replies, as if it had sent them alone:
 
 - a caller's commands stay together and in order, and run in the order the callers asked;
-- an error reply (READONLY, OOM, …) is raised to the caller whose command it answered, and a
-  lost connection to every caller of that round trip; nothing else is retried here;
+- an error reply (READONLY, OOM, …) is raised to the caller whose command it answered; a lost
+  connection is retried as the client's retry policy says (as redis-py's pipelines are), then
+  raised to every caller of that round trip; nothing else is retried here;
+- the batches go out on one connection the coalescer keeps, one batch at a time (`_exchange`);
 - a Lua script is called by its SHA (`script`), and loaded once when the server does not know
   it (after a restart or a failover), so no SCRIPT EXISTS goes before every batch;
 - a caller cancelled before its batch is sent has its commands left out.
