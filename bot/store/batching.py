@@ -9,9 +9,12 @@ non-transactional pipeline and hands each caller its own replies, as if it had s
 
 - a caller's commands stay together and in order, and run in the order the callers asked;
 - an error reply (READONLY, OOM, …) is raised to the caller whose command it answered; a lost
-  connection is retried as the client's retry policy says (as redis-py's pipelines are), then
+  connection is retried as the client's retry policy says (redis-py's pipelines are), then
   raised to every caller of that round trip; nothing else is retried here;
-- the batches go out on one connection the coalescer keeps, one batch at a time (`_exchange`);
+- each batch takes a connection from the client's pool and gives it back, as any command does:
+  a connection kept for the batches (tried: less CPU a batch) is not dropped with the pool's
+  idle ones when the master is demoted, and after a failover a batch of reads on it went to the
+  old master (tests/fault/test_failover.py caught it);
 - a Lua script is called by its SHA (`script`), and loaded once when the server does not know
   it (after a restart or a failover), so no SCRIPT EXISTS goes before every batch;
 - a caller cancelled before its batch is sent has its commands left out.
@@ -98,9 +101,6 @@ class Coalescer:
         self.linger = linger
         self._calls: list[_Call] = []
         self._scheduled = False
-        # The connection the batches go out on, and one batch on it at a time (`_exchange`).
-        self._connection: Any = None
-        self._wire = asyncio.Lock()
         # What it has done, for the benchmark's round-trip count and for tests.
         self.batches = 0
         self.commands = 0
@@ -153,19 +153,17 @@ class Coalescer:
     async def _send(self, calls: list[_Call]) -> None:
         spans: list[tuple[_Call, int, int]] = []
         try:
-            # The pipeline only collects the commands (with the options that say how each
-            # reply is read); they go out on the coalescer's own connection (`_exchange`).
-            pipe = self.redis.pipeline(transaction=False)
-            for call in calls:
-                before = len(pipe)
-                try:
-                    call.queue(pipe)
-                except Exception as exc:  # a caller's own mistake: only that caller fails
-                    del pipe.command_stack[before:]
-                    call.future.set_exception(exc)
-                    continue
-                spans.append((call, before, len(pipe)))
-            replies = await self._exchange(pipe) if spans else []
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    before = len(pipe)
+                    try:
+                        call.queue(pipe)
+                    except Exception as exc:  # a caller's own mistake: only that caller fails
+                        del pipe.command_stack[before:]
+                        call.future.set_exception(exc)
+                        continue
+                    spans.append((call, before, len(pipe)))
+                replies = await pipe.execute(raise_on_error=False) if spans else []
         except BaseException as exc:
             for call, _start, _end in spans:
                 if not call.future.done():
@@ -178,46 +176,3 @@ class Coalescer:
         for call, start, end in spans:
             if not call.future.done():
                 call.future.set_result(replies[start:end])
-
-    async def _exchange(self, pipe: Pipeline) -> list[Any]:
-        """Send the pipeline's commands on the coalescer's connection and read every reply (an
-        error reply as its exception, in its place), as redis-py's `Pipeline.execute` does with
-        `raise_on_error=False`: retried on a lost connection as the client's retry policy says
-        (the connection dropped and opened again, to the master the Sentinels name now).
-
-        One connection of the client's pool is kept for the coalescer's batches, one batch on
-        it at a time: taking a connection from the pool and giving it back for every batch,
-        with the pipeline's own bookkeeping, cost more CPU than the batch's commands (issue 17:
-        a lock, a condition, a timer, a task and a check of the socket each time). A batch
-        waiting for the one on the wire gathers more commands meanwhile. A batch cut off
-        (cancelled, or failed for good) drops the connection: replies may be left unread on
-        it."""
-        raw: Any = pipe  # redis-py's Pipeline, beyond the typed view of bot/store/client.py
-        stack = list(raw.command_stack)
-        async with self._wire:
-            connection = self._connection
-            if connection is None:
-                pool: Any = self.redis.connection_pool
-                connection = self._connection = await pool.get_connection()
-
-            async def attempt() -> list[Any]:
-                await connection.send_packed_command(
-                    connection.pack_commands([args for args, _ in stack])
-                )
-                replies: list[Any] = []
-                for args, options in stack:
-                    try:
-                        replies.append(await raw.parse_response(connection, args[0], **options))
-                    except ResponseError as exc:
-                        replies.append(exc)
-                return replies
-
-            async def lost(error: Exception) -> None:
-                await connection.disconnect()
-
-            try:
-                replies: list[Any] = await connection.retry.call_with_retry(attempt, lost)
-            except BaseException:
-                await connection.disconnect(nowait=True)
-                raise
-            return replies
