@@ -178,6 +178,22 @@ class HiredisPacking:
 _NOT_IN_HAND = object()
 
 
+@dataclass(frozen=True)
+class _Pushed:
+    """A push message found where a reply was looked for."""
+
+    message: Any
+
+
+async def _past_pushes(connection: Any, reply: Any, disable_decoding: bool) -> Any:
+    """Hand `reply`, a push message, and any that follow it in hand to redis-py's handler, as
+    its read does; then the reply in hand after them, or `_NOT_IN_HAND`."""
+    while type(reply) is _Pushed:
+        await connection._parser.handle_push_response(reply.message)
+        reply = _reply_in_hand(connection, disable_decoding)
+    return reply
+
+
 def _reply_in_hand(connection: Any, disable_decoding: bool) -> Any:
     """The next reply if hiredis already holds all of it, as redis-py's read would return it
     (an error reply raised); `_NOT_IN_HAND` when a read of the socket is needed (nothing is
@@ -192,15 +208,16 @@ def _reply_in_hand(connection: Any, disable_decoding: bool) -> Any:
     if reply is HIREDIS_NOT_ENOUGH_DATA:
         return _NOT_IN_HAND
     # What redis-py's parser and connection do with a reply they read (redis/_parsers/
-    # hiredis.py, redis/asyncio/connection.py read_response), but for a push message, which
-    # the store never asks for (no client tracking): it is handed to the slow path's handler.
+    # hiredis.py, redis/asyncio/connection.py read_response); a push message (RESP3: a managed
+    # server's maintenance notice, an invalidation) is given back marked, for the caller to
+    # hand to redis-py's handler before it reads the reply after it (`_past_pushes`).
     if isinstance(reply, RedisConnectionError):
         raise reply
     if isinstance(reply, list) and reply and isinstance(reply[0], RedisConnectionError):
         raise reply[0]
     push = parser._hiredis_PushNotificationType
     if push is not None and isinstance(reply, push):
-        raise RedisConnectionError("unexpected push message on a store connection")
+        return _Pushed(reply)
     if connection.health_check_interval:
         loop = asyncio.get_running_loop()
         connection.next_health_check = loop.time() + connection.health_check_interval
@@ -234,6 +251,8 @@ class ReadyIO:
         """As redis-py's `read_response`, without the timer for a reply already in hand."""
         if timeout is None and not push_request:
             reply = _reply_in_hand(self, disable_decoding)
+            if type(reply) is _Pushed:
+                reply = await _past_pushes(self, reply, disable_decoding)
             if reply is not _NOT_IN_HAND:
                 return reply
         return await super().read_response(  # type: ignore[misc]
@@ -337,6 +356,8 @@ class MasterOnlyConnection(ReadyIO, HiredisPacking, SentinelManagedConnection):
         try:
             if timeout is None and not push_request:
                 reply = _reply_in_hand(self, disable_decoding)
+                if type(reply) is _Pushed:
+                    reply = await _past_pushes(self, reply, disable_decoding)
                 if reply is not _NOT_IN_HAND:
                     return reply
             return await super(SentinelManagedConnection, self).read_response(

@@ -130,5 +130,17 @@ async def test_a_command_bigger_than_the_socket_takes_at_once_goes_whole(store: 
     assert await store.get("big") == value
 
 
+async def test_a_push_message_in_hand_is_handled_and_the_reply_after_it_read(store: Any) -> None:
+    # RESP3: with tracking on, the connection's own SET of a key it read sends it an
+    # invalidation push among the replies of the same pipeline, in the same packet.
+    pipe = store.pipeline(transaction=False)
+    pipe.execute_command("CLIENT", "TRACKING", "ON")
+    pipe.get("k")
+    pipe.set("k", "2")
+    pipe.get("k")
+    pipe.execute_command("PING")
+    assert await pipe.execute() == ["OK", None, True, "2", True]
+
+
 def test_the_sentinel_master_connection_takes_replies_in_hand_too() -> None:
     assert issubclass(MasterOnlyConnection, ReadyIO)
