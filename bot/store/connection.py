@@ -21,6 +21,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from redis._parsers.hiredis import NOT_ENOUGH_DATA as HIREDIS_NOT_ENOUGH_DATA
 from redis._parsers.hiredis import _AsyncHiredisParser
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
 from redis.backoff import ExponentialWithJitterBackoff
@@ -320,7 +321,16 @@ def _hiredis_packing(connection_class: type[Any]) -> type[Any]:
     return _PACKING[connection_class]
 
 
-class MasterOnlyConnection(ReadyIO, HiredisPacking, SentinelManagedConnection):
+class _ReadyConnection(ReadyIO, HiredisPacking, Connection):
+    """redis-py's TCP connection with both mixins, for `redis://` and as the base of the
+    Sentinel master's connection, where it comes after `SentinelManagedConnection` (whose
+    READONLY handling `MasterOnlyConnection` replaces, reaching past it to this class)."""
+
+
+_PACKING[Connection] = _ReadyConnection
+
+
+class MasterOnlyConnection(SentinelManagedConnection, _ReadyConnection):
     """A connection to the master the Sentinels name, that makes sure it is one.
 
     redis-py asks the Sentinels for the master's address on every new connection, but trusts
@@ -354,12 +364,6 @@ class MasterOnlyConnection(ReadyIO, HiredisPacking, SentinelManagedConnection):
         """As redis-py's (a reply in hand taken as `ReadyIO` does), and on READONLY
         also drop the pool's idle connections."""
         try:
-            if timeout is None and not push_request:
-                reply = _reply_in_hand(self, disable_decoding)
-                if type(reply) is _Pushed:
-                    reply = await _past_pushes(self, reply, disable_decoding)
-                if reply is not _NOT_IN_HAND:
-                    return reply
             return await super(SentinelManagedConnection, self).read_response(
                 disable_decoding,
                 timeout,

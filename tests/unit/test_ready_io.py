@@ -13,6 +13,8 @@ from typing import Any
 import pytest
 import redis.asyncio.connection as redis_connection
 from redis.asyncio import Redis
+from redis.asyncio.connection import Connection
+from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -143,4 +145,8 @@ async def test_a_push_message_in_hand_is_handled_and_the_reply_after_it_read(sto
 
 
 def test_the_sentinel_master_connection_takes_replies_in_hand_too() -> None:
+    # Its read reaches past SentinelManagedConnection's (whose READONLY handling it replaces)
+    # to the ready path, which must come before redis-py's own connection.
+    order = MasterOnlyConnection.__mro__
     assert issubclass(MasterOnlyConnection, ReadyIO)
+    assert order.index(SentinelManagedConnection) < order.index(ReadyIO) < order.index(Connection)
