@@ -128,8 +128,8 @@ async def made(
 
     First the service's consumer groups are watched until none has an entry unread or pending
     (a few commands a look, whatever the number of cases): reading every waiting case's rows
-    four times a second took the harness a third as much CPU as the service itself, on a
-    2-core machine CPU taken from the service. Then the rows are read; only cases not yet
+    four times a second took the harness more than a quarter as much CPU as the service, on
+    a 2-core machine CPU taken from the service. Then the rows are read; only cases not yet
     finished are read again, and less often the more there are. Latencies come from
     `sent_at`, so the polling pace does not bias them."""
     while time.time() < deadline:
