@@ -141,7 +141,7 @@ async def settled(redis: Any, within: float) -> dict[str, Any]:
     deadline = started + within
     timers = -1
     while True:
-        unfinished = await _unfinished(redis)
+        unfinished = await backlog(redis)
         now_timers = await redis.zcard(keys.TIMERS)
         stream_entries = sum([await redis.xlen(s) for s in TRIMMED])
         done = unfinished == 0 and now_timers == timers and stream_entries == 0
