@@ -12,6 +12,7 @@ import json
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -159,10 +160,15 @@ def _cpu_seconds(services: list[Service]) -> float:
 
 
 def service_settings(
-    directory: Path, smtp_port: int, telegram_api_url: str, prefix: str
+    directory: Path,
+    smtp_port: int,
+    telegram_api_url: str,
+    prefix: str,
+    overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The settings a benchmark's `serve` processes run with (bench/service_proc.py): the
-    benchmark's Redis, the given directory, the sink and the Bot API server."""
+    benchmark's Redis, the given directory, the sink and the Bot API server; `overrides` (one
+    run's own, e.g. `smtp_pool_size`) over them."""
     return {
         # redis-py 8's asyncio pool holds at most 100 connections and fails at once beyond
         # that ("Too many connections" → 503); the service does not set a size, so the URL does.
@@ -178,6 +184,7 @@ def service_settings(
         "smtp_from": FROM,
         "telegram_token": TOKEN,
         "telegram_api_url": telegram_api_url,
+        **(overrides or {}),
     }
 
 
@@ -211,7 +218,9 @@ async def run(
         assert await chats.redeem(code, chat_id, "bench") is not None
     sink = await SinkProcess.start(smtp_delay_ms)
     api = await BotApiProcess.start(latency_ms=bot_api_ms)
-    settings = service_settings(EXAMPLE_DIRECTORY, sink.port, api.base_url, "ankomst-bench-")
+    settings = service_settings(
+        EXAMPLE_DIRECTORY, sink.port, api.base_url, "ankomst-bench-", overrides
+    )
     services = [
         await Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
         for i in range(processes)
