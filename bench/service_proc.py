@@ -26,7 +26,10 @@ import signal
 import sys
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bot.runtime.settings import Settings
 
 RAW: Counter[Any] = Counter()  # raw command name (bytes or str) -> sent alone
 PIPELINES: Counter[frozenset[Any]] = Counter()  # the raw names a pipeline carried -> sent
@@ -122,6 +125,14 @@ def _usage() -> dict[str, float]:
     }
 
 
+def settings_of(raw: str) -> Settings:
+    """The service's `Settings` from the JSON this process is given (no .env file: the
+    benchmark's settings are all in it)."""
+    from bot.runtime.settings import Settings
+
+    return Settings(_env_file=None, **json.loads(raw))
+
+
 async def main(raw: str, relax: bool, profile: str | None = None) -> None:
     global COUNTING
     count_round_trips()
@@ -131,11 +142,10 @@ async def main(raw: str, relax: bool, profile: str | None = None) -> None:
         tg.GLOBAL_LIMIT = 1_000_000
         tg.PRIVATE_SPACING_MS = 1
         tg.GROUP_SPACING_MS = 1
-    from bot.runtime.settings import Settings
     from handlers.main import Ankomst, tune_garbage_collector
 
     logging.basicConfig(level=logging.WARNING)
-    settings = Settings(_env_file=None, **json.loads(raw))
+    settings = settings_of(raw)
     service = Ankomst(settings, say=lambda line: None)
     await service.start()
     tune_garbage_collector()  # as `serve` does once started

@@ -7,13 +7,13 @@ from __future__ import annotations
 import json
 
 from bench.pipeline import service_settings
+from bench.service_proc import settings_of
 from bot.runtime.settings import Settings
 from tests.support.world import EXAMPLE_DIRECTORY
 
 
 def _as_served(raw: dict[str, object]) -> Settings:
-    # As bench/service_proc.py reads its argument.
-    return Settings(_env_file=None, **json.loads(json.dumps(raw)))  # type: ignore[call-arg]
+    return settings_of(json.dumps(raw))
 
 
 def test_overrides_reach_the_service() -> None:
