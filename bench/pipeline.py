@@ -114,13 +114,6 @@ async def _redis_used_mb(redis: Any) -> float:
     return float(info["used_memory"]) / 1024 / 1024
 
 
-async def _db_usage(redis: Any) -> tuple[int, float]:
-    """Keys in the db and the sum of their MEMORY USAGE, MB: this db alone, whoever else
-    uses the server (bench/redis_usage.py)."""
-    usage = await db_usage(redis)
-    return usage.keys, usage.mb
-
-
 async def made(
     redis: Any, case_ids: list[str], deadline: float, pause: float = 0.25
 ) -> dict[str, list[dict[str, str]]]:

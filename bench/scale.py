@@ -62,11 +62,11 @@ from bench.pipeline import (
     LATENCY,
     STOCKHOLM,
     Service,
-    _db_usage,
     _round_trips,
     made,
     service_settings,
 )
+from bench.redis_usage import db_usage, settled
 from bot.domain.clock import SystemClock
 from bot.domain.directory import Directory
 from bot.runtime.directory_file import load_directory
@@ -516,7 +516,7 @@ async def run(
         start_s = (time.perf_counter() - t0) / processes
         # What the db holds before the first arrival (tokens, the service's streams and groups)
         # is not the cases': it is taken off the per-case figure.
-        _, setup_mb = await _db_usage(redis)
+        setup = await db_usage(redis)
         info_before = await _redis_info(redis)
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
             sem = asyncio.Semaphore(32)
@@ -550,10 +550,16 @@ async def run(
         info_after = await _redis_info(redis)
         statuses = await made(redis, case_ids, deadline, pause=0.5)
         load.append(os.getloadavg()[0])
-        db_keys, db_mb = await _db_usage(redis)
+        # The deliveries' CPU and time end here; the wait below is not theirs.
+        t_stop = time.time()
+        cpu_done = [common.cpu_seconds(s.proc.pid) for s in services]
+        # Redis is measured as the pipeline section measures it (bench/redis_usage.py): once
+        # every group has finished and the streams are trimmed, less what the db held before
+        # the first arrival.
+        settle = await settled(redis, within=60.0)
+        of_cases = (await db_usage(redis)).minus(setup)
         open_cases = await redis.scard(keys.OPEN_CASES)
     finally:
-        t_stop = time.time()
         usages = [await s.stop() for s in services]
         api_stats = await api.stats(violations="1") if enforce_limits else await api.stats()
         await api.stop()
@@ -581,7 +587,7 @@ async def run(
             latencies.append(max(sent) - started[cid])
     total = sum(by_status.values())
     last_sent = max(max(v) for v in sent_by_channel.values() if v)
-    cpu = [u["cpu"] - u["ready_cpu"] for u in usages]
+    cpu = [done - u["ready_cpu"] for done, u in zip(cpu_done, usages, strict=True)]
     wall = [t_stop - r for r in ready_at]
     commands = _commands(usages)
     server_commands = info_after["commands"] - info_before["commands"]
@@ -609,10 +615,12 @@ async def run(
         "rss_ready": [u["ready_rss_mb"] for u in usages],
         "rss_peak": [u["maxrss_mb"] for u in usages],
         "start_s": start_s,
-        "db_keys": db_keys,
-        "db_mb": db_mb,
+        "db_keys": of_cases.keys,
+        "db_mb": of_cases.mb,
         "open_cases": open_cases,
-        "kb_per_case": (db_mb - setup_mb) * 1024 / max(1, open_cases),
+        "kb_per_case": of_cases.bytes / 1024 / max(1, open_cases),
+        "kb_per_case_by_key": of_cases.per_case_kb(open_cases),
+        **settle,
         # Our commands, and the server's average CPU per command over the run (every client's
         # commands: the shared server also serves other databases).
         "commands_per_delivery": commands / max(1, total),
@@ -866,10 +874,11 @@ def render(r: Results) -> str:
         f"{LATENCY[1]:g} ms per Bot API request. The SMTP sink and the Bot API server each run "
         "in a process of their own (bench/smtp_sink_proc.py, bench/botapi_proc.py), apart from "
         "the benchmark's, which posts the arrivals. CPU is per process, as a share of one core "
-        "from ready to stop; RSS is the peak per process; Redis is the sum of `MEMORY USAGE` "
-        "over the benchmark's db and, less what it held before the first arrival (tokens, "
-        "empty streams), per open case; load is the machine's 1-minute load average before "
-        "and after.\n\n"
+        "from ready to the last delivery; RSS is the peak per process; Redis is the sum of "
+        "`MEMORY USAGE` over the benchmark's db once the service has settled (every group "
+        "finished, the streams trimmed), less what it held before the first arrival (tokens, "
+        "empty streams), in all and per open case, as the pipeline section measures it; load "
+        "is the machine's 1-minute load average before and after.\n\n"
         + table(
             [
                 "",
@@ -882,7 +891,7 @@ def render(r: Results) -> str:
                 "CPU % of a core per process",
                 "CPU ms / delivery",
                 "peak RSS MB per process",
-                "Redis db MB (KB / case)",
+                "Redis MB of the cases (KB / case)",
                 "429s / limit violations",
                 "load",
             ],
