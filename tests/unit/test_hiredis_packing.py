@@ -24,6 +24,7 @@ COMMANDS: list[tuple[Any, ...]] = [
     ("ZADD", "ankomst:timers", 1733163540.123456, "t1", 0.1, "t2", -0.0, "t3", 1e20, "t4"),
     ("SET", "k", 2**63, "PX", 30_000),
     ("SET", b"k\x00\xff", memoryview(b"raw bytes"), "NX"),
+    ("SET", "k", bytearray(b"copied first"), "XX"),  # hiredis takes neither view as it is
     ("SET", "empty", ""),
     ("SET", "big", "x" * 10_000),  # longer than redis-py's buffer cut-off: sent in pieces
 ]
