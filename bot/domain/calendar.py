@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Final
+from typing import Final, TypeVar
 from zoneinfo import ZoneInfo
 
 import holidays
@@ -35,6 +35,16 @@ EXTRA_CLOSED_NAME: Final = "Stängt (regionalt beslut)"
 # No real calendar has a year without working days; a longer search means a misconfiguration
 # (e.g. a huge extra_closed list), better refused than looped over.
 _MAX_SEARCH_DAYS: Final = 366
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+# How many answers a calendar keeps of each kind (`_remember`): years of days.
+_REMEMBERED: Final = 4096
+
+
+def _remember(answers: dict[_K, _V], key: _K, value: _V) -> None:
+    if len(answers) >= _REMEMBERED:
+        answers.clear()
+    answers[key] = value
 
 
 class WorkingDayCalendar:
@@ -63,13 +73,23 @@ class WorkingDayCalendar:
         self._holidays: HolidayBase = holidays.country_holidays(
             "SE", categories=("public", "de_facto"), language="sv", include_sundays=False
         )
+        # Answers already worked out: every event's deadlines ask about the same few days and
+        # times, and the holidays lookup and the zone arithmetic were about 2 % of a delivery's
+        # CPU under load (issue 17, py-spy). Pure functions of the day (and time): kept until
+        # `_REMEMBERED` of them, then forgotten at once.
+        self._working: dict[date, bool] = {}
+        self._instants: dict[tuple[date, time], datetime] = {}
 
     # --- days ---------------------------------------------------------------------------------
 
     def is_working_day(self, d: date) -> bool:
         """Whether `d` is a working day: a weekday that is neither a holiday nor closed."""
         d = _as_date(d)
-        return d.weekday() < 5 and d not in self.extra_closed and d not in self._holidays
+        known = self._working.get(d)
+        if known is None:
+            known = d.weekday() < 5 and d not in self.extra_closed and d not in self._holidays
+            _remember(self._working, d, known)
+        return known
 
     def holiday_name(self, d: date) -> str | None:
         """The Swedish name of the holiday on `d` (or EXTRA_CLOSED_NAME), else None.
@@ -135,7 +155,15 @@ class WorkingDayCalendar:
         so it never lands before the gap. A time that occurs twice (the autumn fall-back hour)
         is taken at its first occurrence (fold=0).
         """
-        naive = datetime.combine(_as_date(d), t.replace(tzinfo=None))
+        key = (_as_date(d), t)
+        known = self._instants.get(key)
+        if known is None:
+            known = self._at_local(*key)
+            _remember(self._instants, key, known)
+        return known
+
+    def _at_local(self, d: date, t: time) -> datetime:
+        naive = datetime.combine(d, t.replace(tzinfo=None))
         first = naive.replace(tzinfo=self.zone, fold=0)
         # A wall time that does not survive the round trip through UTC is in a gap.
         if first.astimezone(UTC).astimezone(self.zone).replace(tzinfo=None) != naive:

@@ -365,3 +365,20 @@ def test_working_time_between_undoes_add_working_hours(start: datetime, minutes:
     assert abs(cal.working_time_between(start, end) - timedelta(minutes=minutes)) < timedelta(
         milliseconds=1
     )
+
+
+def test_remembered_answers_are_the_answers_worked_out_and_stay_so_past_the_limit() -> None:
+    # A calendar keeps what it has worked out (issue 17); more days than it keeps (4,096):
+    # each answer, asked again from memory or after the memory was cleared, is the same as
+    # a fresh calendar's.
+    remembering = WorkingDayCalendar(STOCKHOLM)
+    days = [date(2026, 1, 1) + timedelta(days=i) for i in range(5000)]
+    first = [remembering.is_working_day(d) for d in days]
+    again = [remembering.is_working_day(d) for d in reversed(days)][::-1]
+    fresh = WorkingDayCalendar(STOCKHOLM)
+    assert first == again == [fresh.is_working_day(d) for d in days]
+    assert first[days.index(date(2026, 12, 24))] is False  # julafton
+    times = [time(8), time(2, 30), time(17)]
+    instants = [remembering.at_local(d, t) for d in days for t in times]
+    assert instants == [remembering.at_local(d, t) for d in days for t in times]
+    assert remembering.at_local(date(2027, 3, 28), time(2, 30)) == utc(2027, 3, 28, 1, 30)
