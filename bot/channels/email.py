@@ -436,11 +436,15 @@ class EmailSender:
         self._idle: list[aiosmtplib.SMTP] = []
         self._closed = False
 
-    async def send(self, mail: OutgoingMail) -> EmailResult:
+    async def send(
+        self, mail: OutgoingMail, in_hand: Callable[[], Awaitable[object]] | None = None
+    ) -> EmailResult:
         """Send one mail, retrying transient failures; never raises for SMTP trouble.
 
         A mail refused by `render_message` (header injection) is a permanent failure with
-        `attempts=0`: nothing was sent.
+        `attempts=0`: nothing was sent. `in_hand` is awaited once, when the first attempt has
+        a place in the pool and before anything of the mail goes out (the deliverer marks the
+        delivery "sending" there, not while it waits its turn); what it raises ends the send.
         """
         if self._closed:
             raise RuntimeError("EmailSender is closed")
@@ -452,7 +456,8 @@ class EmailSender:
         attempt = relay_attempts = 0
         while True:
             attempt += 1
-            outcome = await self._attempt(recipient, payload)
+            outcome = await self._attempt(recipient, payload, in_hand)
+            in_hand = None
             if outcome.relay_fault is not None:
                 relay_attempts += 1
             if (
@@ -499,8 +504,12 @@ class EmailSender:
         ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
         return self._rng.uniform(0, ceiling)
 
-    async def _attempt(self, recipient: str, payload: bytes) -> _Outcome:
+    async def _attempt(
+        self, recipient: str, payload: bytes, in_hand: Callable[[], Awaitable[object]] | None
+    ) -> _Outcome:
         async with self._slots:
+            if in_hand is not None:
+                await in_hand()
             client = self._idle.pop() if self._idle else None
             # Only a connection whose last command was answered goes back to the pool: one cut
             # off mid-transaction (the caller's deadline) is in an unknown state.

@@ -338,14 +338,24 @@ class Deliverer:
         if version is None:
             raise CaseNotFound(f"{case.id} v{d.version}")
         rendered, needs_ack = await self.renderer.render(d, case, version)
-        await self.deliveries.update(
-            d.id, status=DeliveryStatus.SENDING, sending_at=self.clock.now().isoformat()
-        )
+
+        async def sending() -> None:
+            # "sending": from here on the message may reach its recipient, so after a crash it
+            # may arrive twice (docs/reliability.md).
+            await self.deliveries.update(
+                d.id, status=DeliveryStatus.SENDING, sending_at=self.clock.now().isoformat()
+            )
+
+        if d.channel_kind is not ChannelKind.EMAIL:
+            await sending()
         try:
             # Cut off before the claim could lapse: past it another worker may send too.
             async with lease.bounded():
                 if d.channel_kind is ChannelKind.EMAIL:
-                    result = await self._send_email(d, case, rendered)
+                    # Marked once the mail has its SMTP connection, not while it waits for one
+                    # (the e-mail consumer holds several deliveries per connection), so that
+                    # "sending" after a crash names only what may have gone out.
+                    result = await self._send_email(d, case, rendered, sending)
                 else:
                     result = await self._send_telegram(d, case, rendered, needs_ack)
         except TimeoutError:
@@ -457,7 +467,13 @@ class Deliverer:
             dead_letter=dead_letter,
         )
 
-    async def _send_email(self, d: Delivery, case: Case, rendered: m.Rendered) -> SendResult:
+    async def _send_email(
+        self,
+        d: Delivery,
+        case: Case,
+        rendered: m.Rendered,
+        in_hand: Callable[[], Awaitable[None]],
+    ) -> SendResult:
         if self.email is None:
             return SendResult(False, True, "e-post är inte konfigurerad", {}, 0)
         org = self.directory.organisation(d.org)
@@ -474,7 +490,7 @@ class Deliverer:
             references=() if own == root else (root,),
             attachments=self.renderer.attachments(d, case),
         )
-        result = await self.email.send(mail)
+        result = await self.email.send(mail, in_hand)
         return SendResult(
             result.ok,
             result.permanent,

@@ -52,7 +52,7 @@ from bot.usecases.sessions import DashboardAccess
 # batches. 2 a connection before; with 4 the store's round trips per delivery fell from 2.43-2.67
 # to 2.02-2.18 (issue 17, bench/ with 200 arrivals, docs/benchmarks.md); CPU per delivery
 # stayed within this machine's noise. A delivery waiting for a connection holds its claim,
-# renewed as for any send.
+# renewed as for any send, and is marked "sending" only once it has its connection.
 EMAIL_IN_HAND_PER_CONNECTION = 4
 
 

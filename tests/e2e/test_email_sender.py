@@ -455,3 +455,57 @@ def test_the_sender_is_built_from_the_smtp_settings() -> None:
     assert (embedded.host, embedded.port) == ("127.0.0.1", 2525)
     with pytest.raises(ValueError, match="SMTP host"):
         email_sender(Settings(_env_file=None))
+
+
+async def test_in_hand_is_told_once_a_mail_has_its_connection_and_before_it_goes(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender]
+) -> None:
+    # One connection, three mails at once: each is told "in hand" only when the mails before
+    # it are out (what the server had then), never while it waits its turn.
+    sender = make_sender(pool_size=1)
+    seen: list[tuple[int, int]] = []
+
+    def told(n: int) -> Callable[[], Awaitable[None]]:
+        async def in_hand() -> None:
+            seen.append((n, len(sink.messages)))
+
+        return in_hand
+
+    results = await asyncio.gather(*(sender.send(mail(n), told(n)) for n in (1, 2, 3)))
+
+    assert all(r.ok for r in results)
+    assert sorted(received for _, received in seen) == [0, 1, 2]
+    assert len(seen) == 3
+
+
+async def test_in_hand_is_told_once_though_the_mail_is_retried(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender]
+) -> None:
+    sender = make_sender()
+    sink.fail_next("MAIL", 421)
+    told = 0
+
+    async def in_hand() -> None:
+        nonlocal told
+        told += 1
+
+    result = await sender.send(mail(1), in_hand)
+
+    assert result.ok and result.attempts == 2
+    assert told == 1
+
+
+async def test_what_in_hand_raises_ends_the_send_before_anything_goes_out(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender]
+) -> None:
+    sender = make_sender(pool_size=1)
+
+    async def store_away() -> None:
+        raise ConnectionError("the store is away")
+
+    with pytest.raises(ConnectionError):
+        await sender.send(mail(1), store_away)
+    assert sink.messages == []
+    # The connection's place was given back: the next mail goes.
+    assert (await sender.send(mail(2))).ok
+    assert len(sink.messages) == 1
