@@ -51,6 +51,28 @@ async def eventually(
         await asyncio.sleep(0.02)
 
 
+async def started(service: Ankomst) -> Services:
+    """Start `service` and, where it polls Telegram, wait until its polling has begun.
+
+    aiogram logs "Start polling" when the polling task first runs, after the dispatcher's
+    start-up handlers. A test that runs the command line in-process right after the start
+    (`tests/support/cli.py`, which captures stderr while the command runs) caught that line in
+    the command's output when the task ran late. The handler added here runs after the
+    service's own and returns without waiting, so the line is written before this returns."""
+    services = await service.start()
+    dispatcher = service.dispatcher
+    if dispatcher is None or service.settings.telegram_mode != "polling":
+        return services
+    begun = asyncio.Event()
+
+    async def polling_begins() -> None:
+        begun.set()
+
+    dispatcher.startup.register(polling_begins)
+    await asyncio.wait_for(begun.wait(), 30)
+    return services
+
+
 @dataclass
 class World:
     """Handles on every part of a running service, for a test to drive and inspect."""
@@ -193,7 +215,7 @@ class World:
         if between is not None:
             await between()
         self.service = Ankomst(self.config, clock=self.clock)
-        self.services = await self.service.start()
+        self.services = await started(self.service)
 
     async def link_chat(self, org_id: str, chat_id: int, role: str = "member") -> None:
         """Link a chat the way people do: an invite code, then `/start CODE` in the chat."""
@@ -303,7 +325,7 @@ async def _running_world(
             **settings,
         )
         service = Ankomst(config, clock=clock)
-        services = await service.start()
+        services = await started(service)
         world: World | None = None
         try:
             async with aiohttp.ClientSession() as http:
