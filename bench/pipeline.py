@@ -327,6 +327,7 @@ async def run(
         "db_mb": usage.mb,
         "setup_mb": setup.mb,  # the db before the first arrival: tokens, chat links, groups
         "cases_mb": of_cases.mb,  # the db after less the db before: what the cases hold
+        "kb_per_case": of_cases.kb_per_case(open_cases),
         "kb_per_case_by_key": of_cases.per_case_kb(open_cases),
         **settle,
         "settle_cpu_s": settle_cpu,
@@ -460,7 +461,7 @@ async def bench(
         "deliveries_per_s": round(f0["delivery_rate"], 1),
         "naive_deliveries_per_s": round(naive_rate, 1),
         "vs_naive": round(f0["delivery_rate"] / naive_rate, 3),
-        "redis_kb_per_case": round(f0["cases_mb"] * 1024 / max(1, f0["open_cases"]), 2),
+        "redis_kb_per_case": round(f0["kb_per_case"], 2),
         "redis_kb_per_case_by_key": f0["kb_per_case_by_key"],
         "deliveries_per_cpu_s": round(ankomst_per_cpu, 1),
     }
@@ -603,7 +604,7 @@ async def memory(n: int, say: Any = print) -> str:
     """One service, `n` arrivals through the API, every delivery made: what it holds then."""
     say(f"  {n} open cases through one service …")
     _, f = await run(n, 1, say)
-    per_case_kb = f["cases_mb"] * 1024 / max(1, f["open_cases"])
+    per_case_kb = f["kb_per_case"]
     by_key = cast(dict[str, float], f["kb_per_case_by_key"])
     text = (
         f"{n} arrivals posted to one `serve` process flat out, as in benchmark 2; measured once "

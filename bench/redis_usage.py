@@ -81,6 +81,10 @@ class Usage:
             {s: max(0, self.families.get(s, 0) - before.families.get(s, 0)) for s in shapes},
         )
 
+    def kb_per_case(self, cases: int) -> float:
+        """KB per case of everything counted (issue 17 item 4)."""
+        return self.bytes / 1024 / max(1, cases)
+
     def per_case_kb(self, cases: int, top: int = 12) -> dict[str, float]:
         """KB per case of the `top` largest shapes."""
         ranked = sorted(self.by_family.items(), key=lambda kv: -kv[1])[:top]

@@ -618,7 +618,7 @@ async def run(
         "db_keys": of_cases.keys,
         "db_mb": of_cases.mb,
         "open_cases": open_cases,
-        "kb_per_case": of_cases.bytes / 1024 / max(1, open_cases),
+        "kb_per_case": of_cases.kb_per_case(open_cases),
         "kb_per_case_by_key": of_cases.per_case_kb(open_cases),
         **settle,
         # Our commands, and the server's average CPU per command over the run (every client's

@@ -346,18 +346,16 @@ class Deliverer:
                 d.id, status=DeliveryStatus.SENDING, sending_at=self.clock.now().isoformat()
             )
 
-        if d.channel_kind is not ChannelKind.EMAIL:
-            await sending()
         try:
-            # Cut off before the claim could lapse: past it another worker may send too.
+            # Cut off before the claim could lapse: past it another worker may send too. Each
+            # channel marks "sending" just before the message can go (an e-mail once it has its
+            # SMTP connection: the e-mail consumer holds several deliveries per connection), so
+            # that "sending" after a crash names only what may have gone out.
             async with lease.bounded():
                 if d.channel_kind is ChannelKind.EMAIL:
-                    # Marked once the mail has its SMTP connection, not while it waits for one
-                    # (the e-mail consumer holds several deliveries per connection), so that
-                    # "sending" after a crash names only what may have gone out.
                     result = await self._send_email(d, case, rendered, sending)
                 else:
-                    result = await self._send_telegram(d, case, rendered, needs_ack)
+                    result = await self._send_telegram(d, case, rendered, needs_ack, sending)
         except TimeoutError:
             # Whether the cut-off message reached anyone is unknown: as for a crash between
             # send and record (docs/reliability.md), it may arrive twice, never not at all.
@@ -472,7 +470,7 @@ class Deliverer:
         d: Delivery,
         case: Case,
         rendered: m.Rendered,
-        in_hand: Callable[[], Awaitable[None]],
+        sending: Callable[[], Awaitable[None]],
     ) -> SendResult:
         if self.email is None:
             return SendResult(False, True, "e-post är inte konfigurerad", {}, 0)
@@ -490,7 +488,7 @@ class Deliverer:
             references=() if own == root else (root,),
             attachments=self.renderer.attachments(d, case),
         )
-        result = await self.email.send(mail, in_hand)
+        result = await self.email.send(mail, sending)
         return SendResult(
             result.ok,
             result.permanent,
@@ -501,12 +499,18 @@ class Deliverer:
         )
 
     async def _send_telegram(
-        self, d: Delivery, case: Case, rendered: m.Rendered, needs_ack: bool
+        self,
+        d: Delivery,
+        case: Case,
+        rendered: m.Rendered,
+        needs_ack: bool,
+        sending: Callable[[], Awaitable[None]],
     ) -> SendResult:
         chat_id = d.chat_id
         if self.telegram is None or chat_id is None:
             return SendResult(False, True, "Telegram är inte påslaget", {}, 0)
         markup = await self.renderer.buttons(d, case, chat_id, needs_ack)
+        await sending()
         result = await self.telegram.send(chat_id, rendered.telegram, markup)
         extra: dict[str, str] = {}
         if result.migrated_to is not None:
