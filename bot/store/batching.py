@@ -17,10 +17,15 @@ non-transactional pipeline and hands each caller its own replies, as if it had s
   old master (tests/fault/test_failover.py caught it);
 - a Lua script is called by its SHA (`script`), and loaded once when the server does not know
   it (after a restart or a failover), so no SCRIPT EXISTS goes before every batch;
+- the calls of one script in a batch go out as one Lua call (`LuaScript.many_text`), at the
+  place of the first of them: the server runs the script for each in turn, as it would for one
+  EVALSHA each, and each caller gets its own reply or error (issue 17: one Lua call per batch,
+  not per delivery). Callers in one batch are concurrent, so none waits on another's order;
 - a caller cancelled before its batch is sent has its commands left out.
 
 Atomicity stays where it was: a caller that needs several writes to happen together uses one
-Lua script (one command), never several commands of a batch.
+Lua script (one command), never several commands of a batch. A script's calls in one Lua call
+each run whole, as alone (the server runs nothing else in between, which only adds to it).
 """
 
 from __future__ import annotations
@@ -43,22 +48,62 @@ __all__ = ["Coalescer", "LuaScript"]
 BATCH_LIMIT = 512
 
 
+# The script run for each of several calls of one script (see `LuaScript.many_text`). KEYS:
+# every call's keys in turn; ARGV: the number of calls, each call's count of keys and of
+# arguments, then every call's arguments in turn. Each call's reply is {its reply} (a nil reply
+# an empty table, so the list keeps its length), or its error reply as the server makes one, which
+# the client reads as that error, nested (redis-py: an exception in the list).
+_MANY = """
+local n = tonumber(ARGV[1])
+local out = {}
+local k, a = 0, 1 + 2 * n
+for i = 1, n do
+  local nk, na = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[k + j] end
+  for j = 1, na do args[j] = ARGV[a + j] end
+  k, a = k + nk, a + na
+  local ok, reply = pcall(one, keys, args)
+  if type(reply) == 'table' and reply.err then
+    out[i] = reply
+  elseif not ok then
+    out[i] = {err = tostring(reply)}
+  else
+    out[i] = {reply}
+  end
+end
+return out
+"""
+
+
+def _sha(text: str) -> str:
+    import hashlib
+
+    # The name Redis gives a script (EVALSHA), not a security measure.
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
 @dataclass(frozen=True)
 class LuaScript:
-    """A script of bot/store/lua by name, with its text and SHA, for `Coalescer.script`."""
+    """A script of bot/store/lua by name, with its text and SHA, for `Coalescer.script`; and the
+    script that runs it for several calls at once (`many_text`, `many_sha`)."""
 
     names: tuple[str, ...]
     text: str = field(init=False)
     sha: str = field(init=False)
+    many_text: str = field(init=False)
+    many_sha: str = field(init=False)
 
     def __post_init__(self) -> None:
-        import hashlib
-
         text = source(*self.names)
         object.__setattr__(self, "text", text)
-        # The name Redis gives a script (EVALSHA), not a security measure.
-        sha = hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
-        object.__setattr__(self, "sha", sha)
+        object.__setattr__(self, "sha", _sha(text))
+        # The whole text, preludes too, is the body of a function of each call's KEYS and ARGV:
+        # what it names KEYS and ARGV are that call's (the preludes read ARGV too), and its
+        # locals are its own, as in a script of its own.
+        many = f"local function one(KEYS, ARGV)\n{text}\nend\n{_MANY}"
+        object.__setattr__(self, "many_text", many)
+        object.__setattr__(self, "many_sha", _sha(many))
 
     @classmethod
     def of(cls, *names: str) -> LuaScript:
@@ -70,10 +115,15 @@ class LuaScript:
 _SHARED: weakref.WeakKeyDictionary[Redis, dict[float, Coalescer]] = weakref.WeakKeyDictionary()
 
 
-@dataclass
+@dataclass(eq=False)
 class _Call:
     queue: Callable[[Pipeline], object]
     future: asyncio.Future[list[Any]]
+    # A call of a script (`Coalescer.script`): what it asks, so that the calls of one script in
+    # a batch can go out as one.
+    script: LuaScript | None = None
+    keys: Sequence[str] = ()
+    args: Sequence[Value] = ()
 
 
 class Coalescer:
@@ -108,8 +158,10 @@ class Coalescer:
     async def run(self, queue: Callable[[Pipeline], object]) -> list[Any]:
         """Queue `queue(pipe)`'s commands with those of the other callers of this turn; their
         replies, in order, once the batch has been sent. An error reply is raised."""
+        return await self._ask(_Call(queue, asyncio.get_running_loop().create_future()))
+
+    async def _ask(self, call: _Call) -> list[Any]:
         loop = asyncio.get_running_loop()
-        call = _Call(queue, loop.create_future())
         self._calls.append(call)
         if not self._scheduled:
             self._scheduled = True
@@ -130,15 +182,23 @@ class Coalescer:
         not have it). Its reply; an error reply is raised."""
         for _ in range(2):
             try:
-                (reply,) = await self.run(
-                    lambda pipe: pipe.execute_command(
-                        "EVALSHA", script.sha, len(keys), *keys, *args
+                (reply,) = await self._ask(
+                    _Call(
+                        lambda pipe: pipe.execute_command(
+                            "EVALSHA", script.sha, len(keys), *keys, *args
+                        ),
+                        asyncio.get_running_loop().create_future(),
+                        script,
+                        keys,
+                        args,
                     )
                 )
                 return reply
             except NoScriptError:
-                # The script did not run (the server had no such SHA): load it and ask again.
+                # The script did not run (the server had no such SHA): load it, and the one
+                # for several calls (which of the two was asked is not told), and ask again.
                 await self.redis.script_load(script.text)
+                await self.redis.script_load(script.many_text)
         raise ResponseError(f"script {script.names} could not be loaded")
 
     def _flush(self) -> None:
@@ -151,11 +211,29 @@ class Coalescer:
                 asyncio.get_running_loop().create_task(self._send(chunk))
 
     async def _send(self, calls: list[_Call]) -> None:
+        # (call, first reply, end of its replies) of each call sent as it asked; (call, the
+        # command of its script's calls, its place among them) of each sent with others.
         spans: list[tuple[_Call, int, int]] = []
+        shared: list[tuple[_Call, int, int]] = []
+        # The calls of each script that is called more than once here: one command for each.
+        groups: dict[str, list[_Call]] = {}
+        place: dict[int, int] = {}
+        for call in calls:
+            if call.script is not None:
+                group = groups.setdefault(call.script.sha, [])
+                place[id(call)] = len(group)
+                group.append(call)
+        at: dict[str, int] = {}
         try:
             async with self.redis.pipeline(transaction=False) as pipe:
                 for call in calls:
                     before = len(pipe)
+                    if call.script is not None and len(group := groups[call.script.sha]) > 1:
+                        if group[0] is call:
+                            at[call.script.sha] = before
+                            _queue_many(pipe, call.script, group)
+                        shared.append((call, at[call.script.sha], place[id(call)]))
+                        continue
                     try:
                         call.queue(pipe)
                     except Exception as exc:  # a caller's own mistake: only that caller fails
@@ -163,9 +241,9 @@ class Coalescer:
                         call.future.set_exception(exc)
                         continue
                     spans.append((call, before, len(pipe)))
-                replies = await pipe.execute(raise_on_error=False) if spans else []
+                replies = await pipe.execute(raise_on_error=False) if spans or shared else []
         except BaseException as exc:
-            for call, _start, _end in spans:
+            for call, _start, _end in (*spans, *shared):
                 if not call.future.done():
                     call.future.set_exception(exc)
             if not isinstance(exc, Exception):
@@ -176,3 +254,29 @@ class Coalescer:
         for call, start, end in spans:
             if not call.future.done():
                 call.future.set_result(replies[start:end])
+        for call, command, i in shared:
+            if not call.future.done():
+                call.future.set_result([_one_of(replies[command], i)])
+
+
+def _queue_many(pipe: Pipeline, script: LuaScript, calls: list[_Call]) -> None:
+    """Queue one call of `script.many_text` for `calls` (see `_MANY` for the layout)."""
+    counts: list[Value] = [len(calls)]
+    keys: list[str] = []
+    args: list[Value] = []
+    for call in calls:
+        counts += (len(call.keys), len(call.args))
+        keys += call.keys
+        args += call.args
+    pipe.execute_command("EVALSHA", script.many_sha, len(keys), *keys, *counts, *args)
+
+
+def _one_of(reply: Any, place: int) -> Any:
+    """The reply of the call at `place` of a `_MANY` run: the error of the whole command (the
+    script unknown to the server, a lost connection), the call's own error, or its reply."""
+    if isinstance(reply, Exception):
+        return reply
+    own = reply[place]
+    if isinstance(own, Exception):
+        return own
+    return own[0] if own else None

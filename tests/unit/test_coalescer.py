@@ -85,3 +85,61 @@ async def test_a_script_the_server_does_not_know_is_loaded_once(store: Any, redi
 
     assert counts == [1, 1, 1]
     assert (await redis.script_exists(script.sha)) == [True]
+
+
+async def test_the_calls_of_one_script_in_a_turn_are_one_lua_call_with_each_its_own_reply(
+    store: Any, redis: Redis
+) -> None:
+    count = LuaScript.of("stream_count_after")
+    read = LuaScript.of("case_read")
+    for i in range(5):
+        for _ in range(i):
+            await redis.xadd(f"s{i}", {"f": "v"})
+    await redis.set("text", "x")
+    await redis.hset("case", mapping={"version": "2", "facts": "{}"})
+    asks: list[tuple[LuaScript, list[str], list[Any]]] = [
+        *((count, [f"s{i}"], ["0-0", 10]) for i in range(5)),
+        (count, ["text"], ["0-0", 10]),  # WRONGTYPE from the server
+        (count, ["s4"], ["0-0", "many"]),  # a Lua error of the script's own
+        (read, ["case", "versions"], [2]),  # nested replies, false as nil
+        (read, ["none", "versions"], []),  # an empty table and nils
+        (count, ["s3"], ["0-0", 2]),
+    ]
+    # Each alone, one batch each: what a caller got before its calls went out together.
+    alone = [
+        await Coalescer(store).script(s, k, a) if i not in (5, 6) else None
+        for i, (s, k, a) in enumerate(asks)
+    ]
+    batch = Coalescer(store)
+
+    together = await asyncio.gather(
+        *(batch.script(s, k, a) for s, k, a in asks),
+        batch.run(lambda pipe: pipe.get("text")),
+        return_exceptions=True,
+    )
+
+    assert together[:5] == alone[:5] == [0, 1, 2, 3, 4]
+    assert isinstance(together[5], ResponseError) and "WRONGTYPE" in str(together[5])
+    assert isinstance(together[6], ResponseError) and "compare" in str(together[6])
+    assert together[7] == alone[7] == [["version", "2", "facts", "{}"], None, None]
+    assert together[8] == alone[8] == [[], None, None]
+    assert together[9:] == [2, ["x"]]
+    # One round trip: one command for the 8 calls of one script, one for the other script's
+    # 2, one for the plain read.
+    assert (batch.batches, batch.commands) == (1, 3)
+
+
+async def test_one_lua_call_for_many_is_loaded_when_the_server_lost_it(
+    store: Any, redis: Redis
+) -> None:
+    batch = Coalescer(store)
+    script = LuaScript.of("stream_count_after")
+    await redis.xadd("s", {"f": "v"})
+    await asyncio.gather(*(batch.script(script, ["s"], ["0-0", 10]) for _ in range(2)))
+    await redis.script_flush()  # as after a restart or a failover to a replica that lacks it
+
+    counts = await asyncio.gather(*(batch.script(script, ["s"], ["0-0", 10]) for _ in range(4)))
+    alone = await batch.script(script, ["s"], ["0-0", 10])
+
+    assert (counts, alone) == ([1, 1, 1, 1], 1)
+    assert await redis.script_exists(script.sha, script.many_sha) == [True, True]
