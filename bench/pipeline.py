@@ -46,7 +46,7 @@ STOP_WAIT = 120.0  # seconds a service process has to stop before it is killed
 READ_AT_ONCE = 32  # cases read at once while waiting (each read holds a connection of the pool)
 PROFILE: str | None = None  # set by `python -m bench --profile FILE`
 TERMINAL = {"sent", "failed", "superseded"}
-ROUNDS = 3  # the one-process flat-out run and the naive sender, alternated (see `bench`)
+ROUNDS = 3  # rounds of the one-process flat-out run, the naive sender and the peers (`bench`)
 TOP = 12
 WARMUP = common.WARMUP
 
