@@ -117,10 +117,11 @@ _SHARED: weakref.WeakKeyDictionary[Redis, dict[float, Coalescer]] = weakref.Weak
 
 @dataclass(eq=False)
 class _Call:
-    queue: Callable[[Pipeline], object]
     future: asyncio.Future[list[Any]]
-    # A call of a script (`Coalescer.script`): what it asks, so that the calls of one script in
-    # a batch can go out as one.
+    # What it asks: commands queued by `queue(pipe)` (`Coalescer.run`), or a call of `script`
+    # (`Coalescer.script`), kept as such so that the calls of one script in a batch can go
+    # out as one.
+    queue: Callable[[Pipeline], object] | None = None
     script: LuaScript | None = None
     keys: Sequence[str] = ()
     args: Sequence[Value] = ()
@@ -158,7 +159,7 @@ class Coalescer:
     async def run(self, queue: Callable[[Pipeline], object]) -> list[Any]:
         """Queue `queue(pipe)`'s commands with those of the other callers of this turn; their
         replies, in order, once the batch has been sent. An error reply is raised."""
-        return await self._ask(_Call(queue, asyncio.get_running_loop().create_future()))
+        return await self._ask(_Call(asyncio.get_running_loop().create_future(), queue))
 
     async def _ask(self, call: _Call) -> list[Any]:
         loop = asyncio.get_running_loop()
@@ -182,17 +183,8 @@ class Coalescer:
         not have it). Its reply; an error reply is raised."""
         for _ in range(2):
             try:
-                (reply,) = await self._ask(
-                    _Call(
-                        lambda pipe: pipe.execute_command(
-                            "EVALSHA", script.sha, len(keys), *keys, *args
-                        ),
-                        asyncio.get_running_loop().create_future(),
-                        script,
-                        keys,
-                        args,
-                    )
-                )
+                future = asyncio.get_running_loop().create_future()
+                (reply,) = await self._ask(_Call(future, script=script, keys=keys, args=args))
                 return reply
             except NoScriptError:
                 # The script did not run (the server had no such SHA): load it, and the one
@@ -235,7 +227,11 @@ class Coalescer:
                         shared.append((call, at[call.script.sha], place[id(call)]))
                         continue
                     try:
-                        call.queue(pipe)
+                        if call.script is not None:
+                            keys, sha = call.keys, call.script.sha
+                            pipe.execute_command("EVALSHA", sha, len(keys), *keys, *call.args)
+                        elif call.queue is not None:
+                            call.queue(pipe)
                     except Exception as exc:  # a caller's own mistake: only that caller fails
                         del pipe.command_stack[before:]
                         call.future.set_exception(exc)
