@@ -46,6 +46,8 @@ PAYLOAD_ITEMS: Final[Mapping[str, tuple[tuple[str, type], ...]]] = {
     SAME_DAY_CHECK: _SAME_DAY_PAYLOAD,
     SAME_DAY_CLOSE: _SAME_DAY_PAYLOAD,
     DISAGREEMENT_ESCALATION: (("disagreement", str), ("days", int)),
+    # Both said by its id ("escalation_digest:digests:{organisation}:{stamp}"): stored as "|".
+    ESCALATION_DIGEST: (("organisation", str), ("stamp", int)),
 }
 
 

@@ -86,7 +86,6 @@ from bot.store.timers import (
     Scheduler,
     Timer,
     case_timer_ids,
-    forget_case_timer,
     timer_args,
     timer_keys,
     timers_of_case,
@@ -120,16 +119,23 @@ __all__ = [
     "DeadlineSettings",
     "Deadlines",
     "Notice",
+    "digest_timer_id",
     "timer_id",
 ]
 # The `case` a digest timer is filed under: it belongs to no one case, so no case's
-# cancellation stops it and no case view lists it; fired ids leave this index.
+# cancellation stops it and no case view lists it; a fired one is forgotten (no tombstone).
 DIGEST_TIMERS: Final = "digests"
 
 
 def timer_id(kind: str, case_id: str, *parts: object) -> str:
     """The id of a deadline's timer: derived from what it is for, so it is made only once."""
     return ":".join([kind, case_id, *(str(p) for p in parts)])
+
+
+def digest_timer_id(org_id: str, stamp: int) -> str:
+    """The id of `org_id`'s escalation digest timer for the instant `stamp` (epoch seconds),
+    filed under DIGEST_TIMERS: made once however many escalations it lists."""
+    return timer_id(ESCALATION_DIGEST, DIGEST_TIMERS, org_id, stamp)
 
 
 def _timer(
@@ -224,7 +230,9 @@ class Deadlines:
         scheduler.on(SAME_DAY_CHECK, self._fire_same_day_check)
         scheduler.on(SAME_DAY_CLOSE, self._fire_same_day_close)
         scheduler.on(DISAGREEMENT_ESCALATION, self._fire_disagreement)
-        scheduler.on(ESCALATION_DIGEST, self._fire_digest)
+        # A fired digest's record is its digest's "sent" (digest_emit.lua), so its timer needs
+        # no tombstone; one would stay for good in the digests' index, which no case owns.
+        scheduler.on(ESCALATION_DIGEST, self._fire_digest, tombstone=False)
 
     # -- names -------------------------------------------------------------------------------
 
@@ -817,9 +825,11 @@ class Deadlines:
         for target in self._escalation_targets(reception_unit, org_id):
             digest = keys.escalation_digest(target, stamp)
             batch.entries.append((guard, _Entry(digest, member, value, ttl)))
-            # Filed under DIGEST_TIMERS, not a case; its id is the organisation and instant.
+            # Filed under DIGEST_TIMERS, not a case; its id says so, then the organisation and
+            # instant, so it is packed in that index (some 60 bytes where a hash of its own took
+            # some 330) and forgotten whole once fired (`_fire_digest`).
             digest_timer = NewTimer(
-                timer_id(ESCALATION_DIGEST, target, stamp),
+                digest_timer_id(target, stamp),
                 ESCALATION_DIGEST,
                 DIGEST_TIMERS,
                 due,
@@ -872,7 +882,6 @@ class Deadlines:
         org_id = str(timer.payload["organisation"])
         stamp = int(str(timer.payload["stamp"]))
         digest = keys.escalation_digest(org_id, stamp)
-        await forget_case_timer(self.redis, DIGEST_TIMERS, timer.id)
         stored = await self.redis.hgetall(digest)
         if "sent" in stored:
             return

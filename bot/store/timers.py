@@ -12,15 +12,16 @@ stays a listpack (Redis 7.0 keeps a hash so while no value is over 64 bytes: a p
 kept under that with room for 999 attempts, `PACKED_MAX`): with the benchmark's open cases the
 index grew by about 40 bytes a timer (MEMORY USAGE), where a hash of its own took about 260.
 
-A timer whose id does not say its kind and case (a digest's: "escalation_digest:{org}:{when}",
-filed under the pseudo-case "digests"; a notice draft's), or whose packed value would be too
-long, has a hash of its own instead, `ankomst:timer:{id}` (due time, state, attempts, each
-payload item as a field `_name` -> JSON, and kind and case unless the id says them), listed in
-its case's index with the value "". That is also how every timer was stored before (and, older
-still, listed in the set `ankomst:case:{case}:timers`, an ISO `due_at` and one JSON `payload`):
-such timers are read, claimed, completed and cancelled the same (`timer_keys` names both
-places; the scripts look for the hash first). Every step is one Lua script
-(bot/store/lua/timer_*.lua, with the steps of timer_lib.lua, its one reader of the packing):
+A timer whose id does not say its kind and case (a digest's made before its id said them:
+"escalation_digest:{org}:{when}", filed under the pseudo-case "digests"; a notice draft's), or
+whose packed value would be too long, has a hash of its own instead, `ankomst:timer:{id}` (due
+time, state, attempts, each payload item as a field `_name` -> JSON, and kind and case unless
+the id says them), listed in its case's index with the value "". That is also how every timer
+was stored before (and, older still, listed in the set `ankomst:case:{case}:timers`, an ISO
+`due_at` and one JSON `payload`): such timers are read, claimed, completed and cancelled the
+same (`timer_keys` names both places; the scripts look for the hash first). Every step is one
+Lua script (bot/store/lua/timer_*.lua, with the steps of timer_lib.lua, its one reader of the
+packing):
 
 - create: only if no timer of that id exists (pending, fired or cancelled). Ids are derived from
   what the timer is for, so replaying an event never makes a second timer. Many timers are
@@ -33,7 +34,9 @@ places; the scripts look for the hash first). Every step is one Lua script
   Firing must therefore be idempotent (a notice's delivery id makes a second firing queue
   nothing).
 - complete: only by the holder of the claim; the timer leaves the set and is kept as a
-  tombstone, so that a replayed event does not bring it back.
+  tombstone, so that a replayed event does not bring it back. A kind whose handler is
+  idempotent without one is forgotten whole instead (`Scheduler.on(..., tombstone=False)`:
+  the digests, filed under no case, whose own record says they went out).
 - cancel: a pending (or claimed) timer leaves the set and is kept as a tombstone; many at
   once in one call (`cancel_all`).
 
@@ -41,7 +44,6 @@ A tombstone in its case's index stays as long as the index: a hash field cannot 
 own before Redis 7.4, and a case's keys are never deleted (erasure, bot/usecases/privacy.py,
 scrubs personal fields and keeps the case and its index). A tombstone with a hash of its own
 expires `keep_seconds` after it was made one, its field in the index (valued "") staying.
-`forget_case_timer` takes a timer off its case's index, and so forgets a packed one whole.
 
 Nothing lives in a process: after a restart or a stop of every process the timers are all still
 there, and one that fell due meanwhile fires late rather than never, with a warning saying how
@@ -355,15 +357,6 @@ async def case_timer_ids(redis: Redis, case_id: str) -> list[str]:
     return sorted({*listed, *older})
 
 
-async def forget_case_timer(redis: Redis, case_id: str, timer_id: str) -> None:
-    """Take a timer off its case's index (and the older layout's set), in one round trip; a
-    timer packed in the index is forgotten whole (tombstone and all)."""
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.hdel(keys.case_timers(case_id), timer_id)
-        pipe.srem(keys.case_timers_set(case_id), timer_id)
-        await pipe.execute()
-
-
 async def timers_of_case(redis: Redis, case_id: str) -> list[Timer]:
     """Every timer of a case still stored (any state), by due time."""
     listed, older = await listing(redis, keys.case_timers(case_id), keys.case_timers_set(case_id))
@@ -414,15 +407,23 @@ class Scheduler:
         self.batch = batch
         self.stats = SchedulerStats()
         self._handlers: dict[str, TimerHandler] = {}
+        self._forgotten: set[str] = set()  # kinds forgotten whole once done (`on`)
         self._stopping = asyncio.Event()
         self._create = register(redis, "timer_lib", "timer_create")
         self._claim = register(redis, "timer_lib", "timer_claim")
         self._complete = register(redis, "timer_lib", "timer_complete")
         self._cancel = register(redis, "timer_lib", "timer_cancel")
 
-    def on(self, kind: str, handler: TimerHandler) -> None:
-        """Fire timers of `kind` with `handler`."""
+    def on(self, kind: str, handler: TimerHandler, *, tombstone: bool = True) -> None:
+        """Fire timers of `kind` with `handler`. With `tombstone` False a timer of that kind
+        is forgotten whole once done (fired or given up) instead of kept as a tombstone: for a
+        kind whose firing stays idempotent without one (the handler's own record says it is
+        done), so that a kind filed under no case leaves nothing behind."""
         self._handlers[kind] = handler
+        if tombstone:
+            self._forgotten.discard(kind)
+        else:
+            self._forgotten.add(kind)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -505,11 +506,31 @@ class Scheduler:
         )
         return (str(attempt), attempt) if attempt else None
 
-    async def complete(self, timer_id: str, token: str, state: str = FIRED) -> bool:
-        """Record a claimed timer as done (fired or failed); only the claim's holder can."""
+    async def complete(
+        self,
+        timer_id: str,
+        token: str,
+        state: str = FIRED,
+        *,
+        forget: bool = False,
+        case_id: str | None = None,
+    ) -> bool:
+        """Record a claimed timer as done (fired or failed); only the claim's holder can. With
+        `forget` it is forgotten whole rather than kept as a tombstone: its hash and its field in
+        the index of `case_id` (the timer's case: one with a hash of its own may be listed under
+        a case its id does not say; by default the case its id says)."""
+        own, index = timer_keys(timer_id)
+        if case_id is not None:
+            index = keys.case_timers(case_id)
         done = await self._complete(
-            keys=[keys.TIMERS, *timer_keys(timer_id)],
-            args=[timer_id, token, state, self.clock.now().isoformat(), self.keep_seconds],
+            keys=[keys.TIMERS, own, index],
+            args=[
+                timer_id,
+                token,
+                state,
+                self.clock.now().isoformat(),
+                0 if forget else self.keep_seconds,
+            ],
         )
         return bool(done)
 
@@ -550,6 +571,7 @@ class Scheduler:
             # Perhaps a newer process made it; leave it to the lease and whoever knows it.
             log.error("timer %s: no handler for kind %r", timer_id, timer.kind)
             return False
+        forget = timer.kind in self._forgotten
         late = self.clock.now() - timer.due_at
         if late > self.late_after:
             self.stats.late += 1
@@ -569,13 +591,13 @@ class Scheduler:
             self.stats.failed += 1
             if attempt >= self.max_attempts:
                 log.exception("timer %s failed %s times; given up", timer_id, attempt)
-                await self.complete(timer_id, token, FAILED)
+                await self.complete(timer_id, token, FAILED, forget=forget, case_id=timer.case)
             else:
                 log.exception(
                     "timer %s failed (attempt %s); retried after the lease", timer_id, attempt
                 )
             return False
-        await self.complete(timer_id, token, FIRED)
+        await self.complete(timer_id, token, FIRED, forget=forget, case_id=timer.case)
         self.stats.fired += 1
         return True
 

@@ -24,7 +24,6 @@ from bot.store.timers import (
     Timer,
     case_timer_ids,
     describe_duration,
-    forget_case_timer,
 )
 
 NINE = datetime(2026, 11, 25, 8, 0, tzinfo=UTC)  # 09:00 in Stockholm
@@ -114,6 +113,47 @@ async def test_a_timer_fires_when_the_clock_says_so_and_only_once(
         assert await redis.ttl(keys.timer(t1)) > 0  # a hash of its own expires in time
     else:
         assert (await redis.hget(keys.case_timers("c1"), t1) or "").startswith("f1|")
+
+
+async def test_a_kind_without_tombstones_is_forgotten_whole_once_done(
+    redis: Redis, clock: ManualClock, t1: str
+) -> None:
+    """`on(..., tombstone=False)`: a fired timer leaves nothing (due set, index, own hash), so
+    the same id may be made again; one whose handler fails stays until it is given up, and is
+    then forgotten too. Another kind's timers keep their tombstones."""
+    handler = Recorder()
+    s = Scheduler(redis, clock, lease_seconds=60, max_attempts=2)
+    s.on("remind", handler, tombstone=False)
+    s.on("other", handler)
+    await s.schedule(t1, "remind", "c1", NINE)
+    await s.schedule("other:c1:1", "other", "c1", NINE)
+    assert await s.run_due() == 2
+    assert handler.fired == Counter({t1: 1, "other:c1:1": 1})
+    assert await s.get(t1) is None
+    assert not await redis.exists(keys.timer(t1))
+    assert await redis.hexists(keys.case_timers("c1"), t1) == 0
+    assert await redis.zrange(keys.TIMERS, 0, -1) == []
+    other = await s.get("other:c1:1")
+    assert other is not None and other.state == FIRED
+    # Nothing stops it being made again: the kind's handler must be idempotent on its own.
+    assert await s.schedule(t1, "remind", "c1", NINE) is True
+
+    calls = 0
+
+    async def broken(timer: Timer) -> None:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("template missing")
+
+    s.on("remind", broken, tombstone=False)
+    await s.run_due()
+    failing = await s.get(t1)
+    assert failing is not None and failing.pending  # kept for the retry after the lease
+    clock.advance(timedelta(seconds=60))
+    await s.run_due()
+    assert calls == 2
+    assert await s.get(t1) is None  # given up: forgotten, not kept as failed
+    assert await redis.zcard(keys.TIMERS) == 0
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -421,9 +461,6 @@ async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_sa
     assert await s.cancel("old1") is True
     assert await s.run_due() == 1
     assert handler.fired == Counter({"old2": 1})
-    await forget_case_timer(redis, "c1", "old2")
-    await forget_case_timer(redis, "c1", "new1")
-    assert await case_timer_ids(redis, "c1") == ["old1"]
 
 
 @pytest.mark.parametrize("packed", [False, True])
@@ -468,7 +505,8 @@ async def test_many_timers_are_made_and_cancelled_in_one_call_each(
         ("remind:c1:1", "remind:x", "c1", True),  # a kind holding ':'
         ("a:b:c:1", "a", "b:c", True),  # a case holding ':'
         ("remind:c1:1", "remind", "", True),  # no case, though the id has a second part
-        ("escalation_digest:org:1", "escalation_digest", "digests", True),
+        ("escalation_digest:org:1", "escalation_digest", "digests", True),  # a digest's, older
+        ("escalation_digest:digests:org:1", "escalation_digest", "digests", False),
     ],
 )
 async def test_a_timer_is_packed_in_its_cases_index_where_its_id_says_kind_and_case(

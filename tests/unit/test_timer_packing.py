@@ -57,6 +57,17 @@ def test_a_deadline_timer_packs_short() -> None:
     assert packed == "p0|1795597200.123457|||1795593600.000007"
 
 
+def test_a_digest_timer_packs_to_its_state_and_instant() -> None:
+    """Its organisation and instant are in its id ("escalation_digest:digests:{org}:{stamp}")."""
+    ident = "escalation_digest:digests:ostersund-ledning:1795597200"
+    payload = {"organisation": "ostersund-ledning", "stamp": 1795597200}
+    packed = pack(ident, "escalation_digest", "digests", DUE, payload)
+    assert packed == "p0|1795597200.123457||"
+    timer = Timer.from_packed(ident, packed)
+    assert (timer.kind, timer.case) == ("escalation_digest", "digests")
+    assert dict(timer.payload) == payload
+
+
 def test_a_timer_whose_id_does_not_say_its_case_is_not_packed() -> None:
     assert pack("t1", "remind", "c1", DUE, {}) is None
     assert pack("escalation_digest:org:1", "escalation_digest", "digests", DUE, {}) is None

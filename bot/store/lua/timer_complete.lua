@@ -1,5 +1,6 @@
 -- Finish a claimed timer (bot/store/timers.py `Scheduler.complete`; after timer_lib.lua).
 -- KEYS: timers zset, the timer's hash, its case's index (bot/store/timers.py `timer_keys`).
--- ARGV: id, the claim (attempts), final state, when (ISO), seconds a tombstone hash is kept.
+-- ARGV: id, the claim (attempts), final state, when (ISO), seconds a tombstone hash is kept
+-- (0: no tombstone, the timer is forgotten whole).
 -- Returns 1 if done, 0 if the claim is not (or no longer) the caller's.
 return timer_complete(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5])

@@ -76,19 +76,31 @@ end
 
 -- End timer `id` as `state` (fired, failed or cancelled) if `may(state it is in, attempts)`
 -- says it may end: it leaves the due set and is kept as a tombstone (in its case's index, or a
--- hash of its own kept `keep` seconds, without its claim). Returns 1 if ended.
+-- hash of its own kept `keep` seconds, without its claim); with `keep` 0 it is forgotten whole
+-- instead (hash and index field: a kind whose handler is idempotent without it, a digest's).
+-- Returns 1 if ended.
 local function timer_end(zset, hash, index, id, state, now, keep, may)
   local found = timer_find(hash, index, id)
+  local forget = tonumber(keep) == 0
   if found == true then
     local held = redis.call('HMGET', hash, 'state', 'attempts')
     if not may(held[1], tonumber(held[2])) then return 0 end
-    redis.call('HSET', hash, 'state', state, 'done_at', now)
-    redis.call('HDEL', hash, 'claim')
-    redis.call('EXPIRE', hash, keep)
+    if forget then
+      redis.call('DEL', hash)
+      redis.call('HDEL', index, id)
+    else
+      redis.call('HSET', hash, 'state', state, 'done_at', now)
+      redis.call('HDEL', hash, 'claim')
+      redis.call('EXPIRE', hash, keep)
+    end
   elseif found then
     local code, attempts, rest = timer_unpack(found)
     if not may(TIMER_STATE[code], attempts) then return 0 end
-    redis.call('HSET', index, id, timer_pack(TIMER_CODE[state], attempts, rest))
+    if forget then
+      redis.call('HDEL', index, id)
+    else
+      redis.call('HSET', index, id, timer_pack(TIMER_CODE[state], attempts, rest))
+    end
   else
     return 0
   end
