@@ -1,6 +1,6 @@
 """`python -m bench [--full] [--only NAME ...] [--no-write]`: run the benchmarks of issue 6.
 
-Short mode (default) took 7 to 9 minutes on the machine of docs/benchmarks.md (2026-12-03);
+Short mode (default) took 6.7 to 9 minutes on the machine of docs/benchmarks.md (2026-12-03);
 `--full` runs the sizes of the issue. Writes docs/benchmarks.md with the tables, the machine,
 the date and the commands.
 """
