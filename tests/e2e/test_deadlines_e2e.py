@@ -15,7 +15,7 @@ import pytest
 from redis.asyncio import Redis
 
 from bot.domain.case import CaseNotFound
-from bot.pipeline.deadlines import DIGEST_TIMERS, ESCALATION_DIGEST
+from bot.pipeline.deadlines import DIGEST_TIMERS, ESCALATION_DIGEST, digest_timer_id
 from bot.store import keys
 from bot.store.timers import FIRED, PENDING, Timer, case_timer_ids, pack
 from handlers.main import Ankomst
@@ -663,6 +663,44 @@ async def test_a_case_acknowledged_before_the_digest_is_left_out(
         [digest] = mails(world, RECEPTION, NOT_ACKED)
         assert first["reference"] in str(digest["Subject"])
         assert second["reference"] not in text_of(digest)
+
+
+async def test_a_digest_timer_of_the_older_form_fires_the_same_and_leaves_nothing(
+    redis_url: str, redis: Redis, tmp_path: Path
+) -> None:
+    """A digest timer made before its id said its pseudo-case (`escalation_digest:{org}:{when}`,
+    a hash of its own listed in the digests' index with ""), as a deployment has it after the
+    upgrade: it fires the digest, and is then forgotten whole. Beside one of the new form for the
+    same digest (a replayed event after the upgrade), the digest still goes out once."""
+    async with running_world(redis_url, tmp_path) as world:
+        case_id = (await world.register(arrival(external_ref="MIG-2026-999200")))["id"]
+        await world.settled(case_id)
+        instant = local(2026, 11, 26, 10)
+        stamp = int(instant.timestamp())
+        older = {
+            org: f"{ESCALATION_DIGEST}:{org}:{stamp}" for org in (RECEPTION, MUNICIPAL_SUPERVISOR)
+        }
+        # The reception unit's digest timer only of the older form; the supervisor's of both.
+        await redis.zrem(keys.TIMERS, digest_timer_id(RECEPTION, stamp))
+        await redis.hdel(keys.case_timers(DIGEST_TIMERS), digest_timer_id(RECEPTION, stamp))
+        for org, ident in older.items():
+            payload = {"organisation": org, "stamp": stamp}
+            made = await world.services.scheduler.schedule(
+                ident, ESCALATION_DIGEST, DIGEST_TIMERS, instant, payload
+            )
+            assert made
+            assert await redis.exists(keys.timer(ident))
+            assert await redis.hget(keys.case_timers(DIGEST_TIMERS), ident) == ""
+        world.clock.set(instant)
+        await world.tick()
+        await world.drain()
+        for org in (RECEPTION, MUNICIPAL_SUPERVISOR):
+            [digest] = mails(world, org, NOT_ACKED)
+            assert str(digest["Subject"]).startswith("Ej bekräftat"), org
+        for ident in [*older.values(), digest_timer_id(MUNICIPAL_SUPERVISOR, stamp)]:
+            assert not await redis.exists(keys.timer(ident))
+            assert not await redis.hexists(keys.case_timers(DIGEST_TIMERS), ident)
+            assert await redis.zscore(keys.TIMERS, ident) is None
 
 
 # --- made in one step, and only while it stands ----------------------------------------------
