@@ -454,7 +454,7 @@ async def bench(
         for name, peer in peers_here:
             say(f"  the same fan-out on {name}, {n} arrivals …")
             peer_runs[name] = await peer.run(n, say)
-        rounds.append(_Round(figures, naive_here, peer_runs))
+        rounds.append(_Round(figures, naive_here, loopback_n, peer_runs))
     middle = _median_round(rounds, lambda r: r.ankomst["delivery_rate"] / r.naive)
     f0, naive_rate = middle.ankomst, middle.naive
     results.append((_label(1, "flat out"), f0))
@@ -477,7 +477,7 @@ async def bench(
         _, figures = await run(count, 1, say, rate=per_s)
         results.append((_label(1, f"{count} arrivals paced at {per_s:g}/s"), figures))
     share = f0["emails"] / max(1, f0["deliveries"])
-    loopback_n = max(naive_n, f0["deliveries"])
+    loopback_n = middle.naive_deliveries
     rows = [_row(label, f, naive_rate) for label, f in results]
     rows.append(("naive sequential sender", "–", naive_rate, "–", "–", "–", "1.0×"))
     ankomst_per_cpu = 1000 / f0["cpu_per_1000"]
@@ -645,6 +645,7 @@ class _Round:
 
     ankomst: dict[str, Any]
     naive: float
+    naive_deliveries: int  # how many the naive sender made (as many as Ankomst's run, at least)
     peers: dict[str, dict[str, Any]]
 
 

@@ -115,7 +115,7 @@ class LuaScript:
 _SHARED: weakref.WeakKeyDictionary[Redis, dict[float, Coalescer]] = weakref.WeakKeyDictionary()
 
 
-@dataclass(eq=False)
+@dataclass(eq=False)  # compared and hashed as itself: each call is its own
 class _Call:
     future: asyncio.Future[list[Any]]
     # What it asks: commands queued by `queue(pipe)` (`Coalescer.run`), or a call of `script`
@@ -155,6 +155,9 @@ class Coalescer:
         # What it has done, for the benchmark's round-trip count and for tests.
         self.batches = 0
         self.commands = 0
+        self.loads = 0  # scripts loaded because the server had lost them
+        # A load under way, by script SHA: the callers that met NOSCRIPT together wait on one.
+        self._loading: dict[str, asyncio.Future[None]] = {}
 
     async def run(self, queue: Callable[[Pipeline], object]) -> list[Any]:
         """Queue `queue(pipe)`'s commands with those of the other callers of this turn; their
@@ -187,11 +190,28 @@ class Coalescer:
                 (reply,) = await self._ask(_Call(future, script=script, keys=keys, args=args))
                 return reply
             except NoScriptError:
-                # The script did not run (the server had no such SHA): load it, and the one
-                # for several calls (which of the two was asked is not told), and ask again.
-                await self.redis.script_load(script.text)
-                await self.redis.script_load(script.many_text)
+                # The script did not run (the server had no such SHA): load it and ask again.
+                await self._load(script)
         raise ResponseError(f"script {script.names} could not be loaded")
+
+    async def _load(self, script: LuaScript) -> None:
+        """Load `script` and its form for several calls (which of the two the server missed is
+        not told), once for every caller that met NOSCRIPT meanwhile: after a restart or a
+        failover a whole batch of them does, all of the same script."""
+        loading = self._loading.get(script.sha)
+        if loading is None:
+            loading = asyncio.ensure_future(self._load_now(script))
+            self._loading[script.sha] = loading
+            loading.add_done_callback(lambda _: self._loading.pop(script.sha, None))
+        # Shielded: one caller cancelled does not cancel the load the others wait on.
+        await asyncio.shield(loading)
+
+    async def _load_now(self, script: LuaScript) -> None:
+        self.loads += 1
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for text in (script.text, script.many_text):
+                pipe.execute_command("SCRIPT", "LOAD", text)
+            await pipe.execute()
 
     def _flush(self) -> None:
         self._scheduled = False
@@ -209,11 +229,11 @@ class Coalescer:
         shared: list[tuple[_Call, int, int]] = []
         # The calls of each script that is called more than once here: one command for each.
         groups: dict[str, list[_Call]] = {}
-        place: dict[int, int] = {}
+        place: dict[_Call, int] = {}
         for call in calls:
             if call.script is not None:
                 group = groups.setdefault(call.script.sha, [])
-                place[id(call)] = len(group)
+                place[call] = len(group)
                 group.append(call)
         at: dict[str, int] = {}
         try:
@@ -224,7 +244,7 @@ class Coalescer:
                         if group[0] is call:
                             at[call.script.sha] = before
                             _queue_many(pipe, call.script, group)
-                        shared.append((call, at[call.script.sha], place[id(call)]))
+                        shared.append((call, at[call.script.sha], place[call]))
                         continue
                     try:
                         if call.script is not None:

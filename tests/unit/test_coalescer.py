@@ -85,6 +85,7 @@ async def test_a_script_the_server_does_not_know_is_loaded_once(store: Any, redi
 
     assert counts == [1, 1, 1]
     assert (await redis.script_exists(script.sha)) == [True]
+    assert batch.loads == 1  # the three met NOSCRIPT together: one load, not one each
 
 
 async def test_the_calls_of_one_script_in_a_turn_are_one_lua_call_with_each_its_own_reply(
@@ -143,3 +144,4 @@ async def test_one_lua_call_for_many_is_loaded_when_the_server_lost_it(
 
     assert (counts, alone) == ([1, 1, 1, 1], 1)
     assert await redis.script_exists(script.sha, script.many_sha) == [True, True]
+    assert batch.loads == 1
