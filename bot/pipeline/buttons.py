@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Any
 
 from aiogram.filters.callback_data import CallbackData
-from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import InlineKeyboardButton
 
 from bot.usecases.access import Signer
 
@@ -78,7 +79,6 @@ def escalate_row(signer: Signer, disagreement_id: str) -> list[InlineKeyboardBut
     return [action_button(signer, "Eskalera", Action.ESCALATE, disagreement_id)]
 
 
-def keyboard(rows: list[list[InlineKeyboardButton]]) -> InlineKeyboardMarkup | None:
-    """An inline keyboard, or None when there are no buttons."""
-    rows = [r for r in rows if r]
-    return InlineKeyboardMarkup(inline_keyboard=rows) if rows else None
+def plain_rows(rows: list[list[InlineKeyboardButton]]) -> list[list[dict[str, Any]]]:
+    """Rows of buttons as the Bot API's JSON takes them (what aiogram sends: no null fields)."""
+    return [[b.model_dump(mode="json", exclude_none=True) for b in row] for row in rows if row]

@@ -14,7 +14,6 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 import icalendar
-from aiogram.types import InlineKeyboardMarkup
 
 from bot.channels.email import Attachment
 from bot.domain.actor import Actor
@@ -25,7 +24,7 @@ from bot.domain.delivery import Delivery, mail_ids
 from bot.domain.directory import Directory, Organisation
 from bot.domain.events import ChannelKind, Topic
 from bot.domain.policy import Policy
-from bot.pipeline.buttons import ack_row, booking_row, escalate_row, keyboard
+from bot.pipeline.buttons import ack_row, booking_row, escalate_row, plain_rows
 from bot.store import keys
 from bot.store.cases import CaseStore
 from bot.usecases.access import ChatLinks, Signer
@@ -58,6 +57,7 @@ CASE_LINKED: frozenset[Topic] = frozenset(
 
 # Health centres' first-told markers a renderer keeps (one per case it has told one about).
 INFORMED_KEPT = 4096
+ROWS_KEPT = 1024  # versions whose chat buttons are kept made (MessageRenderer._rows)
 
 
 @dataclass(frozen=True)
@@ -171,6 +171,9 @@ class MessageRenderer:
         # When each health centre was first told of a case, once known: a once-only marker
         # (HSETNX, never changed), so read once, not for each of its messages.
         self._informed: OrderedDict[tuple[str, str], str] = OrderedDict()
+        self._made_rows: OrderedDict[
+            tuple[str, int, bool, bool], tuple[list[dict[str, Any]], ...]
+        ] = OrderedDict()
 
     async def _informed_at(self, case_id: str, org_id: str) -> str | None:
         """When the health centre `org_id` was first told of the case (its marker), or None."""
@@ -353,24 +356,42 @@ class MessageRenderer:
 
     async def buttons(
         self, d: Delivery, case: Case, chat_id: int, needs_ack: bool
-    ) -> InlineKeyboardMarkup | None:
-        """The buttons under a chat message: Mottaget; Boka where the policy lets the
-        organisation report the booking (the health centre on the case); Eskalera where it lets
-        the chat's person escalate (a supervisor of a party)."""
-        rows = []
-        if needs_ack:
-            rows.append(ack_row(self.signer, case.id, d.version))
+    ) -> dict[str, Any] | None:
+        """The buttons under a chat message, as the Bot API's `reply_markup` JSON: Mottaget;
+        Boka where the policy lets the organisation report the booking (the health centre on
+        the case); Eskalera where it lets the chat's person escalate (a supervisor of a
+        party)."""
         policy = self.policy
-        if (
+        booking = (
             d.is_arrival_notice
             and case.status != "cancelled"
             and policy.may_report_health(d.org, case)
-        ):
-            rows.append(booking_row(self.signer, case.id))
+        )
+        rows = list(self._rows(case.id, d.version, needs_ack, booking))
         if d.topic.kind is Topic.DISAGREEMENT_RAISED and d.topic.suffix:
             link = await self.chats.link_of(chat_id)
             if link is not None and policy.may_escalate(
                 Actor(org_id=link.org_id, role=link.role, via="telegram"), case
             ):
-                rows.append(escalate_row(self.signer, d.topic.suffix))
-        return keyboard(rows)
+                rows += plain_rows([escalate_row(self.signer, d.topic.suffix)])
+        return {"inline_keyboard": rows} if rows else None
+
+    def _rows(
+        self, case_id: str, version: int, ack: bool, booking: bool
+    ) -> tuple[list[dict[str, Any]], ...]:
+        """The Mottaget and Boka rows, signed and in JSON form, once for the chats of a
+        version: a case's arrival notice goes to several chats with the same rows, and making
+        them (aiogram's models, a MAC each, then their JSON) was a few per cent of a delivery's
+        CPU (issue 17). Kept for the last few versions; never changed once made."""
+        key = (case_id, version, ack, booking)
+        found = self._made_rows.get(key)
+        if found is None:
+            rows = []
+            if ack:
+                rows.append(ack_row(self.signer, case_id, version))
+            if booking:
+                rows.append(booking_row(self.signer, case_id))
+            found = self._made_rows[key] = tuple(plain_rows(rows))
+            if len(self._made_rows) > ROWS_KEPT:
+                self._made_rows.popitem(last=False)
+        return found

@@ -369,3 +369,32 @@ async def test_a_reception_unit_changes_the_date_and_cancels_by_chat(world: Worl
     cancelled = await chat_says(world, CHATS[HC], "INSTÄLLD")
     assert "Familjen har flyttat." in (cancelled.text or "") or reference in (cancelled.text or "")
     assert (await world.case(case_id))["status"] == "cancelled"
+
+
+async def test_every_chat_of_a_version_gets_its_own_buttons_and_a_new_version_new_ones(
+    world: World,
+) -> None:
+    """The rows are made once per version and shared by its chats (issue 17): Boka only in
+    the health centre's chat, and Mottaget naming the version each chat is told of."""
+    case_id = await registered(world)
+    reference = (await world.case(case_id))["reference"]
+    first = {org: await chat_says(world, CHATS[org], reference) for org in (HC, SCHOOL, PRESCHOOL)}
+    assert [b["text"] for b in buttons(first[HC])] == ["Mottaget", "Boka hälsosamtal"]
+    assert [b["text"] for b in buttons(first[SCHOOL])] == ["Mottaget"]
+    assert [b["text"] for b in buttons(first[PRESCHOOL])] == ["Mottaget"]
+    ack = button(first[SCHOOL], "Mottaget")
+    assert button(first[HC], "Mottaget") == button(first[PRESCHOOL], "Mottaget") == ack
+
+    status, _ = await world.call(
+        "PATCH", f"/api/v1/arrivals/{case_id}", RECEPTION, {"arrival_date": "2026-11-30"}
+    )
+    assert status == 200
+    await world.settled(case_id)
+    second = {
+        org: [c for c in world.telegram.sent_to(CHATS[org]) if reference in (c.text or "")][-1]
+        for org in (HC, SCHOOL)
+    }
+    assert [b["text"] for b in buttons(second[HC])] == ["Mottaget", "Boka hälsosamtal"]
+    assert [b["text"] for b in buttons(second[SCHOOL])] == ["Mottaget"]
+    assert button(second[SCHOOL], "Mottaget") == button(second[HC], "Mottaget") != ack
+    assert button(second[HC], "Boka") == button(first[HC], "Boka")  # names the case only
