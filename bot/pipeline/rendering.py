@@ -57,7 +57,7 @@ CASE_LINKED: frozenset[Topic] = frozenset(
 
 # Health centres' first-told markers a renderer keeps (one per case it has told one about).
 INFORMED_KEPT = 4096
-ROWS_KEPT = 1024  # versions whose chat buttons are kept made (MessageRenderer._rows)
+ROWS_KEPT = 1024  # versions whose chat button rows a renderer keeps (MessageRenderer._rows)
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ class MessageRenderer:
         """The Mottaget and Boka rows, signed and in JSON form, once for the chats of a
         version: a case's arrival notice goes to several chats with the same rows, and making
         them (aiogram's models, a MAC each, then their JSON) was a few per cent of a delivery's
-        CPU (issue 17). Kept for the last few versions; never changed once made."""
+        CPU (issue 17). Kept for the last `ROWS_KEPT` versions made; never changed once made."""
         key = (case_id, version, ack, booking)
         found = self._made_rows.get(key)
         if found is None:
