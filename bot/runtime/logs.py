@@ -9,9 +9,10 @@ do not reach the log.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import sys
-from collections.abc import MutableMapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any, Literal
 
 import structlog
@@ -28,6 +29,24 @@ def drop_personal_fields(
     for key in DROPPED & event_dict.keys():
         del event_dict[key]
     return event_dict
+
+
+class log_context:
+    """`with log_context(case=...):` binds the keys to the log lines written in the block, and
+    puts back what was bound under them before. By structlog's tokens: its `bound_contextvars`
+    reads the whole context first, which was a per cent of a delivery's CPU (issue 17)."""
+
+    __slots__ = ("_bound", "_tokens")
+
+    def __init__(self, **bound: object) -> None:
+        self._bound = bound
+        self._tokens: Mapping[str, contextvars.Token[Any]] = {}
+
+    def __enter__(self) -> None:
+        self._tokens = structlog.contextvars.bind_contextvars(**self._bound)
+
+    def __exit__(self, *_: object) -> None:
+        structlog.contextvars.reset_contextvars(**self._tokens)
 
 
 def _shared() -> list[Any]:

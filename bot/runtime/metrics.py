@@ -41,6 +41,7 @@ from bot.domain.clock import Clock
 from bot.domain.deadline_rules import DeadlineRules, ack_due, booking_due
 from bot.domain.directory import Directory
 from bot.domain.events import EventType
+from bot.runtime.logs import log_context
 from bot.store import Pipeline, Redis, keys
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.streams import StreamConsumer
@@ -212,20 +213,11 @@ class Metrics:
     def observe_deliveries(self, handle: Handler) -> Handler:
         """Wrap the deliverer's handler: bind the case to the log lines written meanwhile.
         (Outcomes are counted by `count_delivery`, which the deliverer calls.)"""
-        import structlog
 
         async def observed(entry_id: str, entry: dict[str, str]) -> bool:
             ident = entry.get("delivery", "")
-            # Bound, then put back by the tokens to what was bound before, as
-            # `bound_contextvars` does; that one reads the whole context first, which was a per
-            # cent of a delivery's CPU (issue 17).
-            tokens = structlog.contextvars.bind_contextvars(
-                case=ident.split(":", 1)[0], delivery=ident
-            )
-            try:
+            with log_context(case=ident.split(":", 1)[0], delivery=ident):
                 return await handle(entry_id, entry)
-            finally:
-                structlog.contextvars.reset_contextvars(**tokens)
 
         return observed
 
@@ -244,15 +236,11 @@ class Metrics:
         acknowledgement; with `keep_deadlines`, recompute the case's open deadlines after an
         event that may move them (give each to one group only: the deadlines are kept after
         the deadline worker, which writes the booking markers, has handled the event)."""
-        import structlog
 
         async def observed(entry_id: str, event: dict[str, str]) -> bool:
             case_id = event.get("case", "")
-            tokens = structlog.contextvars.bind_contextvars(case=case_id, event=event.get("type"))
-            try:
+            with log_context(case=case_id, event=event.get("type")):
                 done = await handle(entry_id, event)
-            finally:
-                structlog.contextvars.reset_contextvars(**tokens)
             if time_acks and done and event.get("type") == "case.acknowledged":
                 await self._observe_ack(case_id, event)
             if keep_deadlines and done and case_id and self._moves_deadlines(event):

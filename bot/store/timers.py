@@ -406,8 +406,8 @@ class Scheduler:
         self.max_attempts = max_attempts
         self.batch = batch
         self.stats = SchedulerStats()
-        self._handlers: dict[str, TimerHandler] = {}
-        self._forgotten: set[str] = set()  # kinds forgotten whole once done (`on`)
+        # Each kind's handler, and whether its timers are kept as tombstones once done (`on`).
+        self._handlers: dict[str, tuple[TimerHandler, bool]] = {}
         self._stopping = asyncio.Event()
         self._create = register(redis, "timer_lib", "timer_create")
         self._claim = register(redis, "timer_lib", "timer_claim")
@@ -419,11 +419,7 @@ class Scheduler:
         is forgotten whole once done (fired or given up) instead of kept as a tombstone: for a
         kind whose firing stays idempotent without one (the handler's own record says it is
         done), so that a kind filed under no case leaves nothing behind."""
-        self._handlers[kind] = handler
-        if tombstone:
-            self._forgotten.discard(kind)
-        else:
-            self._forgotten.add(kind)
+        self._handlers[kind] = (handler, tombstone)
 
     # -- timers -----------------------------------------------------------------------------
 
@@ -507,21 +503,16 @@ class Scheduler:
         return (str(attempt), attempt) if attempt else None
 
     async def complete(
-        self,
-        timer_id: str,
-        token: str,
-        state: str = FIRED,
-        *,
-        forget: bool = False,
-        case_id: str | None = None,
+        self, timer_id: str, token: str, state: str = FIRED, *, forget_under: str | None = None
     ) -> bool:
         """Record a claimed timer as done (fired or failed); only the claim's holder can. With
-        `forget` it is forgotten whole rather than kept as a tombstone: its hash and its field in
-        the index of `case_id` (the timer's case: one with a hash of its own may be listed under
-        a case its id does not say; by default the case its id says)."""
+        `forget_under`, the case the timer is listed under (its hash says it: one with a hash
+        of its own may be listed under a case its id does not say), it is forgotten whole
+        instead of kept as a tombstone: its hash, its field in that case's index and its id in
+        the older layout's set."""
         own, index = timer_keys(timer_id)
-        if case_id is not None:
-            index = keys.case_timers(case_id)
+        if forget_under is not None:
+            index = keys.case_timers(forget_under)
         done = await self._complete(
             keys=[keys.TIMERS, own, index],
             args=[
@@ -529,9 +520,13 @@ class Scheduler:
                 token,
                 state,
                 self.clock.now().isoformat(),
-                0 if forget else self.keep_seconds,
+                0 if forget_under is not None else self.keep_seconds,
             ],
         )
+        if done and forget_under is not None:
+            # The older layout's set is only read and cleared (keys.case_timers_set), so it is
+            # not among the script's keys; a forgotten timer must not stay listed there.
+            await self.redis.srem(keys.case_timers_set(forget_under), timer_id)
         return bool(done)
 
     async def run_due(self) -> int:
@@ -566,12 +561,13 @@ class Scheduler:
             return False
         if timer is None:
             return False
-        handler = self._handlers.get(timer.kind)
-        if handler is None:
+        found = self._handlers.get(timer.kind)
+        if found is None:
             # Perhaps a newer process made it; leave it to the lease and whoever knows it.
             log.error("timer %s: no handler for kind %r", timer_id, timer.kind)
             return False
-        forget = timer.kind in self._forgotten
+        handler, tombstone = found
+        forget_under = None if tombstone else timer.case
         late = self.clock.now() - timer.due_at
         if late > self.late_after:
             self.stats.late += 1
@@ -591,13 +587,13 @@ class Scheduler:
             self.stats.failed += 1
             if attempt >= self.max_attempts:
                 log.exception("timer %s failed %s times; given up", timer_id, attempt)
-                await self.complete(timer_id, token, FAILED, forget=forget, case_id=timer.case)
+                await self.complete(timer_id, token, FAILED, forget_under=forget_under)
             else:
                 log.exception(
                     "timer %s failed (attempt %s); retried after the lease", timer_id, attempt
                 )
             return False
-        await self.complete(timer_id, token, FIRED, forget=forget, case_id=timer.case)
+        await self.complete(timer_id, token, FIRED, forget_under=forget_under)
         self.stats.fired += 1
         return True
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import secrets
 
-import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from bot.runtime.logs import log_context
 from handlers.http.routes import SERVICES, Handler
 
 
@@ -29,7 +29,7 @@ async def bind_log_context(request: web.Request, handler: Handler) -> web.Stream
     for name in ("case_id", "disagreement_id"):
         if name in request.match_info:
             context[name.removesuffix("_id")] = request.match_info[name]
-    with structlog.contextvars.bound_contextvars(**context):
+    with log_context(**context):
         return await handler(request)
 
 

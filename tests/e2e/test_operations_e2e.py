@@ -114,6 +114,8 @@ async def test_the_deliverer_logs_with_the_case_bound(
 ) -> None:
     import structlog
 
+    from bot.runtime.logs import log_context
+
     async with running_world(redis_url, tmp_path, link_chats=False) as world:
         metrics = world.services.metrics
         assert metrics is not None
@@ -126,6 +128,12 @@ async def test_the_deliverer_logs_with_the_case_bound(
         observed = metrics.observe_deliveries(handle)
         await observed("1-0", {"delivery": "abc123:1:hc-lugnvik:email:notice"})
         assert seen == {"case": "abc123", "delivery": "abc123:1:hc-lugnvik:email:notice"}
+        assert structlog.contextvars.get_contextvars() == {}
+        # What was bound before (a case around it) is put back, not dropped.
+        with log_context(case="outer"):
+            await observed("2-0", {"delivery": "def456:1:hc-lugnvik:email:notice"})
+            assert seen["case"] == "def456"
+            assert structlog.contextvars.get_contextvars() == {"case": "outer"}
         assert structlog.contextvars.get_contextvars() == {}
 
 

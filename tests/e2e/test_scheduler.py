@@ -463,6 +463,34 @@ async def test_a_timer_stored_in_the_older_layout_reads_cancels_and_fires_the_sa
     assert handler.fired == Counter({"old2": 1})
 
 
+async def test_a_timer_of_the_older_layout_without_tombstones_leaves_its_set_too(
+    redis: Redis, clock: ManualClock
+) -> None:
+    handler = Recorder()
+    s = Scheduler(redis, clock, lease_seconds=60)
+    s.on("remind", handler, tombstone=False)
+    await redis.hset(
+        keys.timer("old1"),
+        mapping={
+            "id": "old1",
+            "kind": "remind",
+            "case": "c1",
+            "due_at": NINE.isoformat(),
+            "payload": "{}",
+            "state": "pending",
+            "attempts": "0",
+        },
+    )
+    await redis.zadd(keys.TIMERS, {"old1": NINE.timestamp()})
+    await redis.sadd(keys.case_timers_set("c1"), "old1")
+
+    assert await s.run_due() == 1
+
+    assert handler.fired == Counter({"old1": 1})
+    assert not await redis.exists(keys.timer("old1"), keys.case_timers_set("c1"))
+    assert await case_timer_ids(redis, "c1") == []
+
+
 @pytest.mark.parametrize("packed", [False, True])
 async def test_many_timers_are_made_and_cancelled_in_one_call_each(
     redis: Redis, clock: ManualClock, packed: bool
