@@ -125,8 +125,8 @@ class CaseService:
         )
         fields = case.to_hash()
         del fields["reference"]
-        sets = [keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_cases(case.municipality)]
-        sets += [keys.organisation_cases(org_id) for org_id in case.parties()]
+        sets = [keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_case_ids(case.municipality)]
+        sets += [keys.organisation_case_ids(org_id) for org_id in case.parties()]
         # One round trip, atomic: the external ref is checked, the number taken and the case,
         # its version, sets, history and event written together (or nothing, if it exists).
         created, answer = await self._register(
@@ -145,6 +145,7 @@ class CaseService:
                 keys.case_by_reference(prefix),
                 version.to_json(),
                 line,
+                int(now.timestamp()),
                 2 * len(fields),
                 *(x for pair in fields.items() for x in pair),
                 *(x for pair in event.items() for x in pair),

@@ -84,11 +84,18 @@ async def test_a_registration_is_one_round_trip_and_writes_everything(counted: R
         "by": "ostersund-mottagning",
         "via": "api",
     }
-    for key in (keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_cases("ostersund")):
+    for key in (keys.ALL_CASES, keys.OPEN_CASES):
         assert await counted.smembers(key) == {case.id}
-    for org_id in case.parties():
-        assert await counted.smembers(keys.organisation_cases(org_id)) == {case.id}
+    listed = [keys.municipality_case_ids("ostersund")]
+    listed += [keys.organisation_case_ids(org_id) for org_id in case.parties()]
+    for key in listed:
+        assert await counted.zrange(key, 0, -1, withscores=True) == [(case.id, NOW.timestamp())]
     assert case.recipients  # the parties above are more than the reception unit
+    # Nothing is added to the older layout's sets.
+    assert not await counted.exists(
+        keys.municipality_cases("ostersund"),
+        *(keys.organisation_cases(org_id) for org_id in case.parties()),
+    )
 
 
 async def test_a_replay_returns_the_case_and_other_content_is_a_conflict(
@@ -146,3 +153,46 @@ async def test_concurrent_registrations_take_one_round_trip_each_and_no_number_i
                 json.loads((await counted.lrange(keys.case_history(case.id), 0, 0))[0])["reference"]
                 == ref
             )
+
+
+async def test_the_listings_read_the_sorted_sets_and_the_older_layouts_sets(
+    counted: Redis,
+) -> None:
+    # A case registered by an earlier version is listed in the sets of the older layout; one
+    # registered now in the sorted sets. A listing by municipality or organisation shows both,
+    # and only what every filter lists and is open when only open cases are asked for.
+    cases = service(counted)
+    older, _ = await cases.register(ArrivalIn(**arrival()), reception("ostersund"))
+    moved = [(keys.municipality_case_ids("ostersund"), keys.municipality_cases("ostersund"))]
+    moved += [(keys.organisation_case_ids(o), keys.organisation_cases(o)) for o in older.parties()]
+    for new, old in moved:
+        await counted.sadd(old, older.id)
+        await counted.delete(new)
+    newer, _ = await cases.register(
+        ArrivalIn(**arrival(external_ref="MIG-2")), reception("ostersund")
+    )
+    elsewhere, _ = await cases.register(
+        ArrivalIn(**arrival(external_ref="MIG-3", municipality="krokom")), reception("krokom")
+    )
+    [health] = [o for o in older.parties() if o.startswith("hc-")]
+    assert health in newer.parties() and health not in elsewhere.parties()
+    [krokom_health] = [o for o in elsewhere.parties() if o.startswith("hc-")]
+    ids = cases.store.ids
+
+    assert await ids(open_only=False, municipality=None, org=None) == sorted(
+        [older.id, newer.id, elsewhere.id]
+    )
+    assert await ids(open_only=False, municipality="ostersund", org=None) == sorted(
+        [older.id, newer.id]
+    )
+    assert await ids(open_only=False, municipality=None, org=health) == sorted([older.id, newer.id])
+    assert await ids(open_only=False, municipality="ostersund", org=health) == sorted(
+        [older.id, newer.id]
+    )
+    assert await ids(open_only=False, municipality="krokom", org=health) == []
+    assert await ids(open_only=False, municipality="krokom", org=krokom_health) == [elsewhere.id]
+    await counted.srem(keys.OPEN_CASES, older.id)
+    assert await ids(open_only=True, municipality="ostersund", org=health) == [newer.id]
+    assert await ids(open_only=False, municipality="ostersund", org=health) == sorted(
+        [older.id, newer.id]
+    )
