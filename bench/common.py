@@ -12,7 +12,7 @@ import signal
 import statistics
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Self
 
@@ -255,6 +255,31 @@ class BotApiProcess(ChildServer):
     async def sent(self) -> int:
         """The messages delivered so far."""
         return (await self.stats())["sent"]
+
+
+async def start_together(*starts: Awaitable[Any]) -> list[Any]:
+    """Start child processes side by side (each start is mostly a new interpreter's imports);
+    if one fails to start, the others are stopped and its error raised."""
+    started = await asyncio.gather(*starts, return_exceptions=True)
+    failed = [x for x in started if isinstance(x, BaseException)]
+    if not failed:
+        return started
+    for x in started:
+        if not isinstance(x, BaseException):
+            await x.stop()
+    raise failed[0]
+
+
+async def start_servers(
+    smtp_delay_ms: float = 0.0, *, enforce_limits: bool = False, latency_ms: float = 0.0
+) -> tuple[SinkProcess, BotApiProcess]:
+    """The SMTP sink and the Bot API server (`SinkProcess.start`, `BotApiProcess.start`),
+    started together: the Bot API server's two seconds of imports need not wait for the sink."""
+    sink, api = await start_together(
+        SinkProcess.start(smtp_delay_ms),
+        BotApiProcess.start(enforce_limits=enforce_limits, latency_ms=latency_ms),
+    )
+    return sink, api
 
 
 async def fresh_redis() -> tuple[Redis, str]:

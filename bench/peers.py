@@ -29,7 +29,7 @@ import aiosmtplib
 from aiohttp import web
 
 from bench import common
-from bench.common import BotApiProcess, SinkProcess, fresh_redis
+from bench.common import fresh_redis, start_servers
 from bench.email_peers import FROM, HTML, TEXT
 from bot.channels.email import OutgoingMail, render_message
 from bot.runtime.directory_file import load_directory
@@ -173,8 +173,7 @@ async def _stop(proc: asyncio.subprocess.Process) -> None:
 async def run_peer(module: str, n: int, say: Any = print) -> dict[str, Any]:
     """Post `n` arrivals to the peer in `module` and wait for every delivery; its figures."""
     redis, url = await fresh_redis()
-    sink = await SinkProcess.start()
-    api = await BotApiProcess.start()
+    sink, api = await start_servers()
     worker = await _start(module, "worker", url, str(sink.port), api.base_url)
     handler: asyncio.subprocess.Process | None = None
     try:

@@ -22,7 +22,15 @@ from zoneinfo import ZoneInfo
 import aiohttp
 
 from bench import common, peers, peers_arq, peers_taskiq
-from bench.common import BotApiProcess, SinkProcess, fresh_redis, percentile, table
+from bench.common import (
+    BotApiProcess,
+    SinkProcess,
+    fresh_redis,
+    percentile,
+    start_servers,
+    start_together,
+    table,
+)
 from bench.email_peers import FROM, HTML, mail, plain_send
 from bench.redis_usage import backlog, db_usage, settled
 from bot.domain.clock import SystemClock
@@ -211,15 +219,16 @@ async def run(
     for org_id, chat_id in bench_chats().items():
         code = await chats.create_invite(org_id, "member", 3600)
         assert await chats.redeem(code, chat_id, "bench") is not None
-    sink = await SinkProcess.start(smtp_delay_ms)
-    api = await BotApiProcess.start(latency_ms=bot_api_ms)
+    sink, api = await start_servers(smtp_delay_ms, latency_ms=bot_api_ms)
     settings = service_settings(
         EXAMPLE_DIRECTORY, sink.port, api.base_url, "ankomst-bench-", overrides
     )
-    services = [
-        await Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
-        for i in range(processes)
-    ]
+    services: list[Service] = await start_together(
+        *(
+            Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
+            for i in range(processes)
+        )
+    )
     date = (datetime.now(STOCKHOLM).date() + timedelta(days=2)).isoformat()
     run_id = int(time.time())
     started: dict[str, float] = {}

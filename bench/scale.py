@@ -501,8 +501,9 @@ async def run(
         mid: await issuer.create(directory.reception_unit(mid).id)
         for mid in sorted({b["municipality"] for b in bodies})
     }
-    sink = await SinkProcess.start(smtp_delay_ms)
-    api = await BotApiProcess.start(enforce_limits=enforce_limits, latency_ms=bot_api_ms)
+    sink, api = await common.start_servers(
+        smtp_delay_ms, enforce_limits=enforce_limits, latency_ms=bot_api_ms
+    )
     settings = service_settings(directory_path, sink.port, api.base_url, "ankomst-bench-scale-")
     services: list[Service] = []
     ready_at: list[float] = []
