@@ -1,7 +1,8 @@
 """`python -m bench [--full] [--only NAME ...] [--no-write]`: run the benchmarks of issue 6.
 
-Short mode (default) took 6.7 to 9 minutes on the machine of docs/benchmarks.md (2026-12-03);
-`--full` runs the sizes of the issue. Writes docs/benchmarks.md with the tables, the machine,
+Short mode (default) took 440 and 473 s on a slow machine (2026-12-03, docs/benchmarks.md's
+ninth pass; 560 s before the runs stopped waiting for the service's trim); `--full` runs the
+sizes of the issue. Writes docs/benchmarks.md with the tables, the machine,
 the date and the commands.
 """
 
