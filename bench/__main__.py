@@ -2,8 +2,8 @@
 
 Short mode (default) took 440 and 473 s on a slow machine (2026-12-03, docs/benchmarks.md's
 ninth pass; 560 s before the runs stopped waiting for the service's trim); `--full` runs the
-sizes of the issue. Writes docs/benchmarks.md with the tables, the machine,
-the date and the commands.
+sizes of the issue. Writes docs/benchmarks.md with the tables, the machine, the date and the
+commands.
 """
 
 from __future__ import annotations

@@ -15,7 +15,9 @@ of its messages under way (`_Gate`), not once per step of each message.
 - Per chat, the next message starts `PRIVATE_SPACING_MS` / `GROUP_SPACING_MS` after the
   previous one *to that chat* was answered (`keys.telegram_chat_done`), and a reservation
   (`keys.telegram_chat_next`) gives each queued message its own future start, so a backlog for
-  one chat takes far-off times without holding back anyone else.
+  one chat takes far-off times without holding back anyone else. A message in flight to a
+  chat (taken, not yet answered; from any process) holds the chat's next one until its answer,
+  for at most `CHAT_HOLD_MS`.
 - Per group, at most `GROUP_WINDOW_LIMIT` messages in any `GROUP_WINDOW_MS`.
 """
 
@@ -61,6 +63,14 @@ GLOBAL_WINDOW_MS = 1005  # ... in any second (5 ms for the ms rounding of two TI
 # request is never forgotten; a process killed mid-send costs 1/30 of the budget for that long.
 IN_FLIGHT_MS = 600_000
 POLL_MS = 20  # when the budget is held by messages still in flight: look again this soon
+# A message taken for a chat and not yet answered holds the chat's next one until its answer,
+# from which the chat's spacing counts. One process sends one message at a time to a chat;
+# this is for another process's message, which the chat's reservation alone let go as soon as
+# its own start came (the as-deployed scale benchmark had some 20 answers 429 a run). For at
+# most this long: a process killed mid-send holds its chats no longer than a request takes
+# by default (ANKOMST_TELEGRAM_TIMEOUT, 60 s); a request slower still is answered 429 at worst,
+# and the chat is pushed back.
+CHAT_HOLD_MS = 60_000
 PRIVATE_SPACING_MS = 1000  # 1 message/s per chat; safe because it is counted from the answer
 GROUP_SPACING_MS = 1000  # groups too get 1/s, within ...
 GROUP_WINDOW_LIMIT = 20  # ... at most 20 messages in any ...
@@ -129,7 +139,13 @@ class TelegramRateLimiter:
     async def run(self, steps: Sequence[Step]) -> list[tuple[int, int, int]]:
         """Apply `steps` in order, atomically; per step (code, wait ms, at ms), Redis time."""
         # The limits are read at each call (bench/service_proc.py relaxes them in place).
-        args: list[int | str] = [GLOBAL_LIMIT, GLOBAL_WINDOW_MS, IN_FLIGHT_MS, POLL_MS]
+        args: list[int | str] = [
+            GLOBAL_LIMIT,
+            GLOBAL_WINDOW_MS,
+            IN_FLIGHT_MS,
+            POLL_MS,
+            CHAT_HOLD_MS,
+        ]
         step_keys = [keys.TELEGRAM_SENT]
         for op, chat_id, member, ms in steps:
             window_limit, window_ms = chat_window(chat_id)
@@ -626,6 +642,7 @@ def _method(
 __all__ = [
     "BOT",
     "CHAT",
+    "CHAT_HOLD_MS",
     "FAR",
     "GLOBAL_LIMIT",
     "GLOBAL_WINDOW_MS",

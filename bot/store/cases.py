@@ -156,9 +156,12 @@ class CaseStore:
     async def ids(self, *, open_only: bool, municipality: str | None, org: str | None) -> list[str]:
         """Case ids matching a filter, sorted: one round trip (bot/store/lua/case_ids.lua)."""
         lists = [keys.OPEN_CASES if open_only else keys.ALL_CASES]
+        # Each filter: its sorted set, and its older layout's set.
         if municipality:
-            lists.append(keys.municipality_case_ids(municipality))
-            lists.append(keys.municipality_cases(municipality))
+            lists += [
+                keys.municipality_case_ids(municipality),
+                keys.municipality_cases(municipality),
+            ]
         if org:
             lists += [keys.organisation_case_ids(org), keys.organisation_cases(org)]
         return sorted(await self._ids(keys=lists))

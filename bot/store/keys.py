@@ -264,7 +264,9 @@ TELEGRAM_SENT = f"{PREFIX}:tg:sent"  # sorted set: the bot's recent sends by ans
 
 
 def telegram_chat_window(chat_id: int) -> str:
-    """Sorted set of a group's recent sends by answer time, ms (the 20/min window)."""
+    """Sorted set of a chat's recent sends by answer time, ms, or, while in flight, by the
+    time taken plus `IN_FLIGHT_MS` (bot/channels/telegram.py): a group's 20/min window, and
+    for any chat the message in flight that holds its next one."""
     return f"{PREFIX}:tg:window:{chat_id}"
 
 

@@ -18,13 +18,16 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from bot.channels.telegram import (
+    CHAT_HOLD_MS,
     GLOBAL_LIMIT,
     GLOBAL_WINDOW_MS,
     GROUP_WINDOW_LIMIT,
     GROUP_WINDOW_MS,
+    POLL_MS,
     PRIVATE_SPACING_MS,
     TelegramRateLimiter,
     TelegramSender,
+    chat_spacing_ms,
 )
 from bot.store import keys
 from tests.support.telegram_api import FakeTelegramAPI
@@ -64,8 +67,8 @@ class CountingRedis(Redis):
         self.limiter_calls: list[int] = []
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if args[0] == "EVALSHA":  # EVALSHA sha numkeys keys... 4 + 6 per step args
-            self.limiter_calls.append((len(args) - 3 - int(args[2]) - 4) // 6)
+        if args[0] == "EVALSHA":  # EVALSHA sha numkeys keys... 5 + 6 per step args
+            self.limiter_calls.append((len(args) - 3 - int(args[2]) - 5) // 6)
         return await super().execute_command(*args, **options)
 
 
@@ -334,6 +337,43 @@ async def test_a_backlog_for_one_chat_holds_back_no_other(redis: Redis) -> None:
     other = await limiter.reserve(44)
 
     assert other.wait < 0.1
+
+
+@pytest.mark.parametrize("chat_id", [-100, 42])
+async def test_a_message_in_flight_from_another_process_holds_the_chat_until_answered(
+    redis: Redis, redis_url: str, chat_id: int
+) -> None:
+    # Each process sends one message at a time to a chat; two processes each had one in
+    # flight to the same chat, and the second followed the first by less than the chat's
+    # second (the as-deployed scale benchmark had some 20 answers 429 per run).
+    second_redis: Redis = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        first, second = TelegramRateLimiter(redis), TelegramRateLimiter(second_redis)
+        assert (await first.take(chat_id, "a")).wait == 0  # sent; no answer yet
+
+        held = await second.take(chat_id, "b")
+        assert held.chat and 0 < held.wait <= POLL_MS / 1000
+        assert (await first.take(chat_id, "a")).wait == 0  # its own message holds nothing
+
+        await first.answered(chat_id, "a")
+        after = await second.take(chat_id, "b")
+        # Now the chat's spacing, counted from that answer.
+        assert after.chat and 0.9 < after.wait <= chat_spacing_ms(chat_id) / 1000
+    finally:
+        await second_redis.aclose()
+
+
+async def test_a_message_in_flight_past_the_chat_hold_holds_it_no_longer(redis: Redis) -> None:
+    # A process killed mid-send never answers: its message counts in the bot's budget for
+    # IN_FLIGHT_MS, but holds its chat only CHAT_HOLD_MS.
+    limiter = TelegramRateLimiter(redis)
+    assert (await limiter.take(-100, "killed")).wait == 0
+    for key in (keys.TELEGRAM_SENT, keys.telegram_chat_window(-100)):
+        [(_, score)] = await redis.zrange(key, 0, -1, withscores=True)
+        # As if taken CHAT_HOLD_MS and a second ago.
+        await redis.zadd(key, {"killed": score - CHAT_HOLD_MS - 1000})
+
+    assert (await limiter.take(-100, "next")).wait == 0
 
 
 async def test_two_processes_share_one_budget(

@@ -1,7 +1,7 @@
 -- Runs after redis_now.lua (bot/channels/telegram.py): the Telegram limiter, for a batch of
 -- messages in one call, each step applied in order as if called alone.
 -- KEYS[1]: the bot's log; then three per step: the chat's next start, its last answer, its log.
--- ARGV[1..4]: bot limit, bot window ms, in-flight ms, poll ms; then six per step:
+-- ARGV[1..5]: bot limit, bot window ms, in-flight ms, poll ms, chat hold ms; then six per step:
 --   op, member, chat spacing ms, ms, chat limit (0: none), chat window ms
 -- where op is
 --   'a'  answered: the message `member` was answered `ms` ago (measured by the caller, so a
@@ -17,6 +17,7 @@ local bot_limit = tonumber(ARGV[1])
 local bot_window = tonumber(ARGV[2])
 local inflight = tonumber(ARGV[3])
 local poll = tonumber(ARGV[4])
+local chat_hold = tonumber(ARGV[5])
 local bot_log = KEYS[1]
 
 -- A sliding log: fewer than `limit` answered within `window` before now (or still in flight).
@@ -70,25 +71,33 @@ local function take(done_key, log_key, member, spacing, chat_limit, chat_window)
   local done = tonumber(redis.call('GET', done_key) or '0')
   local gap = done + spacing - now
   if gap > 0 then return {2, gap, now} end
+  -- Another message to the chat taken within `chat_hold` ms and not answered yet (another
+  -- process's: in flight, its score is when taken + `inflight`) holds this one until its
+  -- answer, from which the spacing above counts.
+  local held = redis.call('ZRANGEBYSCORE', log_key, '(' .. int(now + inflight - chat_hold), '+inf')
+  for _, other in ipairs(held) do
+    if other ~= member then return {2, poll, now} end
+  end
   if chat_limit > 0 then
     local wait = full(log_key, chat_limit, chat_window)
     if wait > 0 then return {2, wait, now} end
+  else
+    -- A chat with no window keeps its log for the messages in flight only.
+    redis.call('ZREMRANGEBYSCORE', log_key, '-inf', int(now))
   end
   local wait = full(bot_log, bot_limit, bot_window)
   if wait > 0 then return {0, wait, now} end
   redis.call('ZADD', bot_log, int(now + inflight), member)
   redis.call('PEXPIRE', bot_log, int(inflight + bot_window))
-  if chat_limit > 0 then
-    redis.call('ZADD', log_key, int(now + inflight), member)
-    redis.call('PEXPIRE', log_key, int(inflight + chat_window))
-  end
+  redis.call('ZADD', log_key, int(now + inflight), member)
+  redis.call('PEXPIRE', log_key, int(inflight + chat_window))
   return {1, 0, now}
 end
 
 local out = {now}
-local steps = (#ARGV - 4) / 6
+local steps = (#ARGV - 5) / 6
 for i = 0, steps - 1 do
-  local a = 4 + i * 6
+  local a = 5 + i * 6
   local op, member = ARGV[a + 1], ARGV[a + 2]
   local spacing, ms = tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   local chat_limit, chat_window = tonumber(ARGV[a + 5]), tonumber(ARGV[a + 6])
