@@ -511,10 +511,12 @@ class Scheduler:
         instead of kept as a tombstone: its hash, its field in that case's index and its id in
         the older layout's set."""
         own, index = timer_keys(timer_id)
+        forgotten: list[str] = []
         if forget_under is not None:
             index = keys.case_timers(forget_under)
+            forgotten = [keys.case_timers_set(forget_under)]
         done = await self._complete(
-            keys=[keys.TIMERS, own, index],
+            keys=[keys.TIMERS, own, index, *forgotten],
             args=[
                 timer_id,
                 token,
@@ -523,10 +525,6 @@ class Scheduler:
                 0 if forget_under is not None else self.keep_seconds,
             ],
         )
-        if done and forget_under is not None:
-            # The older layout's set is only read and cleared (keys.case_timers_set), so it is
-            # not among the script's keys; a forgotten timer must not stay listed there.
-            await self.redis.srem(keys.case_timers_set(forget_under), timer_id)
         return bool(done)
 
     async def run_due(self) -> int:
