@@ -171,9 +171,10 @@ class MessageRenderer:
         # When each health centre was first told of a case, once known: a once-only marker
         # (HSETNX, never changed), so read once, not for each of its messages.
         self._informed: OrderedDict[tuple[str, str], str] = OrderedDict()
-        self._made_rows: OrderedDict[
-            tuple[str, int, bool, bool], tuple[list[dict[str, Any]], ...]
-        ] = OrderedDict()
+        # The Mottaget and Boka rows of a version (`_rows`), each made when first needed.
+        self._made_rows: OrderedDict[tuple[str, int], list[list[dict[str, Any]] | None]] = (
+            OrderedDict()
+        )
 
     async def _informed_at(self, case_id: str, org_id: str) -> str | None:
         """When the health centre `org_id` was first told of the case (its marker), or None."""
@@ -367,7 +368,7 @@ class MessageRenderer:
             and case.status != "cancelled"
             and policy.may_report_health(d.org, case)
         )
-        rows = list(self._rows(case.id, d.version, needs_ack, booking))
+        rows = self._rows(case.id, d.version, needs_ack, booking)
         if d.topic.kind is Topic.DISAGREEMENT_RAISED and d.topic.suffix:
             link = await self.chats.link_of(chat_id)
             if link is not None and policy.may_escalate(
@@ -378,20 +379,27 @@ class MessageRenderer:
 
     def _rows(
         self, case_id: str, version: int, ack: bool, booking: bool
-    ) -> tuple[list[dict[str, Any]], ...]:
-        """The Mottaget and Boka rows, signed and in JSON form, once for the chats of a
-        version: a case's arrival notice goes to several chats with the same rows, and making
+    ) -> list[list[dict[str, Any]]]:
+        """The Mottaget and Boka rows, signed and in JSON form, each made once for the chats of
+        a version: a case's arrival notice goes to several chats with the same rows, and making
         them (aiogram's models, a MAC each, then their JSON) was a few per cent of a delivery's
         CPU (issue 17). Kept for the last `ROWS_KEPT` versions made; never changed once made."""
-        key = (case_id, version, ack, booking)
-        found = self._made_rows.get(key)
-        if found is None:
-            rows = []
-            if ack:
-                rows.append(ack_row(self.signer, case_id, version))
-            if booking:
-                rows.append(booking_row(self.signer, case_id))
-            found = self._made_rows[key] = tuple(plain_rows(rows))
+        if not (ack or booking):
+            return []
+        made = self._made_rows.get((case_id, version))
+        if made is None:
+            made = self._made_rows[(case_id, version)] = [None, None]
             if len(self._made_rows) > ROWS_KEPT:
                 self._made_rows.popitem(last=False)
-        return found
+        rows: list[list[dict[str, Any]]] = []
+        if ack:
+            row = made[0]
+            if row is None:
+                row = made[0] = plain_rows([ack_row(self.signer, case_id, version)])[0]
+            rows.append(row)
+        if booking:
+            row = made[1]
+            if row is None:
+                row = made[1] = plain_rows([booking_row(self.signer, case_id)])[0]
+            rows.append(row)
+        return rows
