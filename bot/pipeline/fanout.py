@@ -15,7 +15,7 @@ from typing import Final
 
 from bot.domain.case import CaseNotFound
 from bot.domain.clock import Clock
-from bot.domain.delivery import delivery_id
+from bot.domain.delivery import COPY_PARAMS, delivery_id
 from bot.domain.directory import Directory
 from bot.domain.events import (
     DRAFT_CASE_PREFIX,
@@ -216,7 +216,7 @@ class FanOut:
             planned = await self.plan_all(
                 [
                     (case.recipients, Topic.NOTICE, None),
-                    ([case.reception_unit], Topic.NOTICE, {"copy": True}),
+                    ([case.reception_unit], Topic.NOTICE, COPY_PARAMS),
                 ]
             )
             await self.create(case_id, version, planned)

@@ -7,12 +7,13 @@ claimed, marked and finished the same. Real servers."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from bot.domain.delivery import NAMED_BY_ID, SHARED, delivery_row, unpack
+from bot.domain.delivery import COPY_PARAMS, NAMED_BY_ID, SHARED, delivery_row, unpack
 from bot.domain.events import DeliveryStatus, Topic
 from bot.pipeline.rendering import thread_ids
 from bot.runtime.services import from_domain
@@ -44,6 +45,8 @@ async def test_records_hold_only_what_the_id_does_not_name_and_read_whole(world:
         packed = index[d.id.removeprefix(f"{d.case}:")]
         # Short: a sent delivery's record keeps its case's index a listpack.
         assert len(packed.encode()) <= 64, packed
+        # The fan-out's params of a reception unit's copy are packed as one mark.
+        assert ("|p*|" in packed) == d.is_copy, packed
         assert not await redis.exists(keys.delivery(d.id))
         stored = unpack(d.id, packed, index[SHARED])
         assert not set(stored) & set(NAMED_BY_ID), stored
@@ -95,6 +98,35 @@ async def test_a_record_written_the_old_way_reads_the_same(world: World) -> None
 
 def _record(ident: str, **fields: str) -> dict[str, str]:
     return {"status": "queued", "queued_at": "2026-11-25T08:00:00.000001+00:00", **fields}
+
+
+async def test_a_copy_sent_an_hour_late_with_a_long_message_id_keeps_the_index_a_listpack(
+    redis: Redis,
+) -> None:
+    """A reception unit's copy to a Telegram chat, sent an hour after it was queued, with a
+    10-digit message id (a busy group's): its record is within the 64 bytes that keep its case's
+    index a listpack on Redis 7.0. With its params in full it took 75."""
+    store = DeliveryStore(redis)
+    case = "4c3c14a9dcaeda04"
+    ident = f"{case}:1:ostersund-mottagning:tg:-1001234567890:notice"
+    fields = _record(ident, params=json.dumps(dict(COPY_PARAMS)))
+    assert await store.create(ident, case, keys.OUTBOX_TELEGRAM, fields)
+    await store.update(ident, status="sending", sending_at="2026-11-25T09:00:00.123456+00:00")
+    sent = {
+        "status": "sent",
+        "sent_at": "2026-11-25T09:00:01.234567+00:00",
+        "attempts": "1",
+        "message_id": "1234567890",
+    }
+    await store.finish(ident, sent, token="")
+    packed = await redis.hget(keys.case_delivery_ids(case), ident.split(":", 1)[1]) or ""
+    assert len(packed.encode()) <= 64, packed
+    assert await redis_py(redis).object("encoding", keys.case_delivery_ids(case)) == "listpack"
+    d = await store.get(ident)
+    assert d is not None and d.is_copy and d.params == dict(COPY_PARAMS)
+    assert await store.raw(ident) == delivery_row(
+        ident, {**fields, "sending_at": "2026-11-25T09:00:00.123456+00:00", **sent}
+    )
 
 
 @pytest.mark.parametrize("layout", ["packed", "hash", "set"])

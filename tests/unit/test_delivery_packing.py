@@ -54,6 +54,8 @@ def own_id(ident: str) -> str:
         (TG, {"status": "some_new_status", "superseded_at": "not a time", "error": ""}),
         (TG, {"status": "failed", "error": "=", "message_id": "@x"}),
         (TG, {"status": "failed", "error": "+1 retry", "migrated_to": "+7"}),
+        (TG, {"status": "sent", "params": "*"}),  # not the copy's mark: kept as text
+        (TG, {"status": "sent", "params": "*x", "error": "*"}),
         ("c1:d1", {"id": "c1:d1", "case": "c1", "status": "queued", "topic": "no|such"}),
     ],
 )
@@ -75,6 +77,7 @@ def test_a_sent_copy_is_short_and_its_message_id_not_stored() -> None:
     assert f"m@{DOMAIN}" in items  # the script keeps the domain once per case: "m@"
     assert "t+1796228277631627" in items  # epoch microseconds; made relative by the script
     assert "ss" in items and "a1" in items
+    assert "p*" in items  # the copy's params, as the fan-out writes them, in one mark
 
 
 def test_a_text_the_script_would_read_as_a_mark_is_kept_as_text() -> None:
