@@ -138,15 +138,18 @@ class SentinelSetup:
         finally:
             await client.aclose()
 
-    async def settled(self, master_port: int, timeout: float = 60.0) -> None:
-        """Until `master_port` is the master by all three Sentinels and by itself, and every
-        other running server replicates from it with its link up."""
+    async def settled(self, master_port: int | None = None, timeout: float = 60.0) -> None:
+        """Until `master_port` (by default, whichever master the Sentinels agree on at each
+        look) is the master by the Sentinels and by itself, and every other running server
+        replicates from it with its link up."""
         deadline = time.monotonic() + timeout
         while True:
-            ok = await self.master_port() == master_port
-            ok = ok and (await self.role(self.server(master_port)))[0] == "master"
+            agreed = await self.master_port()
+            port = agreed if master_port is None else master_port
+            ok = port is not None and agreed == port
+            ok = ok and port is not None and (await self.role(self.server(port)))[0] == "master"
             for node in self.servers:
-                if node.port == master_port or node.process is None:
+                if node.port == port or node.process is None:
                     continue
                 if node.process.poll() is not None:
                     continue
@@ -218,10 +221,12 @@ class SentinelSetup:
         node = self.server(port)
         node.start()
         self.events.append((time.monotonic(), f"restarted :{port}"))
-        new = await self.master_port()
-        assert new is not None
-        await self.settled(new)
-        self.events.append((time.monotonic(), "settled"))
+        # Whichever master the Sentinels settle on: on a slow machine the new master can miss
+        # `DOWN_AFTER_MS` while it is promoted, and the Sentinels fail over once more, to the
+        # server just restarted (seen in CI on 2026-12-03: waiting on the first new master
+        # timed out). What the tests check holds either way: the data of answered writes.
+        await self.settled()
+        self.events.append((time.monotonic(), f"settled on :{await self.master_port()}"))
 
     def stop(self) -> None:
         """Kill every process of the setup."""
