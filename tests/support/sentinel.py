@@ -144,10 +144,12 @@ class SentinelSetup:
         replicates from it with its link up."""
         deadline = time.monotonic() + timeout
         while True:
-            agreed = await self.master_port()
-            port = agreed if master_port is None else master_port
-            ok = port is not None and agreed == port
-            ok = ok and port is not None and (await self.role(self.server(port)))[0] == "master"
+            port = await self.master_port()
+            ok = (
+                port is not None
+                and master_port in (None, port)
+                and (await self.role(self.server(port)))[0] == "master"
+            )
             for node in self.servers:
                 if node.port == port or node.process is None:
                     continue
@@ -157,7 +159,8 @@ class SentinelSetup:
             if ok:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"the setup did not settle on master :{master_port}")
+                where = "any master" if master_port is None else f"master :{master_port}"
+                raise TimeoutError(f"the setup did not settle on {where}")
             await asyncio.sleep(0.1)
 
     async def sentinels_agree(self, timeout: float = 30.0) -> None:
