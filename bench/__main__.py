@@ -1,9 +1,8 @@
 """`python -m bench [--full] [--only NAME ...] [--no-write]`: run the benchmarks of issue 6.
 
-Short mode (default) took 440-477 s on slow machines (2026-12-03, docs/benchmarks.md's ninth
-and tenth passes; 560 s before the runs stopped waiting for the service's trim), `--full`
-3,909 s (tenth pass); `--full` runs the sizes of the issue. Writes docs/benchmarks.md with the
-tables, the machine, the date and the commands.
+Short mode (default) is the quick check; `--full` runs the sizes of the issue. Writes
+docs/benchmarks.md with the tables, the machine, the date, the run time and the commands (how
+long each mode took on which machine is there, not here, so it cannot go stale).
 """
 
 from __future__ import annotations
