@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import tempfile
 import time
@@ -162,6 +163,60 @@ def _cpu_seconds(services: list[Service]) -> float:
     return sum(common.cpu_seconds(s.proc.pid) for s in services)
 
 
+# The processes of a pipeline run that share the machine, as `machine_budget` names them.
+MACHINE_PARTS = ("service", "redis", "smtp_sink", "bot_api", "harness")
+
+
+async def _machine_cpu(
+    services: list[Service], redis: Any, sink: SinkProcess, api: BotApiProcess
+) -> dict[str, float]:
+    """CPU seconds used so far by each process of the run (`MACHINE_PARTS`): the service
+    processes, the Redis server (its own `INFO cpu`, every thread), the SMTP sink, the Bot API
+    server and this harness (its own process only: the others are its children)."""
+    info = await redis.info("cpu")
+    return {
+        "service": _cpu_seconds(services),
+        "redis": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+        "smtp_sink": common.cpu_seconds(sink.proc.pid),
+        "bot_api": common.cpu_seconds(api.proc.pid),
+        "harness": time.process_time(),
+    }
+
+
+def machine_budget(
+    cpu_s: Mapping[str, float], deliveries: int, processes: int, cores: int
+) -> dict[str, Any]:
+    """What the measured CPU says the machine can carry.
+
+    `cpu_s` is the CPU seconds each process of the run used over the measured window
+    (`MACHINE_PARTS`), `deliveries` those made in it. Two bounds on deliveries/s follow, with
+    the costs per delivery as measured: the machine's (its `cores` shared by every process:
+    cores / CPU of all per delivery) and the service's (`processes` event loops, each on at
+    most one core: processes / the service's CPU per delivery). The lower is the ceiling.
+    """
+    ms = {part: cpu_s[part] / max(1, deliveries) * 1000 for part in MACHINE_PARTS}
+    total = sum(ms.values())
+    machine = cores * 1000 / total if total > 0 else float("inf")
+    service = processes * 1000 / ms["service"] if ms["service"] > 0 else float("inf")
+    return {
+        "ms_per_delivery": {part: round(v, 3) for part, v in ms.items()},
+        "total_ms_per_delivery": round(total, 3),
+        "cores": cores,
+        "machine_bound_per_s": round(machine, 1),
+        "service_bound_per_s": round(service, 1),
+        "ceiling_per_s": round(min(machine, service), 1),
+        "bound_by": "service" if service <= machine else "machine",
+    }
+
+
+def _cores() -> int:
+    """The cores this process may run on (its children inherit them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def service_settings(
     directory: Path,
     smtp_port: int,
@@ -258,6 +313,7 @@ async def run(
             started.clear()
             await settled(redis, within=30.0)
             cpu_warm = _cpu_seconds(services)
+            machine_warm = await _machine_cpu(services, redis, sink, api)
             redis_before = await _redis_used_mb(redis)
             # What the db holds before the first measured arrival (tokens, chat links, the
             # service's streams and groups, the warm-up's cases) is not the measured cases':
@@ -275,6 +331,7 @@ async def run(
         # once the service is done (every group finished, the timers made, the streams trimmed).
         # The CPU of that wait is not the deliveries': it is taken off (the service idles).
         cpu_before_settle = _cpu_seconds(services)
+        machine_done = await _machine_cpu(services, redis, sink, api)
         settle = await settled(redis, within=60.0)
         settle_cpu = _cpu_seconds(services) - cpu_before_settle
         open_cases = await redis.scard(keys.OPEN_CASES) - warm_cases
@@ -343,6 +400,13 @@ async def run(
         **settle,
         "settle_cpu_s": settle_cpu,
         **_round_trips(usages, total),
+        # Every process's CPU over the same window, and what it says the machine can carry.
+        "machine": machine_budget(
+            {part: machine_done[part] - machine_warm[part] for part in MACHINE_PARTS},
+            total,
+            processes,
+            _cores(),
+        ),
     }
     say(f"  pipeline: {figures}")
     figures["statuses"] = by_status  # type: ignore[assignment]
@@ -505,6 +569,13 @@ async def bench(
         "redis_kb_per_case": round(f0["kb_per_case"], 2),
         "redis_kb_per_case_by_key": f0["kb_per_case_by_key"],
         "deliveries_per_cpu_s": round(ankomst_per_cpu, 1),
+        # What the machine can carry at the costs measured (`machine_budget`), against the
+        # naive sender of the same round.
+        "machine_cpu_ms_per_delivery": f0["machine"]["ms_per_delivery"],
+        "machine_total_cpu_ms_per_delivery": f0["machine"]["total_ms_per_delivery"],
+        "ceiling_deliveries_per_s": f0["machine"]["ceiling_per_s"],
+        "ceiling_bound_by": f0["machine"]["bound_by"],
+        "ceiling_vs_naive": round(f0["machine"]["ceiling_per_s"] / naive_rate, 3),
     }
     two = [f for label, f in results if "2 serve processes" in label]
     if two:
@@ -553,7 +624,8 @@ async def bench(
         + "). RSS and CPU are the service process(es) only; CPU counts "
         "from the moment the service was ready and is summed over the processes; RSS is the "
         "larger of the processes (each is its own footprint). The ratio to naive is to the naive "
-        "sender under the same network (loopback, or the simulated latency)."
+        "sender under the same network (loopback, or the simulated latency). "
+        + _budget_text(f0["machine"], naive_rate)
     )
     if latency is not None:
         smtp_ms, api_ms = latency
@@ -666,6 +738,30 @@ def _median_round(rounds: list[_Round], ratio: Callable[[_Round], float]) -> _Ro
 def _per_cpu(ankomst: dict[str, Any], peer: dict[str, Any]) -> float:
     """Ankomst's deliveries per CPU second over the peer's."""
     return (1000 / ankomst["cpu_per_1000"]) / peer["deliveries_per_cpu_s"]
+
+
+def _budget_text(budget: dict[str, Any], naive_rate: float) -> str:
+    """The sentences of the pipeline section on `machine_budget`'s figures."""
+    ms = budget["ms_per_delivery"]
+    names = {
+        "service": "the service",
+        "redis": "Redis",
+        "smtp_sink": "the SMTP sink",
+        "bot_api": "the Bot API server",
+        "harness": "the harness",
+    }
+    parts = ", ".join(f"{names[part]} {ms[part]:.2f}" for part in MACHINE_PARTS)
+    cores, total = budget["cores"], budget["total_ms_per_delivery"]
+    machine, service = budget["machine_bound_per_s"], budget["service_bound_per_s"]
+    return (
+        "Every process shares this machine's cores, so the one-process run's rate has two "
+        "bounds. The CPU each process used in that run's measured window, ms per delivery: "
+        f"{parts}; {total:.2f} in all on {cores} cores. At these costs the machine carries at "
+        f"most {cores} × 1000 / {total:.2f} = {machine:,.0f} deliveries/s, and one process, on "
+        f"one core at most, 1000 / {ms['service']:.2f} = {service:,.0f}: the ceiling is "
+        f"**{min(machine, service):,.0f} deliveries/s, "
+        f"{min(machine, service) / naive_rate:.2f}× the naive sender** of that round."
+    )
 
 
 def _row(label: str, f: dict[str, Any], naive_rate: float) -> tuple[Any, ...]:
