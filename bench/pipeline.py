@@ -168,14 +168,15 @@ MACHINE_PARTS = ("service", "redis", "smtp_sink", "bot_api", "harness")
 
 
 async def _machine_cpu(
-    services: list[Service], redis: Any, sink: SinkProcess, api: BotApiProcess
+    service_cpu: float, redis: Any, sink: SinkProcess, api: BotApiProcess
 ) -> dict[str, float]:
     """CPU seconds used so far by each process of the run (`MACHINE_PARTS`): the service
-    processes, the Redis server (its own `INFO cpu`, every thread), the SMTP sink, the Bot API
-    server and this harness (its own process only: the others are its children)."""
+    processes (`service_cpu`, as the caller has just read it), the Redis server (its own
+    `INFO cpu`, every thread), the SMTP sink, the Bot API server and this harness (its own
+    process only: the others are its children)."""
     info = await redis.info("cpu")
     return {
-        "service": _cpu_seconds(services),
+        "service": service_cpu,
         "redis": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
         "smtp_sink": common.cpu_seconds(sink.proc.pid),
         "bot_api": common.cpu_seconds(api.proc.pid),
@@ -313,7 +314,7 @@ async def run(
             started.clear()
             await settled(redis, within=30.0)
             cpu_warm = _cpu_seconds(services)
-            machine_warm = await _machine_cpu(services, redis, sink, api)
+            machine_warm = await _machine_cpu(cpu_warm, redis, sink, api)
             redis_before = await _redis_used_mb(redis)
             # What the db holds before the first measured arrival (tokens, chat links, the
             # service's streams and groups, the warm-up's cases) is not the measured cases':
@@ -331,7 +332,7 @@ async def run(
         # once the service is done (every group finished, the timers made, the streams trimmed).
         # The CPU of that wait is not the deliveries': it is taken off (the service idles).
         cpu_before_settle = _cpu_seconds(services)
-        machine_done = await _machine_cpu(services, redis, sink, api)
+        machine_done = await _machine_cpu(cpu_before_settle, redis, sink, api)
         settle = await settled(redis, within=60.0)
         settle_cpu = _cpu_seconds(services) - cpu_before_settle
         open_cases = await redis.scard(keys.OPEN_CASES) - warm_cases
@@ -753,14 +754,15 @@ def _budget_text(budget: dict[str, Any], naive_rate: float) -> str:
     parts = ", ".join(f"{names[part]} {ms[part]:.2f}" for part in MACHINE_PARTS)
     cores, total = budget["cores"], budget["total_ms_per_delivery"]
     machine, service = budget["machine_bound_per_s"], budget["service_bound_per_s"]
+    ceiling = budget["ceiling_per_s"]
     return (
         "Every process shares this machine's cores, so the one-process run's rate has two "
         "bounds. The CPU each process used in that run's measured window, ms per delivery: "
         f"{parts}; {total:.2f} in all on {cores} cores. At these costs the machine carries at "
         f"most {cores} × 1000 / {total:.2f} = {machine:,.0f} deliveries/s, and one process, on "
         f"one core at most, 1000 / {ms['service']:.2f} = {service:,.0f}: the ceiling is "
-        f"**{min(machine, service):,.0f} deliveries/s, "
-        f"{min(machine, service) / naive_rate:.2f}× the naive sender** of that round."
+        f"**{ceiling:,.0f} deliveries/s, {ceiling / naive_rate:.2f}× the naive sender** of that "
+        "round."
     )
 
 
