@@ -63,6 +63,22 @@ def stop_embedded() -> None:
         _embedded.stop()
 
 
+def cores() -> int:
+    """The cores this process may run on (its children, the benchmark's servers, inherit
+    them): what the machine's processes share."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+async def redis_cpu_seconds(redis: Redis) -> float:
+    """CPU seconds the Redis server has used so far (its own `INFO cpu`, every thread and
+    every client's work)."""
+    info = await redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def machine() -> dict[str, str]:
     """nproc, CPU model, RAM, Python and OS, for the report."""
     cpu = platform.processor() or "?"
@@ -82,7 +98,7 @@ def machine() -> dict[str, str]:
     except (OSError, ValueError, IndexError):
         pass
     return {
-        "nproc": str(os.cpu_count()),
+        "nproc": str(cores()),
         "cpu": cpu,
         "ram": ram,
         "python": sys.version.split()[0],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import tempfile
 import time
@@ -163,8 +162,15 @@ def _cpu_seconds(services: list[Service]) -> float:
     return sum(common.cpu_seconds(s.proc.pid) for s in services)
 
 
-# The processes of a pipeline run that share the machine, as `machine_budget` names them.
-MACHINE_PARTS = ("service", "redis", "smtp_sink", "bot_api", "harness")
+# The processes of a pipeline run that share the machine, as `machine_budget` names them, and
+# as the pipeline section words them.
+MACHINE_PARTS = {
+    "service": "the service",
+    "redis": "Redis",
+    "smtp_sink": "the SMTP sink",
+    "bot_api": "the Bot API server",
+    "harness": "the harness",
+}
 
 
 async def _machine_cpu(
@@ -174,10 +180,9 @@ async def _machine_cpu(
     processes (`service_cpu`, as the caller has just read it), the Redis server (its own
     `INFO cpu`, every thread), the SMTP sink, the Bot API server and this harness (its own
     process only: the others are its children)."""
-    info = await redis.info("cpu")
     return {
         "service": service_cpu,
-        "redis": float(info["used_cpu_sys"]) + float(info["used_cpu_user"]),
+        "redis": await common.redis_cpu_seconds(redis),
         "smtp_sink": common.cpu_seconds(sink.proc.pid),
         "bot_api": common.cpu_seconds(api.proc.pid),
         "harness": time.process_time(),
@@ -208,14 +213,6 @@ def machine_budget(
         "ceiling_per_s": round(min(machine, service), 1),
         "bound_by": "service" if service <= machine else "machine",
     }
-
-
-def _cores() -> int:
-    """The cores this process may run on (its children inherit them)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def service_settings(
@@ -406,7 +403,7 @@ async def run(
             {part: machine_done[part] - machine_warm[part] for part in MACHINE_PARTS},
             total,
             processes,
-            _cores(),
+            common.cores(),
         ),
     }
     say(f"  pipeline: {figures}")
@@ -744,14 +741,7 @@ def _per_cpu(ankomst: dict[str, Any], peer: dict[str, Any]) -> float:
 def _budget_text(budget: dict[str, Any], naive_rate: float) -> str:
     """The sentences of the pipeline section on `machine_budget`'s figures."""
     ms = budget["ms_per_delivery"]
-    names = {
-        "service": "the service",
-        "redis": "Redis",
-        "smtp_sink": "the SMTP sink",
-        "bot_api": "the Bot API server",
-        "harness": "the harness",
-    }
-    parts = ", ".join(f"{names[part]} {ms[part]:.2f}" for part in MACHINE_PARTS)
+    parts = ", ".join(f"{words} {ms[part]:.2f}" for part, words in MACHINE_PARTS.items())
     cores, total = budget["cores"], budget["total_ms_per_delivery"]
     machine, service = budget["machine_bound_per_s"], budget["service_bound_per_s"]
     ceiling = budget["ceiling_per_s"]

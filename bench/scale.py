@@ -454,10 +454,9 @@ def expected_deliveries(parts: dict[str, Directory], bodies: list[dict[str, Any]
 
 async def _redis_info(redis: Any) -> dict[str, float]:
     """Server-wide: CPU seconds and commands processed so far (every client's)."""
-    cpu = await redis.info("cpu")
     stats = await redis.info("stats")
     return {
-        "cpu": float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]),
+        "cpu": await common.redis_cpu_seconds(redis),
         "commands": float(stats["total_commands_processed"]),
     }
 
