@@ -169,7 +169,8 @@ class HiredisPacking:
     packing was the largest part of the client's CPU (issue 17, a py-spy profile in
     docs/benchmarks.md). Mixed in before redis-py's connection class (`_hiredis_packing`)."""
 
-    _packer = HiredisRespSerializer()
+    # redis-py 8.2 leaves HiredisRespSerializer.__init__ unannotated; 8.1 annotated it.
+    _packer = HiredisRespSerializer()  # type: ignore[no-untyped-call, unused-ignore]
 
     def pack_command(self, *args: Any) -> list[bytes]:
         """The command in the Redis protocol, as redis-py's `pack_command` makes it."""
@@ -472,8 +473,8 @@ def _redis_py_from_url(url: str) -> Redis:
         }
         if target.sentinel_password is not None:
             sentinel_options["password"] = target.sentinel_password
-        # redis-py leaves Sentinel.__init__ unannotated (8.1).
-        sentinel = Sentinel(  # type: ignore[no-untyped-call]
+        # redis-py 8.1 leaves Sentinel.__init__ unannotated; 8.2 annotates it.
+        sentinel = Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             list(target.sentinels),
             sentinel_kwargs=sentinel_options,
             username=target.username,
