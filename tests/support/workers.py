@@ -43,5 +43,7 @@ def url_of_worker(setting: str, index: int) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "db"]
     if parts.scheme == "unix":  # unix:///path/to/socket?db=N
-        return urlunsplit(parts._replace(query=urlencode([*query, ("db", str(db))])))
+        # Written out: urlunsplit drops the "//" of an empty host ("unix:/path"), which
+        # redis-py 8.2 refuses.
+        return f"unix://{parts.path}?{urlencode([*query, ('db', str(db))])}"
     return urlunsplit(parts._replace(path=f"/{db}", query=urlencode(query)))
