@@ -72,6 +72,13 @@ def case_acks(case_id: str) -> str:
     return f"{PREFIX}:case:{case_id}:acks"
 
 
+def ack_resend(case_id: str, field: str, sender: str) -> str:
+    """For a few minutes after an acknowledgement ("{version}:{org}" `field`) made through a
+    board session: that session (`sender`, a hash of its id) made it, so the same form sent
+    again is answered as recorded, not as another person's (bot/usecases/cases.py)."""
+    return f"{PREFIX}:case:{case_id}:ack-resend:{field}:{sender}"
+
+
 def case_history(case_id: str) -> str:
     """List of JSON history entries (who, what, when, through which channel)."""
     return f"{PREFIX}:case:{case_id}:history"

@@ -38,6 +38,11 @@ from bot.store.scripts import register
 # The errors of these use cases, named here for the adapters that catch them.
 __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
 
+# How long the sender of an acknowledgement is remembered (`CaseService.acknowledge`): long
+# enough for a form sent again by a double click or by the browser, short enough to leave
+# nothing behind for the case's lifetime.
+RESEND_WINDOW_S = 600
+
 
 class CaseService:
     """The use cases every inbound path (API, chat, intake stream) calls."""
@@ -304,9 +309,21 @@ class CaseService:
     # -- acknowledge -------------------------------------------------------------------------
 
     async def acknowledge(
-        self, case_id: str, org_id: str, actor: Actor, version: int | None = None
+        self,
+        case_id: str,
+        org_id: str,
+        actor: Actor,
+        version: int | None = None,
+        *,
+        sender: str | None = None,
     ) -> tuple[AckOutcome, Case]:
-        """Record that `org_id` has understood a version; once per organisation and version."""
+        """Record that `org_id` has understood a version; once per organisation and version.
+
+        `sender` names where the form came from (a board session, by a hash of its id): the
+        same sender's acknowledgement arriving again within `RESEND_WINDOW_S` (a double click,
+        the browser sending the form again, a reply lost on the way and the write retried) is
+        answered "recorded", as the first was, and writes nothing; anyone else's is "already".
+        """
         case_key = keys.case(case_id)
 
         async def attempt(pipe: Pipeline) -> tuple[AckOutcome, Case]:
@@ -322,9 +339,11 @@ class CaseService:
                 await pipe.unwatch()
                 return "stale", case
             field = f"{number}:{org_id}"
+            resend = None if sender is None else keys.ack_resend(case_id, field, sender)
             if await pipe.hexists(keys.case_acks(case_id), field):
+                again = resend is not None and bool(await pipe.exists(resend))
                 await pipe.unwatch()
-                return "already", case
+                return ("recorded" if again else "already"), case
             acked = await pipe.hmget(
                 keys.case_acks(case_id), [f"{number}:{o}" for o in case.recipients]
             )
@@ -332,6 +351,8 @@ class CaseService:
             ack = {"at": now.isoformat(), "via": actor.via, "who": actor.who}
             pipe.multi()
             pipe.hset(keys.case_acks(case_id), field, json.dumps(ack))
+            if resend is not None:
+                pipe.set(resend, "1", px=RESEND_WINDOW_S * 1000)
             record_change(
                 pipe,
                 case_id,

@@ -55,6 +55,12 @@ class DashboardSession:
         """The actor for the use cases, acting through the board."""
         return Actor(org_id=self.org_id, role=self.role, via="dashboard", who=self.who)
 
+    @property
+    def sender(self) -> str:
+        """This session as the sender of a form (`CaseService.acknowledge`): a hash of its id,
+        so the id itself, which signs the browser in, is never written to the store."""
+        return _sha256(f"sender:{self.sid}")[:32]
+
     def csrf_ok(self, token: str | None) -> bool:
         """Whether a submitted form token is this session's (constant time)."""
         return bool(token) and hmac.compare_digest(self.csrf.encode(), str(token).encode())

@@ -491,7 +491,9 @@ async def acknowledge(request: web.Request) -> web.Response:
         version = int(str(form.get("version", "")))
     except ValueError:
         return _refused("Versionen saknas i formuläret.", 400)
-    outcome, _ = await services.cases.acknowledge(case.id, session.org_id, session.actor(), version)
+    outcome, _ = await services.cases.acknowledge(
+        case.id, session.org_id, session.actor(), version, sender=session.sender
+    )
     return _see_other(f"/dashboard/cases/{case.id}?kvittens={outcome}")
 
 

@@ -219,10 +219,26 @@ async def test_the_acknowledge_button_acknowledges_for_the_organisation(world: W
         assert "Mottaget är registrerat" in page
         assert "Bekräfta mottaget" not in page
         assert "✓ Bekräftat" in page
-    acks = await world.services.cases.store.acks(case["id"])
+        acks = await world.services.cases.store.acks(case["id"])
+        # The same form sent again (a double click, the browser sending it once more): the
+        # person is told it is recorded, as it is, and nothing is written twice.
+        async with client.post(
+            path + "/ack", data={"version": "1", "csrf": token}, allow_redirects=False
+        ) as response:
+            assert response.headers["Location"] == location
+    assert await world.services.cases.store.acks(case["id"]) == acks
     assert acks[f"1:{SCHOOL}"]["via"] == "dashboard"
     history = await world.services.cases.store.history(case["id"])
-    assert any(h["what"] == "acknowledged" and h["via"] == "dashboard" for h in history)
+    assert [h["via"] for h in history if h["what"] == "acknowledged"] == ["dashboard"]
+    # Someone else at the school, signed in apart, is told it was already done.
+    async with await signed_in(world, SCHOOL) as client:
+        _, page, _ = await get(client, path)
+        async with client.post(
+            path + "/ack", data={"version": "1", "csrf": csrf_of(page)}, allow_redirects=False
+        ) as response:
+            assert response.headers["Location"].endswith("?kvittens=already")
+        _, page, _ = await get(client, world.base + response.headers["Location"])
+        assert "Er organisation hade redan bekräftat den här versionen." in page
     # Management sees the case but has nothing to acknowledge on it.
     async with await signed_in(world, "ostersund-ledning") as client:
         _, page, _ = await get(client, path)
