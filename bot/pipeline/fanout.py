@@ -39,6 +39,11 @@ log = logging.getLogger(__name__)
 # Named here too for the callers (and tests) that plan deliveries by hand.
 EMAIL = ChannelKind.EMAIL
 NOTICE = Topic.NOTICE
+# The events the fan-out makes messages of (`FanOut.handle`); it only says it is done with any
+# other. Most entries of the event stream are messages sent, which it has nothing to do with.
+ACTS_ON: Final = frozenset(
+    {*VERSION_EVENTS, EventType.CASE_ALL_ACKNOWLEDGED, EventType.DELIVERY_FAILED, EventType.NOTICE}
+)
 
 __all__ = [
     "EMAIL",
@@ -202,12 +207,17 @@ class FanOut:
             return str(unit) if unit else None
         return (await self.cases.get(case_id)).reception_unit
 
+    @staticmethod
+    def acts_on(event: Mapping[str, str]) -> bool:
+        """Whether `handle` makes messages of the event (`ACTS_ON`); any other it only says
+        it is done with."""
+        return event.get("type", "") in ACTS_ON
+
     async def handle(self, entry_id: str, event: dict[str, str]) -> bool:
         """Consumer-group handler for the event stream."""
-        try:
-            kind = EventType(event.get("type", ""))
-        except ValueError:
-            return True  # not an event the fan-out acts on
+        if not self.acts_on(event):
+            return True
+        kind = EventType(event["type"])
         case_id = event.get("case", "")
         version = int(event.get("version", "0") or 0)
         if kind in VERSION_EVENTS:

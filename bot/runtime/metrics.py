@@ -241,7 +241,7 @@ class Metrics:
             case_id = event.get("case", "")
             with log_context(case=case_id, event=event.get("type")):
                 done = await handle(entry_id, event)
-            if time_acks and done and event.get("type") == "case.acknowledged":
+            if time_acks and done and self.times(event):
                 await self._observe_ack(case_id, event)
             if keep_deadlines and done and case_id and self._moves_deadlines(event):
                 await self.keep_deadlines(
@@ -250,6 +250,11 @@ class Metrics:
             return done
 
         return observed
+
+    @staticmethod
+    def times(event: Mapping[str, str]) -> bool:
+        """Whether a wrapper with `time_acks` times the event: an acknowledgement."""
+        return event.get("type") == EventType.CASE_ACKNOWLEDGED
 
     def _moves_deadlines(self, event: Mapping[str, str]) -> bool:
         """Whether the event may change the case's open deadlines: a message sent moves one

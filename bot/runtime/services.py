@@ -44,7 +44,7 @@ from bot.usecases.disagreements import Disagreements
 from bot.usecases.healthcare import HealthCentre
 from bot.usecases.intake import Intake
 from bot.usecases.notices import DraftLinks, NoticeDrafts
-from bot.usecases.privacy import Retention, note_personal_entries
+from bot.usecases.privacy import Retention, carries_personal, note_personal_entries
 from bot.usecases.sessions import DashboardAccess
 
 # E-mail deliveries in hand per SMTP connection of the pool: one on the wire, the others being
@@ -124,6 +124,13 @@ class StoreWatch:
     def riding_out(self, down_for: float) -> bool:
         """Whether an outage of `down_for` seconds still counts as ready."""
         return self.seen_up and down_for < self.grace
+
+
+def fanout_group_skips(event: dict[str, str]) -> bool:
+    """Whether the fan-out's consumer group can acknowledge an event unhandled: none of its
+    handler's three parts acts on it (the fan-out makes no message of it, it is not an
+    acknowledgement to time, and it holds nothing personal to note for erasure)."""
+    return not (FanOut.acts_on(event) or Metrics.times(event) or carries_personal(event))
 
 
 @dataclass
@@ -459,6 +466,7 @@ def build_services(
                     ),
                 ),
                 reclaim_after_ms=reclaim,
+                skip=fanout_group_skips,
             ),
             StreamConsumer(
                 redis,

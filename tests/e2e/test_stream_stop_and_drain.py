@@ -7,6 +7,7 @@ import time
 
 from redis.asyncio import Redis
 
+from bot.store import keys
 from bot.store.streams import StreamConsumer
 
 STREAM, GROUP = "ankomst:test:stream", "workers"
@@ -108,3 +109,25 @@ async def test_an_entry_left_pending_is_not_progress(redis: Redis) -> None:
     assert await burst.drain_once() == 0  # tried again, still pending: no progress
     assert len(tries) == 2
     assert (await redis.xinfo_groups(STREAM))[0]["pending"] == 1
+
+
+async def test_skipped_entries_are_acknowledged_without_the_handler(redis: Redis) -> None:
+    # Another consumer read two entries and died with them, one of them failed once before:
+    # skipped, both are acknowledged and the count of failures goes with them.
+    await consumer(redis, [], name="dead").drain_once()  # makes the group
+    old = [await redis.xadd(STREAM, {"n": f"old{n}", "kind": "skip"}) for n in range(2)]
+    await redis.xreadgroup(GROUP, "dead", {STREAM: ">"}, count=10)
+    await redis.hset(keys.stream_failures(STREAM), old[0], 1)
+    for n in range(130):  # more than one batch, every third one handled
+        await redis.xadd(STREAM, {"n": str(n), "kind": "handle" if n % 3 == 0 else "skip"})
+
+    handled: list[str] = []
+    burst = consumer(redis, handled, name="burst", batch=64)
+    burst.skip = lambda fields: fields["kind"] == "skip"
+    assert await burst.drain_once() == 132
+    assert handled == [str(n) for n in range(0, 130, 3)]
+    assert burst.stats.handled == 132
+    info = (await redis.xinfo_groups(STREAM))[0]
+    assert info["pending"] == 0 and info["lag"] == 0
+    assert not await redis.exists(keys.stream_failures(STREAM))
+    assert await burst.drain_once() == 0
