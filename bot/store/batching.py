@@ -22,6 +22,9 @@ non-transactional pipeline and hands each caller its own replies, as if it had s
   EVALSHA each, and each caller gets its own reply or error (issue 17: one Lua call per batch,
   not per delivery). Callers in one batch are concurrent, so none waits on another's order;
 - a caller cancelled before its batch is sent has its commands left out.
+- one batch is out at a time (`IN_FLIGHT`): what is asked while it is waits for its reply and
+  then goes together, so under load the batches grow rather than the round trips (issue 17:
+  about 2.0 → 1.65 round trips a delivery), and an idle process sends at once, as before.
 
 Atomicity stays where it was: a caller that needs several writes to happen together uses one
 Lua script (one command), never several commands of a batch. A script's calls in one Lua call
@@ -46,6 +49,8 @@ __all__ = ["Coalescer", "LuaScript"]
 # A batch larger than this is split: one reply buffer stays small, and a caller waits for at
 # most this many others.
 BATCH_LIMIT = 512
+# Batches of one coalescer out at once, unanswered; more is asked meanwhile goes in the next.
+IN_FLIGHT = 1
 
 
 # The script run for each of several calls of one script (see `LuaScript.many_text`). KEYS:
@@ -152,6 +157,11 @@ class Coalescer:
         self.linger = linger
         self._calls: list[_Call] = []
         self._scheduled = False
+        # Batches sent and not yet answered. While `IN_FLIGHT` are, what is asked waits for one
+        # of them to come back and goes with everything asked meanwhile: under load the
+        # batches grow instead of the round trips (issue 17); when idle a batch goes at once.
+        self._in_flight = 0
+        self._held = False  # a flush waits for a batch in flight
         # What it has done, for the benchmark's round-trip count and for tests.
         self.batches = 0
         self.commands = 0
@@ -215,12 +225,26 @@ class Coalescer:
 
     def _flush(self) -> None:
         self._scheduled = False
+        if self._in_flight >= IN_FLIGHT:
+            self._held = True
+            return
         calls, self._calls = self._calls, []
         for start in range(0, len(calls), BATCH_LIMIT):
             chunk = [c for c in calls[start : start + BATCH_LIMIT] if not c.future.done()]
             if chunk:
                 # The task is kept by the loop until done; its outcome goes to the futures.
-                asyncio.get_running_loop().create_task(self._send(chunk))
+                self._in_flight += 1
+                asyncio.get_running_loop().create_task(self._sent(chunk))
+
+    async def _sent(self, calls: list[_Call]) -> None:
+        try:
+            await self._send(calls)
+        finally:
+            self._in_flight -= 1
+            if self._held and self._in_flight < IN_FLIGHT:
+                self._held = False
+                if self._calls:
+                    self._flush()
 
     async def _send(self, calls: list[_Call]) -> None:
         # (call, first reply, end of its replies) of each call sent as it asked; (call, the

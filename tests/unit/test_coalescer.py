@@ -167,3 +167,27 @@ async def test_one_lua_call_for_many_is_loaded_when_the_server_lost_it(
     assert (counts, alone) == ([1, 1, 1, 1], 1)
     assert await redis.script_exists(script.sha, script.many_sha) == [True, True]
     assert batch.loads == loaded + 1
+
+
+async def test_what_is_asked_while_a_batch_is_out_goes_together_when_it_is_back(
+    store: Any, redis: Redis
+) -> None:
+    batch = Coalescer(store)
+    # The first batch stays out until the test pushes what its BLPOP waits for.
+    first = asyncio.create_task(batch.run(lambda pipe: pipe.blpop(["held"], 10)))
+    for _ in range(3):
+        await asyncio.sleep(0)  # a turn of the loop: the first batch is sent
+    later = []
+    for i in range(3):  # each in a turn of its own: three batches, were none out
+        later.append(asyncio.create_task(batch.run(lambda pipe, i=i: pipe.set(f"k{i}", i))))
+        for _ in range(3):
+            await asyncio.sleep(0)
+    assert batch.batches == 0 and not any(t.done() for t in later)
+
+    await redis.lpush("held", "x")
+    assert await first == [("held", "x")]
+    assert await asyncio.gather(*later) == [[True]] * 3
+    assert batch.batches == 2 and batch.commands == 4
+    # Idle again: the next one goes at once, alone.
+    assert await batch.run(lambda pipe: pipe.get("k2")) == ["2"]
+    assert batch.batches == 3
