@@ -348,11 +348,11 @@ async def _data(client: aiosmtplib.SMTP, payload: bytes) -> None:
 def data_lines(payload: bytes) -> bytes:
     """The message as DATA sends it: CRLF line ends, a line that begins with a dot given a
     second one (RFC 5321 4.5.2), then the closing dot. The same bytes as aiosmtplib's own
-    passes make (tests/unit/test_smtp_data.py), in two quick scans where the payload is CRLF
-    throughout already, as `render_message`'s is."""
-    if payload.count(b"\n") != payload.count(b"\r\n") or payload.count(b"\r") != payload.count(
-        b"\r\n"
-    ):
+    passes make (tests/unit/test_smtp_data.py). Where the payload is CRLF throughout already,
+    as `render_message`'s is, that is told by counting and the rest is a `bytes.replace`;
+    aiosmtplib's own pass mends any other."""
+    crlf = payload.count(b"\r\n")
+    if payload.count(b"\r") != crlf or payload.count(b"\n") != crlf:
         payload = normalize_message_line_endings(payload)
     elif not payload.endswith(b"\r\n"):
         payload += b"\r\n"

@@ -161,7 +161,6 @@ class Coalescer:
         # of them to come back and goes with everything asked meanwhile: under load the
         # batches grow instead of the round trips (issue 17); when idle a batch goes at once.
         self._in_flight = 0
-        self._held = False  # a flush waits for a batch in flight
         # What it has done, for the benchmark's round-trip count and for tests.
         self.batches = 0
         self.commands = 0
@@ -226,8 +225,7 @@ class Coalescer:
     def _flush(self) -> None:
         self._scheduled = False
         if self._in_flight >= IN_FLIGHT:
-            self._held = True
-            return
+            return  # held: `_sent` flushes when a batch is back
         calls, self._calls = self._calls, []
         for start in range(0, len(calls), BATCH_LIMIT):
             chunk = [c for c in calls[start : start + BATCH_LIMIT] if not c.future.done()]
@@ -241,10 +239,10 @@ class Coalescer:
             await self._send(calls)
         finally:
             self._in_flight -= 1
-            if self._held and self._in_flight < IN_FLIGHT:
-                self._held = False
-                if self._calls:
-                    self._flush()
+            # Calls waiting with no flush to come were held back while this batch was out
+            # (a scheduled flush, a linger's, sends them itself).
+            if self._calls and not self._scheduled:
+                self._flush()
 
     async def _send(self, calls: list[_Call]) -> None:
         # (call, first reply, end of its replies) of each call sent as it asked; (call, the

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -352,7 +352,11 @@ class StreamConsumer:
         self._in_flight.add(entry_id)
         if not fresh:
             self._may_have_failed.add(entry_id)
-        task = asyncio.create_task(self._handle(entry_id, fields))
+        self._track(self._handle(entry_id, fields))
+
+    def _track(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in a task kept until done, which `_finish_running` waits for."""
+        task = asyncio.create_task(work)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
 
@@ -368,12 +372,9 @@ class StreamConsumer:
             if done:
                 # With the acknowledgements of the other entries finished in this loop turn,
                 # in one round trip (bot/store/batching.py).
-                failed_before = entry_id in self._may_have_failed
-                await self._acks.run(lambda pipe: self._ack(pipe, entry_id, failed_before))
-                self._entry_faults.ok()
-                self.stats.handled += 1
-                if self._burst_finished is not None:
-                    self._burst_finished.add(entry_id)
+                counted = [entry_id] if entry_id in self._may_have_failed else []
+                await self._acks.run(lambda pipe: self._ack(pipe, [entry_id], counted))
+                self._acknowledged([entry_id])
         except Exception as exc:
             if store_unavailable(exc):
                 # Not the entry's fault: it stays pending and is taken again later, and it
@@ -395,27 +396,16 @@ class StreamConsumer:
         if not self._skipped:  # already started by `_finish_running`
             return
         skipped, self._skipped = self._skipped, []
-        task = asyncio.create_task(self._acknowledge(skipped))
-        self._running.add(task)
-        task.add_done_callback(self._running.discard)
+        self._track(self._acknowledge(skipped))
 
     async def _acknowledge(self, skipped: list[tuple[str, bool]]) -> None:
         """Acknowledge skipped entries, with the other acknowledgements of these milliseconds.
         Should the store be away, they stay pending and are taken (and skipped) again later."""
         ids = [entry_id for entry_id, _ in skipped]
         counted = [entry_id for entry_id, failed_before in skipped if failed_before]
-
-        def queue(pipe: Pipeline) -> None:
-            pipe.xack(self.stream, self.group, *ids)
-            if counted:
-                pipe.hdel(keys.stream_failures(self.stream), *counted)
-
         try:
-            await self._acks.run(queue)
-            self._entry_faults.ok()
-            self.stats.handled += len(ids)
-            if self._burst_finished is not None:
-                self._burst_finished.update(ids)
+            await self._acks.run(lambda pipe: self._ack(pipe, ids, counted))
+            self._acknowledged(ids)
         except Exception as exc:
             if not store_unavailable(exc):
                 log.exception("stream %s: acknowledging skipped entries failed", self.stream)
@@ -423,11 +413,19 @@ class StreamConsumer:
         finally:
             self._in_flight.difference_update(ids)
 
-    def _ack(self, pipe: Pipeline, entry_id: str, failed_before: bool) -> None:
-        pipe.xack(self.stream, self.group, entry_id)
-        if failed_before:
-            # Its count of earlier failures is done with, as the entry is.
-            pipe.hdel(keys.stream_failures(self.stream), entry_id)
+    def _ack(self, pipe: Pipeline, ids: list[str], counted: list[str]) -> None:
+        """XACK the entries; the counts of earlier failures of those in `counted` (entries that
+        can have one) are done with, as the entries are."""
+        pipe.xack(self.stream, self.group, *ids)
+        if counted:
+            pipe.hdel(keys.stream_failures(self.stream), *counted)
+
+    def _acknowledged(self, ids: list[str]) -> None:
+        """What follows a successful XACK: the fault of handling (if any) over, the count."""
+        self._entry_faults.ok()
+        self.stats.handled += len(ids)
+        if self._burst_finished is not None:
+            self._burst_finished.update(ids)
 
     async def _count_failure(self, entry_id: str, fields: dict[str, str], error: str) -> None:
         failures_key = keys.stream_failures(self.stream)
