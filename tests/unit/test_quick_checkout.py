@@ -70,8 +70,8 @@ async def test_a_full_pool_makes_callers_wait_and_wakes_every_one(store: Any) ->
 async def test_a_connection_closed_by_the_server_is_replaced(store: Any, redis: Redis) -> None:
     await store.set("k", "1")
     # Its one connection, by id: killing every normal client would also cut the other
-    # pytest-xdist worker's, which may share the machine's Redis (CI's db 13 and 14); CI saw
-    # one of its fixtures fail to connect ("Connection closed by server") that way.
+    # pytest-xdist worker's, which may share the machine's Redis (CI's db 13 and 14): CI saw a
+    # test on the other worker fail to connect ("Connection closed by server") that way.
     killed = await store.client_id()
     assert len(store.connection_pool._available_connections) == 1
     await redis.client_kill_filter(_id=killed)
