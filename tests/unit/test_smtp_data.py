@@ -12,7 +12,13 @@ from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from bot.channels.email import OutgoingMail, _mailbox, data_lines, render_message
+from bot.channels.email import (
+    Attachment,
+    OutgoingMail,
+    _mailbox,
+    data_lines,
+    render_message,
+)
 
 
 def aiosmtplib_data(message: bytes) -> bytes:
@@ -46,6 +52,45 @@ def test_a_rendered_mail_with_dotted_lines_is_framed_as_aiosmtplib_frames_it() -
     # The case this is for: the payload is CRLF throughout, so no regular expression pass
     # was needed, and every line that began with a dot has two.
     assert b"\r\n..rad som" in framed
+
+
+TEXT = st.lists(
+    st.sampled_from(["a", "å", " ", ".", "=", "\r", "\n", "\r\n", "\t", "x" * 90]), max_size=30
+).map("".join)
+
+
+@given(
+    TEXT,
+    TEXT,
+    TEXT,
+    st.booleans(),
+    st.binary(max_size=300) | st.sampled_from([b"BEGIN:VCALENDAR\nEND:VCALENDAR\n", b"a\rb"]),
+)
+@example("Ärende\r\nBcc: x", "rad\r", "\n.", True, b"BEGIN:VCALENDAR\nEND:VCALENDAR\n")
+def test_a_rendered_mail_is_crlf_throughout_so_data_need_not_count(
+    subject: str, text: str, html: str, attached: bool, data: bytes
+) -> None:
+    """What lets the sender skip the counts (`data_lines(crlf=True)`): whatever the text, the
+    subject and an attachment hold, `render_message` writes CRLF line ends only, and the framed
+    message is the same as with the counts."""
+    mail = OutgoingMail(
+        to="skola@example.se",
+        subject=subject,
+        text=text,
+        html=html,
+        message_id="<x@example.se>",
+        in_reply_to="<r@example.se>",
+        references=("<r@example.se>",),
+        attachments=(Attachment("kallelse.ics", "text/calendar; method=REQUEST", data),)
+        if attached
+        else (),
+    )
+    payload = render_message(mail, "Ankomst <noreply@example.se>")
+    ends = payload.count(b"\r\n")
+    assert payload.count(b"\r") == ends
+    assert payload.count(b"\n") == ends
+    assert payload.endswith(b"\r\n")
+    assert data_lines(payload, crlf=True) == data_lines(payload) == aiosmtplib_data(payload)
 
 
 @pytest.mark.parametrize(
