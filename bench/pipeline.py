@@ -12,7 +12,7 @@ import json
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -69,16 +69,23 @@ class Service:
 
     @classmethod
     async def start(
-        cls, settings: dict[str, Any], relax: bool, profile: str | None = None
+        cls,
+        settings: dict[str, Any],
+        relax: bool,
+        profile: str | None = None,
+        wrapper: Sequence[str] = (),
     ) -> Service:
-        args = [sys.executable, "-m", "bench.service_proc", json.dumps(settings)]
+        """`wrapper`: a command the service runs under (bench/instructions.py: callgrind),
+        which may take far longer to start."""
+        args = [*wrapper, sys.executable, "-m", "bench.service_proc", json.dumps(settings)]
         if relax:
             args.append("--relax-telegram-limiter")
         if profile:
             args += ["--profile", profile]
         proc = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE)
         assert proc.stdout is not None
-        line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+        start_wait = 600 if wrapper else 30
+        line = (await asyncio.wait_for(proc.stdout.readline(), start_wait)).decode()
         if not line.startswith("PORT"):
             raise RuntimeError(f"service did not start: {line!r}")
         service = cls(proc, int(line.split()[1]))
@@ -251,11 +258,15 @@ async def run(
     rate: float | None = None,
     latency: tuple[float, float] = (0.0, 0.0),
     overrides: dict[str, Any] | None = None,
+    wrapper: Sequence[str] = (),
+    window: Callable[[str, list[Service]], None] | None = None,
 ) -> tuple[str, dict[str, float]]:
     """Post `n` arrivals (as fast as taken, or paced at `rate`/s) and wait for every delivery.
 
     `latency` = (ms per SMTP reply, ms per Bot API request), simulated at the two servers;
     `overrides` are service settings on top of the defaults (e.g. `smtp_pool_size`).
+    `wrapper`: a command the first service process runs under; `window("start" | "end",
+    services)` is called where the measured window (the service's CPU) starts and ends.
     """
     smtp_delay_ms, bot_api_ms = latency
     redis, _ = await fresh_redis()
@@ -278,7 +289,12 @@ async def run(
     )
     services: list[Service] = await start_together(
         *(
-            Service.start(settings, relax=True, profile=PROFILE if i == 0 else None)
+            Service.start(
+                settings,
+                relax=True,
+                profile=PROFILE if i == 0 else None,
+                wrapper=wrapper if i == 0 else (),
+            )
             for i in range(processes)
         )
     )
@@ -311,6 +327,8 @@ async def run(
             started.clear()
             await settled(redis, within=30.0)
             cpu_warm = _cpu_seconds(services)
+            if window is not None:
+                window("start", services)
             machine_warm = await _machine_cpu(cpu_warm, redis, sink, api)
             redis_before = await _redis_used_mb(redis)
             # What the db holds before the first measured arrival (tokens, chat links, the
@@ -329,6 +347,8 @@ async def run(
         # once the service is done (every group finished, the timers made, the streams trimmed).
         # The CPU of that wait is not the deliveries': it is taken off (the service idles).
         cpu_before_settle = _cpu_seconds(services)
+        if window is not None:
+            window("end", services)
         machine_done = await _machine_cpu(cpu_before_settle, redis, sink, api)
         settle = await settled(redis, within=60.0)
         settle_cpu = _cpu_seconds(services) - cpu_before_settle
