@@ -154,12 +154,6 @@ def _folded(name: str, value: str) -> bytes:
     return folded.encode("ascii")
 
 
-# Lines whose quoted-printable form is kept (see `_qp`): the lines of the templates, the
-# same for every recipient and case, come back mail after mail. Emptied when full.
-QP_LINES = 2048
-_qp_lines: dict[bytes, bytes] = {}
-
-
 def _qp(text: str) -> bytes:
     """`text` quoted-printable, with CRLF line ends, as `binascii.b2a_qp(istext=True)` makes it
     of the whole text (tests/unit/test_email_qp.py).
@@ -167,24 +161,21 @@ def _qp(text: str) -> bytes:
     Quoted-printable keeps the body 7-bit, so no server needs 8BITMIME for Swedish text; line
     ends become CRLF as SMTP wants them, and "=" is always escaped, so no body line can look
     like a boundary of the form "=_...". The encoder works line by line (a soft break's count
-    starts again at each line end), so each line is encoded apart and kept: `b2a_qp` over a
-    whole message was 4 % of the service's instructions per delivery (issue 17, callgrind),
-    most of it on lines every arrival message has.
+    starts again at each line end), so each line is encoded apart and kept (`_qp_line`):
+    `b2a_qp` over a whole message was 4 % of the service's instructions per delivery (issue 17,
+    callgrind), most of it on lines every arrival message has.
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if not text.endswith("\n"):
         text += "\n"  # as EmailMessage.set_content does
-    kept = _qp_lines
-    out = []
-    for line in text.encode("utf-8").split(b"\n")[:-1]:
-        encoded = kept.get(line)
-        if encoded is None:
-            encoded = binascii.b2a_qp(line + b"\n", istext=True).replace(b"\n", b"\r\n")
-            if len(kept) >= QP_LINES:
-                kept.clear()
-            kept[line] = encoded
-        out.append(encoded)
-    return b"".join(out)
+    return b"".join(map(_qp_line, text.encode("utf-8").split(b"\n")[:-1]))
+
+
+@functools.lru_cache(maxsize=2048)
+def _qp_line(line: bytes) -> bytes:
+    # One line (without its end) and its CRLF: the templates' lines, the same for every
+    # recipient and case, come back mail after mail.
+    return binascii.b2a_qp(line + b"\n", istext=True).replace(b"\n", b"\r\n")
 
 
 def _text_part(subtype: str, text: str) -> bytes:

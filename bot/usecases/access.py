@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 from itsdangerous import BadSignature, SignatureExpired, TimestampSigner, URLSafeTimedSerializer
 from itsdangerous.encoding import base64_encode
-from itsdangerous.url_safe import URLSafeSerializerMixin
+from itsdangerous.serializer import Serializer
 
 from bot.domain.actor import ROLES, SYSTEM, Actor, Role, Via
 from bot.domain.clock import Clock
@@ -412,7 +412,8 @@ class _LinkSerializer(URLSafeTimedSerializer):
 
     def dump_payload(self, obj: object) -> bytes:
         """`obj` as JSON, base64-encoded, never compressed."""
-        return base64_encode(super(URLSafeSerializerMixin, self).dump_payload(obj))
+        # The JSON as `Serializer` writes it; the URL-safe mixin's own step is the zlib try.
+        return base64_encode(Serializer.dump_payload(self, obj))
 
 
 class Signer:
