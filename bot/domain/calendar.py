@@ -79,6 +79,9 @@ class WorkingDayCalendar:
         # `_REMEMBERED` of them, then forgotten at once.
         self._working: dict[date, bool] = {}
         self._instants: dict[tuple[date, time], datetime] = {}
+        # (day, n) -> the n-th working day after it: every delivery's booking deadline counts
+        # five working days from one of a few days, a step at a time (1 % of its CPU, cProfile).
+        self._added: dict[tuple[date, int], date] = {}
 
     # --- days ---------------------------------------------------------------------------------
 
@@ -106,7 +109,7 @@ class WorkingDayCalendar:
 
     def next_working_day(self, d: date) -> date:
         """The first working day strictly after `d`."""
-        return self.working_day_on_or_after(_as_date(d) + timedelta(days=1))
+        return self.add_working_days(d, 1)
 
     def working_day_on_or_after(self, d: date) -> date:
         """`d` itself if it is a working day, else the next working day."""
@@ -124,9 +127,14 @@ class WorkingDayCalendar:
         day = _as_date(d)
         if n == 0:
             return self.working_day_on_or_after(day)
-        for _ in range(n):
-            day = self.next_working_day(day)
-        return day
+        key = (day, n)
+        known = self._added.get(key)
+        if known is None:
+            known = day
+            for _ in range(n):
+                known = self.working_day_on_or_after(known + timedelta(days=1))
+            _remember(self._added, key, known)
+        return known
 
     def booking_deadline(self, informed_at: datetime, days: int) -> date:
         """The last day the health centre may book: `days` working days after it was told.

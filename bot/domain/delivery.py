@@ -186,6 +186,8 @@ COPY_PARAMS: Final[Mapping[str, object]] = MappingProxyType({"copy": True})
 _COPY_TEXT: Final = json.dumps(dict(COPY_PARAMS))
 _COPY_PACKED: Final = "*"
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO: Final = timedelta(0)
+_MICROSECOND: Final = timedelta(microseconds=1)
 _NUMBER: Final = re.compile(r"-?[0-9]+")
 _ESCAPED: Final = re.compile(r"%(25|7C)")
 
@@ -203,8 +205,11 @@ def _micros(text: str) -> int | None:
     moment = aware_time(text)
     if moment is None:
         return None
-    count = (moment - _EPOCH) // timedelta(microseconds=1)
-    return count if _iso(count) == text else None
+    # The same text as `_iso(count)` gives exactly when the time is written in UTC ("+00:00"):
+    # checked on the parsed time, without building it again.
+    if moment.utcoffset() != _ZERO or moment.isoformat() != text:
+        return None
+    return (moment - _EPOCH) // _MICROSECOND
 
 
 def _iso(micros: int) -> str:

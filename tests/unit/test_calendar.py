@@ -382,3 +382,19 @@ def test_remembered_answers_are_the_answers_worked_out_and_stay_so_past_the_limi
     instants = [remembering.at_local(d, t) for d in days for t in times]
     assert instants == [remembering.at_local(d, t) for d in days for t in times]
     assert remembering.at_local(date(2027, 3, 28), time(2, 30)) == utc(2027, 3, 28, 1, 30)
+
+    # Working days added (the booking deadline's five, the next working day): worked out a day
+    # at a time by a calendar that keeps nothing of them, against the kept answers.
+    def stepped(day: date, n: int) -> date:
+        for _ in range(n):
+            day += timedelta(days=1)
+            while not fresh.is_working_day(day):
+                day += timedelta(days=1)
+        return day
+
+    counts = (1, 5, 12)
+    added = [remembering.add_working_days(d, n) for d in days for n in counts]
+    assert added == [stepped(d, n) for d in days for n in counts]
+    assert added == [remembering.add_working_days(d, n) for d in days for n in counts]
+    assert [remembering.next_working_day(d) for d in days] == added[:: len(counts)]
+    assert remembering.add_working_days(date(2026, 12, 23), 1) == date(2026, 12, 28)

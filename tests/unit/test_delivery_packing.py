@@ -52,6 +52,10 @@ def own_id(ident: str) -> str:
             },
         ),
         (TG, {"status": "some_new_status", "superseded_at": "not a time", "error": ""}),
+        # UTC, but not as isoformat writes it: kept as text, not as epoch microseconds.
+        (TG, {"status": "sending", "queued_at": "2026-12-02T16:17:55Z"}),
+        (TG, {"status": "retrying", "retry_at": "2026-12-02T16:17:55-00:00"}),
+        (TG, {"status": "sent", "sent_at": "2026-12-02T16:17:55.000000+00:00"}),
         (TG, {"status": "failed", "error": "=", "message_id": "@x"}),
         (TG, {"status": "failed", "error": "+1 retry", "migrated_to": "+7"}),
         (TG, {"status": "sent", "params": "*"}),  # not the copy's mark: kept as text
@@ -63,6 +67,21 @@ def test_a_packed_record_reads_back_as_written(ident: str, fields: dict[str, str
     packed = "|".join(pack_items(ident, fields))
     assert unpack(ident, packed, DOMAIN) == fields
     assert unpack(ident, packed, "other.example") == fields or "@" in packed
+
+
+@pytest.mark.parametrize(
+    ("text", "packed"),
+    [
+        ("2026-12-02T16:17:55.353142+00:00", "t+1796228275353142"),
+        ("2026-12-02T16:17:55+00:00", "t+1796228275000000"),
+        ("2026-12-02T16:17:55Z", "t=2026-12-02T16:17:55Z"),
+        ("2026-12-02T17:17:55+01:00", "t=2026-12-02T17:17:55+01:00"),
+        ("2026-12-02T16:17:55.000000+00:00", "t=2026-12-02T16:17:55.000000+00:00"),
+    ],
+)
+def test_only_a_time_isoformat_writes_in_utc_is_packed_as_a_number(text: str, packed: str) -> None:
+    assert pack_items(TG, {"sent_at": text}) == [packed]
+    assert unpack(TG, packed) == {"sent_at": text}
 
 
 def test_a_sent_copy_is_short_and_its_message_id_not_stored() -> None:
