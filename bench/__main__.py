@@ -28,6 +28,7 @@ from bench import (
     store_ceiling,
     telegram_limits,
 )
+from bot.channels.email import POOL_SIZE
 
 ROOT = Path(__file__).resolve().parents[1]
 DOC = ROOT / "docs" / "benchmarks.md"
@@ -195,8 +196,9 @@ def render(
         "so a new connection per mail is still cheaper than over a real network. On loopback a "
         "CPU-bound Python service cannot be 20× a sequential sender whose every step is a "
         "sub-millisecond local call; with round trips, what the naive sender waits for is what "
-        "the pipeline overlaps. With its default `smtp_pool_size` (4 connections) the service "
-        "makes at most 4 SMTP exchanges at a time — 50 mails/s at 80 ms per mail — so the "
+        "the pipeline overlaps. With its default `smtp_pool_size` "
+        f"({POOL_SIZE} connections) the service makes at most {POOL_SIZE} SMTP exchanges at a "
+        f"time — {POOL_SIZE * 1000 // 80} mails/s at 80 ms per mail — so the "
         f"latency rows are run with the default and with {pipeline.WIDE_POOL} connections "
         "(`ANKOMST_SMTP_POOL_SIZE`), which a municipality's relay must be willing to accept.",
         "- Memory: the service's own idle RSS was ~199 MB before any case, ~125 MB of it "

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import aiosmtplib
 
 from bench.common import SinkProcess, median, table
-from bot.channels.email import EmailSender, OutgoingMail, render_message
+from bot.channels.email import POOL_SIZE, EmailSender, OutgoingMail, render_message
 
 FROM = "Ankomst <ankomst@ostersund.example.se>"
 TEXT = (
@@ -38,7 +38,7 @@ class Run:
 
 
 async def ankomst(sink: SinkProcess, n: int) -> tuple[float, int]:
-    sender = EmailSender(host="127.0.0.1", port=sink.port, from_addr=FROM)  # pool_size 4 (default)
+    sender = EmailSender(host="127.0.0.1", port=sink.port, from_addr=FROM)  # pool_size POOL_SIZE
     try:
         start = time.perf_counter()
         results = await asyncio.gather(*(sender.send(mail(i)) for i in range(n)))
@@ -94,7 +94,7 @@ async def apprise_thread(sink: SinkProcess, n: int) -> tuple[float, int]:
 
 
 PEERS = {
-    "Ankomst EmailSender (pool of 4, gathered)": ankomst,
+    f"Ankomst EmailSender (pool of {POOL_SIZE}, gathered)": ankomst,
     "aiosmtplib.send(), awaited in turn": aiosmtplib_sequential,
     "aiosmtplib.send(), gathered": aiosmtplib_gathered,
     "Apprise mailto:// (smtplib, in a thread)": apprise_thread,

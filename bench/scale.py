@@ -67,6 +67,7 @@ from bench.pipeline import (
     service_settings,
 )
 from bench.redis_usage import db_usage, settled
+from bot.channels.email import POOL_SIZE
 from bot.domain.clock import SystemClock
 from bot.domain.directory import Directory
 from bot.runtime.directory_file import load_directory
@@ -640,8 +641,9 @@ async def run(
 
 
 async def relay(n: int, say: Any = print) -> float:
-    """Mails/s through one process's SMTP pool (EmailSender, default 4 connections, as section
-    1) when the relay holds every reply `LATENCY[0]` ms: what the pool allows, nothing else."""
+    """Mails/s through one process's SMTP pool (EmailSender, default POOL_SIZE connections, as
+    section 1) when the relay holds every reply `LATENCY[0]` ms: what the pool allows, nothing
+    else."""
     sink = await SinkProcess.start(LATENCY[0])
     try:
         elapsed, connections = await email_peers.ankomst(sink, n)
@@ -829,7 +831,7 @@ def render(r: Results) -> str:
             f"{s['deliveries_per_arrival']:.2f} deliveries per arrival",
         ),
         (
-            "SMTP relay through one process's pool (4 connections; N processes: N ×)",
+            f"SMTP relay through one process's pool ({POOL_SIZE} connections; N processes: N ×)",
             s["relay_process"],
             f"{r.relay_rate:.0f} mails/s through one pool with {LATENCY[0]:g} ms per reply; "
             f"{paper.emails:.2f} mails per arrival",

@@ -444,6 +444,15 @@ def _relay_outcome(exc: BaseException) -> _Outcome:
     return _Outcome(False, False, code, f"relay unreachable: {text}", ADDRESS_SETTINGS)
 
 
+# SMTP connections a sender keeps (`ANKOMST_SMTP_POOL_SIZE`). Each carries one exchange at a
+# time, four round trips to the relay, each of them waiting for a turn of the event loop: with
+# 4, under load, the e-mails fell behind the chats and the service sat idle a seventh of the time
+# waiting on them; with 8 it delivered 10-17 % more a second from the same CPU (issue 17,
+# bench/, docs/benchmarks.md). Two processes hold 16 connections to the relay: a relay that
+# allows fewer per client needs the setting lowered.
+POOL_SIZE = 8
+
+
 class EmailSender:
     """Sends `OutgoingMail` over at most `pool_size` reused SMTP connections.
 
@@ -463,7 +472,7 @@ class EmailSender:
         starttls: bool = False,
         use_tls: bool = False,
         ca_file: str | None = None,
-        pool_size: int = 4,
+        pool_size: int = POOL_SIZE,
         timeout: float = 30.0,
         max_attempts: int = 6,
         base_delay: float = 1.0,

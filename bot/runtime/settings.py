@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.channels.email import POOL_SIZE
 from bot.domain.addresses import CONTROL, is_plain_address
 
 # What Telegram allows as a webhook's secret_token (setWebhook).
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_from: str = "Ankomst <ankomst@localhost.localdomain>"
-    smtp_pool_size: int = Field(default=4, ge=1, le=64)
+    smtp_pool_size: int = Field(default=POOL_SIZE, ge=1, le=64)
     smtp_timeout: float = Field(default=30.0, gt=0)
     # A PEM file of CA certificates trusted for the relay's TLS besides the system's.
     smtp_ca_file: Path | None = None
