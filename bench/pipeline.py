@@ -497,8 +497,8 @@ async def naive(
 # api.telegram.org, whose Bot API servers are in Amsterdam, plus its own handling.
 LATENCY = (20.0, 50.0)
 # With 20 ms per reply a mail on a reused connection takes 4 round trips (MAIL, RCPT, DATA, the
-# end of data): 80 ms, so the default 8 connections (POOL_SIZE) carry at most 100 mails/s. The
-# setting is the lever.
+# end of data): 80 ms, so the default POOL_SIZE connections carry at most 12.5 mails/s each.
+# The setting is the lever.
 WIDE_POOL = 16
 
 

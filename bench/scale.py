@@ -804,7 +804,7 @@ def render(r: Results) -> str:
         ("flat out, loopback, Telegram limiter relaxed", flat),
     ]
     if r.deployed is not None:
-        runs.append(("flat out as deployed (limits, latency, SMTP pool 4)", r.deployed))
+        runs.append((f"flat out as deployed (limits, latency, SMTP pool {POOL_SIZE})", r.deployed))
     rows = [
         (
             label,

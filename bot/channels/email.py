@@ -447,8 +447,8 @@ def _relay_outcome(exc: BaseException) -> _Outcome:
 # SMTP connections a sender keeps (`ANKOMST_SMTP_POOL_SIZE`). Each carries one exchange at a
 # time, four round trips to the relay, each of them waiting for a turn of the event loop: with
 # 4, under load, the e-mails fell behind the chats and the service sat idle a seventh of the time
-# waiting on them; with 8 it delivered 10-17 % more a second from the same CPU (issue 17,
-# bench/, docs/benchmarks.md). Two processes hold 16 connections to the relay: a relay that
+# waiting on them; with 8 it delivered 10-17 % more a second, at no more CPU a delivery (issue
+# 17, bench/, docs/benchmarks.md). Two processes hold 16 connections to the relay: a relay that
 # allows fewer per client needs the setting lowered.
 POOL_SIZE = 8
 
