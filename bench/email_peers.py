@@ -38,7 +38,8 @@ class Run:
 
 
 async def ankomst(sink: SinkProcess, n: int) -> tuple[float, int]:
-    sender = EmailSender(host="127.0.0.1", port=sink.port, from_addr=FROM)  # pool_size POOL_SIZE
+    # The service's default pool, which the row's label names.
+    sender = EmailSender(host="127.0.0.1", port=sink.port, from_addr=FROM, pool_size=POOL_SIZE)
     try:
         start = time.perf_counter()
         results = await asyncio.gather(*(sender.send(mail(i)) for i in range(n)))
