@@ -64,9 +64,12 @@ class Sleeps:
             await self.hook(len(self.delays))
 
 
-@pytest.fixture
-async def sink() -> AsyncIterator[SmtpSink]:
-    async with SmtpSink() as server:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelined"])
+async def sink(request: pytest.FixtureRequest) -> AsyncIterator[SmtpSink]:
+    """Every exchange is tried against a relay that takes commands one by one and against one
+    that offers PIPELINING (RFC 2920), as Postfix and Exchange do: MAIL, RCPT and DATA then
+    go out together, and every refusal, hang-up and late reply must come out the same."""
+    async with SmtpSink(pipelining=request.param) as server:
         yield server
 
 
@@ -142,6 +145,24 @@ async def test_messages_one_after_another_reuse_one_connection(
 
     assert sink.connections_opened == 1
     assert {m.connection for m in sink.messages} == {1}
+
+
+async def test_to_a_relay_that_offers_pipelining_mail_rcpt_and_data_go_in_one_write(
+    sink: SmtpSink, make_sender: Callable[..., EmailSender]
+) -> None:
+    # RFC 2920: two round trips a mail instead of four. The relay reads once for EHLO, then
+    # per mail once for the envelope and DATA (or three times, one by one) and once for the
+    # message.
+    sender = make_sender(pool_size=1)
+
+    for n in range(1, 4):
+        assert (await sender.send(mail(n))).ok
+
+    assert sink.connections_opened == 1
+    assert sink.reads == 1 + (2 if sink.pipelining else 4) * 3
+    assert [m["Message-ID"] for m in sink.messages] == [
+        f"<case-{n}-v2-vc@ankomst.example>" for n in range(1, 4)
+    ]
 
 
 @pytest.mark.parametrize("client_noticed", [True, False], ids=["noticed", "unnoticed"])

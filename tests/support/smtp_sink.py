@@ -11,6 +11,10 @@
     # A relay as organisations run them: STARTTLS required, then AUTH (PLAIN/LOGIN).
     async with SmtpSink(tls_context=server_context, logins={"ankomst": "rätt"}) as relay: ...
 
+    # One that offers PIPELINING (RFC 2920), as Postfix and Exchange do; `sink.reads` counts
+    # the reads the server made of what clients sent.
+    async with SmtpSink(pipelining=True) as relay: ...
+
 The server runs on the test's own event loop (no thread), so faults apply at once and
 shutdown is deterministic.
 """
@@ -56,6 +60,21 @@ class _Recorder:
 
     def __init__(self, sink: SmtpSink) -> None:
         self._sink = sink
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if not self._sink.pipelining:
+            return responses
+        # aiosmtpd reads command by command, so commands sent together are answered in turn:
+        # offering the extension is all it takes.
+        return [*responses[:-1], "250-PIPELINING", responses[-1]]
 
     async def handle_RCPT(
         self,
@@ -117,6 +136,10 @@ class _SinkSession(SMTP):
         if first:
             self.number = self.sink._opened(self)
 
+    def data_received(self, data: bytes) -> None:
+        self.sink.reads += 1
+        super().data_received(data)
+
     def connection_lost(self, error: Exception | None) -> None:
         self.sink._closed(self)
         super().connection_lost(error)
@@ -143,10 +166,14 @@ class SmtpSink:
         *,
         tls_context: ssl.SSLContext | None = None,
         logins: dict[str, str] | None = None,
+        pipelining: bool = False,
     ) -> None:
         """`tls_context`: STARTTLS is offered with it and required before anything else;
-        `logins` (user -> password): AUTH is required (after STARTTLS, when offered)."""
+        `logins` (user -> password): AUTH is required (after STARTTLS, when offered);
+        `pipelining`: PIPELINING is offered (RFC 2920)."""
         self.host = host
+        self.pipelining = pipelining
+        self.reads = 0  # reads of what clients sent, over every connection
         self.tls_context = tls_context
         self.logins = logins
         self.logins_refused = 0
