@@ -52,7 +52,7 @@ from aiogram.types import InlineKeyboardMarkup, LinkPreviewOptions
 from aiohttp import ClientError, ClientTimeout
 
 from bot.store import Redis, keys
-from bot.store.scripts import register
+from bot.store.batching import Coalescer, LuaScript
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,9 @@ class Step(NamedTuple):
     ms: int  # "a": ms since the answer; "p": ms to hold the chat; "r"/"rt": max wait (-1: any)
 
 
+_LIMITER = LuaScript.of("redis_now", "telegram_limiter")
+
+
 class TelegramRateLimiter:
     """Decides when each message may go so that all processes sharing Redis keep the limits.
 
@@ -135,7 +138,9 @@ class TelegramRateLimiter:
     """
 
     def __init__(self, redis: Redis) -> None:
-        self._script = register(redis, "redis_now", "telegram_limiter")
+        # With the process's other commands of the same loop turn (`Coalescer`): a send's
+        # turn and its answer are then no round trip of their own (issue 17).
+        self._batch = Coalescer.of(redis)
 
     async def run(self, steps: Sequence[Step]) -> list[tuple[int, int, int]]:
         """Apply `steps` in order, atomically; per step (code, wait ms, at ms), Redis time."""
@@ -156,7 +161,7 @@ class TelegramRateLimiter:
                 keys.telegram_chat_done(chat_id),
                 keys.telegram_chat_window(chat_id),
             )
-        reply = await self._script(keys=step_keys, args=args)
+        reply = await self._batch.script(_LIMITER, step_keys, args)
         return [
             (int(reply[i]), int(reply[i + 1]), int(reply[i + 2])) for i in range(1, len(reply), 3)
         ]

@@ -18,6 +18,7 @@ from itsdangerous.serializer import Serializer
 from bot.domain.actor import ROLES, SYSTEM, Actor, Role, Via
 from bot.domain.clock import Clock
 from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store.batching import Coalescer
 from bot.store.durability import Durability
 
 # The actor types live in the domain; named here too for the adapters that ask for access.
@@ -143,6 +144,9 @@ class ApiTokens:
         # A token printed (or a revocation reported) must survive a failover: confirmed on
         # the replicas first, NotDurable otherwise (off on a single server).
         self._durability = durability or Durability(redis)
+        # Each request's read of its token goes with the process's other commands of the same
+        # loop turn (`Coalescer`), not in a round trip of its own (issue 17).
+        self._batch = Coalescer.of(redis)
 
     async def create(self, org_id: str, role: Role = "member") -> str:
         """Make a new token (no label, no expiry) for an organisation; the caller shows it once."""
@@ -197,7 +201,7 @@ class ApiTokens:
             return None
         digest = _sha256(token)
         key = keys.api_token(digest)
-        data = await self._redis.hgetall(key)
+        [data] = await self._batch.run(lambda pipe: pipe.hgetall(key))
         if not data or not data.get("org"):
             return None
         info = TokenInfo.from_hash(data, digest)

@@ -31,9 +31,9 @@ from bot.domain.directory import Directory, RoutingError
 from bot.domain.events import EventType, Topic
 from bot.domain.policy import Forbidden, Policy
 from bot.store import Pipeline, Redis, keys, optimistic
+from bot.store.batching import Coalescer, LuaScript
 from bot.store.cases import CaseStore, change_record, record_change
 from bot.store.durability import Durability
-from bot.store.scripts import register
 
 # The errors of these use cases, named here for the adapters that catch them.
 __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
@@ -42,6 +42,10 @@ __all__ = ["CaseNotFound", "CaseService", "Conflict", "Forbidden"]
 # enough for a form sent again by a double click or by the browser, short enough to leave
 # nothing behind for the case's lifetime.
 RESEND_WINDOW_S = 600
+
+
+# Registers a case in one step (see `CaseService.register`).
+_REGISTER = LuaScript.of("case_register")
 
 
 class CaseService:
@@ -62,7 +66,9 @@ class CaseService:
         self.clock = clock
         self.zone = zone  # reference years follow the local calendar
         self.store = CaseStore(redis)
-        self._register = register(redis, "case_register")
+        # With the process's other commands of the same loop turn (`Coalescer`): an arrival's
+        # registration is no round trip of its own (issue 17).
+        self._batch = Coalescer.of(redis)
         self.policy = Policy(directory)
 
     # -- policy (the rules themselves live in bot.domain.policy) ------------------------------
@@ -132,10 +138,11 @@ class CaseService:
         del fields["reference"]
         sets = [keys.ALL_CASES, keys.OPEN_CASES, keys.municipality_case_ids(case.municipality)]
         sets += [keys.organisation_case_ids(org_id) for org_id in case.parties()]
-        # One round trip, atomic: the external ref is checked, the number taken and the case,
+        # One command, atomic: the external ref is checked, the number taken and the case,
         # its version, sets, history and event written together (or nothing, if it exists).
-        created, answer = await self._register(
-            keys=[
+        created, answer = await self._batch.script(
+            _REGISTER,
+            [
                 ref_key,
                 keys.reference_sequence(municipality.code, local_year),
                 keys.case(case.id),

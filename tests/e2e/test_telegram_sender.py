@@ -60,16 +60,31 @@ class HeldWaits:
 
 
 class CountingRedis(Redis):
-    """A real client that remembers how many steps each limiter call (EVALSHA) carried."""
+    """A real client that remembers how many steps each limiter call (EVALSHA) carried, sent
+    alone or in a pipeline (the limiter's calls go with the process's other commands)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limiter_calls: list[int] = []
 
-    async def execute_command(self, *args: Any, **options: Any) -> Any:
+    def _count(self, args: tuple[Any, ...]) -> None:
         if args[0] == "EVALSHA":  # EVALSHA sha numkeys keys... 5 + 6 per step args
             self.limiter_calls.append((len(args) - 3 - int(args[2]) - 5) // 6)
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any:
+        self._count(args)
         return await super().execute_command(*args, **options)
+
+    def pipeline(self, transaction: bool = True, shard_hint: Any = None) -> Any:
+        pipe = super().pipeline(transaction, shard_hint)
+        queue = pipe.execute_command
+
+        def counted(*args: Any, **options: Any) -> Any:
+            self._count(args)
+            return queue(*args, **options)
+
+        pipe.execute_command = counted  # type: ignore[method-assign]
+        return pipe
 
 
 @pytest.fixture
