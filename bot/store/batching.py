@@ -116,8 +116,8 @@ class LuaScript:
         return cls(names)
 
 
-# The shared coalescers, by client (gone with the client) and linger.
-_SHARED: weakref.WeakKeyDictionary[Redis, dict[float, Coalescer]] = weakref.WeakKeyDictionary()
+# The shared coalescer of each client (gone with the client).
+_SHARED: weakref.WeakKeyDictionary[Redis, Coalescer] = weakref.WeakKeyDictionary()
 
 
 @dataclass(eq=False)  # compared and hashed as itself: each call is its own
@@ -141,20 +141,15 @@ class Coalescer:
     """
 
     @classmethod
-    def of(cls, redis: Redis, *, linger: float = 0.0) -> Coalescer:
-        """The process's coalescer for `redis` (one per `linger`)."""
-        by_linger = _SHARED.setdefault(redis, {})
-        found = by_linger.get(linger)
+    def of(cls, redis: Redis) -> Coalescer:
+        """The process's coalescer for `redis`."""
+        found = _SHARED.get(redis)
         if found is None:
-            found = by_linger[linger] = cls(redis, linger=linger)
+            found = _SHARED[redis] = cls(redis)
         return found
 
-    def __init__(self, redis: Redis, *, linger: float = 0.0) -> None:
+    def __init__(self, redis: Redis) -> None:
         self.redis = redis
-        # How long a batch waits for more after its first command: 0 sends it once the loop
-        # has run what is ready now. Worth more only where a caller does not wait on the
-        # reply to go on (an acknowledgement).
-        self.linger = linger
         self._calls: list[_Call] = []
         self._scheduled = False
         # Batches sent and not yet answered. While `IN_FLIGHT` are, what is asked waits for one
@@ -180,10 +175,7 @@ class Coalescer:
             self._scheduled = True
             # call_soon runs after every callback already ready, i.e. after every task woken
             # in this turn has queued its commands.
-            if self.linger > 0:
-                loop.call_later(self.linger, self._flush)
-            else:
-                loop.call_soon(self._flush)
+            loop.call_soon(self._flush)
         replies = await call.future
         for reply in replies:
             if isinstance(reply, Exception):
@@ -240,7 +232,7 @@ class Coalescer:
         finally:
             self._in_flight -= 1
             # Calls waiting with no flush to come were held back while this batch was out
-            # (a scheduled flush, a linger's, sends them itself).
+            # (a scheduled flush sends them itself).
             if self._calls and not self._scheduled:
                 self._flush()
 
