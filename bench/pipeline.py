@@ -667,8 +667,9 @@ async def bench(
         )
         rows.append((f"naive sequential sender, {where}", "–", slow_naive, "–", "–", "–", "1.0×"))
         text += (
-            f" The last three rows simulate a network at the servers: the SMTP sink holds every "
-            f"reply {smtp_ms:g} ms, the Bot API server every request {api_ms:g} ms "
+            f" The last three rows simulate a network at the servers: the SMTP sink holds each "
+            f"reply a client waits on {smtp_ms:g} ms, the Bot API server every request "
+            f"{api_ms:g} ms "
             f"(statuses {figures['statuses']} and {wide['statuses']}); the naive sender there "
             f"made {naive_n // 4} deliveries; pipeline / naive there = "
             f"**{figures['delivery_rate'] / slow_naive:.1f}×** with the default {POOL_SIZE} SMTP "

@@ -642,8 +642,8 @@ async def run(
 
 async def relay(n: int, say: Any = print) -> float:
     """Mails/s through one process's SMTP pool (EmailSender, default POOL_SIZE connections, as
-    section 1) when the relay holds every reply `LATENCY[0]` ms: what the pool allows, nothing
-    else."""
+    section 1) when the relay holds each reply a client waits on `LATENCY[0]` ms: what the pool
+    allows, nothing else."""
     sink = await SinkProcess.start(LATENCY[0])
     try:
         elapsed, connections = await email_peers.ankomst(sink, n)
