@@ -27,25 +27,13 @@ from typing import Any
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from bench.common import serve_stats
+from tests.support.smtp_sink import OffersPipelining
 
 COUNTS = {"messages": 0, "connections": 0}
 REPLY_DELAY = 0.0  # seconds, from --reply-delay-ms
 
 
-class _Handler:
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        # aiosmtpd reads command by command, so commands sent together are answered in turn:
-        # offering the extension is all it takes.
-        session.host_name = hostname
-        return [*responses[:-1], "250-PIPELINING", responses[-1]]
-
+class _Handler(OffersPipelining):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         COUNTS["messages"] += 1
         return "250 2.0.0 Ok: queued"

@@ -55,11 +55,15 @@ class _Fault:
     remaining: int
 
 
-class _Recorder:
-    """aiosmtpd handler: refuses the listed recipients and records every message."""
+class OffersPipelining:
+    """The part of an aiosmtpd handler that offers PIPELINING (RFC 2920) in the reply to EHLO,
+    as Postfix and Exchange do, while `pipelining` is true. aiosmtpd reads command by command,
+    so commands sent together are answered in turn: offering the extension is all it takes.
+    Also the benchmark's sink's (bench/smtp_sink_proc.py)."""
 
-    def __init__(self, sink: SmtpSink) -> None:
-        self._sink = sink
+    @property
+    def pipelining(self) -> bool:
+        return True
 
     async def handle_EHLO(
         self,
@@ -70,11 +74,20 @@ class _Recorder:
         responses: list[str],
     ) -> list[str]:
         session.host_name = hostname
-        if not self._sink.pipelining:
+        if not self.pipelining:
             return responses
-        # aiosmtpd reads command by command, so commands sent together are answered in turn:
-        # offering the extension is all it takes.
         return [*responses[:-1], "250-PIPELINING", responses[-1]]
+
+
+class _Recorder(OffersPipelining):
+    """aiosmtpd handler: refuses the listed recipients and records every message."""
+
+    def __init__(self, sink: SmtpSink) -> None:
+        self._sink = sink
+
+    @property
+    def pipelining(self) -> bool:
+        return self._sink.pipelining
 
     async def handle_RCPT(
         self,
