@@ -51,8 +51,7 @@ class _Session(SMTP):
         # a line of a reply with more to come ("250-"), and the reply to a command that came
         # with others still unread (PIPELINING): over a network those go back together, one
         # round trip for all (asyncio's StreamReader keeps what is unread in `_buffer`).
-        unread = self._reader._buffer  # type: ignore[attr-defined]
-        if REPLY_DELAY and str(status)[3:4] != "-" and not unread:
+        if REPLY_DELAY and str(status)[3:4] != "-" and not self._reader._buffer:  # type: ignore[attr-defined]
             await asyncio.sleep(REPLY_DELAY)
         await super().push(status)
 

@@ -136,9 +136,7 @@ class StreamConsumer:
         # the other's fault as over.
         # An entry done is acknowledged with the process's other commands of that loop turn,
         # or of the next batch while one is out (`Coalescer`), not in a round trip of its own;
-        # until then it is still pending, and handled again only after a crash. (Acks waited
-        # 5 ms for each other in a batch of their own until issue 17's seventeenth pass: that
-        # was 0.13 round trips a delivery under load.)
+        # until then it is still pending, and handled again only after a crash.
         self._acks = Coalescer.of(redis)
         self._faults = FaultLog(log, f"stream {stream} group {group}")
         self._entry_faults = FaultLog(log, f"stream {stream} group {group} handling entries")
